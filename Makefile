@@ -1,0 +1,47 @@
+# The two commands: `make run` and `make test`. Each creates .venv and installs what it needs.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint typecheck check clean stop-db
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "jobfleet needs Python 3.11 or newer; set PYTHON=python3.11" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+## run: a supervisor with the example handlers on the embedded PostgreSQL (Ctrl-C stops it)
+run: $(STAMP)
+	$(BIN)/jobfleet migrate
+	$(BIN)/jobfleet enqueue echo --payload '{"hello": "jobfleet"}'
+	$(BIN)/jobfleet enqueue flaky --payload '{"fail_times": 1}' --backoff fixed:0.5
+	$(BIN)/jobfleet enqueue sleep --payload '{"seconds": 0.2}' --delay 2
+	exec $(BIN)/jobfleet supervisor
+
+## test: the whole suite, in parallel, against a real PostgreSQL
+test: $(STAMP)
+	$(BIN)/python -m pytest -n auto
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# mypy cannot follow setuptools' package-dir mapping, so it checks a tree of links laid out
+# as the installed package is.
+typecheck: $(STAMP)
+	@rm -rf .typecheck && mkdir -p .typecheck/jobfleet
+	@ln -s $(CURDIR)/common/*.py $(CURDIR)/common/py.typed .typecheck/jobfleet/
+	@for d in worker supervisor sql; do ln -s $(CURDIR)/$$d .typecheck/jobfleet/$$d; done
+	cd .typecheck && ../$(BIN)/mypy --config-file ../pyproject.toml -p jobfleet
+
+check: lint typecheck test
+
+stop-db: $(STAMP)
+	$(BIN)/jobfleet db stop
+
+clean:
+	rm -rf $(VENV) .jobfleet .pytest_cache .typecheck

@@ -1,0 +1,162 @@
+"""Looking at and steering jobs: show, list, status, cancel, the dead-letter queue."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from jobfleet.errors import JobfleetError, JobNotFound
+from jobfleet.options import STATES, check_name, check_state
+from jobfleet.queries import sql
+from jobfleet.settings import settings
+
+LIST_LIMIT_MAX = 10_000
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def show_job(conn: Any, job_id: int) -> dict[str, Any]:
+    """The job and its attempts, in the contract's `jobs show --json` shape."""
+    cur = conn.execute(sql("job_by_id"), {"id": job_id})
+    row = cur.fetchone()
+    if row is None:
+        raise JobNotFound(job_id)
+    job = dict(zip([c.name for c in cur.description], row, strict=True))
+    attempts_cur = conn.execute(sql("attempts_of_job"), {"id": job_id})
+    names = [c.name for c in attempts_cur.description]
+    attempts = [dict(zip(names, r, strict=True)) for r in attempts_cur.fetchall()]
+    for attempt in attempts:
+        attempt["started_at"] = iso(attempt["started_at"])
+        attempt["finished_at"] = iso(attempt["finished_at"])
+    return {
+        "id": job["id"],
+        "type": job["type"],
+        "queue": job["queue"],
+        "state": job["state"],
+        "priority": job["priority"],
+        "attempt": job["attempt"],
+        "max_attempts": job["max_attempts"],
+        "run_at": iso(job["run_at"]),
+        "created_at": iso(job["created_at"]),
+        "started_at": iso(job["started_at"]),
+        "finished_at": iso(job["finished_at"]),
+        "timeout": job["timeout_seconds"],
+        "backoff": job["backoff"],
+        "idempotency_key": job["idempotency_key"],
+        "cancel_requested": job["cancel_requested"],
+        "node": job["locked_by"],
+        "lease_expires_at": iso(job["lease_expires_at"]),
+        "payload": job["payload"],
+        "result": job["result"],
+        "error": job["error"],
+        "progress": job["progress"],
+        "attempts": attempts,
+    }
+
+
+def list_jobs(
+    conn: Any,
+    *,
+    state: str | None = None,
+    type: str | None = None,
+    queue: str | None = None,
+    limit: int = 50,
+    before: int | None = None,
+) -> list[dict[str, Any]]:
+    """Newest first; `before` (an id) pages backwards."""
+    if state is not None:
+        check_state(state)
+    if type is not None:
+        check_name("type", type)
+    if queue is not None:
+        check_name("queue", queue)
+    if not 1 <= limit <= LIST_LIMIT_MAX:
+        raise ValueError(f"limit {limit} is out of range: use 1 to {LIST_LIMIT_MAX}")
+    cur = conn.execute(
+        sql("list_jobs"),
+        {"state": state, "type": type, "queue": queue, "limit": limit, "before": before},
+    )
+    names = [c.name for c in cur.description]
+    jobs = []
+    for row in cur.fetchall():
+        job = dict(zip(names, row, strict=True))
+        for key in ("run_at", "created_at", "finished_at"):
+            job[key] = iso(job[key])
+        jobs.append(job)
+    return jobs
+
+
+def status(conn: Any) -> dict[str, Any]:
+    """Counts by state, live nodes, and types with work no live node can run."""
+    counts = dict.fromkeys(STATES, 0)
+    for state, n in conn.execute(sql("state_counts")):
+        counts[state] = n
+    stale_after = 3 * settings().node_heartbeat
+    cur = conn.execute(sql("live_nodes"), {"stale_after": stale_after})
+    names = [c.name for c in cur.description]
+    nodes = []
+    for row in cur.fetchall():
+        node = dict(zip(names, row, strict=True))
+        nodes.append(
+            {
+                "name": node["name"],
+                "hostname": node["hostname"],
+                "pid": node["pid"],
+                "workers": node["workers"],
+                "busy": node["busy"],
+                "queues": node["queues"],
+                "types": node["types"],
+                "started_at": iso(node["started_at"]),
+                "last_heartbeat": iso(node["last_heartbeat"]),
+            }
+        )
+    unhandled = [r[0] for r in conn.execute(sql("unhandled_types"), {"stale_after": stale_after})]
+    return {"counts": counts, "nodes": nodes, "unhandled_types": unhandled}
+
+
+def cancel(conn: Any, job_id: int) -> str:
+    """Cancel a queued job, or ask the node running it to stop; return the job's state now.
+
+    A running job ends `cancelled` when its node stops it (or, at the latest, instead of its
+    next retry). A finished job cannot be cancelled: JobfleetError says its state.
+    """
+    row = conn.execute(sql("cancel_job"), {"id": job_id}).fetchone()
+    if row is not None:
+        return str(row[0])
+    current = conn.execute(sql("job_state"), {"id": job_id}).fetchone()
+    if current is None:
+        raise JobNotFound(job_id)
+    raise JobfleetError(
+        f"job {job_id} is already {current[0]}; only queued or running jobs can be cancelled"
+    )
+
+
+def dlq_list(conn: Any, limit: int = 100) -> list[dict[str, Any]]:
+    cur = conn.execute(sql("dlq_list"), {"limit": limit})
+    names = [c.name for c in cur.description]
+    jobs = []
+    for row in cur.fetchall():
+        job = dict(zip(names, row, strict=True))
+        job["created_at"], job["finished_at"] = iso(job["created_at"]), iso(job["finished_at"])
+        jobs.append(job)
+    return jobs
+
+
+def dlq_retry(conn: Any, job_id: int | None) -> list[int]:
+    """Queue dead jobs again (one, or all when job_id is None) with a fresh attempt budget."""
+    ids = [r[0] for r in conn.execute(sql("dlq_retry"), {"all": job_id is None, "id": job_id or 0})]
+    if job_id is not None and not ids:
+        current = conn.execute(sql("job_state"), {"id": job_id}).fetchone()
+        if current is None:
+            raise JobNotFound(job_id)
+        raise JobfleetError(
+            f"job {job_id} is {current[0]}, not dead; only dead jobs can be "
+            "retried from the dead-letter queue"
+        )
+    return ids
+
+
+def dlq_purge(conn: Any, older_than_seconds: float | None) -> int:
+    return len(conn.execute(sql("dlq_purge"), {"older_than": older_than_seconds}).fetchall())

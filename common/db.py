@@ -1,0 +1,81 @@
+"""Connections: which cluster, with which timeouts, and what to say when it is not there."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import psycopg
+from psycopg.rows import TupleRow
+
+from jobfleet.errors import DatabaseUnavailable
+from jobfleet.settings import Settings, settings
+
+Connection = psycopg.Connection[TupleRow]
+
+
+def database_url(config: Settings | None = None, *, verify: bool = False) -> str:
+    """JOBFLEET_DATABASE_URL, or the embedded cluster's URL (starting it if it is down).
+
+    Without `verify`, an embedded cluster whose pid file and socket exist is taken as running;
+    connect() verifies it the hard way only when connecting fails.
+    """
+    config = config or settings()
+    if config.database_url:
+        return config.database_url
+    from jobfleet.embedded import EmbeddedCluster
+
+    cluster = EmbeddedCluster(config.data_dir)
+    if not verify and cluster.looks_running():
+        return cluster.url()
+    return cluster.ensure_running()
+
+
+def mask_password(url: str) -> str:
+    """The URL with its password replaced, for messages and logs."""
+    url = re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+    return re.sub(r"(password=)\S+", r"\1***", url)
+
+
+def connection_options(config: Settings | None = None) -> dict[str, Any]:
+    """Bounds on every wait: connecting, each statement, and a silent peer (keepalives)."""
+    config = config or settings()
+    statement_ms = int(config.statement_timeout_seconds * 1000)
+    return {
+        "connect_timeout": max(1, round(config.connect_timeout_seconds)),
+        "options": f"-c statement_timeout={statement_ms} -c idle_in_transaction_session_timeout="
+        f"{max(statement_ms * 2, 60000)}",
+        "keepalives": 1,
+        "keepalives_idle": 5,
+        "keepalives_interval": 2,
+        "keepalives_count": 3,
+        "application_name": "jobfleet",
+    }
+
+
+def connect(
+    url: str | None = None, *, autocommit: bool = False, config: Settings | None = None
+) -> Connection:
+    """A new connection, or DatabaseUnavailable saying which URL failed and what to do."""
+    config = config or settings()
+    options = connection_options(config)
+    if url is None and not config.database_url:
+        url = database_url(config)
+        try:
+            return psycopg.connect(url, autocommit=autocommit, **options)
+        except psycopg.OperationalError:
+            url = database_url(config, verify=True)  # stale pid file: start it for real
+    url = url or database_url(config)
+    try:
+        return psycopg.connect(url, autocommit=autocommit, **options)
+    except psycopg.OperationalError as exc:
+        raise unavailable(url, exc) from None
+
+
+def unavailable(url: str, exc: BaseException) -> DatabaseUnavailable:
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return DatabaseUnavailable(
+        f"cannot connect to PostgreSQL at {mask_password(url)}: {reason}. "
+        "Check that the server is running and JOBFLEET_DATABASE_URL is right "
+        "(unset it to use the embedded PostgreSQL)."
+    )

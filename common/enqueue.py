@@ -1,0 +1,98 @@
+"""Putting jobs in the queue, inside the caller's own transaction.
+
+Nothing here commits, rolls back or opens a connection: a job enqueued with a business change
+commits with it or vanishes with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+
+from jobfleet.errors import JobfleetError
+from jobfleet.options import EnqueueOptions, check_name, check_options, encode_json
+from jobfleet.queries import sql
+from jobfleet.settings import settings
+
+
+def enqueue(conn: psycopg.Connection[Any], type: str, payload: Any = None, **options: Any) -> int:
+    """Add one job; return its id (the existing job's id for a repeated idempotency key).
+
+    Options: queue, priority, delay (seconds) or run_at (ISO 8601 / datetime), max_attempts,
+    timeout (seconds), backoff ('exponential' | 'linear' | 'fixed', optionally ':SECONDS'),
+    idempotency_key. Bad options raise ValueError naming the option, before anything is written.
+    """
+    check_name("type", type)
+    checked = check_options(**options)
+    body = encode_json("payload", payload, settings().max_payload_bytes)
+    params = {"type": type, "payload": body, **checked.as_params()}
+    row = conn.execute(sql("enqueue"), params).fetchone()
+    if row is not None:
+        return int(row[0])
+    existing = conn.execute(
+        sql("job_id_by_idempotency_key"), {"key": checked.idempotency_key}
+    ).fetchone()
+    if existing is None:  # the holder of the key is not visible to this transaction's snapshot
+        raise JobfleetError(
+            f"idempotency key {checked.idempotency_key!r} is taken by a job this transaction "
+            "cannot see (REPEATABLE READ or SERIALIZABLE snapshot); retry the transaction"
+        )
+    return int(existing[0])
+
+
+def enqueue_many(
+    conn: psycopg.Connection[Any], type: str, payloads: Iterable[Any], **options: Any
+) -> list[int]:
+    """Add one job per payload with COPY; return their ids in payload order.
+
+    Takes enqueue's options except idempotency_key, applied to every job. Every payload is
+    checked before anything is written.
+    """
+    check_name("type", type)
+    if options.get("idempotency_key") is not None:
+        raise ValueError("idempotency_key is not supported by enqueue_many: use enqueue per job")
+    checked = check_options(**options)
+    limit = settings().max_payload_bytes
+    bodies = []
+    for index, payload in enumerate(payloads):
+        try:
+            bodies.append(encode_json("payload", payload, limit))
+        except ValueError as exc:
+            raise ValueError(f"payload #{index + 1}: {exc}") from None
+    if not bodies:
+        return []
+    values = _resolved_row_values(conn, type, checked)
+    ids = [row[0] for row in conn.execute(sql("reserve_job_ids"), {"n": len(bodies)})]
+    with conn.cursor() as cur, cur.copy(sql("copy_jobs")) as copy:
+        for job_id, body in zip(ids, bodies, strict=True):
+            copy.write_row((job_id, type, *values, body))
+    return ids
+
+
+def _resolved_row_values(
+    conn: psycopg.Connection[Any], type: str, checked: EnqueueOptions
+) -> tuple[Any, ...]:
+    """The columns COPY writes for every row, with the type's defaults filled in."""
+    row = conn.execute(sql("type_defaults"), {"type": type}).fetchone()
+    t_queue, t_priority, t_max, t_timeout, t_backoff, t_backoff_s = row or (None,) * 6
+    run_at = checked.run_at
+    if run_at is None:
+        now = conn.execute(sql("db_now")).fetchone()
+        assert now is not None
+        run_at = now[0] + timedelta(seconds=checked.delay or 0)
+    return (
+        _first(checked.queue, t_queue, "default"),
+        _first(checked.priority, t_priority, 0),
+        run_at,
+        _first(checked.max_attempts, t_max, 5),
+        _first(checked.timeout, t_timeout),
+        _first(checked.backoff, t_backoff),
+        _first(checked.backoff_seconds, t_backoff_s),
+    )
+
+
+def _first(*values: Any) -> Any:
+    return next((v for v in values if v is not None), None)

@@ -1,0 +1,46 @@
+"""The job model as the processing side sees it: a claimed job and an attempt's outcome."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+Outcome = Literal["succeeded", "failed", "crashed", "timed_out", "lost", "cancelled"]
+TERMINAL_STATES = ("succeeded", "cancelled", "dead")
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
+    id: int
+    type: str
+    queue: str
+    priority: int
+    attempt: int
+    max_attempts: int
+    timeout: float | None
+    backoff: str | None
+    backoff_seconds: float | None
+    payload: Any
+    cancel_requested: bool = False
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class AttemptResult:
+    """How one attempt ended, as recorded by the node that ran it."""
+
+    job_id: int
+    attempt: int
+    outcome: Outcome
+    result_json: str = "null"  # the handler's return value, JSON text (succeeded only)
+    error: str | None = None
+    final: bool = False  # no retry whatever attempts remain (e.g. the handler is unknown)
+    backoff: str | None = None  # the type's default strategy, when the job has none
+    backoff_seconds: float | None = None
+    pid: int | None = None
+    started_at: datetime = field(default_factory=utcnow)
+    finished_at: datetime = field(default_factory=utcnow)

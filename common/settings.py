@@ -1,0 +1,98 @@
+"""Settings from the environment (prefix JOBFLEET_), validated once at start."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from jobfleet.errors import ConfigError
+
+# Why these defaults: a lease of 30 s outlives any pause short of a real failure while keeping
+# recovery under a minute; children beat every second so a hung child is found within a few.
+DEFAULT_LEASE_SECONDS = 30.0
+DEFAULT_CHILD_HEARTBEAT_SECONDS = 1.0
+DEFAULT_NODE_HEARTBEAT_SECONDS = 5.0
+MIB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="JOBFLEET_", extra="ignore")
+
+    database_url: str | None = Field(
+        default=None, description="libpq URL of the cluster; unset: the embedded PostgreSQL"
+    )
+    data_dir: Path = Field(default=Path(".jobfleet"), description="the embedded cluster's home")
+    lease_seconds: float = Field(default=DEFAULT_LEASE_SECONDS, gt=0)
+    # One variable for both beats, as the contract names it; NODE_HEARTBEAT_SECONDS overrides
+    # the node's alone.
+    heartbeat_seconds: float | None = Field(default=None, gt=0)
+    node_heartbeat_seconds: float | None = Field(default=None, gt=0)
+    reaper_interval_seconds: float = Field(default=5.0, gt=0)
+    grace_seconds: float = Field(default=30.0, ge=0)
+    backoff_base_seconds: float = Field(default=1.0, ge=0)
+    backoff_max_seconds: float = Field(default=3600.0, ge=0)
+    max_payload_bytes: int = Field(default=MIB, gt=0)
+    max_result_bytes: int = Field(default=MIB, gt=0)
+    connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    statement_timeout_seconds: float = Field(default=30.0, gt=0)
+    node_name: str | None = Field(default=None, min_length=1, max_length=128)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            return None
+        # Either a URL or a key=value conninfo string.
+        if (
+            value is not None
+            and not value.startswith(("postgresql://", "postgres://"))
+            and "=" not in value
+        ):
+            raise ValueError("must be a libpq URL such as postgresql://user:pass@host:5432/db")
+        return value
+
+    @property
+    def child_heartbeat_seconds(self) -> float:
+        return self.heartbeat_seconds or DEFAULT_CHILD_HEARTBEAT_SECONDS
+
+    @property
+    def node_heartbeat(self) -> float:
+        return (
+            self.node_heartbeat_seconds or self.heartbeat_seconds or DEFAULT_NODE_HEARTBEAT_SECONDS
+        )
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment; a bad value raises ConfigError naming the variable and the rule."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc)) from None
+
+
+def _explain(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        field = str(err["loc"][0]) if err["loc"] else "?"
+        var = f"JOBFLEET_{field.upper()}"
+        raw = os.environ.get(var, err.get("input"))
+        lines.append(f"{var}={raw!r} is not allowed: {err['msg']}")
+    return "; ".join(lines)
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    """The process's settings, read once."""
+    return load_settings()

@@ -1,0 +1,49 @@
+"""Waiting for a job to finish, from any process (its own connection)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from jobfleet.db import connect
+from jobfleet.errors import JobFailed, JobNotFound
+from jobfleet.queries import sql
+
+# Start by checking often (short jobs finish in milliseconds), back off to spare the database.
+FIRST_POLL_SECONDS = 0.01
+MAX_POLL_SECONDS = 0.5
+
+
+def wait_for_terminal(
+    job_id: int, timeout: float | None = None, url: str | None = None
+) -> tuple[str, Any, str | None]:
+    """Block until the job is succeeded, cancelled or dead; return (state, result, error)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    pause = FIRST_POLL_SECONDS
+    with connect(url, autocommit=True) as conn:
+        while True:
+            row = conn.execute(sql("job_wait_state"), {"id": job_id}).fetchone()
+            if row is None:
+                raise JobNotFound(job_id)
+            state, result, error = row
+            if state in ("succeeded", "cancelled", "dead"):
+                return state, result, error
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"job {job_id} is still {state} after {timeout:g} s")
+                pause = min(pause, left)
+            time.sleep(pause)
+            pause = min(pause * 2, MAX_POLL_SECONDS)
+
+
+def wait(job_id: int, timeout: float | None = None) -> Any:
+    """The result of the job once it succeeded.
+
+    Raises JobFailed (with the state and last error) for a dead or cancelled job, TimeoutError
+    when `timeout` seconds pass first, JobNotFound for an id that does not exist.
+    """
+    state, result, error = wait_for_terminal(job_id, timeout)
+    if state != "succeeded":
+        raise JobFailed(job_id, state, error)
+    return result

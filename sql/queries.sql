@@ -1,0 +1,263 @@
+-- Every statement jobfleet runs, by name. Python loads them with jobfleet.queries.
+-- Parameters are always bound (%(name)s); nothing here is built from user strings.
+
+-- name: create_migrations_table
+CREATE TABLE IF NOT EXISTS jobfleet_migrations (
+    version    integer PRIMARY KEY,
+    name       text        NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- name: migrations_lock
+-- Held for the transaction: ten hosts running `jobfleet migrate` at once apply each file once.
+SELECT pg_advisory_xact_lock(7235101, 1);
+
+-- name: applied_migrations
+SELECT version FROM jobfleet_migrations ORDER BY version;
+
+-- name: record_migration
+INSERT INTO jobfleet_migrations (version, name) VALUES (%(version)s, %(name)s);
+
+-- name: schema_version
+SELECT coalesce(max(version), 0) FROM jobfleet_migrations;
+
+-- name: migrations_table_exists
+SELECT to_regclass('jobfleet_migrations') IS NOT NULL;
+
+-- name: enqueue
+-- Options the caller left out (NULL) fall back to the type's registered defaults, then to the
+-- table's. A repeated idempotency key inserts nothing and returns no row.
+INSERT INTO jobs (type, queue, priority, run_at, max_attempts, timeout_seconds, backoff,
+                  backoff_seconds, payload, idempotency_key)
+SELECT %(type)s,
+       coalesce(%(queue)s, t.queue, 'default'),
+       coalesce(%(priority)s, t.priority, 0),
+       coalesce(%(run_at)s, now() + make_interval(secs => coalesce(%(delay)s, 0))),
+       coalesce(%(max_attempts)s, t.max_attempts, 5),
+       coalesce(%(timeout)s, t.timeout_seconds),
+       coalesce(%(backoff)s, t.backoff),
+       coalesce(%(backoff_seconds)s, t.backoff_seconds),
+       %(payload)s::jsonb,
+       %(idempotency_key)s
+FROM (SELECT 1) AS one
+LEFT JOIN job_types t ON t.type = %(type)s
+ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+RETURNING id;
+
+-- name: job_id_by_idempotency_key
+SELECT id FROM jobs WHERE idempotency_key = %(key)s;
+
+-- name: type_defaults
+SELECT queue, priority, max_attempts, timeout_seconds, backoff, backoff_seconds
+FROM job_types WHERE type = %(type)s;
+
+-- name: reserve_job_ids
+-- enqueue_many COPYs rows with ids taken here, so it can return them in payload order.
+SELECT nextval(pg_get_serial_sequence('jobs', 'id')) FROM generate_series(1, %(n)s);
+
+-- name: copy_jobs
+COPY jobs (id, type, queue, priority, run_at, max_attempts, timeout_seconds, backoff,
+           backoff_seconds, payload) FROM STDIN;
+
+-- name: db_now
+SELECT now();
+
+-- name: claim
+-- One statement claims a batch: the ready jobs this node may run, best first, skipping rows
+-- another claimer holds. Each claim starts a new attempt under a fresh lease.
+WITH picked AS (
+    SELECT id FROM jobs
+    WHERE state = 'queued'
+      AND run_at <= now()
+      AND type = ANY(%(types)s::text[])
+      AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
+    ORDER BY priority DESC, run_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE jobs j
+SET state = 'running',
+    attempt = j.attempt + 1,
+    locked_by = %(node)s,
+    started_at = now(),
+    lease_expires_at = now() + make_interval(secs => %(lease_seconds)s)
+FROM picked
+WHERE j.id = picked.id
+RETURNING j.id, j.type, j.queue, j.priority, j.attempt, j.max_attempts, j.timeout_seconds,
+          j.backoff, j.backoff_seconds, j.payload, j.cancel_requested;
+
+-- name: complete_batch
+-- Fenced: only the attempt that still holds the job (same attempt, still running) may finish
+-- it. Rows that do not match are late results of a replaced attempt and are dropped.
+WITH done AS (
+    UPDATE jobs j
+    SET state = 'succeeded', result = d.result, error = NULL, finished_at = now(),
+        locked_by = NULL, lease_expires_at = NULL
+    FROM unnest(%(ids)s::bigint[], %(attempts)s::integer[], %(results)s::jsonb[],
+                %(pids)s::integer[], %(started)s::timestamptz[], %(finished)s::timestamptz[])
+         AS d(id, attempt, result, pid, started_at, finished_at)
+    WHERE j.id = d.id AND j.attempt = d.attempt AND j.state = 'running'
+    RETURNING j.id, j.attempt, d.pid, d.started_at, d.finished_at
+)
+INSERT INTO job_attempts (job_id, attempt, outcome, error, node, pid, started_at, finished_at)
+SELECT id, attempt, 'succeeded', NULL, %(node)s, pid, started_at, finished_at FROM done
+RETURNING job_id;
+
+-- name: fail_batch
+-- Fenced like complete_batch. A failed attempt goes back to `queued` after its backoff, or to
+-- `dead` once its attempts are spent or the failure is final; a job whose cancellation was
+-- requested ends `cancelled` instead of retrying.
+WITH failed AS (
+    UPDATE jobs j
+    SET state = CASE
+            WHEN j.cancel_requested OR d.outcome = 'cancelled' THEN 'cancelled'
+            WHEN d.final OR j.attempt >= j.max_attempts THEN 'dead'
+            ELSE 'queued' END,
+        run_at = CASE
+            WHEN j.cancel_requested OR d.outcome = 'cancelled' OR d.final
+                 OR j.attempt >= j.max_attempts THEN j.run_at
+            ELSE now() + make_interval(secs => jobfleet_backoff_seconds(
+                coalesce(j.backoff, d.backoff), j.attempt,
+                coalesce(j.backoff_seconds, d.backoff_seconds, %(backoff_base)s),
+                %(backoff_max)s)) END,
+        finished_at = CASE
+            WHEN j.cancel_requested OR d.outcome = 'cancelled' OR d.final
+                 OR j.attempt >= j.max_attempts THEN now() END,
+        error = d.error, locked_by = NULL, lease_expires_at = NULL, started_at = NULL
+    FROM unnest(%(ids)s::bigint[], %(attempts)s::integer[], %(outcomes)s::text[],
+                %(errors)s::text[], %(finals)s::boolean[], %(backoffs)s::text[],
+                %(backoff_seconds)s::double precision[], %(pids)s::integer[],
+                %(started)s::timestamptz[], %(finished)s::timestamptz[])
+         AS d(id, attempt, outcome, error, final, backoff, backoff_seconds, pid, started_at,
+              finished_at)
+    WHERE j.id = d.id AND j.attempt = d.attempt AND j.state = 'running'
+    RETURNING j.id, j.attempt, j.state, d.outcome, d.error, d.pid, d.started_at, d.finished_at
+)
+INSERT INTO job_attempts (job_id, attempt, outcome, error, node, pid, started_at, finished_at)
+SELECT id, attempt, CASE WHEN state = 'cancelled' THEN 'cancelled' ELSE outcome END, error,
+       %(node)s, pid, started_at, finished_at
+FROM failed
+RETURNING job_id;
+
+-- name: release_batch
+-- Claimed but never started (shutdown): back to the queue without spending an attempt.
+UPDATE jobs j
+SET state = 'queued', attempt = j.attempt - 1, locked_by = NULL, lease_expires_at = NULL,
+    started_at = NULL
+FROM unnest(%(ids)s::bigint[], %(attempts)s::integer[]) AS d(id, attempt)
+WHERE j.id = d.id AND j.attempt = d.attempt AND j.state = 'running'
+RETURNING j.id;
+
+-- name: cancel_job
+-- A queued job is cancelled at once; a running one is flagged for its supervisor to stop.
+UPDATE jobs
+SET state = CASE WHEN state = 'queued' THEN 'cancelled' ELSE state END,
+    finished_at = CASE WHEN state = 'queued' THEN now() ELSE finished_at END,
+    cancel_requested = true
+WHERE id = %(id)s AND state IN ('queued', 'running')
+RETURNING state;
+
+-- name: job_state
+SELECT state FROM jobs WHERE id = %(id)s;
+
+-- name: job_wait_state
+SELECT state, result, error FROM jobs WHERE id = %(id)s;
+
+-- name: job_by_id
+SELECT id, type, queue, state, priority, attempt, max_attempts, run_at, created_at,
+       started_at, finished_at, timeout_seconds, backoff, backoff_seconds, payload, result,
+       error, progress, idempotency_key, cancel_requested, locked_by, lease_expires_at
+FROM jobs WHERE id = %(id)s;
+
+-- name: attempts_of_job
+SELECT attempt, outcome, node, pid, started_at, finished_at, error
+FROM job_attempts WHERE job_id = %(id)s ORDER BY attempt;
+
+-- name: list_jobs
+SELECT id, type, queue, state, priority, attempt, max_attempts, run_at, created_at,
+       finished_at, error
+FROM jobs
+WHERE (%(state)s::text IS NULL OR state = %(state)s)
+  AND (%(type)s::text IS NULL OR type = %(type)s)
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+  AND (%(before)s::bigint IS NULL OR id < %(before)s)
+ORDER BY id DESC
+LIMIT %(limit)s;
+
+-- name: state_counts
+SELECT state, count(*) FROM jobs GROUP BY state;
+
+-- name: live_nodes
+SELECT name, hostname, pid, workers, busy, queues, types, started_at, last_heartbeat
+FROM nodes
+WHERE last_heartbeat > now() - make_interval(secs => %(stale_after)s)
+ORDER BY name;
+
+-- name: unhandled_types
+-- Types with ready work that no live node has a handler for.
+SELECT DISTINCT j.type
+FROM jobs j
+WHERE j.state = 'queued'
+  AND NOT EXISTS (
+      SELECT 1 FROM nodes n
+      WHERE n.last_heartbeat > now() - make_interval(secs => %(stale_after)s)
+        AND j.type = ANY(n.types)
+        AND (n.queues IS NULL OR j.queue = ANY(n.queues)))
+ORDER BY j.type;
+
+-- name: upsert_node
+INSERT INTO nodes (name, hostname, pid, workers, busy, queues, types)
+VALUES (%(name)s, %(hostname)s, %(pid)s, %(workers)s, %(busy)s, %(queues)s, %(types)s)
+ON CONFLICT (name) DO UPDATE
+SET hostname = EXCLUDED.hostname, pid = EXCLUDED.pid, workers = EXCLUDED.workers,
+    busy = EXCLUDED.busy, queues = EXCLUDED.queues, types = EXCLUDED.types,
+    started_at = CASE WHEN nodes.pid = EXCLUDED.pid THEN nodes.started_at ELSE now() END,
+    last_heartbeat = now();
+
+-- name: delete_node
+DELETE FROM nodes WHERE name = %(name)s AND pid = %(pid)s;
+
+-- name: upsert_job_type
+INSERT INTO job_types (type, queue, priority, max_attempts, timeout_seconds, backoff,
+                       backoff_seconds)
+VALUES (%(type)s, %(queue)s, %(priority)s, %(max_attempts)s, %(timeout_seconds)s, %(backoff)s,
+        %(backoff_seconds)s)
+ON CONFLICT (type) DO UPDATE
+SET queue = EXCLUDED.queue, priority = EXCLUDED.priority, max_attempts = EXCLUDED.max_attempts,
+    timeout_seconds = EXCLUDED.timeout_seconds, backoff = EXCLUDED.backoff,
+    backoff_seconds = EXCLUDED.backoff_seconds, updated_at = now()
+WHERE (job_types.queue, job_types.priority, job_types.max_attempts, job_types.timeout_seconds,
+       job_types.backoff, job_types.backoff_seconds)
+      IS DISTINCT FROM
+      (EXCLUDED.queue, EXCLUDED.priority, EXCLUDED.max_attempts, EXCLUDED.timeout_seconds,
+       EXCLUDED.backoff, EXCLUDED.backoff_seconds);
+
+-- name: dlq_list
+SELECT id, type, queue, attempt, max_attempts, last_error, created_at, finished_at
+FROM dead_jobs
+ORDER BY finished_at DESC, id DESC
+LIMIT %(limit)s;
+
+-- name: dlq_retry
+-- Re-run dead jobs with a fresh budget of attempts; attempt numbers keep counting so the
+-- history of the first run stays.
+UPDATE jobs
+SET state = 'queued', run_at = now(), finished_at = NULL, cancel_requested = false,
+    max_attempts = attempt + (max_attempts - attempt_base), attempt_base = attempt
+WHERE state = 'dead' AND (%(all)s OR id = %(id)s)
+RETURNING id;
+
+-- name: dlq_purge
+DELETE FROM jobs
+WHERE state = 'dead'
+  AND (%(older_than)s::double precision IS NULL
+       OR finished_at < now() - make_interval(secs => %(older_than)s))
+RETURNING id;
+
+-- name: burst_remaining
+-- What keeps a --burst supervisor alive: jobs it could run that are ready now or running
+-- (a running job may fail and come back).
+SELECT count(*) FROM jobs
+WHERE type = ANY(%(types)s::text[])
+  AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
+  AND ((state = 'queued' AND run_at <= now()) OR state = 'running');

@@ -1,0 +1,1 @@
+"""The node agent: the supervisor process, its maintenance services and the CLI."""

@@ -1,0 +1,262 @@
+"""What each `jobfleet` command does. Output goes to stdout; errors are raised to main()."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, TextIO
+
+from jobfleet import admin
+from jobfleet.db import connect, database_url, mask_password
+from jobfleet.enqueue import enqueue, enqueue_many
+from jobfleet.errors import JobfleetError
+from jobfleet.migrate import check_schema, migrate
+from jobfleet.options import parse_duration
+from jobfleet.settings import Settings
+from jobfleet.supervisor.cli.render import dumps, job_details, short, table
+from jobfleet.wait import wait_for_terminal
+
+EXIT_FAILED = 1
+EXIT_TIMEOUT = 124
+
+
+def cmd_migrate(args: argparse.Namespace, config: Settings) -> int:
+    with connect(config=config) as conn:
+        applied = migrate(conn)
+    if applied:
+        for m in applied:
+            print(f"applied {m.version:04d}_{m.name}")
+    else:
+        print("schema is up to date")
+    return 0
+
+
+def cmd_supervisor(args: argparse.Namespace, config: Settings) -> int:
+    from jobfleet.supervisor.inprocess import InProcessRunner
+    from jobfleet.supervisor.node import Node, default_node_name
+    from jobfleet.worker.registry import load_handlers
+
+    modules = [m.strip() for m in args.handlers.split(",") if m.strip()]
+    if os.getcwd() not in sys.path:  # `--handlers mymodule` from the project directory
+        sys.path.insert(0, os.getcwd())
+    handlers = load_handlers(modules)
+    queues = _names("queue", args.queues)
+    with connect(config=config) as conn:
+        check_schema(conn)
+    node = Node(
+        name=args.node_name or config.node_name or default_node_name(),
+        handlers=handlers,
+        queues=queues,
+        workers=1,
+    )
+    return InProcessRunner(node, config, burst=args.burst).run()
+
+
+def _names(option: str, text: str | None) -> list[str] | None:
+    from jobfleet.options import check_name
+
+    if text is None:
+        return None
+    names = [check_name(option, part.strip()) for part in text.split(",") if part.strip()]
+    if not names:
+        raise ValueError(f"--{option}s names no {option}")
+    return names
+
+
+def cmd_enqueue(args: argparse.Namespace, config: Settings) -> int:
+    options = {
+        "queue": args.queue,
+        "priority": args.priority,
+        "delay": args.delay,
+        "run_at": args.run_at,
+        "max_attempts": args.max_attempts,
+        "timeout": args.timeout,
+        "backoff": args.backoff,
+    }
+    if args.from_jsonl is not None:
+        if args.idempotency_key is not None:
+            raise ValueError("--idempotency-key cannot be used with --from-jsonl")
+        payloads = _read_jsonl(args.from_jsonl)
+        with connect(config=config) as conn:
+            ids = enqueue_many(conn, args.type, payloads, **options)
+        print(len(ids))
+        return 0
+    payload = _parse_json("--payload", args.payload) if args.payload is not None else None
+    with connect(config=config) as conn:
+        job = enqueue(conn, args.type, payload, idempotency_key=args.idempotency_key, **options)
+    print(job)
+    return 0
+
+
+def _parse_json(option: str, text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{option} is not valid JSON: {exc}") from None
+
+
+def _read_jsonl(source: str) -> list[Any]:
+    handle: TextIO
+    try:
+        handle = sys.stdin if source == "-" else open(source, encoding="utf-8")  # noqa: SIM115
+    except OSError as exc:
+        raise ValueError(f"--from-jsonl cannot read {source}: {exc.strerror}") from None
+    payloads = []
+    with handle:
+        for number, line in enumerate(handle, start=1):
+            if line.strip():
+                payloads.append(_parse_json(f"--from-jsonl line {number}", line))
+    return payloads
+
+
+def cmd_status(args: argparse.Namespace, config: Settings) -> int:
+    with connect(config=config) as conn:
+        report = admin.status(conn)
+    if args.json:
+        print(dumps(report))
+        return 0
+    counts = report["counts"]
+    print("jobs: " + "  ".join(f"{state}={n}" for state, n in counts.items()))
+    if report["nodes"]:
+        rows = [
+            (
+                n["name"],
+                n["hostname"],
+                n["pid"],
+                n["workers"],
+                n["busy"],
+                ",".join(n["queues"]) if n["queues"] else "*",
+                n["last_heartbeat"],
+            )
+            for n in report["nodes"]
+        ]
+        print(table(["node", "host", "pid", "workers", "busy", "queues", "last heartbeat"], rows))
+    else:
+        print("nodes: none alive (start one with `jobfleet supervisor`)")
+    if report["unhandled_types"]:
+        print(
+            "unhandled job types (queued, no live node has a handler): "
+            + ", ".join(report["unhandled_types"])
+        )
+    return 0
+
+
+def cmd_jobs(args: argparse.Namespace, config: Settings) -> int:
+    if args.jobs_command == "list":
+        with connect(config=config) as conn:
+            jobs = admin.list_jobs(
+                conn, state=args.state, type=args.type, queue=args.queue, limit=args.limit
+            )
+        if args.json:
+            print(dumps(jobs))
+        else:
+            rows = [
+                (
+                    j["id"],
+                    j["type"],
+                    j["queue"],
+                    j["state"],
+                    j["priority"],
+                    f"{j['attempt']}/{j['max_attempts']}",
+                    j["run_at"],
+                    short(j["error"], 50),
+                )
+                for j in jobs
+            ]
+            print(
+                table(["id", "type", "queue", "state", "pri", "attempt", "run_at", "error"], rows)
+            )
+        return 0
+    if args.jobs_command == "show":
+        with connect(config=config) as conn:
+            job = admin.show_job(conn, args.id)
+        print(dumps(job) if args.json else job_details(job))
+        return 0
+    return _wait(args, config)
+
+
+def _wait(args: argparse.Namespace, config: Settings) -> int:
+    try:
+        state, result, error = wait_for_terminal(args.id, args.timeout)
+    except TimeoutError as exc:
+        print(f"jobfleet: {exc}", file=sys.stderr)
+        return EXIT_TIMEOUT
+    if args.json:
+        with connect(config=config) as conn:
+            print(dumps(admin.show_job(conn, args.id)))
+    elif state == "succeeded":
+        print(json.dumps(result, ensure_ascii=False))
+    if state != "succeeded":
+        last = short(error, 200) if error else "no error recorded"
+        print(f"jobfleet: job {args.id} ended {state}: {last}", file=sys.stderr)
+        return EXIT_FAILED
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace, config: Settings) -> int:
+    with connect(config=config) as conn:
+        state = admin.cancel(conn, args.id)
+    if state == "cancelled":
+        print(f"job {args.id} cancelled")
+    else:
+        print(f"job {args.id} is running: cancellation requested; its node stops it")
+    return 0
+
+
+def cmd_dlq(args: argparse.Namespace, config: Settings) -> int:
+    with connect(config=config) as conn:
+        if args.dlq_command == "list":
+            jobs = admin.dlq_list(conn, args.limit)
+            if args.json:
+                print(dumps(jobs))
+            else:
+                rows = [
+                    (
+                        j["id"],
+                        j["type"],
+                        j["queue"],
+                        j["attempt"],
+                        j["finished_at"],
+                        short(j["last_error"], 60),
+                    )
+                    for j in jobs
+                ]
+                print(table(["id", "type", "queue", "attempts", "died", "last error"], rows))
+            return 0
+        if args.dlq_command == "retry":
+            ids = admin.dlq_retry(conn, None if args.all else args.id)
+            print(f"queued again: {len(ids)} job{'s' if len(ids) != 1 else ''}")
+            return 0
+        older = None
+        if args.older_than is not None:
+            older = parse_duration("--older-than", args.older_than)
+        purged = admin.dlq_purge(conn, older)
+        print(f"purged: {purged} dead job{'s' if purged != 1 else ''}")
+        return 0
+
+
+def cmd_db(args: argparse.Namespace, config: Settings) -> int:
+    if args.db_command == "url":
+        print(mask_password(database_url(config)) if config.database_url else database_url(config))
+        return 0
+    if config.database_url:
+        raise JobfleetError("JOBFLEET_DATABASE_URL is set: there is no embedded PostgreSQL to stop")
+    from jobfleet.embedded import EmbeddedCluster
+
+    stopped = EmbeddedCluster(config.data_dir).stop()
+    print("stopped" if stopped else "not running")
+    return 0
+
+
+COMMANDS = {
+    "migrate": cmd_migrate,
+    "supervisor": cmd_supervisor,
+    "enqueue": cmd_enqueue,
+    "status": cmd_status,
+    "jobs": cmd_jobs,
+    "cancel": cmd_cancel,
+    "dlq": cmd_dlq,
+    "db": cmd_db,
+}

@@ -1,0 +1,182 @@
+"""The `jobfleet` command line: every command, flag and help text in one place."""
+
+from __future__ import annotations
+
+import argparse
+
+from jobfleet.options import STATES
+
+DESCRIPTION = (
+    "jobfleet: a job-processing system on PostgreSQL. Settings come from JOBFLEET_* environment "
+    "variables (see the README); with JOBFLEET_DATABASE_URL unset, an embedded PostgreSQL is "
+    "started under JOBFLEET_DATA_DIR (default ./.jobfleet)."
+)
+EPILOG = (
+    "exit status: 0 success; 1 the operation failed (unknown job, job not cancellable, job "
+    "ended dead/cancelled for `jobs wait`); 2 bad input or settings; 3 database unreachable "
+    "or schema out of date; 124 `jobs wait` timed out."
+)
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 1 or more")
+    return value
+
+
+def job_id(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a job id (a whole number)") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a job id (ids start at 1)")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if value < 0 or value != value:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jobfleet", description=DESCRIPTION, epilog=EPILOG)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    commands.add_parser(
+        "migrate", help="create or upgrade the schema (idempotent, safe from many hosts at once)"
+    )
+
+    sup = commands.add_parser("supervisor", help="run this node: claim, run and record jobs")
+    sup.add_argument(
+        "--workers",
+        type=positive_int,
+        default=None,
+        help="worker processes (default: the CPU count)",
+    )
+    sup.add_argument(
+        "--handlers",
+        default="jobfleet.worker.examples",
+        metavar="MODULE[,MODULE]",
+        help="modules whose @handler functions this node runs (default: jobfleet.worker.examples)",
+    )
+    sup.add_argument(
+        "--queues",
+        default=None,
+        metavar="A,B",
+        help="serve only these queues (default: every queue)",
+    )
+    sup.add_argument(
+        "--node-name",
+        default=None,
+        metavar="NAME",
+        help="this node's name in the registry (default: JOBFLEET_NODE_NAME, else HOST-PID)",
+    )
+    sup.add_argument(
+        "--burst",
+        action="store_true",
+        help="exit 0 once no job this node can run is ready or running",
+    )
+
+    enq = commands.add_parser("enqueue", help="add a job (prints its id) or many from JSONL")
+    enq.add_argument("type", metavar="TYPE", help="the job type (a registered handler's name)")
+    source = enq.add_mutually_exclusive_group()
+    source.add_argument(
+        "--payload", default=None, metavar="JSON", help="the job's payload as JSON (default: null)"
+    )
+    source.add_argument(
+        "--from-jsonl",
+        default=None,
+        metavar="FILE|-",
+        help="one JSON payload per line, enqueued in one transaction with COPY; prints the count",
+    )
+    enq.add_argument("--queue", default=None, metavar="Q")
+    enq.add_argument(
+        "--priority", default=None, metavar="P", help="0 to 32767, higher runs first (default 0)"
+    )
+    when = enq.add_mutually_exclusive_group()
+    when.add_argument(
+        "--delay",
+        default=None,
+        metavar="SECONDS",
+        help="run no sooner than this many seconds from now",
+    )
+    when.add_argument(
+        "--run-at",
+        default=None,
+        metavar="ISO8601",
+        help="run no sooner than this time (UTC when no offset is given)",
+    )
+    enq.add_argument("--max-attempts", default=None, metavar="N", help="default 5")
+    enq.add_argument(
+        "--timeout", default=None, metavar="SECONDS", help="kill an attempt that runs longer"
+    )
+    enq.add_argument(
+        "--backoff",
+        default=None,
+        metavar="STRATEGY[:SECONDS]",
+        help="retry delay: exponential (default), linear or fixed, with an "
+        "optional base, e.g. fixed:10",
+    )
+    enq.add_argument(
+        "--idempotency-key",
+        default=None,
+        metavar="KEY",
+        help="a second enqueue with the same key returns the first job's id",
+    )
+
+    stat = commands.add_parser("status", help="job counts, live nodes, unhandled job types")
+    stat.add_argument("--json", action="store_true")
+
+    jobs = commands.add_parser("jobs", help="list, show or wait for jobs")
+    jobs_cmds = jobs.add_subparsers(dest="jobs_command", metavar="SUBCOMMAND", required=True)
+    jl = jobs_cmds.add_parser("list", help="jobs, newest first")
+    jl.add_argument("--state", default=None, metavar="S", help=f"one of {', '.join(STATES)}")
+    jl.add_argument("--type", default=None, metavar="T")
+    jl.add_argument("--queue", default=None, metavar="Q")
+    jl.add_argument("--limit", type=positive_int, default=50, metavar="N", help="default 50")
+    jl.add_argument("--json", action="store_true")
+    js = jobs_cmds.add_parser("show", help="one job with its attempts")
+    js.add_argument("id", type=job_id, metavar="ID")
+    js.add_argument("--json", action="store_true")
+    jw = jobs_cmds.add_parser("wait", help="block until the job ends; print its result")
+    jw.add_argument("id", type=job_id, metavar="ID")
+    jw.add_argument("--timeout", type=non_negative_float, default=None, metavar="SECONDS")
+    jw.add_argument("--json", action="store_true", help="print the whole job as JSON")
+
+    cancel = commands.add_parser(
+        "cancel", help="cancel a queued job, or ask the node running it to stop it"
+    )
+    cancel.add_argument("id", type=job_id, metavar="ID")
+
+    dlq = commands.add_parser("dlq", help="the dead-letter queue: dead jobs")
+    dlq_cmds = dlq.add_subparsers(dest="dlq_command", metavar="SUBCOMMAND", required=True)
+    dl = dlq_cmds.add_parser("list", help="dead jobs with their last error")
+    dl.add_argument("--limit", type=positive_int, default=100, metavar="N")
+    dl.add_argument("--json", action="store_true")
+    dr = dlq_cmds.add_parser("retry", help="queue a dead job (or all) again, fresh attempts")
+    which = dr.add_mutually_exclusive_group(required=True)
+    which.add_argument("id", type=job_id, nargs="?", metavar="ID")
+    which.add_argument("--all", action="store_true")
+    dp = dlq_cmds.add_parser("purge", help="delete dead jobs")
+    dp.add_argument(
+        "--older-than",
+        default=None,
+        metavar="DURATION",
+        help="only those dead for longer, e.g. 7d, 12h, 30m, 45s (default: all)",
+    )
+
+    db = commands.add_parser("db", help="the embedded PostgreSQL: its URL, or stop it")
+    db_cmds = db.add_subparsers(dest="db_command", metavar="SUBCOMMAND", required=True)
+    db_cmds.add_parser("url", help="print the database URL in use (starts the embedded one)")
+    db_cmds.add_parser("stop", help="stop the embedded PostgreSQL under JOBFLEET_DATA_DIR")
+    return parser

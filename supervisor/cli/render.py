@@ -1,0 +1,71 @@
+"""Human-readable output: aligned tables and short values."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+
+def short(value: Any, width: int = 60) -> str:
+    if value is None:
+        return "-"
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    text = text.strip().splitlines()[-1] if text.strip() else text
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[str(h) for h in headers]] + [[short(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    ]
+    return "\n".join(lines)
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, indent=2, default=str, ensure_ascii=False)
+
+
+def job_details(job: dict[str, Any]) -> str:
+    lines = [f"job {job['id']}  {job['type']}  queue={job['queue']}  state={job['state']}"]
+    for key in (
+        "priority",
+        "attempt",
+        "max_attempts",
+        "run_at",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "timeout",
+        "idempotency_key",
+        "node",
+    ):
+        if job.get(key) is not None:
+            lines.append(f"  {key}: {job[key]}")
+    lines.append(f"  payload: {json.dumps(job['payload'], default=str)}")
+    if job.get("progress") is not None:
+        lines.append(f"  progress: {json.dumps(job['progress'])}")
+    if job["state"] == "succeeded":
+        lines.append(f"  result: {json.dumps(job['result'], default=str)}")
+    if job.get("error"):
+        lines.append("  error:")
+        lines.extend("    " + ln for ln in str(job["error"]).splitlines())
+    if job["attempts"]:
+        lines.append("  attempts:")
+        rows = [
+            (
+                a["attempt"],
+                a["outcome"],
+                a["node"],
+                a["pid"],
+                a["started_at"],
+                a["finished_at"],
+                a["error"],
+            )
+            for a in job["attempts"]
+        ]
+        body = table(["#", "outcome", "node", "pid", "started", "finished", "error"], rows)
+        lines.extend("    " + ln for ln in body.splitlines())
+    return "\n".join(lines)

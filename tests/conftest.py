@@ -1,0 +1,161 @@
+"""Fixtures: a real PostgreSQL (embedded, or JOBFLEET_DATABASE_URL), one database per xdist
+worker, clean tables per test, and helpers to run the real `jobfleet` command."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from jobfleet import settings as settings_module
+from jobfleet.db import database_url
+from jobfleet.migrate import migrate
+
+ROOT = Path(__file__).resolve().parent.parent
+JOBFLEET = str(Path(sys.executable).parent / "jobfleet")
+TABLES = "jobs, job_attempts, nodes, job_types"
+
+
+def _admin_url() -> str:
+    settings_module.settings.cache_clear()
+    if os.environ.get("JOBFLEET_DATABASE_URL"):
+        return os.environ["JOBFLEET_DATABASE_URL"]
+    os.environ.setdefault("JOBFLEET_DATA_DIR", str(ROOT / ".jobfleet"))
+    return database_url(verify=True)
+
+
+def _with_dbname(url: str, dbname: str) -> str:
+    params = conninfo_to_dict(url)
+    params["dbname"] = dbname
+    return make_conninfo(**params)
+
+
+def _recreate(admin: str, name: str) -> None:
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+@pytest.fixture(scope="session")
+def admin_url() -> str:
+    return _admin_url()
+
+
+@pytest.fixture(scope="session")
+def db_url(admin_url: str, worker_id: str) -> Iterator[str]:
+    """This xdist worker's own database, migrated, and set as JOBFLEET_DATABASE_URL."""
+    name = f"jobfleet_test_{worker_id}"
+    _recreate(admin_url, name)
+    url = _with_dbname(admin_url, name)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("ALTER DATABASE " + name + " SET synchronous_commit = off")
+    os.environ["JOBFLEET_DATABASE_URL"] = url
+    settings_module.settings.cache_clear()
+    with psycopg.connect(url) as conn:
+        migrate(conn)
+    yield url
+
+
+@pytest.fixture
+def fresh_db(admin_url: str, worker_id: str) -> Iterator[str]:
+    """An empty database with no schema, for migration tests."""
+    name = f"jobfleet_fresh_{worker_id}"
+    _recreate(admin_url, name)
+    yield _with_dbname(admin_url, name)
+
+
+@pytest.fixture
+def conn(db_url: str) -> Iterator[psycopg.Connection[Any]]:
+    """An autocommit connection to a database with empty tables."""
+    with psycopg.connect(db_url, autocommit=True) as c:
+        c.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+        yield c
+
+
+class Cli:
+    """Runs the installed `jobfleet` console script as a user would."""
+
+    def __init__(self, url: str) -> None:
+        self.env = {**os.environ, "JOBFLEET_DATABASE_URL": url}
+
+    def __call__(
+        self,
+        *args: str,
+        input: str | None = None,
+        env: dict[str, str] | None = None,
+        timeout: float = 120,
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [JOBFLEET, *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**self.env, **(env or {})},
+            cwd=ROOT,
+        )
+
+    def ok(self, *args: str, **kwargs: Any) -> str:
+        result = self(*args, **kwargs)
+        assert result.returncode == 0, f"jobfleet {' '.join(args)}: {result.stderr}"
+        return result.stdout
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.ok(*args, "--json"))
+
+    def start(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [JOBFLEET, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**self.env, **(env or {})},
+            cwd=ROOT,
+            start_new_session=True,
+        )
+
+
+@pytest.fixture
+def cli(conn: psycopg.Connection[Any], db_url: str) -> Cli:
+    return Cli(db_url)
+
+
+def wait_until(check: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:
+    """Poll `check` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    pause = 0.01
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(pause)
+        pause = min(pause * 2, 0.2)
+
+
+def scalar(conn: psycopg.Connection[Any], query: str, params: Any = None) -> Any:
+    row = conn.execute(query, params).fetchone()
+    return None if row is None else row[0]
+
+
+@pytest.fixture
+def open_tmp() -> Iterator[Path]:
+    """A temporary directory other users can enter (pytest's tmp_path is private to its user,
+    and the embedded server runs as an unprivileged user when the tests run as root)."""
+    import shutil
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="jf-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,41 @@
+"""What a handler that asks for it gets as its second argument."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+ProgressSink = Callable[[int, int, float, str | None], None]
+
+
+class JobContext:
+    """The running job's id and attempt, progress reporting and the cancellation flag."""
+
+    def __init__(
+        self,
+        job_id: int,
+        attempt: int,
+        *,
+        progress_sink: ProgressSink | None = None,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> None:
+        self.job_id = job_id
+        self.attempt = attempt
+        self._sink = progress_sink
+        self._cancelled = cancelled
+        self.logger = logging.LoggerAdapter(
+            logging.getLogger("jobfleet.job"), {"job": job_id, "attempt": attempt}
+        )
+
+    def progress(self, fraction: float, message: str | None = None) -> None:
+        """Report how far the job is (0.0 to 1.0); cheap to call often, the last value wins."""
+        fraction = min(1.0, max(0.0, float(fraction)))
+        if self._sink is not None:
+            self._sink(self.job_id, self.attempt, fraction, message)
+
+    def cancelled(self) -> bool:
+        """True once cancellation of this job was asked for: stop soon and return."""
+        return self._cancelled() if self._cancelled is not None else False
+
+    def __repr__(self) -> str:
+        return f"JobContext(job_id={self.job_id}, attempt={self.attempt})"

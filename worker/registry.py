@@ -1,0 +1,121 @@
+"""The handler registry: `@handler("type")` on a plain function `(payload) -> result`."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from jobfleet.options import check_name, check_options
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class HandlerSpec:
+    type: str
+    fn: Callable[..., Any]
+    takes_context: bool
+    timeout: float | None = None
+    max_attempts: int | None = None
+    backoff: str | None = None
+    backoff_seconds: float | None = None
+    queue: str | None = None
+    priority: int | None = None
+
+    def defaults_row(self) -> dict[str, Any]:
+        """This type's defaults as the job_types table stores them."""
+        return {
+            "type": self.type,
+            "queue": self.queue,
+            "priority": self.priority,
+            "max_attempts": self.max_attempts,
+            "timeout_seconds": self.timeout,
+            "backoff": self.backoff,
+            "backoff_seconds": self.backoff_seconds,
+        }
+
+
+_REGISTRY: dict[str, HandlerSpec] = {}
+
+
+def handler(
+    type: str,
+    *,
+    timeout: float | None = None,
+    max_attempts: int | None = None,
+    backoff: str | None = None,
+    queue: str | None = None,
+    priority: int | None = None,
+) -> Callable[[F], F]:
+    """Register `fn` as the handler of jobs of `type`.
+
+    The options are the type's defaults; a job's own options at enqueue win over them. A
+    function with a second parameter receives the job's context (id, attempt, progress,
+    cancellation, logger).
+    """
+    check_name("type", type)
+    checked = check_options(
+        timeout=timeout,
+        max_attempts=max_attempts,
+        backoff=backoff,
+        queue=queue,
+        priority=priority,
+    )
+
+    def register(fn: F) -> F:
+        params = [
+            p
+            for p in inspect.signature(fn).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+        if not 1 <= len(params) <= 2:
+            raise TypeError(
+                f"handler {fn.__qualname__} for {type!r} must take (payload) or "
+                f"(payload, ctx); it takes {len(params)} positional parameters"
+            )
+        existing = _REGISTRY.get(type)
+        if existing is not None and existing.fn is not fn:
+            qualname = f"{existing.fn.__module__}.{existing.fn.__qualname__}"
+            raise ValueError(f"job type {type!r} already has a handler: {qualname}")
+        _REGISTRY[type] = HandlerSpec(
+            type=type,
+            fn=fn,
+            takes_context=len(params) == 2,
+            timeout=checked.timeout,
+            max_attempts=checked.max_attempts,
+            backoff=checked.backoff,
+            backoff_seconds=checked.backoff_seconds,
+            queue=checked.queue,
+            priority=checked.priority,
+        )
+        return fn
+
+    return register
+
+
+def registered() -> dict[str, HandlerSpec]:
+    return dict(_REGISTRY)
+
+
+DEFAULT_HANDLER_MODULES = ("jobfleet.worker.examples",)
+
+
+def load_handlers(modules: Iterable[str]) -> dict[str, HandlerSpec]:
+    """Import the handler modules; return every registered handler by type."""
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise ImportError(
+                f"cannot import handler module {name!r}: {exc}. Pass an importable module "
+                "path to --handlers (the current directory is on the path)."
+            ) from exc
+    if not _REGISTRY:
+        raise ValueError(
+            f"no handlers registered by {', '.join(modules)}: decorate functions with "
+            "@jobfleet.worker.handler('type')"
+        )
+    return registered()
