@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     max_result_bytes: int = Field(default=MIB, gt=0)
     connect_timeout_seconds: float = Field(default=5.0, gt=0)
     statement_timeout_seconds: float = Field(default=30.0, gt=0)
+    # Killing a child: SIGTERM, then SIGKILL after this long.
+    kill_grace_seconds: float = Field(default=2.0, ge=0)
+    # Recycling children (off by default), like gunicorn's max_requests.
+    max_jobs_per_child: int = Field(default=0, ge=0)
+    max_child_rss_mb: int = Field(default=0, ge=0)
     node_name: str | None = Field(default=None, min_length=1, max_length=128)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
@@ -66,6 +71,11 @@ class Settings(BaseSettings):
     @property
     def child_heartbeat_seconds(self) -> float:
         return self.heartbeat_seconds or DEFAULT_CHILD_HEARTBEAT_SECONDS
+
+    @property
+    def child_silent_after(self) -> float:
+        """A child whose heartbeat is this old is hung: five beats missed, at least 2 s."""
+        return max(5 * self.child_heartbeat_seconds, 2.0)
 
     @property
     def node_heartbeat(self) -> float:

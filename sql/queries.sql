@@ -261,3 +261,65 @@ SELECT count(*) FROM jobs
 WHERE type = ANY(%(types)s::text[])
   AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
   AND ((state = 'queued' AND run_at <= now()) OR state = 'running');
+
+-- name: renew_leases
+-- One statement renews every lease this node's supervisor holds, and tells it which of its
+-- jobs someone asked to cancel.
+UPDATE jobs
+SET lease_expires_at = now() + make_interval(secs => %(lease_seconds)s)
+WHERE state = 'running' AND locked_by = %(holder)s
+RETURNING id, attempt, cancel_requested;
+
+-- name: reap_lost_attempts
+-- The lease reaper: running jobs whose holder stopped renewing (its lease expired), or whose
+-- holder is an earlier run of the node `node` (restarted under the same name), go back to the
+-- queue at once (or to dead once their attempts are spent), with the attempt recorded `lost`.
+WITH expired AS (
+    SELECT id, locked_by, started_at
+    FROM jobs
+    WHERE state = 'running'
+      AND (lease_expires_at < now()
+           OR (split_part(locked_by, '/', 1) = %(node)s AND locked_by <> %(holder)s))
+    ORDER BY lease_expires_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), lost AS (
+    UPDATE jobs j
+    SET state = CASE
+            WHEN j.cancel_requested THEN 'cancelled'
+            WHEN j.attempt >= j.max_attempts THEN 'dead'
+            ELSE 'queued' END,
+        run_at = CASE
+            WHEN j.cancel_requested OR j.attempt >= j.max_attempts THEN j.run_at
+            ELSE now() END,
+        finished_at = CASE
+            WHEN j.cancel_requested OR j.attempt >= j.max_attempts THEN now() END,
+        error = 'lease expired: node ' || split_part(e.locked_by, '/', 1)
+                || ' stopped renewing it (node died, paused or cut off)',
+        locked_by = NULL, lease_expires_at = NULL, started_at = NULL
+    FROM expired e
+    WHERE j.id = e.id
+    RETURNING j.id, j.attempt, j.state, j.error, e.locked_by, e.started_at
+)
+INSERT INTO job_attempts (job_id, attempt, outcome, error, node, pid, started_at, finished_at)
+SELECT id, attempt, CASE WHEN state = 'cancelled' THEN 'cancelled' ELSE 'lost' END, error,
+       split_part(locked_by, '/', 1), NULL, started_at, now()
+FROM lost
+RETURNING job_id;
+
+-- name: try_leadership
+-- Session-level: the leader keeps it for as long as its connection lives.
+SELECT pg_try_advisory_lock(7235101, 2);
+
+-- name: node_in_use
+SELECT hostname, pid, extract(epoch FROM now() - last_heartbeat)
+FROM nodes
+WHERE name = %(name)s AND last_heartbeat > now() - make_interval(secs => %(stale_after)s);
+
+-- name: save_progress
+-- Last value wins; only the attempt that holds the job may report.
+UPDATE jobs j
+SET progress = jsonb_build_object('fraction', d.fraction, 'message', d.message)
+FROM unnest(%(ids)s::bigint[], %(attempts)s::integer[], %(fractions)s::double precision[],
+            %(messages)s::text[]) AS d(id, attempt, fraction, message)
+WHERE j.id = d.id AND j.attempt = d.attempt AND j.state = 'running';

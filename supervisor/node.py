@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from jobfleet.errors import JobfleetError
 from jobfleet.queries import sql
 from jobfleet.worker.registry import HandlerSpec
 
@@ -21,39 +22,55 @@ class Node:
     name: str
     handlers: Mapping[str, HandlerSpec]
     queues: Sequence[str] | None
-    workers: int
 
     @property
     def types(self) -> list[str]:
         return sorted(self.handlers)
 
-    def register(self, conn: Any) -> None:
-        """Publish the handlers' per-type defaults and this node's first heartbeat."""
+    def identity_params(self) -> dict[str, Any]:
+        return {"name": self.name, "pid": os.getpid()}
+
+    def heartbeat_params(self, *, workers: int, busy: int) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "hostname": socket.gethostname(),
+            "pid": os.getpid(),
+            "workers": workers,
+            "busy": busy,
+            "queues": None if self.queues is None else list(self.queues),
+            "types": self.types,
+        }
+
+    def register(self, conn: Any, *, workers: int, stale_after: float) -> None:
+        """Claim the name, publish the handlers' per-type defaults and the first heartbeat.
+
+        A name held by another live node is refused: two nodes renewing each other's leases
+        would keep dead jobs alive forever.
+        """
         with conn.transaction():
+            row = conn.execute(
+                sql("node_in_use"), {"name": self.name, "stale_after": stale_after}
+            ).fetchone()
+            if row is not None and not self._is_us_or_dead(row[0], row[1]):
+                raise JobfleetError(
+                    f"node name {self.name!r} is in use by pid {row[1]} on {row[0]} "
+                    f"(heartbeat {row[2]:.0f} s ago): give this node another --node-name, or "
+                    "stop that one"
+                )
             for spec in self.handlers.values():
                 conn.execute(sql("upsert_job_type"), spec.defaults_row())
-        self.heartbeat(conn, busy=0)
+            conn.execute(sql("upsert_node"), self.heartbeat_params(workers=workers, busy=0))
 
-    def heartbeat(self, conn: Any, busy: int) -> None:
-        conn.execute(
-            sql("upsert_node"),
-            {
-                "name": self.name,
-                "hostname": socket.gethostname(),
-                "pid": os.getpid(),
-                "workers": self.workers,
-                "busy": busy,
-                "queues": None if self.queues is None else list(self.queues),
-                "types": self.types,
-            },
-        )
-
-    def unregister(self, conn: Any) -> None:
-        conn.execute(sql("delete_node"), {"name": self.name, "pid": os.getpid()})
-
-    def remaining(self, conn: Any) -> int:
-        row = conn.execute(
-            sql("burst_remaining"),
-            {"types": self.types, "queues": None if self.queues is None else list(self.queues)},
-        ).fetchone()
-        return int(row[0]) if row else 0
+    @staticmethod
+    def _is_us_or_dead(hostname: str, pid: int) -> bool:
+        if hostname != socket.gethostname():
+            return False
+        if pid == os.getpid():
+            return True
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True  # a previous run on this host that died without saying goodbye
+        except PermissionError:
+            return False
+        return False

@@ -20,7 +20,7 @@ CONFIG = load_settings()
 
 
 def take(conn: psycopg.Connection[Any]) -> list[Any]:
-    return claim(conn, node="n1", types=["echo", "fail"], queues=None, limit=10, lease_seconds=30)
+    return claim(conn, holder="n1", types=["echo", "fail"], queues=None, limit=10, lease_seconds=30)
 
 
 def test_cancel_queued_job(conn: psycopg.Connection[Any]) -> None:

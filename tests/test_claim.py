@@ -21,7 +21,9 @@ def take(
     queues: list[str] | None = None,
     node: str = "n1",
 ) -> list[Any]:
-    return claim(conn, node=node, types=types or ALL, queues=queues, limit=limit, lease_seconds=30)
+    return claim(
+        conn, holder=node, types=types or ALL, queues=queues, limit=limit, lease_seconds=30
+    )
 
 
 def test_claim_orders_by_priority_then_fifo(conn: psycopg.Connection[Any]) -> None:
@@ -69,7 +71,7 @@ def _claim_all(url: str, barrier: Any, out: Any) -> None:
     got: list[int] = []
     with psycopg.connect(url, autocommit=True) as c:
         barrier.wait()
-        while batch := claim(c, node="n", types=["echo"], queues=None, limit=7, lease_seconds=30):
+        while batch := claim(c, holder="n", types=["echo"], queues=None, limit=7, lease_seconds=30):
             got.extend(j.id for j in batch)
     out.put(got)
 

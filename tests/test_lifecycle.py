@@ -17,7 +17,7 @@ CONFIG = load_settings(backoff_base_seconds=10, backoff_max_seconds=3600)
 
 
 def take(conn: psycopg.Connection[Any], node: str = "n1") -> list[Any]:
-    return claim(conn, node=node, types=["echo", "fail"], queues=None, limit=10, lease_seconds=30)
+    return claim(conn, holder=node, types=["echo", "fail"], queues=None, limit=10, lease_seconds=30)
 
 
 def fail(job: Any, **kw: Any) -> AttemptResult:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from jobfleet.jobs import AttemptResult, ClaimedJob, utcnow
 from jobfleet.options import encode_json
@@ -18,6 +18,7 @@ def execute(
     *,
     max_result_bytes: int,
     progress_sink: ProgressSink | None = None,
+    cancelled: Callable[[], bool] | None = None,
 ) -> AttemptResult:
     """Call the job's handler; any exception becomes a failed attempt with its traceback."""
     started = utcnow()
@@ -32,7 +33,7 @@ def execute(
             pid=os.getpid(),
             started_at=started,
         )
-    ctx = JobContext(job.id, job.attempt, progress_sink=progress_sink)
+    ctx = JobContext(job.id, job.attempt, progress_sink=progress_sink, cancelled=cancelled)
     try:
         value = spec.fn(job.payload, ctx) if spec.takes_context else spec.fn(job.payload)
     except Exception:

@@ -13,7 +13,7 @@ from jobfleet.db import connect, database_url, mask_password
 from jobfleet.enqueue import enqueue, enqueue_many
 from jobfleet.errors import JobfleetError
 from jobfleet.migrate import check_schema, migrate
-from jobfleet.options import parse_duration
+from jobfleet.options import check_name, parse_duration
 from jobfleet.settings import Settings
 from jobfleet.supervisor.cli.render import dumps, job_details, short, table
 from jobfleet.wait import wait_for_terminal
@@ -34,7 +34,9 @@ def cmd_migrate(args: argparse.Namespace, config: Settings) -> int:
 
 
 def cmd_supervisor(args: argparse.Namespace, config: Settings) -> int:
-    from jobfleet.supervisor.inprocess import InProcessRunner
+    import asyncio
+
+    from jobfleet.supervisor.fleet import Supervisor
     from jobfleet.supervisor.node import Node, default_node_name
     from jobfleet.worker.registry import load_handlers
 
@@ -43,20 +45,21 @@ def cmd_supervisor(args: argparse.Namespace, config: Settings) -> int:
         sys.path.insert(0, os.getcwd())
     handlers = load_handlers(modules)
     queues = _names("queue", args.queues)
-    with connect(config=config) as conn:
+    name = args.node_name or config.node_name or default_node_name()
+    check_name("--node-name", name)
+    if "/" in name:
+        raise ValueError(f"--node-name {name!r} must not contain '/'")
+    workers = args.workers or len(os.sched_getaffinity(0)) or 1
+    node = Node(name=name, handlers=handlers, queues=queues)
+    url = database_url(config)
+    with connect(url, config=config) as conn:
         check_schema(conn)
-    node = Node(
-        name=args.node_name or config.node_name or default_node_name(),
-        handlers=handlers,
-        queues=queues,
-        workers=1,
-    )
-    return InProcessRunner(node, config, burst=args.burst).run()
+        node.register(conn, workers=workers, stale_after=3 * config.node_heartbeat)
+    supervisor = Supervisor(node, config, url, workers=workers, burst=args.burst)
+    return asyncio.run(supervisor.run())
 
 
 def _names(option: str, text: str | None) -> list[str] | None:
-    from jobfleet.options import check_name
-
     if text is None:
         return None
     names = [check_name(option, part.strip()) for part in text.split(",") if part.strip()]

@@ -1,0 +1,113 @@
+"""The supervisor's connections: each lives, dies and reconnects on its own, and no call on
+one waits without a bound, so a database that stops answering never freezes the node."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg.types.string import TextLoader
+
+from jobfleet.db import connection_options, mask_password
+from jobfleet.log import get_logger
+from jobfleet.settings import Settings
+
+log = get_logger("jobfleet.supervisor")
+T = TypeVar("T")
+
+RETRY_MIN_SECONDS, RETRY_MAX_SECONDS = 0.2, 5.0
+
+
+class DatabaseDown(Exception):
+    """This connection is unusable right now; the caller keeps its state and tries later."""
+
+
+class ManagedConnection:
+    """One autocommit asyncio connection, made on demand and remade after any failure."""
+
+    def __init__(self, name: str, url: str, config: Settings, *, raw_json: bool = False) -> None:
+        self.name = name
+        self.url = url
+        self.config = config
+        self.raw_json = raw_json  # jsonb as text: payloads pass through the supervisor undecoded
+        self.conn: psycopg.AsyncConnection[Any] | None = None
+        self.down_since: float | None = None
+        self.retry_at = 0.0
+        self._retry_delay = RETRY_MIN_SECONDS
+        self.generation = 0  # bumped on every new connection (session state is gone)
+
+    @property
+    def bound(self) -> float:
+        """The longest any one call may take before the connection is given up."""
+        return self.config.statement_timeout_seconds + self.config.connect_timeout_seconds + 1
+
+    async def run(self, work: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]) -> T:
+        """Run `work` on the connection; DatabaseDown if it cannot be had or the call fails."""
+        conn = await self._get()
+        try:
+            async with asyncio.timeout(self.bound):
+                return await work(conn)
+        except (psycopg.Error, TimeoutError, OSError) as exc:
+            if isinstance(exc, psycopg.Error) and not _connection_lost(exc, conn):
+                raise  # a real error in a statement: a bug to see, not an outage
+            await self._drop(exc)
+            raise DatabaseDown(str(exc)) from exc
+
+    async def _get(self) -> psycopg.AsyncConnection[Any]:
+        if self.conn is not None and not self.conn.closed:
+            return self.conn
+        now = time.monotonic()
+        if now < self.retry_at:
+            raise DatabaseDown(f"{self.name}: waiting {self.retry_at - now:.1f} s to reconnect")
+        try:
+            async with asyncio.timeout(self.config.connect_timeout_seconds + 1):
+                conn = await psycopg.AsyncConnection.connect(
+                    self.url, autocommit=True, **connection_options(self.config)
+                )
+        except (psycopg.Error, TimeoutError, OSError) as exc:
+            await self._drop(exc)
+            raise DatabaseDown(str(exc)) from exc
+        if self.raw_json:
+            conn.adapters.register_loader("jsonb", TextLoader)
+        if self.down_since is not None:
+            log.warning(
+                "database reachable again",
+                extra={"connection": self.name, "down_seconds": round(now - self.down_since, 1)},
+            )
+        self.conn, self.down_since, self._retry_delay = conn, None, RETRY_MIN_SECONDS
+        self.generation += 1
+        return conn
+
+    async def _drop(self, exc: BaseException) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):  # it is going away either way
+                async with asyncio.timeout(1):
+                    await conn.close()
+        now = time.monotonic()
+        if self.down_since is None:
+            self.down_since = now
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            log.warning(
+                "database unreachable; retrying",
+                extra={"connection": self.name, "url": mask_password(self.url), "reason": reason},
+            )
+        self.retry_at = now + self._retry_delay
+        self._retry_delay = min(self._retry_delay * 2, RETRY_MAX_SECONDS)
+
+    async def close(self) -> None:
+        if self.conn is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(2):
+                    await self.conn.close()
+            self.conn = None
+
+
+def _connection_lost(exc: psycopg.Error, conn: psycopg.AsyncConnection[Any]) -> bool:
+    return conn.closed or isinstance(
+        exc, psycopg.OperationalError | psycopg.errors.AdminShutdown | psycopg.InterfaceError
+    )

@@ -1,0 +1,35 @@
+"""The lease reaper: running jobs whose holder stopped renewing go back to the queue.
+
+A node that dies, is paused or is cut off stops renewing its leases; once one expires, the
+attempt is recorded `lost` and the job is queued again at once (or dead, if that was its last
+attempt). A late result from the old holder is then fenced off by (id, attempt).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from jobfleet.queries import sql
+
+# Why: a batch bounds one statement's locks and time; run_once loops while batches are full.
+REAPER_BATCH = 1000
+
+
+@dataclass
+class LeaseReaper:
+    node: str  # this node's name: jobs of its own earlier runs are reaped without waiting
+    holder: str  # this run's lease holder, never reaped here
+
+    async def run_once(self, conn: Any) -> int:
+        """Requeue every lost attempt there is now; return how many."""
+        total = 0
+        while True:
+            cur = await conn.execute(
+                sql("reap_lost_attempts"),
+                {"node": self.node, "holder": self.holder, "limit": REAPER_BATCH},
+            )
+            reaped = len(await cur.fetchall())
+            total += reaped
+            if reaped < REAPER_BATCH:
+                return total

@@ -1,0 +1,117 @@
+"""Runs the node's periodic duties: heartbeat and lease renewal (every node), leadership and
+the leader's services (the lease reaper), and LISTEN for new work."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import TYPE_CHECKING, Any
+
+from jobfleet.log import get_logger
+from jobfleet.queries import sql
+from jobfleet.supervisor.database import DatabaseDown, ManagedConnection
+from jobfleet.supervisor.maintenance.lease_reaper import LeaseReaper
+
+if TYPE_CHECKING:
+    from jobfleet.supervisor.fleet import Supervisor
+
+log = get_logger("jobfleet.supervisor")
+
+LISTEN_CHANNEL = "jobfleet_jobs"
+
+
+class Maintenance:
+    def __init__(self, supervisor: Supervisor, url: str) -> None:
+        self.sup = supervisor
+        self.config = supervisor.config
+        self.db = ManagedConnection("maintenance", url, self.config)
+        self.listen_db = ManagedConnection("listen", url, self.config)
+        self.reaper = LeaseReaper(node=supervisor.node.name, holder=supervisor.holder)
+        self.leader_of: int | None = None  # the connection generation we lead on
+        self.next_reap = 0.0
+
+    @property
+    def interval(self) -> float:
+        # Renew well before a lease can lapse; beat as often as the node heartbeat asks.
+        return min(self.config.node_heartbeat, self.config.lease_seconds / 3)
+
+    @property
+    def is_leader(self) -> bool:
+        return self.leader_of is not None and self.leader_of == self.db.generation
+
+    async def start(self) -> None:
+        """Reap this node's earlier runs at once, so a restart does not wait for leases."""
+        try:
+            reaped = await self.db.run(self.reaper.run_once)
+        except DatabaseDown:
+            return
+        if reaped:
+            log.warning(
+                "requeued jobs of an earlier run of this node",
+                extra={"node": self.sup.node.name, "jobs": reaped},
+            )
+
+    async def loop(self) -> None:
+        while True:
+            started = time.monotonic()
+            with contextlib.suppress(DatabaseDown):
+                await self.tick()
+            await asyncio.sleep(max(0.05, self.interval - (time.monotonic() - started)))
+
+    async def tick(self) -> None:
+        await self.db.run(self._beat_and_renew)
+        if not self.is_leader:
+            await self.db.run(self._try_lead)
+        if self.is_leader and time.monotonic() >= self.next_reap:
+            self.next_reap = time.monotonic() + self.config.reaper_interval_seconds
+            reaped = await self.db.run(self.reaper.run_once)
+            if reaped:
+                log.warning(
+                    "lease reaper requeued lost attempts",
+                    extra={"node": self.sup.node.name, "jobs": reaped},
+                )
+
+    async def _beat_and_renew(self, conn: Any) -> None:
+        await conn.execute(
+            sql("upsert_node"),
+            self.sup.node.heartbeat_params(workers=self.sup.desired, busy=self.sup.busy()),
+        )
+        cur = await conn.execute(
+            sql("renew_leases"),
+            {"holder": self.sup.holder, "lease_seconds": self.config.lease_seconds},
+        )
+        for job_id, attempt, cancel_requested in await cur.fetchall():
+            if cancel_requested:
+                self.sup.cancel_running(job_id, attempt)
+
+    async def _try_lead(self, conn: Any) -> None:
+        cur = await conn.execute(sql("try_leadership"))
+        row = await cur.fetchone()
+        if row and row[0]:
+            self.leader_of = self.db.generation
+            log.info("leading maintenance", extra={"node": self.sup.node.name})
+
+    async def listen_loop(self) -> None:
+        while True:
+            try:
+                await self.listen_db.run(self._listen)
+            except DatabaseDown:
+                await asyncio.sleep(max(0.2, self.listen_db.retry_at - time.monotonic()))
+
+    async def _listen(self, conn: Any) -> None:
+        await conn.execute(f"LISTEN {LISTEN_CHANNEL}")
+        self.sup.work_hint = True
+        self.sup.waker.wake()  # anything that arrived while we were not listening
+        # Bounded like every call: come back every so often to prove the connection lives.
+        async for _ in conn.notifies(timeout=self.config.statement_timeout_seconds):
+            self.sup.work_hint = True
+            self.sup.waker.wake()
+
+    async def stop(self) -> None:
+        with contextlib.suppress(DatabaseDown):
+            await self.db.run(
+                lambda conn: conn.execute(sql("delete_node"), self.sup.node.identity_params())
+            )
+        await self.db.close()
+        await self.listen_db.close()

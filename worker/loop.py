@@ -1,0 +1,170 @@
+"""The child's life: receive batches of jobs, run them one by one, send back the outcomes.
+
+A child is a pure executor: no database, no decisions. It runs in a process forked by the
+supervisor and ends when the supervisor goes (its socket closes, or the parent-death signal).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+from jobfleet.jobs import AttemptResult, ClaimedJob
+from jobfleet.worker import protocol
+from jobfleet.worker.execute import execute
+from jobfleet.worker.registry import HandlerSpec
+from jobfleet.worker.slots import SlotTable
+
+log = logging.getLogger("jobfleet.worker")
+
+# Outcomes of short jobs wait to travel together; a slow job's outcome leaves at once.
+FLUSH_AFTER_SECONDS = 0.02
+PROGRESS_EVERY_SECONDS = 0.25
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True)
+class ChildConfig:
+    index: int
+    heartbeat_seconds: float
+    max_result_bytes: int
+    max_jobs: int  # recycle after this many jobs; 0: never
+    max_rss_bytes: int  # recycle above this resident size; 0: never
+
+
+class _Stop(Exception):
+    pass
+
+
+class ChildLoop:
+    def __init__(
+        self,
+        sock: socket.socket,
+        slots: SlotTable,
+        handlers: Mapping[str, HandlerSpec],
+        config: ChildConfig,
+    ) -> None:
+        self.sock = sock
+        self.slots = slots
+        self.handlers = handlers
+        self.config = config
+        self.index = config.index
+        self.jobs_done = 0
+        self.stop_requested = False
+        self._last_progress: dict[int, float] = {}
+
+    def run(self) -> NoReturn:
+        code = 0
+        try:
+            self._prepare_process()
+            while True:
+                message = protocol.recv_frame(self.sock)
+                if message is None:  # the supervisor is gone
+                    break
+                if message[0] == protocol.JOBS:
+                    self._run_batch(message[1])
+                if self.stop_requested or self.slots.draining(self.index):
+                    self._send((protocol.BYE, "drained"))
+                    break
+                reason = self._recycle_reason()
+                if reason:
+                    self._send((protocol.BYE, reason))
+                    break
+        except _Stop:
+            pass
+        except SystemExit as exc:  # a handler called sys.exit(): exit as it asked
+            code = exc.code if isinstance(exc.code, int) else 1
+        except BaseException:
+            log.exception("worker child failed", extra={"worker": self.index})
+            code = 70
+        finally:
+            os._exit(code)
+
+    def _prepare_process(self) -> None:
+        # Ctrl-C in a terminal signals the whole group; the supervisor decides for us.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, self._on_term)
+        for sig in (signal.SIGCHLD, signal.SIGTTIN, signal.SIGTTOU, signal.SIGQUIT, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_DFL)
+        with contextlib.suppress(OSError, AttributeError):  # die with the supervisor (Linux)
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() == 1:
+            raise _Stop
+        self.slots.beat(self.index)
+        threading.Thread(target=self._beat, name="heartbeat", daemon=True).start()
+
+    def _on_term(self, signum: int, frame: Any) -> None:
+        # Finish the job in hand, then leave; the supervisor kills us if that takes too long.
+        self.stop_requested = True
+
+    def _beat(self) -> None:
+        while True:
+            self.slots.beat(self.index)
+            time.sleep(self.config.heartbeat_seconds)
+
+    def _run_batch(self, jobs: list[tuple[Any, ...]]) -> None:
+        outcomes: list[AttemptResult] = []
+        last_sent = time.monotonic()
+        for job_id, attempt, type_, payload_json, *_rest in jobs:
+            if self.stop_requested or self.slots.draining(self.index):
+                break  # what is left is handed back: the supervisor releases it
+            job = ClaimedJob(
+                job_id, type_, "", 0, attempt, 0, None, None, None, json.loads(payload_json)
+            )
+            self.slots.start_job(self.index, job_id, attempt)
+            outcome = execute(
+                job,
+                self.handlers,
+                max_result_bytes=self.config.max_result_bytes,
+                progress_sink=self._progress,
+                cancelled=self._cancelled,
+            )
+            self.jobs_done += 1
+            self.slots.finish_job(self.index, self.jobs_done)
+            outcomes.append(outcome)
+            now = time.monotonic()
+            if now - last_sent >= FLUSH_AFTER_SECONDS:
+                self._send((protocol.DONE, outcomes))
+                outcomes, last_sent = [], now
+        if outcomes:
+            self._send((protocol.DONE, outcomes))
+
+    def _cancelled(self) -> bool:
+        return self.slots.cancelled(self.index)
+
+    def _progress(self, job_id: int, attempt: int, fraction: float, message: str | None) -> None:
+        now = time.monotonic()
+        if fraction < 1.0 and now - self._last_progress.get(job_id, 0.0) < PROGRESS_EVERY_SECONDS:
+            return  # throttled: a tight loop reporting progress costs nothing
+        self._last_progress = {job_id: now}
+        self._send((protocol.PROGRESS, job_id, attempt, fraction, message))
+
+    def _send(self, message: Any) -> None:
+        try:
+            self.sock.sendall(protocol.encode(message))
+        except OSError:
+            raise _Stop from None  # the supervisor is gone
+
+    def _recycle_reason(self) -> str | None:
+        if self.config.max_jobs and self.jobs_done >= self.config.max_jobs:
+            return f"recycled after {self.jobs_done} jobs"
+        if self.config.max_rss_bytes:
+            rss = _rss_bytes()
+            if rss > self.config.max_rss_bytes:
+                return f"recycled at {rss // (1024 * 1024)} MiB resident"
+        return None
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")

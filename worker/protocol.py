@@ -1,0 +1,54 @@
+"""Framing between the supervisor and its children: length-prefixed pickle over a socketpair.
+
+One frame carries a whole batch (jobs one way, outcomes the other), so the cost of a syscall
+and a pickle is paid per batch, not per job.
+"""
+
+from __future__ import annotations
+
+import pickle
+import socket
+import struct
+from typing import Any
+
+HEADER = struct.Struct("!I")
+MAX_FRAME = 256 * 1024 * 1024
+
+# Parent -> child
+JOBS = "jobs"  # (JOBS, [(id, attempt, type, payload_json, timeout), ...])
+# Child -> parent
+DONE = "done"  # (DONE, [outcome tuple, ...]) see worker.loop.outcome_tuple
+PROGRESS = "progress"  # (PROGRESS, job_id, attempt, fraction, message)
+BYE = "bye"  # (BYE, reason, [ids of jobs handed back unstarted])
+
+
+def encode(message: Any) -> bytes:
+    body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    return HEADER.pack(len(body)) + body
+
+
+def decode(body: bytes) -> Any:
+    return pickle.loads(body)
+
+
+def recv_exactly(sock: socket.socket, n: int) -> bytes | None:
+    """n bytes from a blocking socket, or None at end of stream."""
+    chunks = []
+    while n:
+        chunk = sock.recv(min(n, 1 << 20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
+def recv_frame(sock: socket.socket) -> Any | None:
+    header = recv_exactly(sock, HEADER.size)
+    if header is None:
+        return None
+    (size,) = HEADER.unpack(header)
+    if size > MAX_FRAME:
+        raise ValueError(f"frame of {size} bytes is over the {MAX_FRAME} byte limit")
+    body = recv_exactly(sock, size)
+    return None if body is None else decode(body)
