@@ -271,14 +271,15 @@ WHERE state = 'running' AND locked_by = %(holder)s
 RETURNING id, attempt, cancel_requested;
 
 -- name: reap_lost_attempts
--- The lease reaper: running jobs whose holder stopped renewing (its lease expired), or whose
--- holder is an earlier run of the node `node` (restarted under the same name), go back to the
--- queue at once (or to dead once their attempts are spent), with the attempt recorded `lost`.
+-- The lease reaper: running jobs whose holder stopped renewing (its lease expired `overdue`
+-- seconds ago), or whose holder is an earlier run of the node `node` (restarted under the same
+-- name), go back to the queue at once (or to dead once their attempts are spent), with the
+-- attempt recorded `lost`. Safe to run from many nodes at once (SKIP LOCKED, fenced).
 WITH expired AS (
     SELECT id, locked_by, started_at
     FROM jobs
     WHERE state = 'running'
-      AND (lease_expires_at < now()
+      AND (lease_expires_at < now() - make_interval(secs => %(overdue)s)
            OR (split_part(locked_by, '/', 1) = %(node)s AND locked_by <> %(holder)s))
     ORDER BY lease_expires_at
     LIMIT %(limit)s

@@ -7,48 +7,38 @@ One asyncio loop, one object. Signals only set state and wake the loop. The loop
   listen    - LISTEN for new jobs, so an idle node starts one within milliseconds
 A child's death is noticed in `reap` (SIGCHLD) and settled in `_settle` once its last words
 (outcomes still in its socket) are read: the job it was running is recorded with the cause.
+Children are handled in pool.py; what waits to be written, in outbox.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import secrets
 import signal
 import time
 from collections import deque
-from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
-from jobfleet.jobs import AttemptResult, ClaimedJob
 from jobfleet.log import get_logger
 from jobfleet.queries import sql
 from jobfleet.settings import Settings
-from jobfleet.store import claim_async, record_async, release_async
-from jobfleet.supervisor.children import Child, KillPlan, describe_exit, fork_child
+from jobfleet.store import claim_async
+from jobfleet.supervisor.children import Child
 from jobfleet.supervisor.database import DatabaseDown, ManagedConnection
 from jobfleet.supervisor.dispatch import Dispatcher
 from jobfleet.supervisor.maintenance import Maintenance
 from jobfleet.supervisor.node import Node
+from jobfleet.supervisor.outbox import Outbox
+from jobfleet.supervisor.pool import TICK_SECONDS, WorkerPool
 from jobfleet.supervisor.waker import Waker
 from jobfleet.worker import protocol
-from jobfleet.worker.loop import ChildConfig
 from jobfleet.worker.slots import SlotTable
 
 log = get_logger("jobfleet.supervisor")
 
-TICK_SECONDS = 0.1
-# Outcomes are written when this many wait, or when the oldest has waited FLUSH_SECONDS.
-FLUSH_BATCH = 1000
-FLUSH_SECONDS = 0.005
 IDLE_POLL_MIN, IDLE_POLL_MAX = 0.05, 1.0
-# Crash loop: more unexpected deaths than this within the window slows respawning down.
-CRASH_WINDOW_SECONDS = 10.0
-CRASH_BACKOFF_MAX_SECONDS = 10.0
-# A dead child's socket is read to its end before its jobs are settled; not forever.
-LAST_WORDS_SECONDS = 1.0
+# After the grace period, how long a draining node keeps trying to write what it holds.
 SHUTDOWN_FLUSH_SECONDS = 10.0
 
 
@@ -58,7 +48,7 @@ class State(Enum):
     STOPPED = "stopped"
 
 
-class Supervisor:
+class Supervisor(WorkerPool):
     def __init__(
         self, node: Node, config: Settings, url: str, *, workers: int, burst: bool
     ) -> None:
@@ -75,10 +65,7 @@ class Supervisor:
         self.exit_code = 0
         self.dispatcher = Dispatcher()
         self.work_db = ManagedConnection("work", url, config, raw_json=True)
-        self.pending: list[AttemptResult] = []
-        self.pending_since = 0.0
-        self.to_release: list[tuple[int, int]] = []
-        self.progress: dict[tuple[int, int], tuple[float, str | None]] = {}
+        self.outbox = Outbox()
         self.late_results = 0
         self.deaths: deque[float] = deque()
         self.spawn_not_before = 0.0
@@ -130,8 +117,8 @@ class Supervisor:
         log.info("node stopped", extra=self._fields(late_results=self.late_results))
         return self.exit_code
 
-    def _fields(self, **extra: Any) -> dict[str, Any]:
-        return {"node": self.node.name, **extra}
+    def _running(self) -> bool:
+        return self.state is State.RUNNING
 
     # -- signals: set state, wake the loop, nothing more --
 
@@ -178,262 +165,6 @@ class Supervisor:
             self._ask_to_leave(child)
         self.waker.wake()
 
-    def _ask_to_leave(self, child: Child) -> None:
-        self.slots.set_drain(child.slot)  # checked between jobs
-        self._send(child, (protocol.BYE,))  # wakes a child that waits for work
-
-    # -- children: spawn, watch, reap, settle --
-
-    def manage_children(self) -> None:
-        """Converge the number of children to the desired count."""
-        if self.state is not State.RUNNING:
-            return
-        alive = [
-            c
-            for c in self.children.values()
-            if c.kill is None and c.exit_status is None and not self.slots.read(c.slot).drain
-        ]
-        if len(alive) > self.desired:
-            for child in sorted(alive, key=lambda c: c.in_flight)[: len(alive) - self.desired]:
-                self._ask_to_leave(child)
-            return
-        missing = self.desired - len(alive)
-        now = time.monotonic()
-        while missing > 0 and now >= self.spawn_not_before and self.free_slots:
-            self.spawn()
-            missing -= 1
-            self._schedule_spawn_backoff(now)
-
-    def spawn(self) -> None:
-        slot = self.free_slots.pop(0)
-        config = ChildConfig(
-            index=slot,
-            heartbeat_seconds=self.config.child_heartbeat_seconds,
-            max_result_bytes=self.config.max_result_bytes,
-            max_jobs=self.config.max_jobs_per_child,
-            max_rss_bytes=self.config.max_child_rss_mb * 1024 * 1024,
-        )
-        pid, sock = fork_child(self.slots, slot, self.node.handlers, config)
-        child = Child(pid=pid, slot=slot, sock=sock, born=time.monotonic())
-        self.children[pid] = child
-        child.reader = asyncio.create_task(self._read_child(child), name=f"child-{pid}")
-        log.debug("worker started", extra=self._fields(worker=pid, slot=slot))
-
-    def _schedule_spawn_backoff(self, now: float) -> None:
-        while self.deaths and now - self.deaths[0] > CRASH_WINDOW_SECONDS:
-            self.deaths.popleft()
-        excess = len(self.deaths) - max(3, self.desired)
-        if excess > 0:
-            delay = min(CRASH_BACKOFF_MAX_SECONDS, 0.1 * 2**excess)
-            self.spawn_not_before = now + delay
-            log.error(
-                "workers keep dying: slowing down restarts",
-                extra=self._fields(
-                    deaths=len(self.deaths),
-                    window_seconds=CRASH_WINDOW_SECONDS,
-                    next_spawn_in=round(delay, 2),
-                ),
-            )
-
-    async def watch_loop(self) -> None:
-        while True:
-            self.watch_children()
-            self.manage_children()
-            self._check_drained()
-            await asyncio.sleep(TICK_SECONDS)
-
-    def watch_children(self) -> None:
-        """Kill children that went silent or overran their job's timeout (SIGTERM, then
-        SIGKILL), and cancel jobs that were asked to stop."""
-        now = time.monotonic()
-        for child in list(self.children.values()):
-            if child.exit_status is not None:
-                continue
-            plan = child.kill
-            if plan is not None:
-                if not plan.sigkilled and now >= plan.sigkill_at:
-                    plan.sigkilled = True
-                    child.signal(signal.SIGKILL)
-                continue
-            view = self.slots.read(child.slot)
-            job = child.assigned.get(view.job_id) if view.job_id else None
-            silent = now - view.heartbeat
-            if silent > self.config.child_silent_after:
-                self.kill_child(
-                    child,
-                    "crashed",
-                    f"worker stopped responding: no heartbeat for {silent:.1f} s",
-                    job,
-                )
-            elif job is not None and job.timeout and now - view.started > job.timeout:
-                self.kill_child(child, "timed_out", f"timeout after {job.timeout:g} s", job)
-            elif self.grace_deadline is not None and now > self.grace_deadline and child.assigned:
-                self.kill_child(
-                    child,
-                    "crashed",
-                    "killed at shutdown: still running after the "
-                    f"{self.config.grace_seconds:g} s grace period",
-                    job,
-                )
-
-    def kill_child(
-        self,
-        child: Child,
-        outcome: Any,
-        reason: str,
-        job: ClaimedJob | None,
-        *,
-        final: bool = False,
-    ) -> None:
-        child.kill = KillPlan(
-            outcome, reason, job, time.monotonic() + self.config.kill_grace_seconds, final=final
-        )
-        log.warning(
-            "killing worker",
-            extra=self._fields(
-                worker=child.pid,
-                reason=reason,
-                job=job.id if job else None,
-                attempt=job.attempt if job else None,
-            ),
-        )
-        child.signal(signal.SIGTERM)
-        if self.config.kill_grace_seconds == 0:
-            child.kill.sigkilled = True
-            child.signal(signal.SIGKILL)
-
-    def reap(self) -> None:
-        """Collect every child that has exited (waitpid until none is left)."""
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            child = self.children.get(pid)
-            if child is not None:
-                child.exit_status, child.exited_at = status, time.monotonic()
-                asyncio.get_running_loop().create_task(self._settle(child))
-
-    async def _settle(self, child: Child) -> None:
-        """Account for a child that exited, once its last outcomes have been read."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(LAST_WORDS_SECONDS):
-                await child.eof.wait()
-        if child.reader is not None:
-            child.reader.cancel()
-        if child.writer is not None:
-            child.writer.close()
-        else:
-            child.sock.close()
-        self.children.pop(child.pid, None)
-        status = child.exit_status or 0
-        cause = describe_exit(status)
-        view = self.slots.read(child.slot)
-        plan = child.kill
-        running = child.assigned.get(view.job_id) if view.job_id else None
-        if plan is not None and plan.job is not None and plan.job.id in child.assigned:
-            running = plan.job
-        if running is not None:
-            child.assigned.pop(running.id)
-            if plan is not None:
-                outcome, reason, final = plan.outcome, f"{plan.reason} ({cause})", plan.final
-            else:
-                outcome, reason, final = "crashed", f"worker {cause}", False
-            self._add_result(self._lost_job_result(running, child.pid, outcome, reason, final))
-            log.warning(
-                "job's worker died",
-                extra=self._fields(
-                    worker=child.pid,
-                    job=running.id,
-                    attempt=running.attempt,
-                    outcome=outcome,
-                    reason=reason,
-                ),
-            )
-        # Jobs it held but had not started (or finished without reporting): run them again.
-        self._note_waiting()
-        self.to_release.extend((j.id, j.attempt) for j in child.assigned.values())
-        child.assigned.clear()
-        expected = child.bye is not None or (plan is not None and running is not None)
-        if not expected:
-            self.deaths.append(time.monotonic())
-            if running is None:
-                log.warning(
-                    "worker died while idle", extra=self._fields(worker=child.pid, cause=cause)
-                )
-        self.free_slots.append(child.slot)
-        self.waker.wake()
-        self.manage_children()
-        self._check_drained()
-
-    def _lost_job_result(
-        self, job: ClaimedJob, pid: int, outcome: Any, reason: str, final: bool
-    ) -> AttemptResult:
-        spec = self.node.handlers.get(job.type)
-        return AttemptResult(
-            job.id,
-            job.attempt,
-            outcome,
-            error=reason,
-            final=final,
-            pid=pid,
-            backoff=spec.backoff if spec else None,
-            backoff_seconds=spec.backoff_seconds if spec else None,
-        )
-
-    # -- talking to children --
-
-    async def _read_child(self, child: Child) -> None:
-        reader, writer = await asyncio.open_unix_connection(sock=child.sock)
-        child.writer = writer
-        try:
-            while True:
-                header = await reader.readexactly(protocol.HEADER.size)
-                (size,) = protocol.HEADER.unpack(header)
-                self._on_message(child, protocol.decode(await reader.readexactly(size)))
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            child.eof.set()
-
-    def _on_message(self, child: Child, message: Any) -> None:
-        kind = message[0]
-        if kind == protocol.DONE:
-            doomed = child.kill.job.id if child.kill and child.kill.job else None
-            for outcome in message[1]:
-                if outcome.job_id == doomed:
-                    continue  # its fate was decided when its child was marked for killing
-                job = child.assigned.pop(outcome.job_id, None)
-                if job is None:
-                    continue
-                outcome.pid = child.pid
-                self.dispatcher.observe(outcome)
-                self._add_result(outcome)
-            self.waker.wake()
-        elif kind == protocol.PROGRESS:
-            _, job_id, attempt, fraction, text = message
-            self._note_waiting()
-            self.progress[(job_id, attempt)] = (fraction, text)
-        elif kind == protocol.BYE:
-            child.bye = message[1]
-            log.debug("worker leaving", extra=self._fields(worker=child.pid, reason=message[1]))
-
-    def _note_waiting(self) -> None:
-        if not (self.pending or self.to_release or self.progress):
-            self.pending_since = time.monotonic()
-
-    def _send(self, child: Child, message: Any) -> None:
-        if child.writer is not None and not child.writer.is_closing():
-            child.writer.write(protocol.encode(message))
-
-    def _add_result(self, result: AttemptResult) -> None:
-        self._note_waiting()
-        self.pending.append(result)
-        if len(self.pending) >= FLUSH_BATCH:
-            self.waker.wake()
-
     # -- the database side of the hot path --
 
     async def work_loop(self) -> None:
@@ -447,14 +178,14 @@ class Supervisor:
             deadline = now + TICK_SECONDS
             if can_claim:
                 deadline = min(deadline, next_poll)
-            if self.pending or self.to_release or self.progress:
-                deadline = min(deadline, self.pending_since + FLUSH_SECONDS)
+            if self.outbox:
+                deadline = min(deadline, self.outbox.deadline)
             if deadline > now:
                 await self.waker.wait(deadline - now)
             else:
                 await asyncio.sleep(0)  # let the children's readers and signals in
             try:
-                if self._flush_due():
+                if self.outbox.due(now_please=self.state is not State.RUNNING):
                     await self._flush()
                 if self._capacity() > 0 and time.monotonic() >= next_poll:
                     if await self._claim():
@@ -474,25 +205,6 @@ class Supervisor:
             return 0
         return self.dispatcher.capacity(self.live_children())
 
-    def _flush_due(self) -> bool:
-        if not (self.pending or self.to_release or self.progress):
-            return False
-        return (
-            len(self.pending) >= FLUSH_BATCH
-            or time.monotonic() - self.pending_since >= FLUSH_SECONDS
-            or self.state is not State.RUNNING
-        )
-
-    def live_children(self) -> list[Child]:
-        return [
-            c
-            for c in self.children.values()
-            if c.kill is None
-            and c.exit_status is None
-            and c.writer is not None
-            and not self.slots.read(c.slot).drain
-        ]
-
     async def _claim(self) -> int:
         children = self.live_children()
         want = self.dispatcher.capacity(children)
@@ -511,13 +223,10 @@ class Supervisor:
         if not jobs:
             return 0
         if self.state is not State.RUNNING:  # a drain began while we waited: give them back
-            self._note_waiting()
-            self.to_release.extend((j.id, j.attempt) for j in jobs)
+            self.outbox.add_releases((j.id, j.attempt) for j in jobs)
             return 0
         deals, leftovers = self.dispatcher.assign(jobs, self.live_children())
-        if leftovers:
-            self._note_waiting()
-        self.to_release.extend((j.id, j.attempt) for j in leftovers)
+        self.outbox.add_releases((j.id, j.attempt) for j in leftovers)
         for child, batch in deals:
             for job in batch:
                 child.assigned[job.id] = job
@@ -528,45 +237,18 @@ class Supervisor:
         return len(jobs)
 
     async def _flush(self) -> None:
-        """Write what is waiting: outcomes, releases, progress. Kept on failure, retried."""
-        if self.pending:
-            batch = self.pending
-            self.pending = []
-            try:
-                recorded = await self.work_db.run(
-                    lambda conn: record_async(conn, self.node.name, batch, self.config)
-                )
-            except BaseException:
-                self.pending = batch + self.pending
-                raise
-            if any(r.outcome != "succeeded" for r in batch):
-                self.work_hint = True  # a retry may be ready at once
-            if recorded.late:
-                self.late_results += recorded.late
-                log.warning(
-                    "late results dropped: their attempts had been replaced",
-                    extra=self._fields(late=recorded.late),
-                )
-        if self.to_release:
-            releases, self.to_release = self.to_release, []
-            try:
-                await self.work_db.run(lambda conn: release_async(conn, releases))
-            except BaseException:
-                self.to_release = releases + self.to_release
-                raise
-            self.work_hint = True
-        if self.progress:
-            reports, self.progress = self.progress, {}
-            params = {
-                "ids": [k[0] for k in reports],
-                "attempts": [k[1] for k in reports],
-                "fractions": [v[0] for v in reports.values()],
-                "messages": [v[1] for v in reports.values()],
-            }
-            await self.work_db.run(lambda conn: conn.execute(sql("save_progress"), params))
+        flushed = await self.outbox.flush(self.work_db, self.node.name, self.config)
+        if flushed.requeued:
+            self.work_hint = True  # a retry or a released job may be ready at once
+        if flushed.late:
+            self.late_results += flushed.late
+            log.warning(
+                "late results dropped: their attempts had been replaced",
+                extra=self._fields(late=flushed.late),
+            )
 
     async def _burst_done(self) -> bool:
-        if any(c.assigned for c in self.children.values()) or self.pending:
+        if any(c.assigned for c in self.children.values()) or self.outbox:
             return False
         return await self.work_db.run(self._remaining_is_zero)
 
@@ -585,34 +267,17 @@ class Supervisor:
         """Once draining and every child is gone and everything is written, stop."""
         if self.state is not State.DRAINING or self.children:
             return
-        if self.pending or self.to_release or self.progress:
+        if self.outbox:
             deadline = (self.grace_deadline or 0) + SHUTDOWN_FLUSH_SECONDS
             if time.monotonic() < deadline:
                 self.waker.wake()
                 return
             log.error(
                 "could not write every outcome before exiting; leases will requeue those jobs",
-                extra=self._fields(unwritten=len(self.pending)),
+                extra=self._fields(unwritten=len(self.outbox.results)),
             )
             self.exit_code = 1
         self.state = State.STOPPED
         self.stopped.set()
 
     # -- cancellation, from the maintenance loop --
-
-    def cancel_running(self, job_id: int, attempt: int) -> None:
-        """Stop a running job someone cancelled: cooperative flag first, then kill the child."""
-        for child in self.children.values():
-            job = child.assigned.get(job_id)
-            if job is None or job.attempt != attempt or child.kill is not None:
-                continue
-            if self.slots.set_cancel(child.slot, job_id):
-                self.kill_child(child, "cancelled", "cancelled while running", job, final=True)
-            return
-
-    def busy(self) -> int:
-        return sum(1 for c in self.children.values() if self.slots.read(c.slot).job_id)
-
-
-def utc(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, UTC)

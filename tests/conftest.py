@@ -159,3 +159,82 @@ def open_tmp() -> Iterator[Path]:
     path.chmod(0o755)
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+class Node:
+    """A `jobfleet supervisor` process started as a user would, in its own process group."""
+
+    def __init__(self, proc: subprocess.Popen[str], log_path: Path, name: str) -> None:
+        self.proc = proc
+        self.log_path = log_path
+        self.name = name
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def children(self) -> list[int]:
+        try:
+            text = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text()
+        except OSError:
+            return []
+        return [int(p) for p in text.split()]
+
+    def signal(self, sig: int) -> None:
+        try:
+            os.kill(self.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def kill_group(self) -> None:
+        import signal as _signal
+
+        try:
+            os.killpg(self.pid, _signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def wait(self, timeout: float = 60) -> int:
+        return self.proc.wait(timeout)
+
+
+@pytest.fixture
+def fleet(db_url: str, conn: psycopg.Connection[Any], tmp_path: Path) -> Iterator[Any]:
+    """Start supervisors: fleet(name, *args, env={...}) -> Node. All are killed at the end."""
+    started: list[Node] = []
+
+    def start(name: str, *args: str, env: dict[str, str] | None = None) -> Node:
+        log_path = tmp_path / f"{name}.log"
+        handle = open(log_path, "w")  # noqa: SIM115 - the process owns it until it exits
+        proc = subprocess.Popen(
+            [JOBFLEET, "supervisor", "--node-name", name, *args],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=ROOT,
+            env={**os.environ, "JOBFLEET_DATABASE_URL": db_url, **(env or {})},
+            start_new_session=True,
+        )
+        handle.close()
+        node = Node(proc, log_path, name)
+        started.append(node)
+        return node
+
+    yield start
+    for node in started:
+        node.kill_group()
+        try:
+            node.wait(10)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def job_states(conn: psycopg.Connection[Any]) -> dict[int, str]:
+    return dict(conn.execute("SELECT id, state FROM jobs").fetchall())
+
+
+def all_finished(conn: psycopg.Connection[Any]) -> bool:
+    return scalar(conn, "SELECT count(*) FROM jobs WHERE state IN ('queued', 'running')") == 0

@@ -21,14 +21,18 @@ class LeaseReaper:
     node: str  # this node's name: jobs of its own earlier runs are reaped without waiting
     holder: str  # this run's lease holder, never reaped here
 
-    async def run_once(self, conn: Any) -> int:
-        """Requeue every lost attempt there is now; return how many."""
+    async def run_once(self, conn: Any, overdue: float = 0.0) -> int:
+        """Requeue every attempt whose lease expired more than `overdue` seconds ago (and any
+        held by an earlier run of this node); return how many."""
         total = 0
+        params = {
+            "node": self.node,
+            "holder": self.holder,
+            "limit": REAPER_BATCH,
+            "overdue": overdue,
+        }
         while True:
-            cur = await conn.execute(
-                sql("reap_lost_attempts"),
-                {"node": self.node, "holder": self.holder, "limit": REAPER_BATCH},
-            )
+            cur = await conn.execute(sql("reap_lost_attempts"), params)
             reaped = len(await cur.fetchall())
             total += reaped
             if reaped < REAPER_BATCH:

@@ -63,13 +63,17 @@ class Maintenance:
         await self.db.run(self._beat_and_renew)
         if not self.is_leader:
             await self.db.run(self._try_lead)
-        if self.is_leader and time.monotonic() >= self.next_reap:
+        if time.monotonic() >= self.next_reap:
             self.next_reap = time.monotonic() + self.config.reaper_interval_seconds
-            reaped = await self.db.run(self.reaper.run_once)
+            # The leader reaps as soon as a lease expires. Every other node is a backstop for a
+            # leader that is alive but paused (its advisory lock outlives its usefulness): it
+            # reaps leases that have been expired for a whole lease period more.
+            overdue = 0.0 if self.is_leader else self.config.lease_seconds
+            reaped = await self.db.run(lambda conn: self.reaper.run_once(conn, overdue))
             if reaped:
                 log.warning(
                     "lease reaper requeued lost attempts",
-                    extra={"node": self.sup.node.name, "jobs": reaped},
+                    extra={"node": self.sup.node.name, "jobs": reaped, "leader": self.is_leader},
                 )
 
     async def _beat_and_renew(self, conn: Any) -> None:

@@ -1,0 +1,97 @@
+"""What the supervisor has to write: outcomes, released jobs and progress, written in batches.
+
+Nothing is lost when the database is away: a failed flush puts everything back, and the next
+flush writes it (fenced, so an outcome whose lease lapsed meanwhile is dropped, not applied).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from jobfleet.jobs import AttemptResult
+from jobfleet.queries import sql
+from jobfleet.settings import Settings
+from jobfleet.store import record_async, release_async
+from jobfleet.supervisor.database import ManagedConnection
+
+# Written when this many outcomes wait, or when the oldest has waited FLUSH_SECONDS.
+FLUSH_BATCH = 1000
+FLUSH_SECONDS = 0.005
+
+
+@dataclass(frozen=True)
+class Flushed:
+    late: int  # outcomes dropped: their attempt had been replaced
+    requeued: bool  # jobs went back to the queue (failures to retry, releases)
+
+
+class Outbox:
+    def __init__(self) -> None:
+        self.results: list[AttemptResult] = []
+        self.releases: list[tuple[int, int]] = []
+        self.progress: dict[tuple[int, int], tuple[float, str | None]] = {}
+        self.since = 0.0  # when the oldest waiting item arrived
+
+    def __bool__(self) -> bool:
+        return bool(self.results or self.releases or self.progress)
+
+    def _arriving(self) -> None:
+        if not self:
+            self.since = time.monotonic()
+
+    def add_result(self, result: AttemptResult) -> bool:
+        """Queue an outcome; True when enough wait to be worth writing now."""
+        self._arriving()
+        self.results.append(result)
+        return len(self.results) >= FLUSH_BATCH
+
+    def add_releases(self, jobs: Iterable[tuple[int, int]]) -> None:
+        jobs = list(jobs)
+        if jobs:
+            self._arriving()
+            self.releases.extend(jobs)
+
+    def add_progress(self, job_id: int, attempt: int, fraction: float, text: str | None) -> None:
+        self._arriving()
+        self.progress[(job_id, attempt)] = (fraction, text)
+
+    @property
+    def deadline(self) -> float:
+        return self.since + FLUSH_SECONDS
+
+    def due(self, *, now_please: bool) -> bool:
+        if not self:
+            return False
+        return now_please or len(self.results) >= FLUSH_BATCH or time.monotonic() >= self.deadline
+
+    async def flush(self, db: ManagedConnection, node: str, config: Settings) -> Flushed:
+        late, requeued = 0, False
+        if self.results:
+            batch, self.results = self.results, []
+            try:
+                recorded = await db.run(lambda conn: record_async(conn, node, batch, config))
+            except BaseException:
+                self.results = batch + self.results
+                raise
+            late = recorded.late
+            requeued = any(r.outcome != "succeeded" for r in batch)
+        if self.releases:
+            releases, self.releases = self.releases, []
+            try:
+                await db.run(lambda conn: release_async(conn, releases))
+            except BaseException:
+                self.releases = releases + self.releases
+                raise
+            requeued = True
+        if self.progress:
+            reports, self.progress = self.progress, {}
+            params = {
+                "ids": [k[0] for k in reports],
+                "attempts": [k[1] for k in reports],
+                "fractions": [v[0] for v in reports.values()],
+                "messages": [v[1] for v in reports.values()],
+            }
+            await db.run(lambda conn: conn.execute(sql("save_progress"), params))
+        return Flushed(late=late, requeued=requeued)

@@ -1,0 +1,248 @@
+"""The fleet with real processes and real signals: children die, nodes die, nodes pause."""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any
+
+import psycopg
+
+import jobfleet
+from tests.conftest import all_finished, scalar, wait_until
+
+# Short leases and beats so recovery happens within seconds.
+FAST = {
+    "JOBFLEET_LEASE_SECONDS": "2",
+    "JOBFLEET_HEARTBEAT_SECONDS": "0.2",
+    "JOBFLEET_REAPER_INTERVAL_SECONDS": "0.5",
+    "JOBFLEET_KILL_GRACE_SECONDS": "0.3",
+    "JOBFLEET_GRACE_SECONDS": "10",
+}
+
+
+def running_on(conn: psycopg.Connection[Any], job_id: int) -> str | None:
+    return scalar(
+        conn,
+        "SELECT split_part(locked_by, '/', 1) FROM jobs WHERE id = %s AND state = 'running'",
+        (job_id,),
+    )
+
+
+def attempts(conn: psycopg.Connection[Any], job_id: int) -> list[tuple[Any, ...]]:
+    return [
+        tuple(r)
+        for r in conn.execute(
+            "SELECT attempt, outcome, node, error FROM job_attempts WHERE job_id = %s ORDER BY "
+            "attempt",
+            (job_id,),
+        )
+    ]
+
+
+def test_killed_child_is_replaced_and_its_job_retried(
+    conn: psycopg.Connection[Any], fleet: Any
+) -> None:
+    job = jobfleet.enqueue(conn, "sleep", {"seconds": 1.5}, backoff="fixed:0")
+    node = fleet("a", "--workers", "1", env=FAST)
+    wait_until(lambda: running_on(conn, job), what="the job to start")
+    [child] = wait_until(node.children, what="a worker")
+    os.kill(child, signal.SIGKILL)
+    wait_until(lambda: attempts(conn, job), what="the crashed attempt")
+    [(attempt, outcome, node_name, error)] = attempts(conn, job)[:1]
+    assert (attempt, outcome, node_name) == (1, "crashed", "a")
+    assert "killed by signal 9" in error
+    wait_until(
+        lambda: scalar(conn, "SELECT state FROM jobs") == "succeeded",
+        timeout=30,
+        what="the retry to succeed",
+    )
+    assert [a[:2] for a in attempts(conn, job)] == [(1, "crashed"), (2, "succeeded")]
+    replacement = wait_until(node.children, what="a replacement worker")
+    assert replacement != [child]
+
+
+def test_crashing_and_failing_jobs_end_dead_with_their_cause(
+    conn: psycopg.Connection[Any], fleet: Any
+) -> None:
+    by_signal = jobfleet.enqueue(conn, "crash", {"signal": 9}, max_attempts=2, backoff="fixed:0")
+    by_exit = jobfleet.enqueue(conn, "crash", {"exit_code": 3}, max_attempts=2, backoff="fixed:0")
+    fails = jobfleet.enqueue(conn, "fail", {"message": "nope"}, max_attempts=2, backoff="fixed:0")
+    fine = jobfleet.enqueue_many(conn, "echo", list(range(20)))
+    node = fleet("a", "--workers", "2", "--burst", env=FAST)
+    assert node.wait(60) == 0, node.log()
+    states = dict(conn.execute("SELECT id, state FROM jobs").fetchall())
+    assert [states[i] for i in (by_signal, by_exit, fails)] == ["dead"] * 3
+    assert all(states[i] == "succeeded" for i in fine)
+    assert [a[1] for a in attempts(conn, by_signal)] == ["crashed", "crashed"]
+    assert all("killed by signal 9" in a[3] for a in attempts(conn, by_signal))
+    assert all("exit code 3" in a[3] for a in attempts(conn, by_exit))
+    assert [a[1] for a in attempts(conn, fails)] == ["failed", "failed"]
+    assert "nope" in attempts(conn, fails)[1][3]
+
+
+def test_job_over_its_timeout_is_killed_and_recorded(
+    conn: psycopg.Connection[Any], fleet: Any
+) -> None:
+    job = jobfleet.enqueue(conn, "sleep", {"seconds": 30}, timeout=0.5, max_attempts=1)
+    node = fleet("a", "--workers", "1", "--burst", env=FAST)
+    assert node.wait(60) == 0, node.log()
+    [(attempt, outcome, _, error)] = attempts(conn, job)
+    assert (attempt, outcome) == (1, "timed_out")
+    assert error.startswith("timeout after 0.5 s")
+    assert scalar(conn, "SELECT state FROM jobs") == "dead"
+
+
+def test_silent_child_is_killed_and_replaced(conn: psycopg.Connection[Any], fleet: Any) -> None:
+    job = jobfleet.enqueue(conn, "sleep", {"seconds": 30}, max_attempts=1)
+    node = fleet("a", "--workers", "1", env=FAST)
+    wait_until(lambda: running_on(conn, job), what="the job to start")
+    [child] = wait_until(node.children, what="a worker")
+    os.kill(child, signal.SIGSTOP)  # hung: no heartbeat any more
+    wait_until(lambda: attempts(conn, job), timeout=30, what="the hung attempt to be recorded")
+    [(_, outcome, _, error)] = attempts(conn, job)
+    assert outcome == "crashed" and "no heartbeat" in error
+    wait_until(lambda: node.children() and node.children() != [child], what="a replacement")
+
+
+def test_sigterm_drains_running_jobs_and_releases_the_rest(
+    conn: psycopg.Connection[Any], fleet: Any
+) -> None:
+    ids = jobfleet.enqueue_many(conn, "sleep", [{"seconds": 1}] * 6)
+    node = fleet("a", "--workers", "1", env=FAST)
+    wait_until(
+        lambda: scalar(conn, "SELECT count(*) FROM jobs WHERE state = 'running'"),
+        what="a job to start",
+    )
+    node.signal(signal.SIGTERM)
+    assert node.wait(30) == 0, node.log()
+    rows = conn.execute("SELECT state, attempt FROM jobs ORDER BY id").fetchall()
+    assert len(rows) == len(ids)
+    assert ("succeeded", 1) in rows  # the running job was allowed to finish
+    assert all(r in (("succeeded", 1), ("queued", 0)) for r in rows), rows
+    assert scalar(conn, "SELECT count(*) FROM nodes") == 0
+    assert scalar(conn, "SELECT count(*) FROM job_attempts WHERE outcome <> 'succeeded'") == 0
+
+
+def test_killing_a_whole_node_hands_its_jobs_to_the_others(
+    conn: psycopg.Connection[Any], fleet: Any
+) -> None:
+    ids = jobfleet.enqueue_many(conn, "sleep", [{"seconds": 0.3}] * 40)
+    a = fleet("a", "--workers", "2", env=FAST)
+    wait_until(
+        lambda: scalar(conn, "SELECT count(*) FROM jobs WHERE state = 'running'"),
+        what="node a to run jobs",
+    )
+    b = fleet("b", "--workers", "2", env=FAST)
+    c = fleet("c", "--workers", "2", env=FAST)
+    wait_until(
+        lambda: scalar(
+            conn, "SELECT count(*) FROM jobs WHERE state = 'running' AND locked_by LIKE 'a/%'"
+        ),
+        what="node a to hold jobs",
+    )
+    a.kill_group()
+    wait_until(lambda: all_finished(conn), timeout=60, what="every job to finish")
+    assert scalar(conn, "SELECT count(*) FROM jobs WHERE state = 'succeeded'") == len(ids)
+    doubles = scalar(
+        conn,
+        "SELECT count(*) FROM (SELECT job_id FROM job_attempts WHERE "
+        "outcome = 'succeeded' GROUP BY job_id HAVING count(*) > 1) d",
+    )
+    assert doubles == 0
+    lost = conn.execute("SELECT node, error FROM job_attempts WHERE outcome = 'lost'").fetchall()
+    assert lost and all(n == "a" and "lease expired" in e for n, e in lost)
+    finishers = {
+        r[0]
+        for r in conn.execute(
+            "SELECT DISTINCT node FROM job_attempts WHERE outcome = 'succeeded' AND job_id IN "
+            "(SELECT job_id FROM job_attempts WHERE outcome = 'lost')"
+        )
+    }
+    assert finishers <= {"b", "c"} and finishers
+    for node in (b, c):
+        node.signal(signal.SIGTERM)
+        assert node.wait(30) == 0
+
+
+def test_paused_node_cannot_overwrite_the_newer_attempt(
+    conn: psycopg.Connection[Any], fleet: Any
+) -> None:
+    job = jobfleet.enqueue(conn, "sleep", {"seconds": 1.0})
+    a = fleet("a", "--workers", "1", env=FAST)
+    wait_until(lambda: running_on(conn, job) == "a", what="node a to run the job")
+    a.signal(signal.SIGSTOP)  # its child finishes, but the result stays in the socket
+    b = fleet("b", "--workers", "1", env=FAST)
+    wait_until(
+        lambda: scalar(conn, "SELECT state FROM jobs") == "succeeded",
+        timeout=60,
+        what="node b to run the job again",
+    )
+    a.signal(signal.SIGCONT)
+    wait_until(
+        lambda: "late results dropped" in a.log(), timeout=30, what="node a to drop its late result"
+    )
+    history = attempts(conn, job)
+    assert [(n, o, node) for n, o, node, _ in history] == [(1, "lost", "a"), (2, "succeeded", "b")]
+    assert scalar(conn, "SELECT attempt FROM jobs") == 2
+    for node in (a, b):
+        node.signal(signal.SIGTERM)
+        assert node.wait(30) == 0
+
+
+def test_leadership_passes_when_the_leader_dies(conn: psycopg.Connection[Any], fleet: Any) -> None:
+    a = fleet("a", "--workers", "1", env=FAST)
+    wait_until(lambda: "leading maintenance" in a.log(), what="a to lead")
+    b = fleet("b", "--workers", "1", env=FAST)
+    wait_until(lambda: "node started" in b.log(), what="b to start")
+    assert "leading maintenance" not in b.log()
+    a.kill_group()
+    wait_until(lambda: "leading maintenance" in b.log(), timeout=30, what="b to take over")
+
+
+def test_crash_loop_slows_restarts_and_the_node_survives(
+    conn: psycopg.Connection[Any], fleet: Any
+) -> None:
+    crashes = jobfleet.enqueue_many(conn, "crash", [{"signal": 9}] * 12, max_attempts=1)
+    node = fleet("a", "--workers", "2", env=FAST)
+    wait_until(lambda: all_finished(conn), timeout=90, what="every crash job to end")
+    assert "workers keep dying" in node.log()
+    assert scalar(conn, "SELECT count(*) FROM jobs WHERE state = 'dead'") == len(crashes)
+    after = jobfleet.enqueue(conn, "echo", {"still": "alive"})
+    assert jobfleet.wait(after, timeout=60) == {"still": "alive"}
+    assert node.proc.poll() is None
+
+
+def test_worker_count_follows_ttin_and_ttou(conn: psycopg.Connection[Any], fleet: Any) -> None:
+    node = fleet("a", "--workers", "1", env=FAST)
+    wait_until(lambda: len(node.children()) == 1, what="one worker")
+    node.signal(signal.SIGTTIN)  # one at a time: identical pending signals merge into one
+    wait_until(lambda: len(node.children()) == 2, what="two workers")
+    node.signal(signal.SIGTTIN)
+    wait_until(lambda: len(node.children()) == 3, what="three workers")
+    wait_until(lambda: scalar(conn, "SELECT workers FROM nodes") == 3, what="the registry")
+    node.signal(signal.SIGTTOU)
+    wait_until(lambda: len(node.children()) == 2, what="two workers again")
+
+
+def test_ten_supervisors_hold_bounded_connections(
+    conn: psycopg.Connection[Any], fleet: Any, db_url: str
+) -> None:
+    nodes = [fleet(f"n{i}", "--workers", "2", env=FAST) for i in range(10)]
+    wait_until(
+        lambda: scalar(conn, "SELECT count(*) FROM nodes") == 10,
+        timeout=60,
+        what="ten nodes to register",
+    )
+    ids = jobfleet.enqueue_many(conn, "noop", list(range(500)))
+    wait_until(lambda: all_finished(conn), timeout=60, what="the jobs to finish")
+    assert scalar(conn, "SELECT count(*) FROM jobs WHERE state = 'succeeded'") == len(ids)
+    count = scalar(
+        conn,
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+        "current_database() AND application_name = 'jobfleet'",
+    )
+    assert count <= 10 * 3, count
+    for node in nodes:
+        node.signal(signal.SIGTERM)
+    assert [node.wait(60) for node in nodes] == [0] * 10
