@@ -3,6 +3,7 @@ worker, clean tables per test, and helpers to run the real `jobfleet` command.""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -184,18 +185,14 @@ class Node:
         return [int(p) for p in text.split()]
 
     def signal(self, sig: int) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, sig)
-        except ProcessLookupError:
-            pass
 
     def kill_group(self) -> None:
         import signal as _signal
 
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.pid, _signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
     def wait(self, timeout: float = 60) -> int:
         return self.proc.wait(timeout)
@@ -226,10 +223,8 @@ def fleet(db_url: str, conn: psycopg.Connection[Any], tmp_path: Path) -> Iterato
     yield start
     for node in started:
         node.kill_group()
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             node.wait(10)
-        except subprocess.TimeoutExpired:
-            pass
 
 
 def job_states(conn: psycopg.Connection[Any]) -> dict[int, str]:

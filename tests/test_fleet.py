@@ -246,3 +246,39 @@ def test_ten_supervisors_hold_bounded_connections(
     for node in nodes:
         node.signal(signal.SIGTERM)
     assert [node.wait(60) for node in nodes] == [0] * 10
+
+
+def test_children_are_recycled_after_max_jobs(conn: psycopg.Connection[Any], fleet: Any) -> None:
+    ids = jobfleet.enqueue_many(conn, "noop", list(range(20)))
+    node = fleet("a", "--workers", "1", "--burst", env={**FAST, "JOBFLEET_MAX_JOBS_PER_CHILD": "5"})
+    assert node.wait(60) == 0, node.log()
+    assert scalar(conn, "SELECT count(*) FROM jobs WHERE state = 'succeeded'") == len(ids)
+    pids = scalar(conn, "SELECT count(DISTINCT pid) FROM job_attempts")
+    assert pids >= 4  # a fresh child every five jobs
+    assert scalar(conn, "SELECT count(*) FROM job_attempts WHERE outcome <> 'succeeded'") == 0
+
+
+def test_lost_database_connections_lose_nothing(conn: psycopg.Connection[Any], fleet: Any) -> None:
+    ids = jobfleet.enqueue_many(conn, "sleep", [{"seconds": 0.05}] * 200)
+    node = fleet("a", "--workers", "2", env=FAST)
+    for _ in range(3):  # cut every connection the node has, three times during the run
+        wait_until(
+            lambda: scalar(conn, "SELECT count(*) FROM jobs WHERE state = 'running'"),
+            what="jobs to be running",
+        )
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+            "application_name = 'jobfleet' AND datname = current_database() AND "
+            "pid <> pg_backend_pid()"
+        )
+    wait_until(lambda: all_finished(conn), timeout=90, what="every job to finish")
+    assert scalar(conn, "SELECT count(*) FROM jobs WHERE state = 'succeeded'") == len(ids)
+    doubles = scalar(
+        conn,
+        "SELECT count(*) FROM (SELECT job_id FROM job_attempts WHERE "
+        "outcome = 'succeeded' GROUP BY job_id HAVING count(*) > 1) d",
+    )
+    assert doubles == 0
+    assert "database unreachable" in node.log()
+    node.signal(signal.SIGTERM)
+    assert node.wait(30) == 0

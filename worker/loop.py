@@ -116,7 +116,7 @@ class ChildLoop:
         outcomes: list[AttemptResult] = []
         last_sent = time.monotonic()
         for job_id, attempt, type_, payload_json, *_rest in jobs:
-            if self.stop_requested or self.slots.draining(self.index):
+            if self.stop_requested or self.slots.draining(self.index) or self._used_up():
                 break  # what is left is handed back: the supervisor releases it
             job = ClaimedJob(
                 job_id, type_, "", 0, attempt, 0, None, None, None, json.loads(payload_json)
@@ -154,6 +154,9 @@ class ChildLoop:
             self.sock.sendall(protocol.encode(message))
         except OSError:
             raise _Stop from None  # the supervisor is gone
+
+    def _used_up(self) -> bool:
+        return bool(self.config.max_jobs) and self.jobs_done >= self.config.max_jobs
 
     def _recycle_reason(self) -> str | None:
         if self.config.max_jobs and self.jobs_done >= self.config.max_jobs:
