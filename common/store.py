@@ -4,6 +4,10 @@ Each is one statement for a whole batch. Recording is fenced on (id, attempt, ru
 outcome of an attempt that lost its lease is dropped, never written over the newer attempt.
 The statements are built once here and run by a blocking (`claim`, `record`, `release`) or an
 asyncio connection (`claim_async`, `record_async`, `release_async`).
+
+They are never server-side prepared: a generic plan cannot know how long the arrays are, and
+with statistics that see few running jobs it scans the table for every batch (measured: 550 ms
+instead of 2.5 ms for 500 jobs). Planning each batch costs a fraction of a millisecond.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from jobfleet.jobs import AttemptResult, ClaimedJob
+from jobfleet.jobs import AttemptResult, ClaimedJob, Success
 from jobfleet.queries import sql
 from jobfleet.settings import Settings, settings
 
@@ -51,51 +55,57 @@ def claimed_jobs(rows: Sequence[Sequence[Any]]) -> list[ClaimedJob]:
     return jobs
 
 
+def success_statement(node: str, successes: Sequence[Success]) -> Statement:
+    return sql("complete_batch"), {
+        "node": node,
+        "ids": ",".join(str(s[0]) for s in successes),
+        "attempts": ",".join(str(s[1]) for s in successes),
+        "results": "[" + ",".join(s[2] for s in successes) + "]",
+        "pids": ",".join("" if s[3] is None else str(s[3]) for s in successes),
+        "started": ",".join(repr(s[4]) for s in successes),
+        "finished": ",".join(repr(s[5]) for s in successes),
+    }
+
+
+def failure_statement(
+    node: str, failures: Sequence[AttemptResult], config: Settings | None = None
+) -> Statement:
+    config = config or settings()
+    return sql("fail_batch"), {
+        "node": node,
+        "ids": [r.job_id for r in failures],
+        "attempts": [r.attempt for r in failures],
+        "outcomes": [r.outcome for r in failures],
+        "errors": [r.error for r in failures],
+        "finals": [r.final for r in failures],
+        "backoffs": [r.backoff for r in failures],
+        "backoff_seconds": [r.backoff_seconds for r in failures],
+        "pids": [r.pid for r in failures],
+        "started": [r.started_at for r in failures],
+        "finished": [r.finished_at for r in failures],
+        "backoff_base": config.backoff_base_seconds,
+        "backoff_max": config.backoff_max_seconds,
+    }
+
+
 def record_statements(
-    node: str, results: Sequence[AttemptResult], config: Settings | None = None
+    node: str,
+    successes: Sequence[Success],
+    failures: Sequence[AttemptResult],
+    config: Settings | None = None,
 ) -> list[Statement]:
     """At most two statements: the successes, and everything else."""
-    config = config or settings()
-    ok = [r for r in results if r.outcome == "succeeded"]
-    bad = [r for r in results if r.outcome != "succeeded"]
     statements: list[Statement] = []
-    if ok:
-        statements.append(
-            (
-                sql("complete_batch"),
-                {
-                    "node": node,
-                    "ids": [r.job_id for r in ok],
-                    "attempts": [r.attempt for r in ok],
-                    "results": [r.result_json for r in ok],
-                    "pids": [r.pid for r in ok],
-                    "started": [r.started_at for r in ok],
-                    "finished": [r.finished_at for r in ok],
-                },
-            )
-        )
-    if bad:
-        statements.append(
-            (
-                sql("fail_batch"),
-                {
-                    "node": node,
-                    "ids": [r.job_id for r in bad],
-                    "attempts": [r.attempt for r in bad],
-                    "outcomes": [r.outcome for r in bad],
-                    "errors": [r.error for r in bad],
-                    "finals": [r.final for r in bad],
-                    "backoffs": [r.backoff for r in bad],
-                    "backoff_seconds": [r.backoff_seconds for r in bad],
-                    "pids": [r.pid for r in bad],
-                    "started": [r.started_at for r in bad],
-                    "finished": [r.finished_at for r in bad],
-                    "backoff_base": config.backoff_base_seconds,
-                    "backoff_max": config.backoff_max_seconds,
-                },
-            )
-        )
+    if successes:
+        statements.append(success_statement(node, successes))
+    if failures:
+        statements.append(failure_statement(node, failures, config))
     return statements
+
+
+def split_results(results: Sequence[AttemptResult]) -> tuple[list[Success], list[AttemptResult]]:
+    successes = [r.as_success() for r in results if r.outcome == "succeeded"]
+    return successes, [r for r in results if r.outcome != "succeeded"]
 
 
 def release_statement(jobs: Sequence[tuple[int, int]]) -> Statement:
@@ -111,15 +121,16 @@ def release_statement(jobs: Sequence[tuple[int, int]]) -> Statement:
 
 def claim(conn: Any, **options: Any) -> list[ClaimedJob]:
     query, params = claim_statement(**options)
-    return claimed_jobs(conn.execute(query, params).fetchall())
+    return claimed_jobs(conn.execute(query, params, prepare=False).fetchall())
 
 
 def record(
     conn: Any, node: str, results: Sequence[AttemptResult], config: Settings | None = None
 ) -> Recorded:
+    successes, failures = split_results(results)
     written = sum(
-        len(conn.execute(query, params).fetchall())
-        for query, params in record_statements(node, results, config)
+        len(conn.execute(query, params, prepare=False).fetchall())
+        for query, params in record_statements(node, successes, failures, config)
     )
     return Recorded(written=written, late=len(results) - written)
 
@@ -128,7 +139,7 @@ def release(conn: Any, jobs: Sequence[ClaimedJob]) -> int:
     if not jobs:
         return 0
     query, params = release_statement([(j.id, j.attempt) for j in jobs])
-    return len(conn.execute(query, params).fetchall())
+    return len(conn.execute(query, params, prepare=False).fetchall())
 
 
 # -- asyncio connection -------------------------------------------------------------------
@@ -136,23 +147,27 @@ def release(conn: Any, jobs: Sequence[ClaimedJob]) -> int:
 
 async def claim_async(conn: Any, **options: Any) -> list[ClaimedJob]:
     query, params = claim_statement(**options)
-    cur = await conn.execute(query, params)
+    cur = await conn.execute(query, params, prepare=False)
     return claimed_jobs(await cur.fetchall())
 
 
 async def record_async(
-    conn: Any, node: str, results: Sequence[AttemptResult], config: Settings | None = None
+    conn: Any,
+    node: str,
+    successes: Sequence[Success],
+    failures: Sequence[AttemptResult],
+    config: Settings | None = None,
 ) -> Recorded:
     written = 0
-    for query, params in record_statements(node, results, config):
-        cur = await conn.execute(query, params)
+    for query, params in record_statements(node, successes, failures, config):
+        cur = await conn.execute(query, params, prepare=False)
         written += len(await cur.fetchall())
-    return Recorded(written=written, late=len(results) - written)
+    return Recorded(written=written, late=len(successes) + len(failures) - written)
 
 
 async def release_async(conn: Any, jobs: Sequence[tuple[int, int]]) -> int:
     if not jobs:
         return 0
     query, params = release_statement(jobs)
-    cur = await conn.execute(query, params)
+    cur = await conn.execute(query, params, prepare=False)
     return len(await cur.fetchall())

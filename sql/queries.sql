@@ -88,20 +88,29 @@ RETURNING j.id, j.type, j.queue, j.priority, j.attempt, j.max_attempts, j.timeou
 
 -- name: complete_batch
 -- Fenced: only the attempt that still holds the job (same attempt, still running) may finish
--- it. Rows that do not match are late results of a replaced attempt and are dropped.
-WITH done AS (
-    UPDATE jobs j
-    SET state = 'succeeded', result = d.result, error = NULL, finished_at = now(),
-        locked_by = NULL, lease_expires_at = NULL
-    FROM unnest(%(ids)s::bigint[], %(attempts)s::integer[], %(results)s::jsonb[],
-                %(pids)s::integer[], %(started)s::timestamptz[], %(finished)s::timestamptz[])
-         AS d(id, attempt, result, pid, started_at, finished_at)
-    WHERE j.id = d.id AND j.attempt = d.attempt AND j.state = 'running'
-    RETURNING j.id, j.attempt, d.pid, d.started_at, d.finished_at
-)
-INSERT INTO job_attempts (job_id, attempt, outcome, error, node, pid, started_at, finished_at)
-SELECT id, attempt, 'succeeded', NULL, %(node)s, pid, started_at, finished_at FROM done
-RETURNING job_id;
+-- it. Rows that do not match are late results of a replaced attempt and are dropped. The
+-- successful attempt is recorded on the job row itself (see the job_attempts view).
+-- The batch travels as comma-separated numbers and one JSON array of results: PostgreSQL
+-- parses those in C, where building array literals costs the supervisor a third of its time.
+-- `j.id = ANY(...)` makes the primary key the way in, whatever the statistics believe about
+-- how many jobs are running.
+UPDATE jobs j
+SET state = 'succeeded', result = d.result, error = NULL,
+    started_at = to_timestamp(d.started), finished_at = to_timestamp(d.finished),
+    attempt_node = %(node)s, attempt_pid = d.pid, locked_by = NULL, lease_expires_at = NULL
+FROM (
+    SELECT u.id, u.attempt, u.pid, u.started, u.finished,
+           (%(results)s::jsonb) -> (u.n::integer - 1) AS result
+    FROM unnest(string_to_array(%(ids)s, ',')::bigint[],
+                string_to_array(%(attempts)s, ',')::integer[],
+                string_to_array(%(pids)s, ',', '')::integer[],
+                string_to_array(%(started)s, ',')::double precision[],
+                string_to_array(%(finished)s, ',')::double precision[])
+         WITH ORDINALITY AS u(id, attempt, pid, started, finished, n)
+) AS d
+WHERE j.id = ANY(string_to_array(%(ids)s, ',')::bigint[]) AND j.id = d.id
+  AND j.attempt = d.attempt AND j.state = 'running'
+RETURNING j.id;
 
 -- name: fail_batch
 -- Fenced like complete_batch. A failed attempt goes back to `queued` after its backoff, or to
@@ -130,10 +139,11 @@ WITH failed AS (
                 %(started)s::timestamptz[], %(finished)s::timestamptz[])
          AS d(id, attempt, outcome, error, final, backoff, backoff_seconds, pid, started_at,
               finished_at)
-    WHERE j.id = d.id AND j.attempt = d.attempt AND j.state = 'running'
+    WHERE j.id = ANY(%(ids)s::bigint[]) AND j.id = d.id AND j.attempt = d.attempt
+      AND j.state = 'running'
     RETURNING j.id, j.attempt, j.state, d.outcome, d.error, d.pid, d.started_at, d.finished_at
 )
-INSERT INTO job_attempts (job_id, attempt, outcome, error, node, pid, started_at, finished_at)
+INSERT INTO job_attempt_log (job_id, attempt, outcome, error, node, pid, started_at, finished_at)
 SELECT id, attempt, CASE WHEN state = 'cancelled' THEN 'cancelled' ELSE outcome END, error,
        %(node)s, pid, started_at, finished_at
 FROM failed
@@ -145,7 +155,8 @@ UPDATE jobs j
 SET state = 'queued', attempt = j.attempt - 1, locked_by = NULL, lease_expires_at = NULL,
     started_at = NULL
 FROM unnest(%(ids)s::bigint[], %(attempts)s::integer[]) AS d(id, attempt)
-WHERE j.id = d.id AND j.attempt = d.attempt AND j.state = 'running'
+WHERE j.id = ANY(%(ids)s::bigint[]) AND j.id = d.id AND j.attempt = d.attempt
+  AND j.state = 'running'
 RETURNING j.id;
 
 -- name: cancel_job
@@ -263,11 +274,11 @@ WHERE type = ANY(%(types)s::text[])
   AND ((state = 'queued' AND run_at <= now()) OR state = 'running');
 
 -- name: renew_leases
--- One statement renews every lease this node's supervisor holds, and tells it which of its
--- jobs someone asked to cancel.
+-- One statement renews every lease this node's supervisor holds (it knows their ids), and
+-- tells it which of them someone asked to cancel.
 UPDATE jobs
 SET lease_expires_at = now() + make_interval(secs => %(lease_seconds)s)
-WHERE state = 'running' AND locked_by = %(holder)s
+WHERE id = ANY(%(ids)s::bigint[]) AND state = 'running' AND locked_by = %(holder)s
 RETURNING id, attempt, cancel_requested;
 
 -- name: reap_lost_attempts
@@ -278,7 +289,8 @@ RETURNING id, attempt, cancel_requested;
 WITH expired AS (
     SELECT id, locked_by, started_at
     FROM jobs
-    WHERE state = 'running'
+    WHERE lease_expires_at IS NOT NULL
+      AND state = 'running'
       AND (lease_expires_at < now() - make_interval(secs => %(overdue)s)
            OR (split_part(locked_by, '/', 1) = %(node)s AND locked_by <> %(holder)s))
     ORDER BY lease_expires_at
@@ -302,7 +314,7 @@ WITH expired AS (
     WHERE j.id = e.id
     RETURNING j.id, j.attempt, j.state, j.error, e.locked_by, e.started_at
 )
-INSERT INTO job_attempts (job_id, attempt, outcome, error, node, pid, started_at, finished_at)
+INSERT INTO job_attempt_log (job_id, attempt, outcome, error, node, pid, started_at, finished_at)
 SELECT id, attempt, CASE WHEN state = 'cancelled' THEN 'cancelled' ELSE 'lost' END, error,
        split_part(locked_by, '/', 1), NULL, started_at, now()
 FROM lost
@@ -323,4 +335,5 @@ UPDATE jobs j
 SET progress = jsonb_build_object('fraction', d.fraction, 'message', d.message)
 FROM unnest(%(ids)s::bigint[], %(attempts)s::integer[], %(fractions)s::double precision[],
             %(messages)s::text[]) AS d(id, attempt, fraction, message)
-WHERE j.id = d.id AND j.attempt = d.attempt AND j.state = 'running';
+WHERE j.id = ANY(%(ids)s::bigint[]) AND j.id = d.id AND j.attempt = d.attempt
+  AND j.state = 'running';

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, TypeVar
 
-from jobfleet.jobs import AttemptResult, ClaimedJob
+from jobfleet.jobs import AttemptResult, ClaimedJob, Success
 
 TARGET_BATCH_SECONDS = 0.05
 MAX_BATCH = 500
@@ -33,8 +33,15 @@ class Dispatcher:
     def __init__(self) -> None:
         self.mean_seconds: float | None = None  # smoothed run time of one job
 
-    def observe(self, outcome: AttemptResult) -> None:
-        seconds = max(0.0, (outcome.finished_at - outcome.started_at).total_seconds())
+    def observe(self, successes: Sequence[Success], failures: Sequence[AttemptResult]) -> None:
+        """Learn how long jobs take from a batch of outcomes."""
+        count = len(successes) + len(failures)
+        if not count:
+            return
+        total = sum(s[5] - s[4] for s in successes) + sum(
+            (f.finished_at - f.started_at).total_seconds() for f in failures
+        )
+        seconds = max(0.0, total / count)
         if self.mean_seconds is None:
             self.mean_seconds = seconds
         else:

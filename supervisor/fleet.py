@@ -117,6 +117,13 @@ class Supervisor(WorkerPool):
         log.info("node stopped", extra=self._fields(late_results=self.late_results))
         return self.exit_code
 
+    def held_job_ids(self) -> list[int]:
+        """Every job this run holds a lease on: handed to a child, or finished and waiting
+        to be written."""
+        ids = [job_id for child in self.children.values() for job_id in child.assigned]
+        ids.extend(self.outbox.job_ids())
+        return ids
+
     def _running(self) -> bool:
         return self.state is State.RUNNING
 
@@ -274,7 +281,7 @@ class Supervisor(WorkerPool):
                 return
             log.error(
                 "could not write every outcome before exiting; leases will requeue those jobs",
-                extra=self._fields(unwritten=len(self.outbox.results)),
+                extra=self._fields(unwritten=self.outbox.waiting),
             )
             self.exit_code = 1
         self.state = State.STOPPED

@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from jobfleet.jobs import AttemptResult
+from jobfleet.jobs import AttemptResult, Success
 from jobfleet.queries import sql
 from jobfleet.settings import Settings
 from jobfleet.store import record_async, release_async
@@ -29,23 +29,34 @@ class Flushed:
 
 class Outbox:
     def __init__(self) -> None:
-        self.results: list[AttemptResult] = []
+        self.successes: list[Success] = []
+        self.results: list[AttemptResult] = []  # everything that did not succeed
         self.releases: list[tuple[int, int]] = []
         self.progress: dict[tuple[int, int], tuple[float, str | None]] = {}
         self.since = 0.0  # when the oldest waiting item arrived
 
     def __bool__(self) -> bool:
-        return bool(self.results or self.releases or self.progress)
+        return bool(self.successes or self.results or self.releases or self.progress)
 
     def _arriving(self) -> None:
         if not self:
             self.since = time.monotonic()
 
-    def add_result(self, result: AttemptResult) -> bool:
-        """Queue an outcome; True when enough wait to be worth writing now."""
+    def add_success(self, success: Success) -> None:
+        self._arriving()
+        self.successes.append(success)
+
+    def add_result(self, result: AttemptResult) -> None:
+        """Queue an outcome that is not a success."""
         self._arriving()
         self.results.append(result)
-        return len(self.results) >= FLUSH_BATCH
+
+    @property
+    def waiting(self) -> int:
+        return len(self.successes) + len(self.results)
+
+    def job_ids(self) -> list[int]:
+        return [s[0] for s in self.successes] + [r.job_id for r in self.results]
 
     def add_releases(self, jobs: Iterable[tuple[int, int]]) -> None:
         jobs = list(jobs)
@@ -68,15 +79,16 @@ class Outbox:
 
     async def flush(self, db: ManagedConnection, node: str, config: Settings) -> Flushed:
         late, requeued = 0, False
-        if self.results:
-            batch, self.results = self.results, []
+        if self.successes or self.results:
+            ok, self.successes = self.successes, []
+            bad, self.results = self.results, []
             try:
-                recorded = await db.run(lambda conn: record_async(conn, node, batch, config))
+                recorded = await db.run(lambda conn: record_async(conn, node, ok, bad, config))
             except BaseException:
-                self.results = batch + self.results
+                self.successes, self.results = ok + self.successes, bad + self.results
                 raise
             late = recorded.late
-            requeued = any(r.outcome != "succeeded" for r in batch)
+            requeued = bool(bad)
         if self.releases:
             releases, self.releases = self.releases, []
             try:
@@ -93,5 +105,5 @@ class Outbox:
                 "fractions": [v[0] for v in reports.values()],
                 "messages": [v[1] for v in reports.values()],
             }
-            await db.run(lambda conn: conn.execute(sql("save_progress"), params))
+            await db.run(lambda conn: conn.execute(sql("save_progress"), params, prepare=False))
         return Flushed(late=late, requeued=requeued)

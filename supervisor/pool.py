@@ -285,16 +285,18 @@ class WorkerPool:
     def _on_message(self, child: Child, message: Any) -> None:
         kind = message[0]
         if kind == protocol.DONE:
+            _, successes, failures = message
             doomed = child.kill.job.id if child.kill and child.kill.job else None
-            for outcome in message[1]:
-                if outcome.job_id == doomed:
-                    continue  # its fate was decided when its child was marked for killing
-                job = child.assigned.pop(outcome.job_id, None)
-                if job is None:
-                    continue
-                outcome.pid = child.pid
-                self.dispatcher.observe(outcome)
-                self.outbox.add_result(outcome)
+            assigned = child.assigned
+            for success in successes:
+                # A job whose child is being killed over it was settled then; never twice.
+                if success[0] != doomed and assigned.pop(success[0], None) is not None:
+                    self.outbox.add_success((*success[:3], child.pid, *success[4:]))
+            for failure in failures:
+                if failure.job_id != doomed and assigned.pop(failure.job_id, None) is not None:
+                    failure.pid = child.pid
+                    self.outbox.add_result(failure)
+            self.dispatcher.observe(successes, failures)
             self.waker.wake()
         elif kind == protocol.PROGRESS:
             _, job_id, attempt, fraction, text = message

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from jobfleet.jobs import AttemptResult, ClaimedJob
+from jobfleet.jobs import AttemptResult, ClaimedJob, Success
 from jobfleet.worker import protocol
 from jobfleet.worker.execute import execute
 from jobfleet.worker.registry import HandlerSpec
@@ -113,9 +113,10 @@ class ChildLoop:
             time.sleep(self.config.heartbeat_seconds)
 
     def _run_batch(self, jobs: list[tuple[Any, ...]]) -> None:
-        outcomes: list[AttemptResult] = []
+        successes: list[Success] = []
+        failures: list[AttemptResult] = []
         last_sent = time.monotonic()
-        for job_id, attempt, type_, payload_json, *_rest in jobs:
+        for job_id, attempt, type_, payload_json, *_ in jobs:
             if self.stop_requested or self.slots.draining(self.index) or self._used_up():
                 break  # what is left is handed back: the supervisor releases it
             job = ClaimedJob(
@@ -131,13 +132,16 @@ class ChildLoop:
             )
             self.jobs_done += 1
             self.slots.finish_job(self.index, self.jobs_done)
-            outcomes.append(outcome)
+            if outcome.outcome == "succeeded":
+                successes.append(outcome.as_success())
+            else:
+                failures.append(outcome)
             now = time.monotonic()
             if now - last_sent >= FLUSH_AFTER_SECONDS:
-                self._send((protocol.DONE, outcomes))
-                outcomes, last_sent = [], now
-        if outcomes:
-            self._send((protocol.DONE, outcomes))
+                self._send((protocol.DONE, successes, failures))
+                successes, failures, last_sent = [], [], now
+        if successes or failures:
+            self._send((protocol.DONE, successes, failures))
 
     def _cancelled(self) -> bool:
         return self.slots.cancelled(self.index)

@@ -17,7 +17,7 @@ MAX_FRAME = 256 * 1024 * 1024
 # Parent -> child
 JOBS = "jobs"  # (JOBS, [(id, attempt, type, payload_json, timeout), ...])
 # Child -> parent
-DONE = "done"  # (DONE, [outcome tuple, ...]) see worker.loop.outcome_tuple
+DONE = "done"  # (DONE, [Success tuple, ...], [AttemptResult of a failure, ...])
 PROGRESS = "progress"  # (PROGRESS, job_id, attempt, fraction, message)
 BYE = "bye"  # (BYE, reason, [ids of jobs handed back unstarted])
 

@@ -32,7 +32,7 @@ class LeaseReaper:
             "overdue": overdue,
         }
         while True:
-            cur = await conn.execute(sql("reap_lost_attempts"), params)
+            cur = await conn.execute(sql("reap_lost_attempts"), params, prepare=False)
             reaped = len(await cur.fetchall())
             total += reaped
             if reaped < REAPER_BATCH:

@@ -83,7 +83,12 @@ class Maintenance:
         )
         cur = await conn.execute(
             sql("renew_leases"),
-            {"holder": self.sup.holder, "lease_seconds": self.config.lease_seconds},
+            {
+                "holder": self.sup.holder,
+                "lease_seconds": self.config.lease_seconds,
+                "ids": self.sup.held_job_ids(),
+            },
+            prepare=False,
         )
         for job_id, attempt, cancel_requested in await cur.fetchall():
             if cancel_requested:
