@@ -148,8 +148,10 @@ class WorkerPool:
                     f"worker stopped responding: no heartbeat for {silent:.1f} s",
                     job,
                 )
-            elif job is not None and job.timeout and now - view.started > job.timeout:
-                self.kill_child(child, "timed_out", f"timeout after {job.timeout:g} s", job)
+            elif (
+                job is not None and (limit := self._timeout_of(job)) and now - view.started > limit
+            ):
+                self.kill_child(child, "timed_out", f"timeout after {limit:g} s", job)
             elif self.grace_deadline is not None and now > self.grace_deadline and child.assigned:
                 self.kill_child(
                     child,
@@ -158,6 +160,14 @@ class WorkerPool:
                     f"{self.config.grace_seconds:g} s grace period",
                     job,
                 )
+
+    def _timeout_of(self, job: ClaimedJob) -> float | None:
+        """The job's own timeout, else its handler's (for jobs enqueued before any node
+        published the type's defaults)."""
+        if job.timeout:
+            return job.timeout
+        spec = self.node.handlers.get(job.type)
+        return spec.timeout if spec else None
 
     def kill_child(
         self,

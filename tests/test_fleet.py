@@ -282,3 +282,29 @@ def test_lost_database_connections_lose_nothing(conn: psycopg.Connection[Any], f
     assert "database unreachable" in node.log()
     node.signal(signal.SIGTERM)
     assert node.wait(30) == 0
+
+
+def test_handler_timeout_applies_to_jobs_enqueued_before_any_node(
+    conn: psycopg.Connection[Any], fleet: Any, tmp_path: Any
+) -> None:
+    (tmp_path / "slow_handlers.py").write_text(
+        "import time\n"
+        "from jobfleet.worker import handler\n"
+        "@handler('slow', timeout=0.5, max_attempts=1)\n"
+        "def slow(payload):\n"
+        "    time.sleep(30)\n"
+    )
+    job = jobfleet.enqueue(conn, "slow")  # no node has published the type's defaults yet
+    assert scalar(conn, "SELECT timeout_seconds FROM jobs") is None
+    node = fleet(
+        "a",
+        "--workers",
+        "1",
+        "--burst",
+        "--handlers",
+        "slow_handlers",
+        env={**FAST, "PYTHONPATH": str(tmp_path)},
+    )
+    assert node.wait(60) == 0, node.log()
+    [(_, outcome, _, error)] = attempts(conn, job)
+    assert outcome == "timed_out" and error.startswith("timeout after 0.5 s")

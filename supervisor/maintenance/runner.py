@@ -81,13 +81,12 @@ class Maintenance:
             sql("upsert_node"),
             self.sup.node.heartbeat_params(workers=self.sup.desired, busy=self.sup.busy()),
         )
+        held = self.sup.held_job_ids()
+        if not held:  # an idle node spends no query on leases
+            return
         cur = await conn.execute(
             sql("renew_leases"),
-            {
-                "holder": self.sup.holder,
-                "lease_seconds": self.config.lease_seconds,
-                "ids": self.sup.held_job_ids(),
-            },
+            {"holder": self.sup.holder, "lease_seconds": self.config.lease_seconds, "ids": held},
             prepare=False,
         )
         for job_id, attempt, cancel_requested in await cur.fetchall():
