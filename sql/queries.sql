@@ -160,13 +160,18 @@ WHERE j.id = ANY(%(ids)s::bigint[]) AND j.id = d.id AND j.attempt = d.attempt
 RETURNING j.id;
 
 -- name: cancel_job
--- A queued job is cancelled at once; a running one is flagged for its supervisor to stop.
-UPDATE jobs
-SET state = CASE WHEN state = 'queued' THEN 'cancelled' ELSE state END,
-    finished_at = CASE WHEN state = 'queued' THEN now() ELSE finished_at END,
-    cancel_requested = true
-WHERE id = %(id)s AND state IN ('queued', 'running')
-RETURNING state;
+-- A queued job is cancelled at once; a running one is flagged, and its node is told at once
+-- (NOTIFY; lease renewal reports the flag too, should the notification be missed).
+WITH flagged AS (
+    UPDATE jobs
+    SET state = CASE WHEN state = 'queued' THEN 'cancelled' ELSE state END,
+        finished_at = CASE WHEN state = 'queued' THEN now() ELSE finished_at END,
+        cancel_requested = true
+    WHERE id = %(id)s AND state IN ('queued', 'running')
+    RETURNING id, state
+)
+SELECT state, CASE WHEN state = 'running' THEN pg_notify('jobfleet_cancel', id::text) END
+FROM flagged;
 
 -- name: job_state
 SELECT state FROM jobs WHERE id = %(id)s;

@@ -329,13 +329,14 @@ class WorkerPool:
             and not self.slots.read(c.slot).drain
         ]
 
-    def cancel_running(self, job_id: int, attempt: int) -> None:
-        """Stop a running job someone cancelled: cooperative flag first, then kill the child."""
+    def cancel_running(self, job_id: int, attempt: int | None = None) -> None:
+        """Stop a running job someone cancelled, if one of our children runs it: set its
+        cooperative flag, and kill the child after the kill grace unless the job returns."""
         for child in self.children.values():
             job = child.assigned.get(job_id)
-            if job is None or job.attempt != attempt or child.kill is not None:
+            if job is None or (attempt is not None and job.attempt != attempt):
                 continue
-            if self.slots.set_cancel(child.slot, job_id):
+            if child.kill is None and self.slots.set_cancel(child.slot, job_id):
                 self.kill_child(child, "cancelled", "cancelled while running", job, final=True)
             return
 

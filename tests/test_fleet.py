@@ -258,6 +258,18 @@ def test_children_are_recycled_after_max_jobs(conn: psycopg.Connection[Any], fle
     assert scalar(conn, "SELECT count(*) FROM job_attempts WHERE outcome <> 'succeeded'") == 0
 
 
+def test_children_are_recycled_above_the_memory_ceiling(
+    conn: psycopg.Connection[Any], fleet: Any
+) -> None:
+    ids = jobfleet.enqueue_many(conn, "echo", [{"n": i} for i in range(6)])
+    # Any worker is above 1 MiB resident: each leaves after its first batch.
+    node = fleet("a", "--workers", "1", "--burst", env={**FAST, "JOBFLEET_MAX_CHILD_RSS_MB": "1"})
+    assert node.wait(60) == 0, node.log()
+    assert scalar(conn, "SELECT count(*) FROM jobs WHERE state = 'succeeded'") == len(ids)
+    assert scalar(conn, "SELECT count(DISTINCT pid) FROM job_attempts") >= 2
+    assert "worker died" not in node.log()
+
+
 def test_lost_database_connections_lose_nothing(conn: psycopg.Connection[Any], fleet: Any) -> None:
     ids = jobfleet.enqueue_many(conn, "sleep", [{"seconds": 0.05}] * 200)
     node = fleet("a", "--workers", "2", env=FAST)
@@ -308,3 +320,23 @@ def test_handler_timeout_applies_to_jobs_enqueued_before_any_node(
     assert node.wait(60) == 0, node.log()
     [(_, outcome, _, error)] = attempts(conn, job)
     assert outcome == "timed_out" and error.startswith("timeout after 0.5 s")
+
+
+def test_cancelling_a_running_job_stops_it_and_replaces_its_worker(
+    conn: psycopg.Connection[Any], fleet: Any
+) -> None:
+    from jobfleet import admin
+
+    job = jobfleet.enqueue(conn, "sleep", {"seconds": 60})
+    node = fleet("a", "--workers", "1", env=FAST)
+    wait_until(lambda: running_on(conn, job), what="the job to start")
+    [child] = wait_until(node.children, what="a worker")
+    assert admin.cancel(conn, job) == "running"
+    wait_until(
+        lambda: scalar(conn, "SELECT state FROM jobs") == "cancelled",
+        timeout=20,
+        what="the job to end cancelled",
+    )
+    [(attempt, outcome, _, error)] = attempts(conn, job)
+    assert (attempt, outcome) == (1, "cancelled") and "cancelled while running" in error
+    wait_until(lambda: node.children() and node.children() != [child], what="a new worker")

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 log = get_logger("jobfleet.supervisor")
 
 LISTEN_CHANNEL = "jobfleet_jobs"
+CANCEL_CHANNEL = "jobfleet_cancel"
 
 
 class Maintenance:
@@ -109,12 +110,17 @@ class Maintenance:
 
     async def _listen(self, conn: Any) -> None:
         await conn.execute(f"LISTEN {LISTEN_CHANNEL}")
+        await conn.execute(f"LISTEN {CANCEL_CHANNEL}")
         self.sup.work_hint = True
         self.sup.waker.wake()  # anything that arrived while we were not listening
         # Bounded like every call: come back every so often to prove the connection lives.
-        async for _ in conn.notifies(timeout=self.config.statement_timeout_seconds):
-            self.sup.work_hint = True
-            self.sup.waker.wake()
+        async for note in conn.notifies(timeout=self.config.statement_timeout_seconds):
+            if note.channel == CANCEL_CHANNEL:
+                with contextlib.suppress(ValueError):
+                    self.sup.cancel_running(int(note.payload))
+            else:
+                self.sup.work_hint = True
+                self.sup.waker.wake()
 
     async def stop(self) -> None:
         with contextlib.suppress(DatabaseDown):
