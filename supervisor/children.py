@@ -27,6 +27,7 @@ class KillPlan:
     sigkill_at: float
     final: bool = False
     sigkilled: bool = False
+    job_started: float = 0.0  # Unix time the job started, as its slot said when we decided
 
 
 @dataclass(eq=False)

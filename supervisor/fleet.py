@@ -38,6 +38,8 @@ from jobfleet.worker.slots import SlotTable
 log = get_logger("jobfleet.supervisor")
 
 IDLE_POLL_MIN, IDLE_POLL_MAX = 0.05, 1.0
+# Failures are logged one by one (they are the exception), but never more than this a batch.
+FAILURES_LOGGED_PER_FLUSH = 20
 # After the grace period, how long a draining node keeps trying to write what it holds.
 SHUTDOWN_FLUSH_SECONDS = 10.0
 
@@ -66,6 +68,7 @@ class Supervisor(WorkerPool):
         self.dispatcher = Dispatcher()
         self.work_db = ManagedConnection("work", url, config, raw_json=True)
         self.outbox = Outbox()
+        self.finished_ok = self.finished_bad = 0
         self.late_results = 0
         self.deaths: deque[float] = deque()
         self.spawn_not_before = 0.0
@@ -114,7 +117,14 @@ class Supervisor(WorkerPool):
             await asyncio.gather(*tasks, return_exceptions=True)
             await self.maintenance.stop()
             await self.work_db.close()
-        log.info("node stopped", extra=self._fields(late_results=self.late_results))
+        log.info(
+            "node stopped",
+            extra=self._fields(
+                succeeded=self.finished_ok,
+                failed=self.finished_bad,
+                late_results=self.late_results,
+            ),
+        )
         return self.exit_code
 
     def held_job_ids(self) -> list[int]:
@@ -245,6 +255,25 @@ class Supervisor(WorkerPool):
 
     async def _flush(self) -> None:
         flushed = await self.outbox.flush(self.work_db, self.node.name, self.config)
+        self.finished_ok += flushed.succeeded
+        self.finished_bad += len(flushed.failures)
+        for failure in flushed.failures[:FAILURES_LOGGED_PER_FLUSH]:
+            last_line = (failure.error or "").strip().splitlines()[-1:] or [""]
+            log.info(
+                "job attempt failed",
+                extra=self._fields(
+                    job=failure.job_id,
+                    attempt=failure.attempt,
+                    outcome=failure.outcome,
+                    worker=failure.pid,
+                    error=last_line[0][:200],
+                ),
+            )
+        if len(flushed.failures) > FAILURES_LOGGED_PER_FLUSH:
+            log.info(
+                "more attempts failed",
+                extra=self._fields(count=len(flushed.failures) - FAILURES_LOGGED_PER_FLUSH),
+            )
         if flushed.requeued:
             self.work_hint = True  # a retry or a released job may be ready at once
         if flushed.late:

@@ -25,6 +25,8 @@ FLUSH_SECONDS = 0.005
 class Flushed:
     late: int  # outcomes dropped: their attempt had been replaced
     requeued: bool  # jobs went back to the queue (failures to retry, releases)
+    succeeded: int = 0  # successes written (or dropped as late)
+    failures: tuple[AttemptResult, ...] = ()  # the other outcomes written
 
 
 class Outbox:
@@ -78,7 +80,8 @@ class Outbox:
         return now_please or len(self.results) >= FLUSH_BATCH or time.monotonic() >= self.deadline
 
     async def flush(self, db: ManagedConnection, node: str, config: Settings) -> Flushed:
-        late, requeued = 0, False
+        late, requeued, succeeded = 0, False, 0
+        failures: list[AttemptResult] = []
         if self.successes or self.results:
             ok, self.successes = self.successes, []
             bad, self.results = self.results, []
@@ -89,6 +92,7 @@ class Outbox:
                 raise
             late = recorded.late
             requeued = bool(bad)
+            succeeded, failures = len(ok), bad
         if self.releases:
             releases, self.releases = self.releases, []
             try:
@@ -106,4 +110,4 @@ class Outbox:
                 "messages": [v[1] for v in reports.values()],
             }
             await db.run(lambda conn: conn.execute(sql("save_progress"), params, prepare=False))
-        return Flushed(late=late, requeued=requeued)
+        return Flushed(late, requeued, succeeded, tuple(failures))

@@ -10,6 +10,7 @@ import os
 import signal
 import time
 from collections import deque
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from jobfleet.jobs import AttemptResult, ClaimedJob
@@ -178,8 +179,15 @@ class WorkerPool:
         *,
         final: bool = False,
     ) -> None:
+        view = self.slots.read(child.slot)
+        started = time.time() - (time.monotonic() - view.started) if view.job_id else time.time()
         child.kill = KillPlan(
-            outcome, reason, job, time.monotonic() + self.config.kill_grace_seconds, final=final
+            outcome,
+            reason,
+            job,
+            time.monotonic() + self.config.kill_grace_seconds,
+            final=final,
+            job_started=started,
         )
         log.warning(
             "killing worker",
@@ -234,8 +242,14 @@ class WorkerPool:
                 outcome, reason, final = plan.outcome, f"{plan.reason} ({cause})", plan.final
             else:
                 outcome, reason, final = "crashed", f"worker {cause}", False
+            # The slot says when the job started (on the shared monotonic clock).
+            started = (
+                time.time() - (time.monotonic() - view.started)
+                if view.job_id == running.id
+                else (plan.job_started if plan is not None else time.time())
+            )
             self.outbox.add_result(
-                self._lost_job_result(running, child.pid, outcome, reason, final)
+                self._lost_job_result(running, child.pid, outcome, reason, final, started)
             )
             log.warning(
                 "job's worker died",
@@ -263,7 +277,7 @@ class WorkerPool:
         self._check_drained()
 
     def _lost_job_result(
-        self, job: ClaimedJob, pid: int, outcome: Any, reason: str, final: bool
+        self, job: ClaimedJob, pid: int, outcome: Any, reason: str, final: bool, started: float
     ) -> AttemptResult:
         spec = self.node.handlers.get(job.type)
         return AttemptResult(
@@ -275,6 +289,7 @@ class WorkerPool:
             pid=pid,
             backoff=spec.backoff if spec else None,
             backoff_seconds=spec.backoff_seconds if spec else None,
+            started_at=datetime.fromtimestamp(started, UTC),
         )
 
     # -- talking to children --

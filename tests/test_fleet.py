@@ -90,6 +90,10 @@ def test_job_over_its_timeout_is_killed_and_recorded(
     [(attempt, outcome, _, error)] = attempts(conn, job)
     assert (attempt, outcome) == (1, "timed_out")
     assert error.startswith("timeout after 0.5 s")
+    ran = scalar(
+        conn, "SELECT finished_at - started_at FROM job_attempts WHERE job_id = %s", (job,)
+    )
+    assert ran.total_seconds() >= 0.5  # the attempt's start is when the job started
     assert scalar(conn, "SELECT state FROM jobs") == "dead"
 
 

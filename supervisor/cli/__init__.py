@@ -17,6 +17,13 @@ EXIT_DATABASE = 3
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # Ctrl-C before the supervisor took over its signals
+        return 130
+
+
+def _main(argv: Sequence[str] | None) -> int:
     from jobfleet.log import setup_logging
     from jobfleet.settings import load_settings
     from jobfleet.supervisor.cli.commands import COMMANDS, EXIT_FAILED

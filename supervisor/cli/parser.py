@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import NoReturn
 
 from jobfleet.options import STATES
 
@@ -16,6 +17,13 @@ EPILOG = (
     "ended dead/cancelled for `jobs wait`); 2 bad input or settings; 3 database unreachable "
     "or schema out of date; 124 `jobs wait` timed out."
 )
+
+
+class Parser(argparse.ArgumentParser):
+    """Usage errors in one line on stderr (exit 2), like every other bad input."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def positive_int(text: str) -> int:
@@ -49,7 +57,7 @@ def non_negative_float(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="jobfleet", description=DESCRIPTION, epilog=EPILOG)
+    parser = Parser(prog="jobfleet", description=DESCRIPTION, epilog=EPILOG)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     commands.add_parser(
@@ -61,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         type=positive_int,
         default=None,
+        metavar="N",
         help="worker processes (default: the CPU count)",
     )
     sup.add_argument(

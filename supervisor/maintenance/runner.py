@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 log = get_logger("jobfleet.supervisor")
 
+SUMMARY_EVERY_SECONDS = 10.0
 LISTEN_CHANNEL = "jobfleet_jobs"
 CANCEL_CHANNEL = "jobfleet_cancel"
 
@@ -31,6 +32,8 @@ class Maintenance:
         self.reaper = LeaseReaper(node=supervisor.node.name, holder=supervisor.holder)
         self.leader_of: int | None = None  # the connection generation we lead on
         self.next_reap = 0.0
+        self.next_summary = 0.0
+        self.summarised = (0, 0)
 
     @property
     def interval(self) -> float:
@@ -60,7 +63,26 @@ class Maintenance:
                 await self.tick()
             await asyncio.sleep(max(0.05, self.interval - (time.monotonic() - started)))
 
+    def log_summary(self) -> None:
+        """Progress a person can see: what this node finished since the last summary."""
+        now = time.monotonic()
+        done = (self.sup.finished_ok, self.sup.finished_bad)
+        if now < self.next_summary or done == self.summarised:
+            return
+        self.next_summary = now + SUMMARY_EVERY_SECONDS
+        log.info(
+            "jobs finished",
+            extra={
+                "node": self.sup.node.name,
+                "succeeded": done[0] - self.summarised[0],
+                "failed": done[1] - self.summarised[1],
+                "busy": self.sup.busy(),
+            },
+        )
+        self.summarised = done
+
     async def tick(self) -> None:
+        self.log_summary()
         await self.db.run(self._beat_and_renew)
         if not self.is_leader:
             await self.db.run(self._try_lead)
