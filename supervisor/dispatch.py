@@ -13,9 +13,9 @@ from typing import Protocol, TypeVar
 
 from jobfleet.jobs import AttemptResult, ClaimedJob, Success
 
-TARGET_BATCH_SECONDS = 0.05
-MAX_BATCH = 500
-MAX_CLAIM = 2000
+TARGET_BATCH_SECONDS = 0.1
+MAX_BATCH = 1000
+MAX_CLAIM = 4000
 # Jobs slower than this are never prefetched: a second one would wait behind the first.
 PREFETCH_BELOW_SECONDS = 1.0
 SMOOTHING = 0.2
