@@ -29,6 +29,10 @@ def running_on(conn: psycopg.Connection[Any], job_id: int) -> str | None:
     )
 
 
+def running_count(conn: psycopg.Connection[Any]) -> int:
+    return int(scalar(conn, "SELECT count(*) FROM jobs WHERE state = 'running'"))
+
+
 def attempts(conn: psycopg.Connection[Any], job_id: int) -> list[tuple[Any, ...]]:
     return [
         tuple(r)
@@ -115,7 +119,7 @@ def test_sigterm_drains_running_jobs_and_releases_the_rest(
     ids = jobfleet.enqueue_many(conn, "sleep", [{"seconds": 1}] * 6)
     node = fleet("a", "--workers", "1", env=FAST)
     wait_until(
-        lambda: scalar(conn, "SELECT count(*) FROM jobs WHERE state = 'running'"),
+        lambda: running_count(conn),
         what="a job to start",
     )
     node.signal(signal.SIGTERM)
@@ -134,7 +138,7 @@ def test_killing_a_whole_node_hands_its_jobs_to_the_others(
     ids = jobfleet.enqueue_many(conn, "sleep", [{"seconds": 0.3}] * 40)
     a = fleet("a", "--workers", "2", env=FAST)
     wait_until(
-        lambda: scalar(conn, "SELECT count(*) FROM jobs WHERE state = 'running'"),
+        lambda: running_count(conn),
         what="node a to run jobs",
     )
     b = fleet("b", "--workers", "2", env=FAST)
@@ -279,7 +283,7 @@ def test_lost_database_connections_lose_nothing(conn: psycopg.Connection[Any], f
     node = fleet("a", "--workers", "2", env=FAST)
     for _ in range(3):  # cut every connection the node has, three times during the run
         wait_until(
-            lambda: scalar(conn, "SELECT count(*) FROM jobs WHERE state = 'running'"),
+            lambda: running_count(conn),
             what="jobs to be running",
         )
         conn.execute(
