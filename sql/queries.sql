@@ -99,14 +99,15 @@ SET state = 'succeeded', result = d.result, error = NULL,
     started_at = to_timestamp(d.started), finished_at = to_timestamp(d.finished),
     attempt_node = %(node)s, attempt_pid = d.pid, locked_by = NULL, lease_expires_at = NULL
 FROM (
-    SELECT u.id, u.attempt, u.pid, u.started, u.finished,
-           (%(results)s::jsonb) -> (u.n::integer - 1) AS result
+    SELECT u.id, u.attempt, u.pid, u.started, u.finished, r.results -> (u.n::integer - 1) AS result
     FROM unnest(string_to_array(%(ids)s, ',')::bigint[],
                 string_to_array(%(attempts)s, ',')::integer[],
                 string_to_array(%(pids)s, ',', '')::integer[],
                 string_to_array(%(started)s, ',')::double precision[],
                 string_to_array(%(finished)s, ',')::double precision[])
          WITH ORDINALITY AS u(id, attempt, pid, started, finished, n)
+    -- The results are parsed once here, not once per row.
+    CROSS JOIN (SELECT %(results)s::jsonb AS results OFFSET 0) AS r
 ) AS d
 WHERE j.id = ANY(string_to_array(%(ids)s, ',')::bigint[]) AND j.id = d.id
   AND j.attempt = d.attempt AND j.state = 'running'

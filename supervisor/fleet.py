@@ -20,16 +20,17 @@ from collections import deque
 from enum import Enum
 from typing import Any
 
+from jobfleet.jobs import ClaimedJob
 from jobfleet.log import get_logger
 from jobfleet.queries import sql
 from jobfleet.settings import Settings
-from jobfleet.store import claim_async
+from jobfleet.store import Statement, claim_statement, claimed_jobs
 from jobfleet.supervisor.children import Child
 from jobfleet.supervisor.database import DatabaseDown, ManagedConnection
 from jobfleet.supervisor.dispatch import Dispatcher
 from jobfleet.supervisor.maintenance import Maintenance
 from jobfleet.supervisor.node import Node
-from jobfleet.supervisor.outbox import Outbox
+from jobfleet.supervisor.outbox import Outbox, run_pipelined
 from jobfleet.supervisor.pool import TICK_SECONDS, WorkerPool
 from jobfleet.supervisor.waker import Waker
 from jobfleet.worker import protocol
@@ -202,10 +203,15 @@ class Supervisor(WorkerPool):
             else:
                 await asyncio.sleep(0)  # let the children's readers and signals in
             try:
-                if self.outbox.due(now_please=self.state is not State.RUNNING):
-                    await self._flush()
-                if self._capacity() > 0 and time.monotonic() >= next_poll:
-                    if await self._claim():
+                flush_due = self.outbox.due(now_please=self.state is not State.RUNNING)
+                claim = self._claim_statement() if time.monotonic() >= next_poll else None
+                claimed = 0
+                if flush_due:
+                    claimed = await self._flush(claim)
+                elif claim is not None:
+                    claimed = await self._claim(claim)
+                if claim is not None:
+                    if claimed:
                         idle, next_poll = IDLE_POLL_MIN, 0.0
                     else:
                         if self.burst and await self._burst_done():
@@ -222,21 +228,25 @@ class Supervisor(WorkerPool):
             return 0
         return self.dispatcher.capacity(self.live_children())
 
-    async def _claim(self) -> int:
-        children = self.live_children()
-        want = self.dispatcher.capacity(children)
+    def _claim_statement(self) -> Statement | None:
+        """The claim for the room the children have now, or None when they have none."""
+        want = self._capacity()
         if want <= 0:
-            return 0
-        jobs = await self.work_db.run(
-            lambda conn: claim_async(
-                conn,
-                holder=self.holder,
-                types=self.node.types,
-                queues=self.node.queues,
-                limit=want,
-                lease_seconds=self.config.lease_seconds,
-            )
+            return None
+        return claim_statement(
+            holder=self.holder,
+            types=self.node.types,
+            queues=self.node.queues,
+            limit=want,
+            lease_seconds=self.config.lease_seconds,
         )
+
+    async def _claim(self, statement: Statement) -> int:
+        rows = await self.work_db.run(lambda conn: run_pipelined(conn, [statement]))
+        return self._dispatch(claimed_jobs(rows[0]))
+
+    def _dispatch(self, jobs: list[ClaimedJob]) -> int:
+        """Hand claimed jobs to the children, a batch message each; return how many."""
         if not jobs:
             return 0
         if self.state is not State.RUNNING:  # a drain began while we waited: give them back
@@ -253,8 +263,10 @@ class Supervisor(WorkerPool):
             )
         return len(jobs)
 
-    async def _flush(self) -> None:
-        flushed = await self.outbox.flush(self.work_db, self.node.name, self.config)
+    async def _flush(self, claim: Statement | None = None) -> int:
+        """Write what waits (and claim after it, in the same round trip, when given the claim);
+        return how many jobs were claimed."""
+        flushed = await self.outbox.flush(self.work_db, self.node.name, self.config, claim)
         self.finished_ok += flushed.succeeded
         self.finished_bad += len(flushed.failures)
         for failure in flushed.failures[:FAILURES_LOGGED_PER_FLUSH]:
@@ -282,6 +294,7 @@ class Supervisor(WorkerPool):
                 "late results dropped: their attempts had been replaced",
                 extra=self._fields(late=flushed.late),
             )
+        return self._dispatch(claimed_jobs(flushed.claimed or []))
 
     async def _burst_done(self) -> bool:
         if any(c.assigned for c in self.children.values()) or self.outbox:

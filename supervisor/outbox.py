@@ -9,11 +9,12 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from jobfleet.jobs import AttemptResult, Success
 from jobfleet.queries import sql
 from jobfleet.settings import Settings
-from jobfleet.store import record_async, release_async
+from jobfleet.store import Statement, record_statements, release_statement
 from jobfleet.supervisor.database import ManagedConnection
 
 # Written when this many outcomes wait, or when the oldest has waited FLUSH_SECONDS.
@@ -27,6 +28,7 @@ class Flushed:
     requeued: bool  # jobs went back to the queue (failures to retry, releases)
     succeeded: int = 0  # successes written (or dropped as late)
     failures: tuple[AttemptResult, ...] = ()  # the other outcomes written
+    claimed: list[Any] | None = None  # rows of the claim that followed, if one did
 
 
 class Outbox:
@@ -77,37 +79,55 @@ class Outbox:
     def due(self, *, now_please: bool) -> bool:
         if not self:
             return False
-        return now_please or len(self.results) >= FLUSH_BATCH or time.monotonic() >= self.deadline
+        return now_please or self.waiting >= FLUSH_BATCH or time.monotonic() >= self.deadline
 
-    async def flush(self, db: ManagedConnection, node: str, config: Settings) -> Flushed:
-        late, requeued, succeeded = 0, False, 0
-        failures: list[AttemptResult] = []
-        if self.successes or self.results:
-            ok, self.successes = self.successes, []
-            bad, self.results = self.results, []
-            try:
-                recorded = await db.run(lambda conn: record_async(conn, node, ok, bad, config))
-            except BaseException:
-                self.successes, self.results = ok + self.successes, bad + self.results
-                raise
-            late = recorded.late
-            requeued = bool(bad)
-            succeeded, failures = len(ok), bad
-        if self.releases:
-            releases, self.releases = self.releases, []
-            try:
-                await db.run(lambda conn: release_async(conn, releases))
-            except BaseException:
-                self.releases = releases + self.releases
-                raise
-            requeued = True
-        if self.progress:
-            reports, self.progress = self.progress, {}
-            params = {
-                "ids": [k[0] for k in reports],
-                "attempts": [k[1] for k in reports],
-                "fractions": [v[0] for v in reports.values()],
-                "messages": [v[1] for v in reports.values()],
-            }
-            await db.run(lambda conn: conn.execute(sql("save_progress"), params, prepare=False))
-        return Flushed(late, requeued, succeeded, tuple(failures))
+    async def flush(
+        self, db: ManagedConnection, node: str, config: Settings, then: Statement | None = None
+    ) -> Flushed:
+        """Write everything waiting in one round trip (pipelined), followed by `then` (the next
+        claim, when there is room for one): PostgreSQL records a batch and hands out the next
+        while the children work."""
+        ok, bad, releases, reports = self.successes, self.results, self.releases, self.progress
+        self.successes, self.results, self.releases, self.progress = [], [], [], {}
+        statements = record_statements(node, ok, bad, config)
+        recording = len(statements)
+        if releases:
+            statements.append(release_statement(releases))
+        if reports:
+            statements.append(progress_statement(reports))
+        if then is not None:
+            statements.append(then)
+        try:
+            rows = await db.run(lambda conn: run_pipelined(conn, statements))
+        except BaseException:
+            self.successes, self.results = ok + self.successes, bad + self.results
+            self.releases = releases + self.releases
+            self.progress = {**reports, **self.progress}
+            raise
+        written = sum(len(r) for r in rows[:recording])
+        return Flushed(
+            late=len(ok) + len(bad) - written,
+            requeued=bool(bad or releases),
+            succeeded=len(ok),
+            failures=tuple(bad),
+            claimed=rows[-1] if then is not None else None,
+        )
+
+
+def progress_statement(reports: dict[tuple[int, int], tuple[float, str | None]]) -> Statement:
+    return sql("save_progress"), {
+        "ids": [k[0] for k in reports],
+        "attempts": [k[1] for k in reports],
+        "fractions": [v[0] for v in reports.values()],
+        "messages": [v[1] for v in reports.values()],
+    }
+
+
+async def run_pipelined(conn: Any, statements: list[Statement]) -> list[list[Any]]:
+    """Run the statements in one round trip; return each one's rows ([] for none)."""
+    if len(statements) == 1:
+        cursors = [await conn.execute(*statements[0], prepare=False)]
+    else:
+        async with conn.pipeline():
+            cursors = [await conn.execute(q, p, prepare=False) for q, p in statements]
+    return [await cur.fetchall() if cur.description else [] for cur in cursors]

@@ -1,65 +1,72 @@
-"""Running one claimed job in this process and turning what happened into an outcome."""
+"""Running one job in this process and turning what happened into an outcome."""
 
 from __future__ import annotations
 
-import os
+import time
 import traceback
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
-from jobfleet.jobs import AttemptResult, ClaimedJob, utcnow
+from jobfleet.jobs import AttemptResult, Success
 from jobfleet.options import encode_json
 from jobfleet.worker.context import JobContext, ProgressSink
 from jobfleet.worker.registry import HandlerSpec
 
 
 def execute(
-    job: ClaimedJob,
+    job_id: int,
+    attempt: int,
+    type: str,
+    payload: Any,
     handlers: Mapping[str, HandlerSpec],
     *,
     max_result_bytes: int,
     progress_sink: ProgressSink | None = None,
     cancelled: Callable[[], bool] | None = None,
-) -> AttemptResult:
-    """Call the job's handler; any exception becomes a failed attempt with its traceback."""
-    started = utcnow()
-    spec = handlers.get(job.type)
+) -> Success | AttemptResult:
+    """Call the job's handler. A success comes back as a Success tuple (the hot path: no
+    objects, no datetimes); an exception, or a result that cannot be stored, as a failed
+    AttemptResult with the traceback or the reason. The pid is filled in by the supervisor."""
+    started = time.time()
+    spec = handlers.get(type)
     if spec is None:  # claims ask only for known types; this guards a registry that changed
-        return AttemptResult(
-            job.id,
-            job.attempt,
-            "failed",
-            error=f"no handler for job type {job.type!r}",
-            final=True,
-            pid=os.getpid(),
-            started_at=started,
+        return _failure(
+            job_id, attempt, started, None, f"no handler for job type {type!r}", final=True
         )
-    ctx = JobContext(job.id, job.attempt, progress_sink=progress_sink, cancelled=cancelled)
     try:
-        value = spec.fn(job.payload, ctx) if spec.takes_context else spec.fn(job.payload)
+        if spec.takes_context:
+            ctx = JobContext(job_id, attempt, progress_sink=progress_sink, cancelled=cancelled)
+            value = spec.fn(payload, ctx)
+        else:
+            value = spec.fn(payload)
     except Exception:
-        return AttemptResult(
-            job.id,
-            job.attempt,
-            "failed",
-            error=traceback.format_exc().rstrip(),
-            backoff=spec.backoff,
-            backoff_seconds=spec.backoff_seconds,
-            pid=os.getpid(),
-            started_at=started,
-        )
+        return _failure(job_id, attempt, started, spec, traceback.format_exc().rstrip())
     try:
         body = encode_json("result", value, max_result_bytes)
     except ValueError as exc:
-        return AttemptResult(
-            job.id,
-            job.attempt,
-            "failed",
-            error=f"the handler's return value cannot be stored: {exc}",
-            backoff=spec.backoff,
-            backoff_seconds=spec.backoff_seconds,
-            pid=os.getpid(),
-            started_at=started,
+        return _failure(
+            job_id, attempt, started, spec, f"the handler's return value cannot be stored: {exc}"
         )
+    return (job_id, attempt, body, None, started, time.time())
+
+
+def _failure(
+    job_id: int,
+    attempt: int,
+    started: float,
+    spec: HandlerSpec | None,
+    error: str,
+    *,
+    final: bool = False,
+) -> AttemptResult:
     return AttemptResult(
-        job.id, job.attempt, "succeeded", result_json=body, pid=os.getpid(), started_at=started
+        job_id,
+        attempt,
+        "failed",
+        error=error,
+        final=final,
+        backoff=spec.backoff if spec else None,
+        backoff_seconds=spec.backoff_seconds if spec else None,
+        started_at=datetime.fromtimestamp(started, UTC),
     )

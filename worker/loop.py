@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from jobfleet.jobs import AttemptResult, ClaimedJob, Success
+from jobfleet.jobs import AttemptResult, Success
 from jobfleet.worker import protocol
 from jobfleet.worker.execute import execute
 from jobfleet.worker.registry import HandlerSpec
@@ -119,12 +119,12 @@ class ChildLoop:
         for job_id, attempt, type_, payload_json, *_ in jobs:
             if self.stop_requested or self.slots.draining(self.index) or self._used_up():
                 break  # what is left is handed back: the supervisor releases it
-            job = ClaimedJob(
-                job_id, type_, "", 0, attempt, 0, None, None, None, json.loads(payload_json)
-            )
             self.slots.start_job(self.index, job_id, attempt)
             outcome = execute(
-                job,
+                job_id,
+                attempt,
+                type_,
+                json.loads(payload_json),
                 self.handlers,
                 max_result_bytes=self.config.max_result_bytes,
                 progress_sink=self._progress,
@@ -132,8 +132,8 @@ class ChildLoop:
             )
             self.jobs_done += 1
             self.slots.finish_job(self.index, self.jobs_done)
-            if outcome.outcome == "succeeded":
-                successes.append(outcome.as_success())
+            if isinstance(outcome, tuple):
+                successes.append(outcome)
             else:
                 failures.append(outcome)
             now = time.monotonic()
