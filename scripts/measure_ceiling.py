@@ -3,8 +3,9 @@
     JOBFLEET_DATABASE_URL=... python scripts/measure_ceiling.py [N] [bare|contract ...]
 
 `bare` completes with a minimal fenced UPDATE (in the same planner-proof shape as ours);
-`contract` records outcomes with jobfleet's own statements (common/store.py). Also prints enqueue_many (COPY) throughput. It empties the
-database's jobs tables first: point it at a scratch database. Until `jobfleet bench` lands.
+`contract` records outcomes with jobfleet's own statements (common/store.py). Also prints
+enqueue_many (COPY) throughput. It empties the database's jobs tables first: point it at a
+scratch database. Until `jobfleet bench` lands.
 """
 
 from __future__ import annotations
