@@ -29,6 +29,12 @@ def running_on(conn: psycopg.Connection[Any], job_id: int) -> str | None:
     )
 
 
+def handler_module(tmp_path: Any, name: str, source: str) -> dict[str, str]:
+    """Write a user's handler module; return the environment a supervisor needs to import it."""
+    (tmp_path / f"{name}.py").write_text(source)
+    return {**FAST, "PYTHONPATH": str(tmp_path)}
+
+
 def running_count(conn: psycopg.Connection[Any]) -> int:
     return int(scalar(conn, "SELECT count(*) FROM jobs WHERE state = 'running'"))
 
@@ -307,24 +313,18 @@ def test_lost_database_connections_lose_nothing(conn: psycopg.Connection[Any], f
 def test_handler_timeout_applies_to_jobs_enqueued_before_any_node(
     conn: psycopg.Connection[Any], fleet: Any, tmp_path: Any
 ) -> None:
-    (tmp_path / "slow_handlers.py").write_text(
-        "import time\n"
+    env = handler_module(
+        tmp_path,
+        "slow_handlers",
+        "import threading\n"
         "from jobfleet.worker import handler\n"
         "@handler('slow', timeout=0.5, max_attempts=1)\n"
         "def slow(payload):\n"
-        "    time.sleep(30)\n"
+        "    threading.Event().wait(30)\n",
     )
     job = jobfleet.enqueue(conn, "slow")  # no node has published the type's defaults yet
     assert scalar(conn, "SELECT timeout_seconds FROM jobs") is None
-    node = fleet(
-        "a",
-        "--workers",
-        "1",
-        "--burst",
-        "--handlers",
-        "slow_handlers",
-        env={**FAST, "PYTHONPATH": str(tmp_path)},
-    )
+    node = fleet("a", "--workers", "1", "--burst", "--handlers", "slow_handlers", env=env)
     assert node.wait(60) == 0, node.log()
     [(_, outcome, _, error)] = attempts(conn, job)
     assert outcome == "timed_out" and error.startswith("timeout after 0.5 s")

@@ -8,7 +8,7 @@ import psycopg
 
 import jobfleet
 from tests.conftest import scalar, wait_until
-from tests.test_fleet import FAST
+from tests.test_fleet import FAST, handler_module
 
 
 def progress_of(conn: psycopg.Connection[Any], job_id: int) -> float | None:
@@ -37,22 +37,16 @@ def test_progress_grows_while_the_job_runs(conn: psycopg.Connection[Any], fleet:
 def test_unstorable_result_fails_the_attempt_saying_why(
     conn: psycopg.Connection[Any], fleet: Any, tmp_path: Any
 ) -> None:
-    (tmp_path / "odd_handlers.py").write_text(
+    env = handler_module(
+        tmp_path,
+        "odd_handlers",
         "from jobfleet.worker import handler\n"
         "@handler('odd', max_attempts=1)\n"
         "def odd(payload):\n"
-        "    return {'when': object()}\n"
+        "    return {'when': object()}\n",
     )
     job = jobfleet.enqueue(conn, "odd", max_attempts=1)
-    node = fleet(
-        "a",
-        "--workers",
-        "1",
-        "--burst",
-        "--handlers",
-        "odd_handlers",
-        env={**FAST, "PYTHONPATH": str(tmp_path)},
-    )
+    node = fleet("a", "--workers", "1", "--burst", "--handlers", "odd_handlers", env=env)
     assert node.wait(60) == 0, node.log()
     state, error = conn.execute("SELECT state, error FROM jobs WHERE id = %s", (job,)).fetchone()
     assert state == "dead"
