@@ -67,7 +67,9 @@ class Supervisor(WorkerPool):
         self.state = State.RUNNING
         self.exit_code = 0
         self.dispatcher = Dispatcher()
-        self.work_db = ManagedConnection("work", url, config, raw_json=True)
+        # Claims and outcomes go over separate connections, so PostgreSQL works on both at once.
+        self.claim_db = ManagedConnection("claim", url, config, raw_json=True)
+        self.work_db = ManagedConnection("record", url, config)
         self.outbox = Outbox()
         self.finished_ok = self.finished_bad = 0
         self.late_results = 0
@@ -118,6 +120,7 @@ class Supervisor(WorkerPool):
             await asyncio.gather(*tasks, return_exceptions=True)
             await self.maintenance.stop()
             await self.work_db.close()
+            await self.claim_db.close()
         log.info(
             "node stopped",
             extra=self._fields(
@@ -206,8 +209,17 @@ class Supervisor(WorkerPool):
                 flush_due = self.outbox.due(now_please=self.state is not State.RUNNING)
                 claim = self._claim_statement() if time.monotonic() >= next_poll else None
                 claimed = 0
-                if flush_due:
-                    claimed = await self._flush(claim)
+                if flush_due and claim is not None:
+                    # Two connections, two backends: record this batch while claiming the next.
+                    results = await asyncio.gather(
+                        self._flush(), self._claim(claim), return_exceptions=True
+                    )
+                    for result in results:
+                        if isinstance(result, BaseException):
+                            raise result
+                    claimed = int(results[1])  # type: ignore[arg-type]
+                elif flush_due:
+                    await self._flush()
                 elif claim is not None:
                     claimed = await self._claim(claim)
                 if claim is not None:
@@ -220,8 +232,9 @@ class Supervisor(WorkerPool):
                         idle = min(idle * 2, IDLE_POLL_MAX)
                 self._check_drained()
             except DatabaseDown:
-                next_poll = max(next_poll, self.work_db.retry_at)
-                await asyncio.sleep(min(1.0, max(0.05, self.work_db.retry_at - time.monotonic())))
+                next_poll = max(next_poll, self.work_db.retry_at, self.claim_db.retry_at)
+                retry_at = max(self.work_db.retry_at, self.claim_db.retry_at)
+                await asyncio.sleep(min(1.0, max(0.05, retry_at - time.monotonic())))
 
     def _capacity(self) -> int:
         if self.state is not State.RUNNING:
@@ -242,7 +255,7 @@ class Supervisor(WorkerPool):
         )
 
     async def _claim(self, statement: Statement) -> int:
-        rows = await self.work_db.run(lambda conn: run_pipelined(conn, [statement]))
+        rows = await self.claim_db.run(lambda conn: run_pipelined(conn, [statement]))
         return self._dispatch(claimed_jobs(rows[0]))
 
     def _dispatch(self, jobs: list[ClaimedJob]) -> int:
@@ -263,10 +276,9 @@ class Supervisor(WorkerPool):
             )
         return len(jobs)
 
-    async def _flush(self, claim: Statement | None = None) -> int:
-        """Write what waits (and claim after it, in the same round trip, when given the claim);
-        return how many jobs were claimed."""
-        flushed = await self.outbox.flush(self.work_db, self.node.name, self.config, claim)
+    async def _flush(self) -> None:
+        """Write what waits: outcomes, releases, progress."""
+        flushed = await self.outbox.flush(self.work_db, self.node.name, self.config)
         self.finished_ok += flushed.succeeded
         self.finished_bad += len(flushed.failures)
         for failure in flushed.failures[:FAILURES_LOGGED_PER_FLUSH]:
@@ -294,7 +306,6 @@ class Supervisor(WorkerPool):
                 "late results dropped: their attempts had been replaced",
                 extra=self._fields(late=flushed.late),
             )
-        return self._dispatch(claimed_jobs(flushed.claimed or []))
 
     async def _burst_done(self) -> bool:
         if any(c.assigned for c in self.children.values()) or self.outbox:

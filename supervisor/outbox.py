@@ -28,7 +28,6 @@ class Flushed:
     requeued: bool  # jobs went back to the queue (failures to retry, releases)
     succeeded: int = 0  # successes written (or dropped as late)
     failures: tuple[AttemptResult, ...] = ()  # the other outcomes written
-    claimed: list[Any] | None = None  # rows of the claim that followed, if one did
 
 
 class Outbox:
@@ -81,12 +80,8 @@ class Outbox:
             return False
         return now_please or self.waiting >= FLUSH_BATCH or time.monotonic() >= self.deadline
 
-    async def flush(
-        self, db: ManagedConnection, node: str, config: Settings, then: Statement | None = None
-    ) -> Flushed:
-        """Write everything waiting in one round trip (pipelined), followed by `then` (the next
-        claim, when there is room for one): PostgreSQL records a batch and hands out the next
-        while the children work."""
+    async def flush(self, db: ManagedConnection, node: str, config: Settings) -> Flushed:
+        """Write everything waiting in one round trip (pipelined)."""
         ok, bad, releases, reports = self.successes, self.results, self.releases, self.progress
         self.successes, self.results, self.releases, self.progress = [], [], [], {}
         statements = record_statements(node, ok, bad, config)
@@ -95,8 +90,6 @@ class Outbox:
             statements.append(release_statement(releases))
         if reports:
             statements.append(progress_statement(reports))
-        if then is not None:
-            statements.append(then)
         try:
             rows = await db.run(lambda conn: run_pipelined(conn, statements))
         except BaseException:
@@ -110,7 +103,6 @@ class Outbox:
             requeued=bool(bad or releases),
             succeeded=len(ok),
             failures=tuple(bad),
-            claimed=rows[-1] if then is not None else None,
         )
 
 
