@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     grace_seconds: float = Field(default=30.0, ge=0)
     backoff_base_seconds: float = Field(default=1.0, ge=0)
     backoff_max_seconds: float = Field(default=3600.0, ge=0)
+    # Succeeded and cancelled jobs are kept this long, then pruned; 0 keeps them forever.
+    retention_seconds: float = Field(default=7 * 86400, ge=0)
     max_payload_bytes: int = Field(default=MIB, gt=0)
     max_result_bytes: int = Field(default=MIB, gt=0)
     connect_timeout_seconds: float = Field(default=5.0, gt=0)

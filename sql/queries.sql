@@ -360,3 +360,17 @@ FROM (
 ) AS d
 WHERE j.id = ANY(%(ids)s::bigint[]) AND j.id = d.id AND j.attempt = d.attempt
   AND j.state = d.must_be;
+
+-- name: prune_finished
+-- Retention: succeeded and cancelled jobs older than `keep` seconds go, oldest first, a batch
+-- at a time. Dead jobs stay for the dead-letter queue (`jobfleet dlq purge` removes them).
+WITH doomed AS (
+    SELECT id FROM jobs
+    WHERE state IN ('succeeded', 'cancelled')
+      AND finished_at < now() - make_interval(secs => %(keep)s)
+    ORDER BY id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM jobs j USING doomed WHERE j.id = doomed.id
+RETURNING j.id;

@@ -348,3 +348,30 @@ def test_cancelling_a_running_job_stops_it_and_replaces_its_worker(
     [(attempt, outcome, _, error)] = attempts(conn, job)
     assert (attempt, outcome) == (1, "cancelled") and "cancelled while running" in error
     wait_until(lambda: node.children() and node.children() != [child], what="a new worker")
+
+
+def test_leader_prunes_finished_jobs_past_retention(
+    conn: psycopg.Connection[Any], fleet: Any
+) -> None:
+    from jobfleet import admin
+
+    old_ok, old_cancelled, recent, dead = (jobfleet.enqueue(conn, "echo") for _ in range(4))
+    admin.cancel(conn, old_cancelled)
+    conn.execute(
+        "UPDATE jobs SET state = 'succeeded', finished_at = now() - interval '2 hours' "
+        "WHERE id = %s",
+        (old_ok,),
+    )
+    conn.execute(
+        "UPDATE jobs SET finished_at = now() - interval '2 hours' WHERE id = %s", (old_cancelled,)
+    )
+    conn.execute(
+        "UPDATE jobs SET state = 'succeeded', finished_at = now() WHERE id = %s", (recent,)
+    )
+    conn.execute(
+        "UPDATE jobs SET state = 'dead', finished_at = now() - interval '2 hours' WHERE id = %s",
+        (dead,),
+    )
+    node = fleet("a", "--workers", "1", env={**FAST, "JOBFLEET_RETENTION_SECONDS": "3600"})
+    wait_until(lambda: "pruned finished jobs" in node.log(), what="the pruner to run")
+    assert sorted(r[0] for r in conn.execute("SELECT id FROM jobs")) == sorted([recent, dead])

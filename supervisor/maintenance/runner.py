@@ -12,6 +12,7 @@ from jobfleet.log import get_logger
 from jobfleet.queries import sql
 from jobfleet.supervisor.database import DatabaseDown, ManagedConnection
 from jobfleet.supervisor.maintenance.lease_reaper import LeaseReaper
+from jobfleet.supervisor.maintenance.pruner import PRUNE_INTERVAL_SECONDS, Pruner
 
 if TYPE_CHECKING:
     from jobfleet.supervisor.fleet import Supervisor
@@ -32,6 +33,8 @@ class Maintenance:
         self.reaper = LeaseReaper(node=supervisor.node.name, holder=supervisor.holder)
         self.leader_of: int | None = None  # the connection generation we lead on
         self.next_reap = 0.0
+        self.pruner = Pruner(keep_seconds=self.config.retention_seconds)
+        self.next_prune = 0.0
         self.next_summary = 0.0
         self.summarised = (0, 0)
 
@@ -86,6 +89,14 @@ class Maintenance:
         await self.db.run(self._beat_and_renew)
         if not self.is_leader:
             await self.db.run(self._try_lead)
+        if self.is_leader and self.config.retention_seconds and time.monotonic() >= self.next_prune:
+            self.next_prune = time.monotonic() + PRUNE_INTERVAL_SECONDS
+            pruned = await self.db.run(self.pruner.run_once)
+            if pruned:
+                log.info(
+                    "pruned finished jobs past retention",
+                    extra={"node": self.sup.node.name, "jobs": pruned},
+                )
         if time.monotonic() >= self.next_reap:
             self.next_reap = time.monotonic() + self.config.reaper_interval_seconds
             # The leader reaps as soon as a lease expires. Every other node is a backstop for a
