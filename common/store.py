@@ -2,8 +2,8 @@
 
 Each is one statement for a whole batch. Recording is fenced on (id, attempt, running): the
 outcome of an attempt that lost its lease is dropped, never written over the newer attempt.
-The statements are built once here and run by a blocking (`claim`, `record`, `release`) or an
-asyncio connection (`claim_async`, `record_async`, `release_async`).
+The statements are built here; `claim`, `record` and `release` run them on a blocking
+connection, and the supervisor runs the same statements on its asyncio connections.
 
 They are never server-side prepared: a generic plan cannot know how long the arrays are, and
 with statistics that see few running jobs it scans the table for every batch (measured: 550 ms
@@ -140,34 +140,3 @@ def release(conn: Any, jobs: Sequence[ClaimedJob]) -> int:
         return 0
     query, params = release_statement([(j.id, j.attempt) for j in jobs])
     return len(conn.execute(query, params, prepare=False).fetchall())
-
-
-# -- asyncio connection -------------------------------------------------------------------
-
-
-async def claim_async(conn: Any, **options: Any) -> list[ClaimedJob]:
-    query, params = claim_statement(**options)
-    cur = await conn.execute(query, params, prepare=False)
-    return claimed_jobs(await cur.fetchall())
-
-
-async def record_async(
-    conn: Any,
-    node: str,
-    successes: Sequence[Success],
-    failures: Sequence[AttemptResult],
-    config: Settings | None = None,
-) -> Recorded:
-    written = 0
-    for query, params in record_statements(node, successes, failures, config):
-        cur = await conn.execute(query, params, prepare=False)
-        written += len(await cur.fetchall())
-    return Recorded(written=written, late=len(successes) + len(failures) - written)
-
-
-async def release_async(conn: Any, jobs: Sequence[tuple[int, int]]) -> int:
-    if not jobs:
-        return 0
-    query, params = release_statement(jobs)
-    cur = await conn.execute(query, params, prepare=False)
-    return len(await cur.fetchall())

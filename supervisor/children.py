@@ -7,7 +7,6 @@ import contextlib
 import os
 import signal
 import socket
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -35,7 +34,6 @@ class Child:
     pid: int
     slot: int
     sock: socket.socket
-    born: float
     writer: asyncio.StreamWriter | None = None
     reader: asyncio.Task[None] | None = None
     # Jobs handed to this child and not yet reported, in the order it runs them.
@@ -43,7 +41,6 @@ class Child:
     kill: KillPlan | None = None
     bye: str | None = None  # the reason it gave for leaving on its own (drained, recycled)
     exit_status: int | None = None
-    exited_at: float | None = None
     eof: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -104,7 +101,3 @@ def describe_exit(status: int) -> str:
     if os.WIFEXITED(status):
         return f"exit code {os.WEXITSTATUS(status)}"
     return f"ended with wait status {status}"
-
-
-def now() -> float:
-    return time.monotonic()

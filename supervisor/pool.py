@@ -98,7 +98,7 @@ class WorkerPool:
             max_rss_bytes=self.config.max_child_rss_mb * 1024 * 1024,
         )
         pid, sock = fork_child(self.slots, slot, self.node.handlers, config)
-        child = Child(pid=pid, slot=slot, sock=sock, born=time.monotonic())
+        child = Child(pid=pid, slot=slot, sock=sock)
         self.children[pid] = child
         child.reader = asyncio.create_task(self._read_child(child), name=f"child-{pid}")
         log.debug("worker started", extra=self._fields(worker=pid, slot=slot))
@@ -214,7 +214,7 @@ class WorkerPool:
                 return
             child = self.children.get(pid)
             if child is not None:
-                child.exit_status, child.exited_at = status, time.monotonic()
+                child.exit_status = status
                 asyncio.get_running_loop().create_task(self._settle(child))
 
     async def _settle(self, child: Child) -> None:
