@@ -195,9 +195,8 @@ class Supervisor(WorkerPool):
             if self.work_hint:  # NOTIFY, or jobs we put back: look now, whatever the backoff
                 self.work_hint, idle, next_poll = False, IDLE_POLL_MIN, 0.0
             now = time.monotonic()
-            can_claim = self.state is State.RUNNING and self._capacity() > 0
             deadline = now + TICK_SECONDS
-            if can_claim:
+            if self._capacity() > 0:
                 deadline = min(deadline, next_poll)
             if self.outbox:
                 deadline = min(deadline, self.outbox.deadline)
@@ -232,8 +231,8 @@ class Supervisor(WorkerPool):
                         idle = min(idle * 2, IDLE_POLL_MAX)
                 self._check_drained()
             except DatabaseDown:
-                next_poll = max(next_poll, self.work_db.retry_at, self.claim_db.retry_at)
                 retry_at = max(self.work_db.retry_at, self.claim_db.retry_at)
+                next_poll = max(next_poll, retry_at)
                 await asyncio.sleep(min(1.0, max(0.05, retry_at - time.monotonic())))
 
     def _capacity(self) -> int:

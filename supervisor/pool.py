@@ -72,11 +72,7 @@ class WorkerPool:
         """Converge the number of children to the desired count."""
         if not self._running():
             return
-        alive = [
-            c
-            for c in self.children.values()
-            if c.kill is None and c.exit_status is None and not self.slots.read(c.slot).drain
-        ]
+        alive = self.staying_children()
         if len(alive) > self.desired:
             for child in sorted(alive, key=lambda c: c.in_flight)[: len(alive) - self.desired]:
                 self._ask_to_leave(child)
@@ -334,15 +330,17 @@ class WorkerPool:
         if child.writer is not None and not child.writer.is_closing():
             child.writer.write(protocol.encode(message))
 
-    def live_children(self) -> list[Child]:
+    def staying_children(self) -> list[Child]:
+        """Children neither dying, dead, nor asked to leave."""
         return [
             c
             for c in self.children.values()
-            if c.kill is None
-            and c.exit_status is None
-            and c.writer is not None
-            and not self.slots.read(c.slot).drain
+            if c.kill is None and c.exit_status is None and not self.slots.read(c.slot).drain
         ]
+
+    def live_children(self) -> list[Child]:
+        """Staying children that can be sent work (their socket is open on our side)."""
+        return [c for c in self.staying_children() if c.writer is not None]
 
     def cancel_running(self, job_id: int, attempt: int | None = None) -> None:
         """Stop a running job someone cancelled, if one of our children runs it: set its
