@@ -25,13 +25,26 @@ def enqueue(conn: psycopg.Connection[Any], type: str, payload: Any = None, **opt
     timeout (seconds), backoff ('exponential' | 'linear' | 'fixed', optionally ':SECONDS'),
     idempotency_key. Bad options raise ValueError naming the option, before anything is written.
     """
+    return enqueue_job(conn, type, payload, **options)[0]
+
+
+def enqueue_job(
+    conn: psycopg.Connection[Any],
+    type: str,
+    payload: Any = None,
+    *,
+    payload_limit: int | None = None,
+    **options: Any,
+) -> tuple[int, bool]:
+    """`enqueue`, also saying whether the job is new (False: its idempotency key was taken).
+    `payload_limit` overrides JOBFLEET_MAX_PAYLOAD_BYTES (a server's own settings)."""
     check_name("type", type)
     checked = check_options(**options)
-    body = encode_json("payload", payload, settings().max_payload_bytes)
+    body = encode_json("payload", payload, payload_limit or settings().max_payload_bytes)
     params = {"type": type, "payload": body, **checked.as_params()}
     row = conn.execute(sql("enqueue"), params).fetchone()
     if row is not None:
-        return int(row[0])
+        return int(row[0]), True
     existing = conn.execute(
         sql("job_id_by_idempotency_key"), {"key": checked.idempotency_key}
     ).fetchone()
@@ -40,7 +53,7 @@ def enqueue(conn: psycopg.Connection[Any], type: str, payload: Any = None, **opt
             f"idempotency key {checked.idempotency_key!r} is taken by a job this transaction "
             "cannot see (REPEATABLE READ or SERIALIZABLE snapshot); retry the transaction"
         )
-    return int(existing[0])
+    return int(existing[0]), False
 
 
 def enqueue_many(

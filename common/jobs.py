@@ -23,6 +23,7 @@ class ClaimedJob:
     backoff_seconds: float | None
     payload: Any
     cancel_requested: bool = False
+    waited: float = 0.0  # seconds between becoming ready (run_at) and this claim
 
 
 def utcnow() -> datetime:

@@ -61,11 +61,13 @@ def schema_version(conn: Connection) -> int:
     return int(row[0]) if row else 0
 
 
-def check_schema(conn: Connection) -> None:
-    """Raise SchemaOutOfDate unless every migration this jobfleet knows has been applied."""
+def check_schema(conn: Connection) -> int:
+    """The schema's version; SchemaOutOfDate unless every migration this jobfleet knows has
+    been applied."""
     have, want = schema_version(conn), latest_version()
     if have < want:
         raise SchemaOutOfDate(
             f"the database schema is at version {have}, this jobfleet needs {want}: "
             "run `jobfleet migrate`"
         )
+    return have

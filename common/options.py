@@ -23,18 +23,27 @@ STATES = ("queued", "running", "succeeded", "cancelled", "dead")
 IDEMPOTENCY_KEY_MAX = 255
 
 
+class OptionError(ValueError):
+    """A bad option; `option` names it (an HTTP 422 points at that field)."""
+
+    def __init__(self, option: str, message: str) -> None:
+        super().__init__(message)
+        self.option = option
+
+
 def check_name(option: str, value: Any) -> str:
     if not isinstance(value, str) or not NAME_PATTERN.match(value):
-        raise ValueError(
+        raise OptionError(
+            option,
             f"{option} {describe(value)} is not valid: use 1-128 letters, digits, '_', '.', "
-            "':' or '-', not starting with a punctuation mark"
+            "':' or '-', not starting with a punctuation mark",
         )
     return value
 
 
 def check_state(value: Any) -> str:
     if value not in STATES:
-        raise ValueError(f"state {describe(value)} is not one of {', '.join(STATES)}")
+        raise OptionError("state", f"state {describe(value)} is not one of {', '.join(STATES)}")
     return str(value)
 
 
@@ -43,15 +52,18 @@ def encode_json(option: str, value: Any, limit: int) -> str:
     try:
         text = json.dumps(value, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{option} is not JSON-serialisable: {exc}") from None
+        raise OptionError(option, f"{option} is not JSON-serialisable: {exc}") from None
     if "\\u0000" in text:
-        raise ValueError(f"{option} contains a NUL character (\\u0000), which PostgreSQL rejects")
+        raise OptionError(
+            option, f"{option} contains a NUL character (\\u0000), which PostgreSQL rejects"
+        )
     size = len(text.encode("utf-8"))
     if size > limit:
-        raise ValueError(
+        raise OptionError(
+            option,
             f"{option} is {_size(size)}, over the limit of {_size(limit)} "
             f"(raise JOBFLEET_MAX_{option.upper()}_BYTES or store the data elsewhere and "
-            "pass a reference)"
+            "pass a reference)",
         )
     return text
 
@@ -69,16 +81,17 @@ def parse_backoff(value: Any) -> tuple[str | None, float | None]:
     if value is None:
         return None, None
     if not isinstance(value, str):
-        raise ValueError(f"backoff {describe(value)} must be a string")
+        raise OptionError("backoff", f"backoff {describe(value)} must be a string")
     strategy, _, seconds = value.partition(":")
     if strategy not in BACKOFF_STRATEGIES:
-        raise ValueError(
+        raise OptionError(
+            "backoff",
             f"backoff {describe(value)} is not one of {', '.join(BACKOFF_STRATEGIES)} "
-            "(optionally with ':SECONDS', e.g. 'fixed:10')"
+            "(optionally with ':SECONDS', e.g. 'fixed:10')",
         )
     if not seconds:
         return strategy, None
-    return strategy, _number("backoff seconds", seconds, minimum=0.0)
+    return strategy, _number("backoff", seconds, minimum=0.0)
 
 
 def parse_time(option: str, value: Any) -> datetime:
@@ -88,12 +101,15 @@ def parse_time(option: str, value: Any) -> datetime:
         try:
             moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
         except ValueError:
-            raise ValueError(
+            raise OptionError(
+                option,
                 f"{option} {describe(value)} is not an ISO 8601 time such as "
-                "2026-01-31T12:00:00+00:00"
+                "2026-01-31T12:00:00+00:00",
             ) from None
     else:
-        raise ValueError(f"{option} {describe(value)} must be an ISO 8601 string or a datetime")
+        raise OptionError(
+            option, f"{option} {describe(value)} must be an ISO 8601 string or a datetime"
+        )
     if moment.tzinfo is None:  # a naive time is taken as UTC, never as the server's zone
         moment = moment.replace(tzinfo=UTC)
     return moment
@@ -103,12 +119,12 @@ def _number(option: str, value: Any, *, minimum: float, inclusive: bool = True) 
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{option} {describe(value)} must be a number") from None
+        raise OptionError(option, f"{option} {describe(value)} must be a number") from None
     if isinstance(value, bool) or not math.isfinite(number):
-        raise ValueError(f"{option} {describe(value)} must be a finite number")
+        raise OptionError(option, f"{option} {describe(value)} must be a finite number")
     if number < minimum or (not inclusive and number == minimum):
         relation = ">=" if inclusive else ">"
-        raise ValueError(f"{option} {describe(value)} must be {relation} {minimum:g}")
+        raise OptionError(option, f"{option} {describe(value)} must be {relation} {minimum:g}")
     return number
 
 
@@ -117,9 +133,9 @@ def _integer(option: str, value: Any, low: int, high: int) -> int:
         if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
             value = int(value)
         else:
-            raise ValueError(f"{option} {describe(value)} must be an integer")
+            raise OptionError(option, f"{option} {describe(value)} must be an integer")
     if not low <= value <= high:
-        raise ValueError(f"{option} {value} is out of range: use {low} to {high}")
+        raise OptionError(option, f"{option} {value} is out of range: use {low} to {high}")
     return int(value)
 
 
@@ -165,16 +181,19 @@ def check_options(**options: Any) -> EnqueueOptions:
     }
     unknown = sorted(set(options) - known)
     if unknown:
-        raise ValueError(f"unknown option {unknown[0]!r}: use {', '.join(sorted(known))}")
+        raise OptionError(
+            unknown[0], f"unknown option {unknown[0]!r}: use {', '.join(sorted(known))}"
+        )
     get = options.get
     if get("delay") is not None and get("run_at") is not None:
-        raise ValueError("delay and run_at both given: pass one of them")
+        raise OptionError("run_at", "delay and run_at both given: pass one of them")
     strategy, seconds = parse_backoff(get("backoff"))
     key = get("idempotency_key")
     if key is not None and (not isinstance(key, str) or not 0 < len(key) <= IDEMPOTENCY_KEY_MAX):
-        raise ValueError(
+        raise OptionError(
+            "idempotency_key",
             f"idempotency_key {describe(key)} must be a string of 1 to "
-            f"{IDEMPOTENCY_KEY_MAX} characters"
+            f"{IDEMPOTENCY_KEY_MAX} characters",
         )
     return EnqueueOptions(
         queue=None if get("queue") is None else check_name("queue", get("queue")),
@@ -203,8 +222,9 @@ def parse_duration(option: str, text: str) -> float:
     """'45s', '30m', '12h', '7d', '2w' or plain seconds."""
     match = _DURATION.match(text)
     if not match:
-        raise ValueError(
+        raise OptionError(
+            option,
             f"{option} {describe(text)} is not a duration: use a number with s, m, h, d or w "
-            "(e.g. 7d)"
+            "(e.g. 7d)",
         )
     return float(match[1]) * _UNIT_SECONDS[match[2]]

@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     retention_seconds: float = Field(default=7 * 86400, ge=0)
     max_payload_bytes: int = Field(default=MIB, gt=0)
     max_result_bytes: int = Field(default=MIB, gt=0)
+    # The HTTP API's cap on one request body (a batch of jobs included).
+    max_request_bytes: int = Field(default=10 * MIB, gt=0)
     connect_timeout_seconds: float = Field(default=5.0, gt=0)
     statement_timeout_seconds: float = Field(default=30.0, gt=0)
     # Killing a child: SIGTERM, then SIGKILL after this long.

@@ -84,7 +84,8 @@ SET state = 'running',
 FROM picked
 WHERE j.id = picked.id
 RETURNING j.id, j.type, j.queue, j.priority, j.attempt, j.max_attempts, j.timeout_seconds,
-          j.backoff, j.backoff_seconds, j.payload, j.cancel_requested;
+          j.backoff, j.backoff_seconds, j.payload, j.cancel_requested,
+          extract(epoch FROM now() - j.run_at)::float8 AS waited;
 
 -- name: complete_batch
 -- Fenced: only the attempt that still holds the job (same attempt, still running) may finish
@@ -150,13 +151,17 @@ WITH failed AS (
     ) AS d
     WHERE j.id = ANY(%(ids)s::bigint[]) AND j.id = d.id AND j.attempt = d.attempt
       AND j.state = d.must_be
-    RETURNING j.id, j.attempt, j.state, d.outcome, d.error, d.pid, d.started_at, d.finished_at
+    RETURNING j.id, j.type, j.queue, j.attempt, j.state, d.outcome, d.error, d.pid,
+              d.started_at, d.finished_at
+), logged AS (
+    INSERT INTO job_attempt_log (job_id, attempt, outcome, error, node, pid, started_at,
+                                 finished_at)
+    SELECT id, attempt, CASE WHEN state = 'cancelled' THEN 'cancelled' ELSE outcome END, error,
+           %(node)s, pid, started_at, finished_at
+    FROM failed
 )
-INSERT INTO job_attempt_log (job_id, attempt, outcome, error, node, pid, started_at, finished_at)
-SELECT id, attempt, CASE WHEN state = 'cancelled' THEN 'cancelled' ELSE outcome END, error,
-       %(node)s, pid, started_at, finished_at
-FROM failed
-RETURNING job_id;
+-- What became of each (for the metrics): back in the queue, dead or cancelled.
+SELECT id, type, queue, state, outcome FROM failed;
 
 -- name: release_batch
 -- Claimed but never started (shutdown): back to the queue without spending an attempt.
@@ -330,13 +335,15 @@ WITH expired AS (
         locked_by = NULL, lease_expires_at = NULL, started_at = NULL
     FROM expired e
     WHERE j.id = e.id
-    RETURNING j.id, j.attempt, j.state, j.error, e.locked_by, e.started_at
+    RETURNING j.id, j.type, j.queue, j.attempt, j.state, j.error, e.locked_by, e.started_at
+), logged AS (
+    INSERT INTO job_attempt_log (job_id, attempt, outcome, error, node, pid, started_at,
+                                 finished_at)
+    SELECT id, attempt, CASE WHEN state = 'cancelled' THEN 'cancelled' ELSE 'lost' END, error,
+           split_part(locked_by, '/', 1), NULL, started_at, now()
+    FROM lost
 )
-INSERT INTO job_attempt_log (job_id, attempt, outcome, error, node, pid, started_at, finished_at)
-SELECT id, attempt, CASE WHEN state = 'cancelled' THEN 'cancelled' ELSE 'lost' END, error,
-       split_part(locked_by, '/', 1), NULL, started_at, now()
-FROM lost
-RETURNING job_id;
+SELECT id, type, queue, state FROM lost;
 
 -- name: try_leadership
 -- Session-level: the leader keeps it for as long as its connection lives.
@@ -374,3 +381,62 @@ WITH doomed AS (
 )
 DELETE FROM jobs j USING doomed WHERE j.id = doomed.id
 RETURNING j.id;
+
+-- name: create_api_key
+INSERT INTO api_keys (name, key_id, salt, secret_hash, scopes, rate_per_second, burst, tokens,
+                      refilled_at)
+VALUES (%(name)s, %(key_id)s, %(salt)s, %(secret_hash)s, %(scopes)s, %(rate)s, %(burst)s,
+        %(burst)s, now())
+ON CONFLICT (name) DO NOTHING
+RETURNING name;
+
+-- name: list_api_keys
+SELECT name, key_id, scopes, rate_per_second, created_at, revoked_at
+FROM api_keys ORDER BY name;
+
+-- name: revoke_api_key
+UPDATE api_keys SET revoked_at = now() WHERE name = %(name)s AND revoked_at IS NULL
+RETURNING name;
+
+-- name: api_key_by_id
+SELECT name, salt, secret_hash, scopes, rate_per_second, revoked_at IS NOT NULL AS revoked
+FROM api_keys WHERE key_id = %(key_id)s;
+
+-- name: take_api_token
+-- The token bucket: refill by the time since the last request (capped at the burst), then
+-- take one token if there is one. The row lock orders concurrent requests from every node.
+-- `wait` is how long until a token is there (0 when one was taken).
+UPDATE api_keys k
+SET tokens = CASE WHEN b.available >= 1 THEN b.available - 1 ELSE b.available END,
+    refilled_at = b.now
+FROM (
+    SELECT name, clock_timestamp() AS now,
+           least(burst, tokens + rate_per_second
+                 * extract(epoch FROM clock_timestamp() - refilled_at)) AS available
+    FROM api_keys WHERE name = %(name)s
+    FOR UPDATE
+) AS b
+WHERE k.name = b.name
+RETURNING b.available >= 1 AS allowed,
+          CASE WHEN b.available >= 1 THEN 0.0
+               ELSE (1 - b.available) / k.rate_per_second END AS wait;
+
+-- name: queue_counts
+SELECT queue, state, count(*) FROM jobs GROUP BY queue, state;
+
+-- name: queue_gauges
+-- The leader's periodic count for the queue-depth gauges: the live states and the dead, each
+-- from its partial index (never a scan of the finished jobs), and the age of the oldest job
+-- ready to run.
+SELECT queue, 'queued' AS state, count(*),
+       coalesce(extract(epoch FROM now() - min(run_at) FILTER (WHERE run_at <= now())),
+                0)::float8
+FROM jobs WHERE state = 'queued' GROUP BY queue
+UNION ALL
+SELECT queue, 'running', count(*), 0 FROM jobs
+WHERE lease_expires_at IS NOT NULL AND state = 'running' GROUP BY queue
+UNION ALL
+SELECT queue, 'dead', count(*), 0 FROM jobs WHERE state = 'dead' GROUP BY queue;
+
+-- name: node_heartbeat_ages
+SELECT name, extract(epoch FROM now() - last_heartbeat)::float8 FROM nodes;

@@ -39,6 +39,7 @@ class ManagedConnection:
         self.retry_at = 0.0
         self._retry_delay = RETRY_MIN_SECONDS
         self.generation = 0  # bumped on every new connection (session state is gone)
+        self.errors = 0  # failures that cost the connection (a metric)
 
     @property
     def bound(self) -> float:
@@ -83,6 +84,7 @@ class ManagedConnection:
         return conn
 
     async def _drop(self, exc: BaseException) -> None:
+        self.errors += 1
         conn, self.conn = self.conn, None
         if conn is not None:
             with contextlib.suppress(Exception):  # it is going away either way

@@ -22,12 +22,14 @@ from typing import Any
 
 from jobfleet.jobs import ClaimedJob
 from jobfleet.log import get_logger
+from jobfleet.metrics import Tally, directory, write_snapshot
 from jobfleet.queries import sql
 from jobfleet.settings import Settings
 from jobfleet.store import Statement, claim_statement, claimed_jobs
 from jobfleet.supervisor.children import Child
 from jobfleet.supervisor.database import DatabaseDown, ManagedConnection
 from jobfleet.supervisor.dispatch import Dispatcher
+from jobfleet.supervisor.http_child import HttpChild
 from jobfleet.supervisor.maintenance import Maintenance
 from jobfleet.supervisor.node import Node
 from jobfleet.supervisor.outbox import Outbox, run_pipelined
@@ -43,6 +45,9 @@ IDLE_POLL_MIN, IDLE_POLL_MAX = 0.05, 1.0
 FAILURES_LOGGED_PER_FLUSH = 20
 # After the grace period, how long a draining node keeps trying to write what it holds.
 SHUTDOWN_FLUSH_SECONDS = 10.0
+# How often counts reach /metrics; the HTTP child's restarts are checked as often.
+METRICS_SECONDS = 1.0
+FAILED_OUTCOMES = frozenset(("failed", "crashed", "timed_out"))
 
 
 class State(Enum):
@@ -53,7 +58,14 @@ class State(Enum):
 
 class Supervisor(WorkerPool):
     def __init__(
-        self, node: Node, config: Settings, url: str, *, workers: int, burst: bool
+        self,
+        node: Node,
+        config: Settings,
+        url: str,
+        *,
+        workers: int,
+        burst: bool,
+        http: list[HttpChild] | None = None,
     ) -> None:
         self.node = node
         self.config = config
@@ -81,6 +93,9 @@ class Supervisor(WorkerPool):
         self.stopped = asyncio.Event()
         self.grace_deadline: float | None = None
         self.maintenance = Maintenance(self, url)
+        self.tally = Tally(node.name)
+        self.http = http or []
+        self.db_errors_seen: dict[str, int] = {}
 
     # -- the life of the node --
 
@@ -103,6 +118,8 @@ class Supervisor(WorkerPool):
             ),
         )
         self.manage_children()
+        for http in self.http:
+            http.start()
         tasks = [
             asyncio.create_task(coro, name=name)
             for name, coro in (
@@ -110,6 +127,7 @@ class Supervisor(WorkerPool):
                 ("watch", self.watch_loop()),
                 ("maintain", self.maintenance.loop()),
                 ("listen", self.maintenance.listen_loop()),
+                ("metrics", self.metrics_loop()),
             )
         ]
         try:
@@ -118,6 +136,10 @@ class Supervisor(WorkerPool):
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            for http in self.http:
+                await http.stop()
+                http.close()
+            self.publish_metrics()
             await self.maintenance.stop()
             await self.work_db.close()
             await self.claim_db.close()
@@ -266,9 +288,14 @@ class Supervisor(WorkerPool):
             return 0
         deals, leftovers = self.dispatcher.assign(jobs, self.live_children())
         self.outbox.add_releases((j.id, j.attempt) for j in leftovers)
+        tally = self.tally
+        tally.observe_batch(len(jobs))
         for child, batch in deals:
             for job in batch:
                 child.assigned[job.id] = job
+                key = (job.type, job.queue)
+                tally.started[key] += 1
+                tally.observe_wait(key, job.waited)
             self._send(
                 child,
                 (protocol.JOBS, [(j.id, j.attempt, j.type, j.payload, j.timeout) for j in batch]),
@@ -299,7 +326,19 @@ class Supervisor(WorkerPool):
             )
         if flushed.requeued:
             self.work_hint = True  # a retry or a released job may be ready at once
+        tally = self.tally
+        for _, type_, queue, state, outcome in flushed.failed_rows:
+            key = (type_, queue)
+            if outcome in FAILED_OUTCOMES:
+                tally.failed[(type_, queue, outcome)] += 1
+            if state == "queued":
+                tally.retried[key] += 1
+            elif state == "dead":
+                tally.dead[key] += 1
+            elif state == "cancelled":
+                tally.cancelled[key] += 1
         if flushed.late:
+            tally.late_completions += flushed.late
             self.late_results += flushed.late
             log.warning(
                 "late results dropped: their attempts had been replaced",
@@ -338,5 +377,44 @@ class Supervisor(WorkerPool):
             self.exit_code = 1
         self.state = State.STOPPED
         self.stopped.set()
+
+    # -- metrics and the HTTP child --
+
+    async def metrics_loop(self) -> None:
+        while True:
+            await asyncio.sleep(METRICS_SECONDS)
+            self.publish_metrics()
+            for http in self.http:
+                if self.state is State.RUNNING:
+                    http.restart_if_due()
+
+    def publish_metrics(self) -> None:
+        """Counts to the metric files; the node's gauges to the snapshot /metrics serves."""
+        for db in (self.claim_db, self.work_db, self.maintenance.db, self.maintenance.listen_db):
+            new = db.errors - self.db_errors_seen.get(db.name, 0)
+            if new:
+                self.tally.database_errors[db.name] += new
+                self.db_errors_seen[db.name] = db.errors
+        path = directory()
+        if path is None:
+            return
+        self.tally.publish()
+        write_snapshot(
+            path,
+            {
+                "node": self.node.name,
+                "workers": len(self.staying_children()),
+                "busy": self.busy(),
+                "leader": int(self.maintenance.is_leader),
+                **self.maintenance.gauges,
+            },
+        )
+
+    def on_other_exit(self, pid: int, status: int) -> None:
+        """A reaped process that is not a worker: the HTTP child, restarted unless stopping."""
+        for http in self.http:
+            if http.pid == pid:
+                http.on_exit(status, restart=self.state is State.RUNNING)
+                self.tally.child_restarts["http"] += 1
 
     # -- cancellation, from the maintenance loop --

@@ -28,6 +28,8 @@ class Flushed:
     requeued: bool  # jobs went back to the queue (failures to retry, releases)
     succeeded: int = 0  # successes written (or dropped as late)
     failures: tuple[AttemptResult, ...] = ()  # the other outcomes written
+    # (id, type, queue, state now, outcome) of each failure written: retried, dead, cancelled.
+    failed_rows: tuple[tuple[Any, ...], ...] = ()
 
 
 class Outbox:
@@ -103,6 +105,7 @@ class Outbox:
             requeued=bool(bad or releases),
             succeeded=len(ok),
             failures=tuple(bad),
+            failed_rows=tuple(rows[recording - 1]) if bad else (),
         )
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from jobfleet.jobs import AttemptResult, ClaimedJob
 from jobfleet.log import get_logger
+from jobfleet.metrics import Tally
 from jobfleet.settings import Settings
 from jobfleet.supervisor.children import Child, KillPlan, describe_exit, fork_child
 from jobfleet.supervisor.dispatch import Dispatcher
@@ -52,6 +53,7 @@ class WorkerPool:
     outbox: Outbox
     waker: Waker
     state: State
+    tally: Tally
 
     def _fields(self, **extra: Any) -> dict[str, Any]:
         return {"node": self.node.name, **extra}
@@ -60,6 +62,9 @@ class WorkerPool:
         raise NotImplementedError
 
     def _check_drained(self) -> None:
+        raise NotImplementedError
+
+    def on_other_exit(self, pid: int, status: int) -> None:
         raise NotImplementedError
 
     def _ask_to_leave(self, child: Child) -> None:
@@ -212,6 +217,8 @@ class WorkerPool:
             if child is not None:
                 child.exit_status = status
                 asyncio.get_running_loop().create_task(self._settle(child))
+            else:
+                self.on_other_exit(pid, status)
 
     async def _settle(self, child: Child) -> None:
         """Account for a child that exited, once its last outcomes have been read."""
@@ -261,7 +268,13 @@ class WorkerPool:
         self.outbox.add_releases((j.id, j.attempt) for j in child.assigned.values())
         child.assigned.clear()
         expected = child.bye is not None or (plan is not None and running is not None)
+        if plan is not None:
+            self.tally.child_restarts[plan.outcome] += 1
+        elif child.bye is not None:
+            self.tally.child_restarts[child.bye] += 1
         if not expected:
+            self.tally.child_crashes += 1
+            self.tally.child_restarts["crashed"] += 1
             self.deaths.append(time.monotonic())
             if running is None:
                 log.warning(
@@ -309,19 +322,33 @@ class WorkerPool:
             _, successes, failures = message
             doomed = child.kill.job.id if child.kill and child.kill.job else None
             assigned = child.assigned
+            tally = self.tally
+            succeeded, observe = tally.succeeded, tally.observe_duration
             for success in successes:
                 # A job whose child is being killed over it was settled then; never twice.
-                if success[0] != doomed and assigned.pop(success[0], None) is not None:
+                job = assigned.pop(success[0], None) if success[0] != doomed else None
+                if job is not None:
                     self.outbox.add_success((*success[:3], child.pid, *success[4:]))
+                    key = (job.type, job.queue)
+                    succeeded[key] += 1
+                    observe(key, success[5] - success[4])
             for failure in failures:
-                if failure.job_id != doomed and assigned.pop(failure.job_id, None) is not None:
+                job = assigned.pop(failure.job_id, None) if failure.job_id != doomed else None
+                if job is not None:
                     failure.pid = child.pid
                     self.outbox.add_result(failure)
+                    observe(
+                        (job.type, job.queue),
+                        (failure.finished_at - failure.started_at).total_seconds(),
+                    )
             self.dispatcher.observe(successes, failures)
             self.waker.wake()
         elif kind == protocol.PROGRESS:
             _, job_id, attempt, fraction, text = message
             self.outbox.add_progress(job_id, attempt, fraction, text)
+            job = child.assigned.get(job_id)
+            if job is not None:
+                self.tally.progress_updates[(job.type, job.queue)] += 1
         elif kind == protocol.BYE:
             child.bye = message[1]
             log.debug("worker leaving", extra=self._fields(worker=child.pid, reason=message[1]))

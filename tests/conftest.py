@@ -23,7 +23,7 @@ from jobfleet.migrate import migrate
 
 ROOT = Path(__file__).resolve().parent.parent
 JOBFLEET = str(Path(sys.executable).parent / "jobfleet")
-TABLES = "jobs, job_attempt_log, nodes, job_types"
+TABLES = "jobs, job_attempt_log, nodes, job_types, api_keys"
 
 
 def _admin_url() -> str:

@@ -51,10 +51,21 @@ def attempts(conn: psycopg.Connection[Any], job_id: int) -> list[tuple[Any, ...]
 
 
 def test_killed_child_is_replaced_and_its_job_retried(
-    conn: psycopg.Connection[Any], fleet: Any
+    conn: psycopg.Connection[Any], fleet: Any, tmp_path: Any
 ) -> None:
-    job = jobfleet.enqueue(conn, "sleep", {"seconds": 1.5}, backoff="fixed:0")
-    node = fleet("a", "--workers", "1", env=FAST)
+    # The first attempt outlives any scheduling delay before the kill; the retry is quick.
+    env = handler_module(
+        tmp_path,
+        "slow_first",
+        "import time\n"
+        "from jobfleet.worker import handler\n"
+        "@handler('slow_first')\n"
+        "def slow_first(payload, ctx):\n"
+        "    if ctx.attempt == 1:\n"
+        "        time.sleep(120)\n",
+    )
+    job = jobfleet.enqueue(conn, "slow_first", backoff="fixed:0")
+    node = fleet("a", "--workers", "1", "--handlers", "slow_first", env=env)
     wait_until(lambda: running_on(conn, job), what="the job to start")
     [child] = wait_until(node.children, what="a worker")
     os.kill(child, signal.SIGKILL)

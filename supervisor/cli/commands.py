@@ -5,17 +5,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 from typing import Any, TextIO
 
-from jobfleet import admin
+from jobfleet import admin, apikeys
 from jobfleet.db import connect, database_url, mask_password
 from jobfleet.enqueue import enqueue, enqueue_many
 from jobfleet.errors import JobfleetError
+from jobfleet.metrics import use_directory
 from jobfleet.migrate import check_schema, migrate
 from jobfleet.options import check_name, parse_duration
 from jobfleet.settings import Settings
 from jobfleet.supervisor.cli.render import dumps, job_details, short, table
+from jobfleet.supervisor.http_child import HttpChild
 from jobfleet.wait import wait_for_terminal
 
 EXIT_FAILED = 1
@@ -55,8 +58,82 @@ def cmd_supervisor(args: argparse.Namespace, config: Settings) -> int:
     with connect(url, config=config) as conn:
         check_schema(conn)
         node.register(conn, workers=workers, stale_after=3 * config.node_heartbeat)
-    supervisor = Supervisor(node, config, url, workers=workers, burst=args.burst)
-    return asyncio.run(supervisor.run())
+    http = _http_children(args, url)
+    # Every process of the node writes its metrics here; the HTTP child serves them.
+    metrics_dir = use_directory()
+    try:
+        supervisor = Supervisor(node, config, url, workers=workers, burst=args.burst, http=http)
+        return asyncio.run(supervisor.run())
+    finally:
+        for child in http:
+            child.close()
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _http_children(args: argparse.Namespace, url: str) -> list[HttpChild]:
+    """Bind the HTTP ports now, so a port in use fails the start with a clear message."""
+    from jobfleet.supervisor.http.server import bind
+
+    if args.http_port is not None and args.http_port == args.metrics_port:
+        raise ValueError(
+            "--http-port and --metrics-port are the same port: /metrics is "
+            "served on the API port already; drop --metrics-port"
+        )
+    children = []
+    for role, number in (("api", args.http_port), ("metrics", args.metrics_port)):
+        if number is not None:
+            children.append(HttpChild(role, bind(args.http_host, number), url))
+    return children
+
+
+def cmd_api(args: argparse.Namespace, config: Settings) -> int:
+    from jobfleet.supervisor.http.server import bind, serve
+
+    url = database_url(config)
+    with connect(url, config=config) as conn:
+        check_schema(conn)
+    serve(bind(args.host, args.port), url, config, "api")
+    return 0
+
+
+def cmd_apikey(args: argparse.Namespace, config: Settings) -> int:
+    with connect(config=config) as conn:
+        if args.apikey_command == "create":
+            scopes = apikeys.parse_scopes(args.scopes)
+            rate = None if args.rate is None else apikeys.parse_rate(args.rate)
+            key = apikeys.create_key(conn, args.name, scopes, rate)
+            conn.commit()
+            print(
+                f"created API key {args.name!r}: scopes {','.join(scopes)}, rate "
+                f"{apikeys.format_rate(rate)}. It is shown this once; store it now:"
+            )
+            print(key)
+        elif args.apikey_command == "list":
+            keys = apikeys.list_keys(conn)
+            if args.json:
+                print(dumps(keys))
+            else:
+                print(
+                    table(
+                        ["NAME", "KEY ID", "SCOPES", "RATE", "CREATED", "REVOKED"],
+                        [
+                            [
+                                k["name"],
+                                k["key_id"],
+                                ",".join(k["scopes"]),
+                                apikeys.format_rate(k["rate_per_second"]),
+                                k["created_at"],
+                                k["revoked_at"] or "",
+                            ]
+                            for k in keys
+                        ],
+                    )
+                )
+        else:
+            apikeys.revoke_key(conn, args.name)
+            conn.commit()
+            print(f"revoked API key {args.name!r}")
+    return 0
 
 
 def _names(option: str, text: str | None) -> list[str] | None:
@@ -261,5 +338,7 @@ COMMANDS = {
     "jobs": cmd_jobs,
     "cancel": cmd_cancel,
     "dlq": cmd_dlq,
+    "api": cmd_api,
+    "apikey": cmd_apikey,
     "db": cmd_db,
 }

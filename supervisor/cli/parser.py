@@ -56,6 +56,16 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+def port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port: use 1 to 65535")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="jobfleet", description=DESCRIPTION, epilog=EPILOG)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -89,6 +99,27 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="NAME",
         help="this node's name in the registry (default: JOBFLEET_NODE_NAME, else HOST-PID)",
+    )
+    sup.add_argument(
+        "--http-port",
+        type=port,
+        default=None,
+        metavar="PORT",
+        help="serve the HTTP API (jobs, /metrics, /healthz, /readyz) on this port, "
+        "in a supervised child",
+    )
+    sup.add_argument(
+        "--metrics-port",
+        type=port,
+        default=None,
+        metavar="PORT",
+        help="serve /metrics, /healthz and /readyz alone on this port (no API)",
+    )
+    sup.add_argument(
+        "--http-host",
+        default="0.0.0.0",
+        metavar="HOST",
+        help="address the HTTP ports listen on (default: 0.0.0.0, every interface)",
     )
     sup.add_argument(
         "--burst",
@@ -183,6 +214,36 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DURATION",
         help="only those dead for longer, e.g. 7d, 12h, 30m, 45s (default: all)",
     )
+
+    api = commands.add_parser("api", help="serve the HTTP API alone (for API-only hosts)")
+    api.add_argument("--port", type=port, required=True, metavar="P")
+    api.add_argument(
+        "--host", default="0.0.0.0", metavar="HOST", help="default: 0.0.0.0, every interface"
+    )
+
+    key = commands.add_parser("apikey", help="API keys for the HTTP API: create, list, revoke")
+    key_cmds = key.add_subparsers(dest="apikey_command", metavar="SUBCOMMAND", required=True)
+    kc = key_cmds.add_parser(
+        "create", help="make a key; it is printed once, alone on the last line"
+    )
+    kc.add_argument("--name", required=True, metavar="N", help="a unique name for the key")
+    kc.add_argument(
+        "--scopes",
+        required=True,
+        metavar="S[,S]",
+        help="what the key may do: enqueue, read, cancel (comma-separated)",
+    )
+    kc.add_argument(
+        "--rate",
+        default=None,
+        metavar="N/s",
+        help="requests allowed per second across the whole cluster (also N/min, N/h; "
+        "default: no limit)",
+    )
+    kl = key_cmds.add_parser("list", help="keys with their scopes and rates (never the keys)")
+    kl.add_argument("--json", action="store_true")
+    kr = key_cmds.add_parser("revoke", help="stop a key from working, at once")
+    kr.add_argument("name", metavar="NAME")
 
     db = commands.add_parser("db", help="the embedded PostgreSQL: its URL, or stop it")
     db_cmds = db.add_subparsers(dest="db_command", metavar="SUBCOMMAND", required=True)

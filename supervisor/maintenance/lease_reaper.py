@@ -21,10 +21,10 @@ class LeaseReaper:
     node: str  # this node's name: jobs of its own earlier runs are reaped without waiting
     holder: str  # this run's lease holder, never reaped here
 
-    async def run_once(self, conn: Any, overdue: float = 0.0) -> int:
+    async def run_once(self, conn: Any, overdue: float = 0.0) -> list[tuple[Any, ...]]:
         """Requeue every attempt whose lease expired more than `overdue` seconds ago (and any
-        held by an earlier run of this node); return how many."""
-        total = 0
+        held by an earlier run of this node); return (id, type, queue, state) of each."""
+        total: list[tuple[Any, ...]] = []
         params = {
             "node": self.node,
             "holder": self.holder,
@@ -33,7 +33,7 @@ class LeaseReaper:
         }
         while True:
             cur = await conn.execute(sql("reap_lost_attempts"), params, prepare=False)
-            reaped = len(await cur.fetchall())
-            total += reaped
-            if reaped < REAPER_BATCH:
+            reaped = await cur.fetchall()
+            total.extend(reaped)
+            if len(reaped) < REAPER_BATCH:
                 return total

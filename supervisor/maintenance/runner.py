@@ -22,6 +22,7 @@ log = get_logger("jobfleet.supervisor")
 SUMMARY_EVERY_SECONDS = 10.0
 LISTEN_CHANNEL = "jobfleet_jobs"
 CANCEL_CHANNEL = "jobfleet_cancel"
+GAUGED_STATES = ("queued", "running", "dead")
 
 
 class Maintenance:
@@ -37,6 +38,9 @@ class Maintenance:
         self.next_prune = 0.0
         self.next_summary = 0.0
         self.summarised = (0, 0)
+        # The leader's figures for the queue gauges (empty on other nodes; see metrics.py).
+        self.gauges: dict[str, Any] = {}
+        self.queues_seen: set[str] = set()
 
     @property
     def interval(self) -> float:
@@ -54,10 +58,23 @@ class Maintenance:
         except DatabaseDown:
             return
         if reaped:
+            self._count_lost(reaped)
             log.warning(
                 "requeued jobs of an earlier run of this node",
-                extra={"node": self.sup.node.name, "jobs": reaped},
+                extra={"node": self.sup.node.name, "jobs": len(reaped)},
             )
+
+    def _count_lost(self, reaped: list[tuple[Any, ...]]) -> None:
+        tally = self.sup.tally
+        for _, type_, queue, state in reaped:
+            key = (type_, queue)
+            tally.lost[key] += 1
+            if state == "dead":
+                tally.dead[key] += 1
+            elif state == "cancelled":
+                tally.cancelled[key] += 1
+            else:
+                tally.retried[key] += 1
 
     async def loop(self) -> None:
         while True:
@@ -105,10 +122,43 @@ class Maintenance:
             overdue = 0.0 if self.is_leader else self.config.lease_seconds
             reaped = await self.db.run(lambda conn: self.reaper.run_once(conn, overdue))
             if reaped:
+                self._count_lost(reaped)
                 log.warning(
                     "lease reaper requeued lost attempts",
-                    extra={"node": self.sup.node.name, "jobs": reaped, "leader": self.is_leader},
+                    extra={
+                        "node": self.sup.node.name,
+                        "jobs": len(reaped),
+                        "leader": self.is_leader,
+                    },
                 )
+        if self.is_leader:
+            self.gauges = await self.db.run(self._read_gauges)
+        else:
+            self.gauges = {}
+
+    async def _read_gauges(self, conn: Any) -> dict[str, Any]:
+        cur = await conn.execute(sql("queue_gauges"))
+        counts: dict[tuple[str, str], int] = {}
+        oldest: dict[str, float] = {}
+        for queue, state, count, age in await cur.fetchall():
+            counts[(queue, state)] = count
+            if state == "queued":
+                oldest[queue] = age
+            self.queues_seen.add(queue)
+        # A queue that empties reads 0, rather than vanishing from the gauges.
+        depth = [
+            (queue, state, counts.get((queue, state), 0))
+            for queue in sorted(self.queues_seen)
+            for state in GAUGED_STATES
+        ]
+        oldest = {queue: oldest.get(queue, 0.0) for queue in self.queues_seen}
+        cur = await conn.execute(sql("node_heartbeat_ages"))
+        ages = await cur.fetchall()
+        return {
+            "queue_depth": depth,
+            "oldest_ready_age": sorted(oldest.items()),
+            "heartbeat_age": [tuple(r) for r in ages],
+        }
 
     async def _beat_and_renew(self, conn: Any) -> None:
         await conn.execute(
@@ -123,7 +173,9 @@ class Maintenance:
             {"holder": self.sup.holder, "lease_seconds": self.config.lease_seconds, "ids": held},
             prepare=False,
         )
-        for job_id, attempt, cancel_requested in await cur.fetchall():
+        renewed = await cur.fetchall()
+        self.sup.tally.lease_renewals += len(renewed)
+        for job_id, attempt, cancel_requested in renewed:
             if cancel_requested:
                 self.sup.cancel_running(job_id, attempt)
 

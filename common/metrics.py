@@ -1,0 +1,351 @@
+"""Prometheus metrics, in prometheus-client's multiprocess mode.
+
+The supervisor, its HTTP child and anything else a node runs write their counters and
+histograms to files in one directory (`use_directory`); `/metrics` reads them all. Metric
+objects are made on first use, so a process can choose the directory before that.
+
+The supervisor counts per job on its hot path, so it does not call prometheus-client per job:
+a `Tally` adds up plain numbers and is written out about once a second (`Tally.publish`).
+Gauges that describe the node or the database (workers, busy, leader, queue depth, oldest
+ready job, node heartbeat ages) are a snapshot file the supervisor replaces as a whole; the
+leader alone fills in the database figures, so a node that stops leading stops reporting them
+instead of leaving a stale value behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from bisect import bisect_left
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+SNAPSHOT_FILE = "jobfleet-gauges.json"
+
+JOB_LABELS = ("type", "queue")
+DURATION_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    300.0, 900.0, 3600.0,
+)  # fmt: skip
+BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
+
+
+def use_directory(path: str | None = None) -> str:
+    """Write this process's metrics (and its children's) as files in `path` (a new temporary
+    directory when None). Call before the first metric is touched."""
+    if path is None:
+        path = tempfile.mkdtemp(prefix="jobfleet-metrics-")
+    os.environ[MULTIPROC_ENV] = path
+    from prometheus_client import values
+
+    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+    return path
+
+
+def directory() -> str | None:
+    return os.environ.get(MULTIPROC_ENV) or None
+
+
+@dataclass(frozen=True)
+class _Metrics:
+    enqueued: Any
+    started: Any
+    succeeded: Any
+    failed: Any
+    retried: Any
+    dead: Any
+    cancelled: Any
+    lost: Any
+    progress_updates: Any
+    duration: Any
+    wait: Any
+    child_crashes: Any
+    child_restarts: Any
+    late_completions: Any
+    lease_renewals: Any
+    database_errors: Any
+    claim_batch_size: Any
+    http_requests: Any
+    http_duration: Any
+    rate_limited: Any
+
+
+@cache
+def metrics() -> _Metrics:
+    from prometheus_client import Counter as PCounter
+    from prometheus_client import Histogram
+
+    def jobs(name: str, doc: str, *extra: str) -> Any:
+        return PCounter(name, doc, (*JOB_LABELS, *extra))
+
+    return _Metrics(
+        enqueued=jobs("jobfleet_jobs_enqueued", "Jobs enqueued (HTTP API, CLI, Python API)."),
+        started=jobs("jobfleet_jobs_started", "Attempts started (jobs claimed by a node)."),
+        succeeded=jobs("jobfleet_jobs_succeeded", "Attempts that succeeded."),
+        failed=jobs(
+            "jobfleet_jobs_failed", "Attempts that failed, crashed or timed out.", "outcome"
+        ),
+        retried=jobs("jobfleet_jobs_retried", "Failed attempts whose job went back to the queue."),
+        dead=jobs("jobfleet_jobs_dead", "Jobs that ended dead (attempts spent or final)."),
+        cancelled=jobs("jobfleet_jobs_cancelled", "Jobs that ended cancelled while running."),
+        lost=jobs("jobfleet_jobs_lost", "Attempts lost: their lease expired (node died)."),
+        progress_updates=jobs(
+            "jobfleet_job_progress_updates", "Progress reports written for running jobs."
+        ),
+        duration=Histogram(
+            "jobfleet_job_duration_seconds",
+            "How long handlers ran (finished attempts).",
+            JOB_LABELS,
+            buckets=DURATION_BUCKETS,
+        ),
+        wait=Histogram(
+            "jobfleet_job_wait_seconds",
+            "How long jobs waited between becoming ready (run_at) and starting.",
+            JOB_LABELS,
+            buckets=DURATION_BUCKETS,
+        ),
+        child_crashes=PCounter(
+            "jobfleet_child_crashes", "Worker processes that died unexpectedly.", ("node",)
+        ),
+        child_restarts=PCounter(
+            "jobfleet_child_restarts",
+            "Worker processes replaced, by why the old one went.",
+            ("node", "reason"),
+        ),
+        late_completions=PCounter(
+            "jobfleet_late_completions",
+            "Outcomes dropped because their attempt had been replaced (fenced off).",
+            ("node",),
+        ),
+        lease_renewals=PCounter(
+            "jobfleet_lease_renewals", "Job leases renewed by this node.", ("node",)
+        ),
+        database_errors=PCounter(
+            "jobfleet_database_errors",
+            "Database operations that failed (connection lost, timeout).",
+            ("node", "operation"),
+        ),
+        claim_batch_size=Histogram(
+            "jobfleet_claim_batch_size",
+            "Jobs per claim statement that found work.",
+            ("node",),
+            buckets=BATCH_BUCKETS,
+        ),
+        http_requests=PCounter(
+            "jobfleet_http_requests",
+            "HTTP requests answered, by route and status.",
+            ("method", "route", "status"),
+        ),
+        http_duration=Histogram(
+            "jobfleet_http_request_duration_seconds",
+            "HTTP request latency.",
+            ("method", "route"),
+            buckets=DURATION_BUCKETS,
+        ),
+        rate_limited=PCounter(
+            "jobfleet_rate_limited", "Requests refused with 429, by API key name.", ("key",)
+        ),
+    )
+
+
+def count_enqueued(type: str, queue: str, n: int = 1) -> None:
+    metrics().enqueued.labels(type, queue).inc(n)
+
+
+def observe_many(histogram: Any, counts: list[int], total: float) -> None:
+    """Add pre-bucketed observations to a histogram child in one go.
+
+    prometheus-client has no bulk observe; its histogram keeps one value per bucket (not
+    cumulative) and a sum, which is what this adds to. tests/test_metrics.py checks that the
+    exposition equals the one `observe` gives, so a change in the library cannot go unseen.
+    """
+    for index, n in enumerate(counts):
+        if n:
+            histogram._buckets[index].inc(n)
+    histogram._sum.inc(total)
+
+
+class _Buckets:
+    """Observations of one histogram child, bucketed in plain Python."""
+
+    __slots__ = ("counts", "total")
+
+    def __init__(self, size: int) -> None:
+        self.counts = [0] * size
+        self.total = 0.0
+
+
+@dataclass
+class Tally:
+    """What a supervisor counted since it last published. Plain numbers: cheap per job."""
+
+    node: str
+    started: Counter[tuple[str, str]] = field(default_factory=Counter)
+    succeeded: Counter[tuple[str, str]] = field(default_factory=Counter)
+    failed: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    retried: Counter[tuple[str, str]] = field(default_factory=Counter)
+    dead: Counter[tuple[str, str]] = field(default_factory=Counter)
+    cancelled: Counter[tuple[str, str]] = field(default_factory=Counter)
+    lost: Counter[tuple[str, str]] = field(default_factory=Counter)
+    progress_updates: Counter[tuple[str, str]] = field(default_factory=Counter)
+    durations: dict[tuple[str, str], _Buckets] = field(default_factory=dict)
+    waits: dict[tuple[str, str], _Buckets] = field(default_factory=dict)
+    batch_sizes: _Buckets = field(default_factory=lambda: _Buckets(len(BATCH_BUCKETS) + 1))
+    child_crashes: int = 0
+    child_restarts: Counter[str] = field(default_factory=Counter)
+    late_completions: int = 0
+    lease_renewals: int = 0
+    database_errors: Counter[str] = field(default_factory=Counter)
+
+    def observe_duration(self, key: tuple[str, str], seconds: float) -> None:
+        _observe(self.durations, key, seconds)
+
+    def observe_wait(self, key: tuple[str, str], seconds: float) -> None:
+        _observe(self.waits, key, seconds)
+
+    def observe_batch(self, size: int) -> None:
+        self.batch_sizes.counts[bisect_left(BATCH_BUCKETS, size)] += 1
+        self.batch_sizes.total += size
+
+    def publish(self) -> None:
+        """Write everything counted so far to the metric files, and start again from zero."""
+        m = metrics()
+        for counter, counts in (
+            (m.started, self.started),
+            (m.succeeded, self.succeeded),
+            (m.failed, self.failed),
+            (m.retried, self.retried),
+            (m.dead, self.dead),
+            (m.cancelled, self.cancelled),
+            (m.lost, self.lost),
+            (m.progress_updates, self.progress_updates),
+        ):
+            for labels, n in counts.items():
+                counter.labels(*labels).inc(n)
+            counts.clear()
+        for histogram, observed in ((m.duration, self.durations), (m.wait, self.waits)):
+            for labels, buckets in observed.items():
+                observe_many(histogram.labels(*labels), buckets.counts, buckets.total)
+            observed.clear()
+        if self.batch_sizes.total:
+            observe_many(
+                m.claim_batch_size.labels(self.node),
+                self.batch_sizes.counts,
+                self.batch_sizes.total,
+            )
+            self.batch_sizes = _Buckets(len(BATCH_BUCKETS) + 1)
+        if self.child_crashes:
+            m.child_crashes.labels(self.node).inc(self.child_crashes)
+            self.child_crashes = 0
+        for reason, n in self.child_restarts.items():
+            m.child_restarts.labels(self.node, reason).inc(n)
+        self.child_restarts.clear()
+        if self.late_completions:
+            m.late_completions.labels(self.node).inc(self.late_completions)
+            self.late_completions = 0
+        if self.lease_renewals:
+            m.lease_renewals.labels(self.node).inc(self.lease_renewals)
+            self.lease_renewals = 0
+        for operation, n in self.database_errors.items():
+            m.database_errors.labels(self.node, operation).inc(n)
+        self.database_errors.clear()
+        # Label sets a scrape should show from the start, even at zero.
+        m.late_completions.labels(self.node)
+        m.child_crashes.labels(self.node)
+
+
+def _observe(table: dict[tuple[str, str], _Buckets], key: tuple[str, str], value: float) -> None:
+    buckets = table.get(key)
+    if buckets is None:
+        buckets = table[key] = _Buckets(len(DURATION_BUCKETS) + 1)
+    buckets.counts[bisect_left(DURATION_BUCKETS, value)] += 1
+    buckets.total += value
+
+
+# -- the gauge snapshot ---------------------------------------------------------------------
+
+
+def write_snapshot(path: str, gauges: dict[str, Any]) -> None:
+    """Replace the snapshot file atomically (a reader never sees half of it)."""
+    target = Path(path) / SNAPSHOT_FILE
+    temporary = target.with_suffix(f".{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(gauges))
+    os.replace(temporary, target)
+
+
+def read_snapshot(path: str) -> dict[str, Any] | None:
+    try:
+        data = json.loads((Path(path) / SNAPSHOT_FILE).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+class SnapshotCollector:
+    """Serves the supervisor's gauge snapshot as Prometheus gauges."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        data = read_snapshot(self.path)
+        if data is None:
+            return
+        node = str(data.get("node", ""))
+        for name, key, doc in (
+            ("jobfleet_workers", "workers", "Worker processes alive on the node."),
+            ("jobfleet_workers_busy", "busy", "Worker processes running a job."),
+            ("jobfleet_leader", "leader", "1 on the node leading maintenance (lease reaper)."),
+        ):
+            family = GaugeMetricFamily(name, doc, labels=["node"])
+            family.add_metric([node], float(data.get(key, 0)))
+            yield family
+        yield _family(
+            "jobfleet_queue_depth",
+            "Jobs per queue and state (queued, running, dead), from the leader's periodic count.",
+            ["queue", "state"],
+            data.get("queue_depth", []),
+        )
+        yield _family(
+            "jobfleet_queue_oldest_ready_age_seconds",
+            "Age of the oldest job ready to run, per queue (0 when none waits).",
+            ["queue"],
+            data.get("oldest_ready_age", []),
+        )
+        yield _family(
+            "jobfleet_node_heartbeat_age_seconds",
+            "Seconds since each registered node's last heartbeat, as the leader sees it.",
+            ["node"],
+            data.get("heartbeat_age", []),
+        )
+
+
+def _family(name: str, doc: str, labels: list[str], rows: Iterable[Any]) -> Any:
+    from prometheus_client.core import GaugeMetricFamily
+
+    family = GaugeMetricFamily(name, doc, labels=labels)
+    for row in rows:
+        family.add_metric([str(v) for v in row[:-1]], float(row[-1]))
+    return family
+
+
+def exposition() -> tuple[bytes, str]:
+    """Everything this node's processes recorded, in the Prometheus text format."""
+    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    path = directory()
+    if path is None:  # a single process (tests, embedding): its own registry
+        return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=path)  # type: ignore[no-untyped-call]
+    registry.register(SnapshotCollector(path))  # type: ignore[arg-type]
+    return generate_latest(registry), CONTENT_TYPE_LATEST

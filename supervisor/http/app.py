@@ -1,0 +1,329 @@
+"""The HTTP API: jobs over REST behind API keys and a cluster-wide rate limit, plus the node's
+Prometheus metrics and its health checks.
+
+Handlers are plain (sync) functions run in the server's thread pool on pooled connections;
+they call the same code as the CLI, so the two cannot disagree. `role="metrics"` serves only
+/metrics, /healthz and /readyz (`supervisor --metrics-port`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, Query, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from psycopg_pool import ConnectionPool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from jobfleet import admin, apikeys, metrics
+from jobfleet.db import Connection, connection_options
+from jobfleet.enqueue import enqueue_job
+from jobfleet.migrate import check_schema
+from jobfleet.queries import sql
+from jobfleet.settings import Settings
+from jobfleet.supervisor.http import errors
+from jobfleet.supervisor.http.errors import ApiError, responses
+from jobfleet.supervisor.http.limits import BodySizeLimit
+from jobfleet.supervisor.http.schemas import (
+    CancelResult,
+    CreatedJobs,
+    Health,
+    Job,
+    JobPage,
+    NewJob,
+    NewJobs,
+    Queues,
+    Ready,
+    State,
+)
+
+Role = Literal["api", "metrics"]
+POOL_MAX = 8
+# How long a request waits for a pooled connection before answering 503.
+POOL_WAIT_SECONDS = 5.0
+READY_WAIT_SECONDS = 2.0
+LIST_MAX = 1000
+
+bearer = HTTPBearer(auto_error=False, description="an API key from `jobfleet apikey create`")
+
+
+def create_app(url: str, config: Settings, role: Role = "api") -> ASGIApp:
+    pool = ConnectionPool(
+        url,
+        kwargs=connection_options(config),
+        min_size=1,
+        max_size=POOL_MAX,
+        open=False,
+        timeout=POOL_WAIT_SECONDS,
+        check=ConnectionPool.check_connection,  # a restarted database: no dead connections
+        name=f"jobfleet-{role}",
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool.open(wait=False)  # the API comes up even while the database is away
+        try:
+            yield
+        finally:
+            pool.close()
+
+    app = FastAPI(
+        title="jobfleet",
+        version="1",
+        description=(
+            "Jobs on PostgreSQL. Send `Authorization: Bearer <key>` (keys come from "
+            "`jobfleet apikey create`). Every error has the same body: `error` (a code), "
+            "`message` (what was wrong and how to fix it), `field` (422)."
+        ),
+        lifespan=lifespan,
+        # `curl -d '{...}'` sends no JSON content type; the body is JSON all the same.
+        strict_content_type=False,
+    )
+    errors.install(app)
+
+    @contextmanager
+    def connection(wait: float = POOL_WAIT_SECONDS) -> Iterator[Connection]:
+        with pool.connection(timeout=wait) as conn:
+            yield conn
+
+    def authorized(scope: str) -> Callable[..., apikeys.ApiKey]:
+        def check(
+            credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+        ) -> apikeys.ApiKey:
+            if credentials is None:
+                raise ApiError(
+                    401,
+                    "unauthorized",
+                    "send an API key as `Authorization: Bearer <key>` "
+                    "(create one with `jobfleet apikey create`)",
+                )
+            with connection() as conn:
+                key = apikeys.verify_key(conn, credentials.credentials)
+                if key is None:
+                    raise ApiError(401, "unauthorized", "the API key is unknown, revoked or wrong")
+                if scope not in key.scopes:
+                    raise ApiError(
+                        403,
+                        "forbidden",
+                        f"API key {key.name!r} lacks the {scope!r} scope "
+                        f"(it has: {', '.join(sorted(key.scopes))})",
+                    )
+                taken = apikeys.take_token(conn, key)
+            if not taken.allowed:
+                metrics.metrics().rate_limited.labels(key.name).inc()
+                raise ApiError(
+                    429,
+                    "rate_limited",
+                    f"API key {key.name!r} is over its rate of "
+                    f"{apikeys.format_rate(key.rate_per_second)}; retry after the wait",
+                    retry_after=round(taken.wait_seconds, 3),
+                )
+            return key
+
+        return check
+
+    if role == "api":
+        _job_routes(app, connection, authorized, config)
+    _health_routes(app, connection)
+    return BodySizeLimit(RequestMetrics(app), config.max_request_bytes)
+
+
+def _job_routes(
+    app: FastAPI,
+    connection: Callable[..., Any],
+    authorized: Callable[[str], Callable[..., apikeys.ApiKey]],
+    config: Settings,
+) -> None:
+    limit = config.max_payload_bytes
+
+    can_enqueue = Depends(authorized("enqueue"))
+    can_read = Depends(authorized("read"))
+    can_cancel = Depends(authorized("cancel"))
+
+    @app.post(
+        "/jobs",
+        response_model=Job,
+        status_code=201,
+        dependencies=[can_enqueue],
+        responses={
+            200: {"model": Job, "description": "The idempotency key was used: the existing job"},
+            **responses(400, 401, 403, 413, 422, 429, 503),
+        },
+        summary="Enqueue a job",
+    )
+    def create_job(new: NewJob, response: Response) -> dict[str, Any]:
+        with connection() as conn:
+            job_id, created = enqueue_job(
+                conn, new.type, new.payload, payload_limit=limit, **new.options()
+            )
+        job = _show(connection, job_id)
+        if created:
+            metrics.count_enqueued(job["type"], job["queue"])
+        else:
+            response.status_code = 200
+        return job
+
+    @app.post(
+        "/jobs:batch",
+        response_model=CreatedJobs,
+        status_code=201,
+        dependencies=[can_enqueue],
+        responses=responses(400, 401, 403, 413, 422, 429, 503),
+        summary="Enqueue many jobs in one transaction (all or none)",
+    )
+    def create_jobs(batch: NewJobs) -> CreatedJobs:
+        ids, created, counted = [], [], []
+        with connection() as conn:
+            for index, new in enumerate(batch.jobs):
+                try:
+                    job_id, is_new = enqueue_job(
+                        conn, new.type, new.payload, payload_limit=limit, **new.options()
+                    )
+                except ValueError as exc:  # nothing is committed: the transaction rolls back
+                    option = getattr(exc, "option", None)
+                    where = f"body.jobs.{index}" + (f".{option}" if option else "")
+                    raise ApiError(422, "invalid", f"jobs[{index}]: {exc}", field=where) from None
+                ids.append(job_id)
+                created.append(is_new)
+                if is_new:
+                    counted.append((new.type, new.queue))
+        for type_, queue in counted:
+            metrics.count_enqueued(type_, queue or "default")
+        return CreatedJobs(ids=ids, created=created)
+
+    @app.get(
+        "/jobs/{job_id}",
+        response_model=Job,
+        dependencies=[can_read],
+        responses=responses(401, 403, 404, 422, 429, 503),
+        summary="A job with its attempts, progress and result",
+    )
+    def get_job(job_id: int) -> dict[str, Any]:
+        return _show(connection, job_id)
+
+    @app.get(
+        "/jobs",
+        response_model=JobPage,
+        dependencies=[can_read],
+        responses=responses(401, 403, 422, 429, 503),
+        summary="Jobs, newest first; page with `after`",
+    )
+    def list_jobs(
+        state: State | None = None,
+        type: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
+        queue: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
+        limit: Annotated[int, Query(ge=1, le=LIST_MAX)] = 50,
+        after: Annotated[
+            int | None, Query(ge=1, description="the `next_after` of the previous page")
+        ] = None,
+    ) -> JobPage:
+        with connection() as conn:
+            try:
+                jobs = admin.list_jobs(
+                    conn, state=state, type=type, queue=queue, limit=limit, before=after
+                )
+            except ValueError as exc:
+                option = getattr(exc, "option", "query")
+                raise ApiError(422, "invalid", str(exc), field=f"query.{option}") from None
+        next_after = jobs[-1]["id"] if len(jobs) == limit else None
+        return JobPage.model_validate({"jobs": jobs, "next_after": next_after})
+
+    @app.delete(
+        "/jobs/{job_id}",
+        response_model=CancelResult,
+        dependencies=[can_cancel],
+        responses={
+            202: {
+                "model": CancelResult,
+                "description": "The job is running: its node stops it (state still running)",
+            },
+            **responses(401, 403, 404, 409, 422, 429, 503),
+        },
+        summary="Cancel a job: a queued one at once, a running one by stopping its worker",
+    )
+    def cancel_job(job_id: int, response: Response) -> CancelResult:
+        with connection() as conn:
+            state = admin.cancel(conn, job_id)
+        if state == "running":
+            response.status_code = 202
+        return CancelResult.model_validate({"id": job_id, "state": state})
+
+    @app.get(
+        "/queues",
+        response_model=Queues,
+        dependencies=[can_read],
+        responses=responses(401, 403, 429, 503),
+        summary="Job counts per queue and state",
+    )
+    def queues() -> Queues:
+        with connection() as conn:
+            by_queue: dict[str, dict[str, int]] = {}
+            for queue, state, n in conn.execute(sql("queue_counts")):
+                by_queue.setdefault(queue, {})[state] = n
+        return Queues.model_validate(
+            {"queues": [{"queue": q, "counts": c} for q, c in sorted(by_queue.items())]}
+        )
+
+
+def _show(connection: Callable[..., Any], job_id: int) -> dict[str, Any]:
+    with connection() as conn:
+        return admin.show_job(conn, job_id)
+
+
+def _health_routes(app: FastAPI, connection: Callable[..., Any]) -> None:
+    @app.get("/healthz", response_model=Health, summary="The process is up")
+    def healthz() -> Health:
+        return Health(status="ok")
+
+    @app.get(
+        "/readyz",
+        response_model=Ready,
+        responses=responses(503),
+        summary="The database answers and its schema is current",
+    )
+    def readyz() -> Ready:
+        with connection(wait=READY_WAIT_SECONDS) as conn:
+            version = check_schema(conn)
+        return Ready(status="ready", schema_version=version)
+
+    @app.get(
+        "/metrics",
+        response_class=Response,
+        summary="Prometheus metrics of every process on this node",
+        responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
+    )
+    def prometheus_metrics() -> Response:
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type)
+
+
+class RequestMetrics:
+    """Counts and times every request by method, route template and status."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def watched_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched_send)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            m = metrics.metrics()
+            m.http_requests.labels(scope["method"], template, str(status)).inc()
+            m.http_duration.labels(scope["method"], template).observe(time.perf_counter() - start)

@@ -1,0 +1,151 @@
+"""The HTTP API's request and response bodies: what the OpenAPI document publishes."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from jobfleet.options import IDEMPOTENCY_KEY_MAX, MAX_ATTEMPTS_LIMIT, PRIORITY_MAX, PRIORITY_MIN
+
+State = Literal["queued", "running", "succeeded", "cancelled", "dead"]
+Outcome = Literal["succeeded", "failed", "crashed", "timed_out", "lost", "cancelled"]
+BATCH_MAX = 1000
+
+
+class NewJob(BaseModel):
+    """A job to enqueue. Options left out take the type's defaults, then the system's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(min_length=1, max_length=128, examples=["echo"])
+    payload: Any = Field(default=None, examples=[{"hello": "world"}])
+    queue: str | None = Field(default=None, min_length=1, max_length=128)
+    priority: int | None = Field(
+        default=None, ge=PRIORITY_MIN, le=PRIORITY_MAX, description="higher runs first"
+    )
+    delay: float | None = Field(default=None, ge=0, description="seconds from now")
+    run_at: str | None = Field(default=None, description="ISO 8601; instead of delay")
+    max_attempts: int | None = Field(default=None, ge=1, le=MAX_ATTEMPTS_LIMIT)
+    timeout: float | None = Field(default=None, gt=0, description="seconds per attempt")
+    backoff: str | None = Field(
+        default=None, description="exponential | linear | fixed, optionally ':SECONDS'"
+    )
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=IDEMPOTENCY_KEY_MAX)
+
+    def options(self) -> dict[str, Any]:
+        return self.model_dump(exclude={"type", "payload"}, exclude_none=True)
+
+
+class NewJobs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    jobs: list[NewJob] = Field(min_length=1, max_length=BATCH_MAX)
+
+
+class Progress(BaseModel):
+    fraction: float
+    message: str | None = None
+
+
+class Attempt(BaseModel):
+    attempt: int
+    outcome: Outcome
+    node: str | None
+    pid: int | None
+    started_at: str | None
+    finished_at: str | None
+    error: str | None
+
+
+class Job(BaseModel):
+    """A job as `jobfleet jobs show --json` prints it."""
+
+    id: int
+    type: str
+    queue: str
+    state: State
+    priority: int
+    attempt: int
+    max_attempts: int
+    run_at: str | None
+    created_at: str | None
+    started_at: str | None
+    finished_at: str | None
+    timeout: float | None
+    backoff: str | None
+    idempotency_key: str | None
+    cancel_requested: bool
+    node: str | None = Field(description="the run holding the job's lease, while it runs")
+    lease_expires_at: str | None
+    payload: Any
+    result: Any
+    error: str | None
+    progress: Progress | None
+    attempts: list[Attempt]
+
+
+class JobSummary(BaseModel):
+    id: int
+    type: str
+    queue: str
+    state: State
+    priority: int
+    attempt: int
+    max_attempts: int
+    run_at: str | None
+    created_at: str | None
+    finished_at: str | None
+    error: str | None
+
+
+class JobPage(BaseModel):
+    jobs: list[JobSummary]
+    next_after: int | None = Field(
+        description="pass as `after` for the next page; null on the last page"
+    )
+
+
+class CreatedJobs(BaseModel):
+    ids: list[int] = Field(description="the jobs' ids, in request order")
+    created: list[bool] = Field(description="false where an idempotency key was already used")
+
+
+class CancelResult(BaseModel):
+    id: int
+    state: State = Field(
+        description="cancelled (a queued job, at once) or running (its node stops it)"
+    )
+
+
+class QueueCounts(BaseModel):
+    queue: str
+    counts: dict[str, int]
+
+
+class Queues(BaseModel):
+    queues: list[QueueCounts]
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Ready(BaseModel):
+    status: Literal["ready"]
+    schema_version: int
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="where in the request: body.priority, query.limit, ...")
+    message: str
+
+
+class Error(BaseModel):
+    """Every error response has this body."""
+
+    error: str = Field(description="a stable code: unauthorized, forbidden, not_found, ...")
+    message: str = Field(description="what was wrong and how to fix it")
+    field: str | None = Field(default=None, description="the field at fault (422)")
+    errors: list[FieldError] | None = Field(default=None, description="every field at fault")
+    retry_after: float | None = Field(default=None, description="seconds (429 and 503)")

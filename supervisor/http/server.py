@@ -1,0 +1,79 @@
+"""Serving the HTTP app with uvicorn on a socket bound beforehand.
+
+The supervisor binds the port itself and hands the listening socket to its HTTP child, as
+gunicorn does: a bad port fails the supervisor's start with a clear message, and a restarted
+child takes over the same socket without an "address in use" window.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import os
+import signal
+import socket
+
+from jobfleet.log import get_logger
+from jobfleet.settings import Settings
+
+log = get_logger("jobfleet.http")
+_PR_SET_PDEATHSIG = 1
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket, or ValueError saying why the port cannot be used."""
+    try:
+        infos = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror as exc:
+        raise ValueError(f"cannot listen on host {host!r}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ValueError(
+                f"port {port} on {host} is in use by another program: choose another port"
+            ) from None
+        if exc.errno == errno.EACCES:
+            raise ValueError(
+                f"no permission to listen on port {port}: use a port above 1023"
+            ) from None
+        raise ValueError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(2048)
+    return sock
+
+
+def serve(sock: socket.socket, url: str, config: Settings, role: str) -> None:
+    """Serve until SIGTERM or SIGINT (uvicorn finishes the requests in flight)."""
+    import uvicorn
+
+    from jobfleet.supervisor.http.app import create_app
+
+    app = create_app(url, config, role)  # type: ignore[arg-type]
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=5,
+            log_config=None,  # ours (structured) stays in charge
+        )
+    )
+    host, port = sock.getsockname()[:2]
+    log.info("http serving", extra={"role": role, "host": host, "port": port})
+    server.run(sockets=[sock])
+
+
+def die_with_parent() -> None:
+    """The supervisor's HTTP child dies with it, even when it is killed with SIGKILL."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() == 1:  # the parent went before we asked
+        os._exit(0)

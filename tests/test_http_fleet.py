@@ -1,0 +1,190 @@
+"""The HTTP API end to end: `jobfleet supervisor --http-port` with its supervised uvicorn child,
+real sockets, keys made with the CLI."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+import psycopg
+
+from tests.conftest import Cli, scalar, wait_until
+
+FAST = {
+    "JOBFLEET_LEASE_SECONDS": "3",
+    "JOBFLEET_HEARTBEAT_SECONDS": "0.2",
+    "JOBFLEET_KILL_GRACE_SECONDS": "0.3",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def call(
+    method: str, url: str, key: str | None = None, body: Any = None
+) -> tuple[int, Any, dict[str, str]]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    if key:
+        request.add_header("Authorization", f"Bearer {key}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            raw = response.read()
+            status, headers = response.status, dict(response.headers)
+    except urllib.error.HTTPError as exc:
+        raw, status, headers = exc.read(), exc.code, dict(exc.headers)
+    ctype = headers.get("content-type", "")
+    return status, json.loads(raw) if "json" in ctype else raw.decode(), headers
+
+
+def answers(url: str) -> bool:
+    try:
+        return call("GET", url)[0] == 200
+    except OSError:
+        return False
+
+
+def new_key(cli: Cli, name: str, scopes: str, *extra: str) -> str:
+    out = cli.ok("apikey", "create", "--name", name, "--scopes", scopes, *extra)
+    return out.strip().splitlines()[-1]
+
+
+def test_a_job_posted_over_http_runs_and_its_result_comes_back(
+    conn: psycopg.Connection[Any], fleet: Any, cli: Cli
+) -> None:
+    port = free_port()
+    node = fleet("web", "--workers", "2", "--http-port", str(port), env=FAST)
+    base = f"http://127.0.0.1:{port}"
+    wait_until(lambda: answers(f"{base}/healthz"), what="the HTTP child to answer")
+    key = new_key(cli, "client", "enqueue,read,cancel")
+
+    assert call("POST", f"{base}/jobs", None, {"type": "echo"})[0] == 401
+    reader = new_key(cli, "reader", "read")
+    assert call("POST", f"{base}/jobs", reader, {"type": "echo"})[0] == 403
+    status, body, _ = call("POST", f"{base}/jobs", key, {"type": "echo", "priority": "high"})
+    assert status == 422 and body["field"] == "body.priority"
+
+    status, job, _ = call("POST", f"{base}/jobs", key, {"type": "echo", "payload": {"x": 1}})
+    assert status == 201
+    done = wait_until(
+        lambda: (
+            (j := call("GET", f"{base}/jobs/{job['id']}", key)[1])["state"] == "succeeded" and j
+        ),
+        what="the echo job to succeed",
+    )
+    assert done["result"] == {"x": 1}
+    assert done["attempts"][0]["node"] == "web"
+
+    # Cancel a long job while it runs: it ends cancelled, its worker replaced.
+    status, sleeper, _ = call(
+        "POST", f"{base}/jobs", key, {"type": "sleep", "payload": {"seconds": 60}}
+    )
+    wait_until(
+        lambda: scalar(conn, "SELECT state FROM jobs WHERE id = %s", [sleeper["id"]]) == "running",
+        what="the sleep job to start",
+    )
+    pids = set(node.children())
+    status, cancelled, _ = call("DELETE", f"{base}/jobs/{sleeper['id']}", key)
+    assert status == 202 and cancelled["state"] == "running"
+    final = wait_until(
+        lambda: (
+            (j := call("GET", f"{base}/jobs/{sleeper['id']}", key)[1])["state"] == "cancelled" and j
+        ),
+        timeout=10,
+        what="the running job to end cancelled",
+    )
+    assert [a["outcome"] for a in final["attempts"]] == ["cancelled"]
+    wait_until(lambda: len(set(node.children()) - pids) >= 1, what="a replacement worker")
+
+    def exposed() -> bool:
+        text = call("GET", f"{base}/metrics")[1]
+        wanted = (
+            'jobfleet_jobs_succeeded_total{queue="default",type="echo"} 1.0',
+            'jobfleet_jobs_started_total{queue="default",type="echo"} 1.0',
+            'jobfleet_jobs_cancelled_total{queue="default",type="sleep"} 1.0',
+            'jobfleet_jobs_enqueued_total{queue="default",type="echo"} 1.0',
+            'jobfleet_workers{node="web"} 2.0',
+            'jobfleet_leader{node="web"} 1.0',
+            'jobfleet_child_restarts_total{node="web",reason="cancelled"} 1.0',
+            'jobfleet_job_duration_seconds_count{queue="default",type="echo"} 1.0',
+            'jobfleet_queue_depth{queue="default",state="queued"}',
+            'jobfleet_http_requests_total{method="POST",route="/jobs",status="401"} 1.0',
+        )
+        missing[:] = [w for w in wanted if w not in text]
+        return not missing
+
+    missing: list[str] = []
+    try:
+        wait_until(exposed, what="/metrics to show the run")
+    except AssertionError:
+        raise AssertionError(f"/metrics never showed {missing}") from None
+
+
+def test_the_http_child_is_restarted_when_it_dies(
+    conn: psycopg.Connection[Any], fleet: Any
+) -> None:
+    port = free_port()
+    node = fleet("web", "--workers", "1", "--http-port", str(port), env=FAST)
+    health = f"http://127.0.0.1:{port}/healthz"
+    wait_until(lambda: answers(health), what="the HTTP child to answer")
+    http_pid = int(node.log().split("http child started")[1].split("http_pid=")[1].split()[0])
+    import os
+
+    os.kill(http_pid, signal.SIGKILL)
+    wait_until(lambda: node.log().count("http child started") == 2, what="a new HTTP child")
+    wait_until(lambda: answers(health), what="the new HTTP child to answer")
+    assert "killed by signal 9" in node.log()
+
+
+def test_a_port_in_use_fails_the_start_with_a_clear_message(cli: Cli) -> None:
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        result = cli("supervisor", "--http-port", str(port), "--burst", timeout=60)
+    assert result.returncode == 2
+    assert f"port {port} on 0.0.0.0 is in use" in result.stderr
+
+
+def test_the_rate_limit_holds_across_nodes(
+    conn: psycopg.Connection[Any], fleet: Any, cli: Cli
+) -> None:
+    ports = [free_port(), free_port()]
+    for name, port in zip(("a", "b"), ports, strict=True):
+        fleet(name, "--workers", "1", "--http-port", str(port), env=FAST)
+    for port in ports:
+        wait_until(lambda p=port: answers(f"http://127.0.0.1:{p}/healthz"), what="both APIs")
+    key = new_key(cli, "limited", "read", "--rate", "5/s")
+    outcomes: list[tuple[float, int]] = []
+    lock = threading.Lock()
+    stop = time.monotonic() + 3.0
+
+    def hammer(port: int) -> None:
+        while time.monotonic() < stop:
+            status = call("GET", f"http://127.0.0.1:{port}/queues", key)[0]
+            with lock:
+                outcomes.append((time.monotonic(), status))
+
+    threads = [threading.Thread(target=hammer, args=(p,)) for p in ports]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    allowed = [t for t, s in outcomes if s == 200]
+    refused = [s for _, s in outcomes if s == 429]
+    assert refused and set(s for _, s in outcomes) == {200, 429}
+    window = max(t for t, _ in outcomes) - min(t for t, _ in outcomes)
+    # A bucket of 5/s with a burst of 1 allows 1 + 5 x window; every request the two nodes let
+    # through came out of that one bucket.
+    assert len(allowed) <= 1 + 5 * window * 1.2 + 1, (len(allowed), window)
+    assert len(allowed) >= 5 * window * 0.8, (len(allowed), window)
