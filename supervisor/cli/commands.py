@@ -253,6 +253,20 @@ def cmd_db(args: argparse.Namespace, config: Settings) -> int:
     return 0
 
 
+def cmd_drill(args: argparse.Namespace, config: Settings) -> int:
+    from jobfleet.supervisor.drill.run import DrillOptions, run_drill
+
+    options = DrillOptions(
+        nodes=args.nodes,
+        jobs=args.jobs,
+        duration=args.duration,
+        seed=args.seed,
+        workers=args.workers,
+        yes=args.yes,
+    )
+    return run_drill(options, config)
+
+
 COMMANDS = {
     "migrate": cmd_migrate,
     "supervisor": cmd_supervisor,
@@ -262,4 +276,5 @@ COMMANDS = {
     "cancel": cmd_cancel,
     "dlq": cmd_dlq,
     "db": cmd_db,
+    "drill": cmd_drill,
 }

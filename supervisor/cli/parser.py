@@ -56,6 +56,13 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+def positive_float(text: str) -> float:
+    value = non_negative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be more than 0")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="jobfleet", description=DESCRIPTION, epilog=EPILOG)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -182,6 +189,36 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="DURATION",
         help="only those dead for longer, e.g. 7d, 12h, 30m, 45s (default: all)",
+    )
+
+    drill = commands.add_parser(
+        "drill",
+        help="the recovery drill: local nodes, a mixed workload, killed and paused nodes, "
+        "then the invariants (exit 0 only if all hold)",
+    )
+    drill.add_argument(
+        "--nodes", type=positive_int, default=3, metavar="K", help="supervisors (default 3)"
+    )
+    drill.add_argument(
+        "--jobs", type=positive_int, default=3000, metavar="N", help="jobs (default 3000)"
+    )
+    drill.add_argument(
+        "--duration",
+        type=positive_float,
+        default=30.0,
+        metavar="S",
+        help="seconds over which jobs arrive and faults strike (default 30)",
+    )
+    drill.add_argument(
+        "--seed", type=int, default=None, metavar="X", help="repeat a drill's workload and faults"
+    )
+    drill.add_argument(
+        "--workers", type=positive_int, default=2, metavar="N", help="per node (default 2)"
+    )
+    drill.add_argument(
+        "--yes",
+        action="store_true",
+        help="run even though the database holds jobs outside the drill's queue",
     )
 
     db = commands.add_parser("db", help="the embedded PostgreSQL: its URL, or stop it")
