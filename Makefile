@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck check clean stop-db
+.PHONY: run test lint typecheck check check-deploy clean stop-db
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -39,6 +39,24 @@ typecheck: $(STAMP)
 	cd .typecheck && ../$(BIN)/mypy --config-file ../pyproject.toml -p jobfleet
 
 check: lint typecheck test
+
+## check-deploy: promtool checks of the alert rules (with their unit tests) and both scrape
+## configs, then the deploy tests (compose, Kubernetes and systemd files parse and call real
+## commands). promtool comes from Debian's `prometheus` package, installed here when missing
+## and run as root (without systemd it is not started as a service).
+check-deploy: $(STAMP)
+	@command -v promtool >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+				apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+		else \
+			echo "check-deploy needs promtool: apt-get install prometheus (as root)" >&2; exit 1; \
+		fi; }
+	promtool check rules deploy/prometheus/alerts.yml
+	promtool test rules deploy/prometheus/alerts.test.yml
+	promtool check config deploy/prometheus/prometheus.yml
+	promtool check config deploy/compose/prometheus.yml
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(wildcard tests/test_deploy*.py)
 
 stop-db: $(STAMP)
 	$(BIN)/jobfleet db stop

@@ -330,6 +330,20 @@ def cmd_db(args: argparse.Namespace, config: Settings) -> int:
     return 0
 
 
+def cmd_drill(args: argparse.Namespace, config: Settings) -> int:
+    from jobfleet.supervisor.drill.run import DrillOptions, run_drill
+
+    options = DrillOptions(
+        nodes=args.nodes,
+        jobs=args.jobs,
+        duration=args.duration,
+        seed=args.seed,
+        workers=args.workers,
+        yes=args.yes,
+    )
+    return run_drill(options, config)
+
+
 COMMANDS = {
     "migrate": cmd_migrate,
     "supervisor": cmd_supervisor,
@@ -341,4 +355,5 @@ COMMANDS = {
     "api": cmd_api,
     "apikey": cmd_apikey,
     "db": cmd_db,
+    "drill": cmd_drill,
 }

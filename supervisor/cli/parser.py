@@ -66,6 +66,13 @@ def port(text: str) -> int:
     return value
 
 
+def positive_float(text: str) -> float:
+    value = non_negative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be more than 0")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="jobfleet", description=DESCRIPTION, epilog=EPILOG)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -244,6 +251,36 @@ def build_parser() -> argparse.ArgumentParser:
     kl.add_argument("--json", action="store_true")
     kr = key_cmds.add_parser("revoke", help="stop a key from working, at once")
     kr.add_argument("name", metavar="NAME")
+
+    drill = commands.add_parser(
+        "drill",
+        help="the recovery drill: local nodes, a mixed workload, killed and paused nodes, "
+        "then the invariants (exit 0 only if all hold)",
+    )
+    drill.add_argument(
+        "--nodes", type=positive_int, default=3, metavar="K", help="supervisors (default 3)"
+    )
+    drill.add_argument(
+        "--jobs", type=positive_int, default=3000, metavar="N", help="jobs (default 3000)"
+    )
+    drill.add_argument(
+        "--duration",
+        type=positive_float,
+        default=30.0,
+        metavar="S",
+        help="seconds over which jobs arrive and faults strike (default 30)",
+    )
+    drill.add_argument(
+        "--seed", type=int, default=None, metavar="X", help="repeat a drill's workload and faults"
+    )
+    drill.add_argument(
+        "--workers", type=positive_int, default=2, metavar="N", help="per node (default 2)"
+    )
+    drill.add_argument(
+        "--yes",
+        action="store_true",
+        help="run even though the database holds jobs outside the drill's queue",
+    )
 
     db = commands.add_parser("db", help="the embedded PostgreSQL: its URL, or stop it")
     db_cmds = db.add_subparsers(dest="db_command", metavar="SUBCOMMAND", required=True)

@@ -1,0 +1,220 @@
+"""`jobfleet drill`: run a fleet of local nodes against the database, break it while it works,
+then prove from the database's own records that nothing was lost, doubled or left behind."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any, TextIO
+
+import psycopg
+
+from jobfleet.db import connect, database_url
+from jobfleet.errors import JobfleetError
+from jobfleet.migrate import migrate
+from jobfleet.settings import Settings
+from jobfleet.supervisor.drill import queries
+from jobfleet.supervisor.drill.faults import Chaos, Fault, plan
+from jobfleet.supervisor.drill.invariants import check_all, count
+from jobfleet.supervisor.drill.nodes import LocalNode
+from jobfleet.supervisor.drill.report import checks_table, faults_table, workload_table
+from jobfleet.supervisor.drill.workload import QUEUE, enqueue_workload
+
+# Short leases and quick beats so that a lost node's jobs come back within seconds.
+LEASE_SECONDS = 3.0
+REAPER_INTERVAL_SECONDS = 0.5
+GRACE_SECONDS = 10.0
+NODE_SETTINGS = {
+    "JOBFLEET_LEASE_SECONDS": str(LEASE_SECONDS),
+    "JOBFLEET_REAPER_INTERVAL_SECONDS": str(REAPER_INTERVAL_SECONDS),
+    "JOBFLEET_NODE_HEARTBEAT_SECONDS": "0.5",
+    "JOBFLEET_KILL_GRACE_SECONDS": "0.5",
+    "JOBFLEET_GRACE_SECONDS": str(GRACE_SECONDS),
+    # The pruner must not delete the jobs the drill is about to check.
+    "JOBFLEET_RETENTION_SECONDS": "0",
+}
+# A lease runs out at most LEASE_SECONDS after the node froze; a paused leader keeps its
+# advisory lock, so the others reap only after a further lease; then one reaper interval each,
+# plus slack for the drill's own polling. A pause lasts as long, so recovery never needs the
+# paused node back.
+RECOVERY_BOUND_SECONDS = 2 * LEASE_SECONDS + 2 * REAPER_INTERVAL_SECONDS + 2
+PAUSE_SECONDS = RECOVERY_BOUND_SECONDS
+PROGRESS_EVERY_SECONDS = 2.0
+TICK_SECONDS = 0.1
+
+
+@dataclass(frozen=True)
+class DrillOptions:
+    nodes: int = 3
+    jobs: int = 3000
+    duration: float = 30.0
+    seed: int | None = None
+    workers: int = 2
+    yes: bool = False
+
+
+def run_drill(
+    options: DrillOptions, config: Settings, out: TextIO = sys.stdout, err: TextIO = sys.stderr
+) -> int:
+    """Run the drill; print progress to `err` and the report to `out`; 0 if every invariant
+    held."""
+    if options.nodes < 2:
+        raise ValueError("--nodes must be 2 or more: a lost node's jobs need a node to go to")
+    seed = options.seed if options.seed is not None else random.SystemRandom().randrange(10**6)
+    rnd = random.Random(seed)
+    url = database_url(config)
+    with connect(url, autocommit=True, config=config) as conn:
+        _refuse_foreign_jobs(conn, options.yes)
+        migrate(conn)
+        conn.execute(queries.FORGET_PREVIOUS_DRILL, {"queue": QUEUE})
+        ids = enqueue_workload(conn, options.jobs, options.duration, rnd)
+        logs = Path(tempfile.mkdtemp(prefix="jobfleet-drill-"))
+        env = {**os.environ, **NODE_SETTINGS, "JOBFLEET_DATABASE_URL": url}
+        env.pop("JOBFLEET_NODE_NAME", None)
+        fleet = [
+            LocalNode(slot=i + 1, env=env, logs=logs, workers=options.workers)
+            for i in range(options.nodes)
+        ]
+        drill = Drill(conn, fleet, plan(options.duration, rnd), rnd, options.duration, err)
+        with _terminate_as_interrupt():
+            try:
+                drill.run()
+                exits = {node.name: node.stop(GRACE_SECONDS + 5) for node in fleet}
+            finally:
+                for node in fleet:
+                    node.kill()
+        names = [name for node in fleet for name in node.names]
+        conn.execute(queries.FORGET_DRILL_NODES, {"names": names})
+        checks = check_all(conn, ids, drill.faults, exits, drill.unexpected, RECOVERY_BOUND_SECONDS)
+        took = time.monotonic() - drill.started
+        print(
+            f"jobfleet drill: {options.nodes} nodes x {options.workers} workers, "
+            f"{options.jobs} jobs over {options.duration:g} s, seed {seed}, "
+            f"lease {LEASE_SECONDS:g} s; took {took:.1f} s\n",
+            file=out,
+        )
+        print(workload_table(conn, ids) + "\n", file=out)
+        print(faults_table(drill.faults, drill.started) + "\n", file=out)
+        print(checks_table(checks) + "\n", file=out)
+    ok = all(c.ok for c in checks)
+    if ok:
+        shutil.rmtree(logs, ignore_errors=True)
+        print("every invariant holds", file=out)
+    else:
+        broken = ", ".join(c.name for c in checks if not c.ok)
+        print(f"INVARIANTS BROKEN: {broken}; node logs in {logs}", file=out)
+    return 0 if ok else 1
+
+
+class Drill:
+    """The drill's loop: strike faults on schedule, watch recovery, report progress, and
+    wait for every job to end."""
+
+    def __init__(
+        self,
+        conn: psycopg.Connection[Any],
+        fleet: Sequence[LocalNode],
+        faults: list[Fault],
+        rnd: random.Random,
+        duration: float,
+        err: TextIO,
+    ) -> None:
+        self.conn = conn
+        self.fleet = fleet
+        self.faults = faults
+        self.duration = duration
+        self.err = err
+        self.chaos = Chaos(conn, fleet, rnd, PAUSE_SECONDS)
+        self.unexpected: list[str] = []
+        self.started = time.monotonic()
+        # Past this, stop waiting: the invariants will say what did not finish.
+        self.give_up = duration + PAUSE_SECONDS + max(60.0, duration)
+
+    def say(self, message: str) -> None:
+        print(f"[{time.monotonic() - self.started:6.1f} s] {message}", file=self.err, flush=True)
+
+    def run(self) -> None:
+        for node in self.fleet:
+            node.start()
+        self.say(f"started {', '.join(n.name for n in self.fleet)}; logs in {self.fleet[0].logs}")
+        pending = list(self.faults)
+        next_progress = 0.0
+        while True:
+            now = time.monotonic()
+            elapsed = now - self.started
+            self._tell(self.chaos.resume_due(now) + self.chaos.watch(now))
+            self._restart_exited()
+            recovering = any(f.recovering for f in self.faults)
+            if pending and elapsed >= pending[0].at and not (recovering and pending[0].hits_node):
+                self.say(self.chaos.strike(pending.pop(0)))
+                continue
+            states = dict(self.conn.execute(queries.STATE_COUNTS, {"queue": QUEUE}).fetchall())
+            unfinished = states.get("queued", 0) + states.get("running", 0)
+            settled = not (pending or recovering or self.chaos.pausing)
+            finished = settled and elapsed >= self.duration and not unfinished
+            if elapsed >= next_progress or finished:
+                self._progress(states)
+                next_progress += PROGRESS_EVERY_SECONDS
+            if finished:
+                return
+            if elapsed > self.give_up:
+                self.say(f"giving up after {elapsed:.0f} s: {unfinished} jobs not finished")
+                return
+            time.sleep(TICK_SECONDS)
+
+    def _tell(self, lines: list[str]) -> None:
+        for line in lines:
+            self.say(line)
+
+    def _progress(self, states: dict[str, int]) -> None:
+        struck = sum(f.struck is not None for f in self.faults)
+        self.say(
+            "  ".join(f"{s} {states.get(s, 0)}" for s in ("queued", "running", "succeeded", "dead"))
+            + f"  | faults {struck}/{len(self.faults)}"
+        )
+
+    def _restart_exited(self) -> None:
+        """A node that exits on its own breaks an invariant; restart it so K stay up."""
+        for node in self.fleet:
+            code = node.exit_code()
+            if code is not None:
+                self.unexpected.append(f"{node.name} exited with {code}")
+                self.say(f"node {node.name} exited by itself with {code}: restarting it")
+                node.restart()
+
+
+def _refuse_foreign_jobs(conn: psycopg.Connection[Any], yes: bool) -> None:
+    if yes or conn.execute(queries.JOBS_TABLE_EXISTS).fetchone() != (True,):
+        return
+    foreign = count(conn, queries.FOREIGN_JOBS, {"queue": QUEUE})
+    if foreign:
+        raise JobfleetError(
+            f"this database holds {foreign} jobs outside the drill's queue {QUEUE!r}: the "
+            "drill starts real nodes on it, which take part in its maintenance. Point "
+            "JOBFLEET_DATABASE_URL at a scratch database, or pass --yes to run it here anyway"
+        )
+
+
+@contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM stops the drill as Ctrl-C does, so its nodes are cleaned up either way."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous: Callable[[int, FrameType | None], Any] | int | None
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

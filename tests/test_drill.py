@@ -1,0 +1,56 @@
+"""`jobfleet drill`: a short drill on the test database passes its invariants, and the drill
+refuses a database that holds other queues' jobs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+import jobfleet
+from tests.conftest import Cli, scalar
+
+DRILL_QUEUE = "jobfleet-drill"
+
+
+def test_a_short_drill_holds_every_invariant(cli: Cli, conn: psycopg.Connection[Any]) -> None:
+    result = cli("drill", "--nodes", "2", "--jobs", "300", "--duration", "8", "--seed", "3")
+    report = result.stdout
+    assert result.returncode == 0, report + result.stderr
+    assert "every invariant holds" in report
+    assert "BROKEN" not in report
+    # Progress went to stderr while it ran; the faults it reports really struck.
+    assert "killed node drill-" in result.stderr
+    assert "paused node drill-" in result.stderr
+    # What the report claims, the database shows.
+    states = dict(
+        conn.execute(
+            "SELECT state, count(*) FROM jobs WHERE queue = %s GROUP BY state", (DRILL_QUEUE,)
+        ).fetchall()
+    )
+    dead_types = {r[0] for r in conn.execute("SELECT DISTINCT type FROM jobs WHERE state = 'dead'")}
+    assert sum(states.values()) == 300
+    assert set(states) == {"succeeded", "dead"}
+    assert dead_types == {"drill_fail"}
+    assert scalar(conn, "SELECT count(*) FROM job_attempts WHERE outcome = 'lost'") > 0
+    assert scalar(conn, "SELECT count(*) FROM job_attempts WHERE outcome = 'crashed'") > 0
+    # Its nodes are gone from the registry.
+    assert scalar(conn, "SELECT count(*) FROM nodes WHERE name LIKE 'drill-%'") == 0
+
+
+def test_the_drill_refuses_a_database_with_other_jobs(
+    cli: Cli, conn: psycopg.Connection[Any]
+) -> None:
+    job = jobfleet.enqueue(conn, "echo", {"mine": True})
+    result = cli("drill", "--nodes", "2", "--jobs", "50", "--duration", "2")
+    assert result.returncode == 1
+    assert "--yes" in result.stderr
+    assert scalar(conn, "SELECT count(*) FROM jobs") == 1
+    assert scalar(conn, "SELECT state FROM jobs WHERE id = %s", (job,)) == "queued"
+
+
+def test_the_drill_needs_two_nodes(cli: Cli, conn: psycopg.Connection[Any]) -> None:
+    result = cli("drill", "--nodes", "1")
+    assert result.returncode == 2
+    assert "--nodes" in result.stderr
+    assert scalar(conn, "SELECT count(*) FROM jobs") == 0
