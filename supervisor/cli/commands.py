@@ -253,6 +253,12 @@ def cmd_db(args: argparse.Namespace, config: Settings) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace, config: Settings) -> int:
+    from jobfleet.supervisor.bench.runner import run_bench
+
+    return run_bench(args, config)
+
+
 COMMANDS = {
     "migrate": cmd_migrate,
     "supervisor": cmd_supervisor,
@@ -262,4 +268,5 @@ COMMANDS = {
     "cancel": cmd_cancel,
     "dlq": cmd_dlq,
     "db": cmd_db,
+    "bench": cmd_bench,
 }
