@@ -11,7 +11,9 @@ from typing import Any
 from psycopg.conninfo import conninfo_to_dict
 
 from jobfleet.supervisor.bench.context import Context
+from jobfleet.supervisor.bench.nodes import BenchError
 from jobfleet.supervisor.bench.peers import module_argv, rate, run_workers
+from jobfleet.supervisor.bench.scratch import scalar
 
 BATCH_SIZE = 100
 ENQUEUE_BATCH = 1000
@@ -47,6 +49,9 @@ async def _prepare(url: str, jobs: int) -> None:
 def measure(ctx: Context, url: str, jobs: int, workers: int) -> dict[str, Any]:
     asyncio.run(_prepare(url, jobs))
     seconds = run_workers(module_argv(__name__, url), workers)
+    left = scalar(url, "SELECT count(*) FROM pgqueuer")  # done jobs leave the table
+    if left:
+        raise BenchError(f"pgqueuer's workers exited with {left} jobs not done")
     return rate(jobs, seconds, batch_size=BATCH_SIZE)
 
 

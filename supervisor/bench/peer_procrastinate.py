@@ -8,7 +8,9 @@ import sys
 from typing import Any
 
 from jobfleet.supervisor.bench.context import Context
+from jobfleet.supervisor.bench.nodes import BenchError
 from jobfleet.supervisor.bench.peers import module_argv, rate, run_workers
+from jobfleet.supervisor.bench.scratch import scalar
 
 CONCURRENCY = 16
 DEFER_BATCH = 1000
@@ -34,6 +36,9 @@ def measure(ctx: Context, url: str, jobs: int, workers: int) -> dict[str, Any]:
         for start in range(0, jobs, DEFER_BATCH):
             task.batch_defer(*[{}] * min(DEFER_BATCH, jobs - start))
     seconds = run_workers(module_argv(__name__, url), workers)
+    left = scalar(url, "SELECT count(*) FROM procrastinate_jobs WHERE status <> 'succeeded'")
+    if left:
+        raise BenchError(f"procrastinate's workers exited with {left} jobs not done")
     return rate(jobs, seconds, concurrency=CONCURRENCY)
 
 

@@ -110,6 +110,7 @@ def run(names: list[str], *, server: str, workers: int, sizes: Sizes) -> dict[st
         "sizes": dataclasses.asdict(sizes),
         "scenarios": scenarios,
         "seconds": time.monotonic() - started,
+        "scratch_databases": list(scratch.created),
     }
     results["ratios"] = report.ratios(scenarios)
     return results
