@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck check check-deploy clean stop-db
+.PHONY: run test lint typecheck check check-deploy clean stop-db bench
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -25,6 +25,16 @@ run: $(STAMP)
 ## test: the whole suite, in parallel, against a real PostgreSQL
 test: $(STAMP)
 	$(BIN)/python -m pytest -n auto
+
+## bench: every scenario and the peers; rewrites docs/bench/ and BENCHMARKS.md (about 5 minutes)
+# Installs the [bench] extra, and redis-server (for Celery) with apt-get when root and missing.
+bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	@command -v redis-server >/dev/null || [ "$$(id -u)" != 0 ] || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
+	@mkdir -p docs/bench
+	$(BIN)/jobfleet bench --json > docs/bench/results.json
+	$(BIN)/python -m jobfleet.supervisor.bench.docs docs/bench/results.json BENCHMARKS.md
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

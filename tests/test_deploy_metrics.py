@@ -69,7 +69,10 @@ def test_every_metric_in_rules_and_dashboard_is_exposed(
 ) -> None:
     used = used_metric_names()
     http_port, metrics_port = free_port(), free_port()
-    main = fleet("m", "--workers", "2", "--http-port", str(http_port), env=FAST)
+    # m never takes p's queue, so the job p is paused over is p's alone.
+    main = fleet(
+        "m", "--workers", "2", "--queues", "default", "--http-port", str(http_port), env=FAST
+    )
     paused = fleet(
         "p", "--workers", "1", "--queues", "slow", "--metrics-port", str(metrics_port), env=FAST
     )

@@ -344,6 +344,12 @@ def cmd_drill(args: argparse.Namespace, config: Settings) -> int:
     return run_drill(options, config)
 
 
+def cmd_bench(args: argparse.Namespace, config: Settings) -> int:
+    from jobfleet.supervisor.bench.runner import run_bench
+
+    return run_bench(args, config)
+
+
 COMMANDS = {
     "migrate": cmd_migrate,
     "supervisor": cmd_supervisor,
@@ -356,4 +362,5 @@ COMMANDS = {
     "apikey": cmd_apikey,
     "db": cmd_db,
     "drill": cmd_drill,
+    "bench": cmd_bench,
 }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from jobfleet.options import STATES
 
@@ -282,8 +282,45 @@ def build_parser() -> argparse.ArgumentParser:
         help="run even though the database holds jobs outside the drill's queue",
     )
 
+    add_bench(commands)
+
     db = commands.add_parser("db", help="the embedded PostgreSQL: its URL, or stop it")
     db_cmds = db.add_subparsers(dest="db_command", metavar="SUBCOMMAND", required=True)
     db_cmds.add_parser("url", help="print the database URL in use (starts the embedded one)")
     db_cmds.add_parser("stop", help="stop the embedded PostgreSQL under JOBFLEET_DATA_DIR")
     return parser
+
+
+def add_bench(commands: Any) -> None:
+    from jobfleet.supervisor.bench import SCENARIOS
+
+    bench = commands.add_parser(
+        "bench",
+        help="measure throughput, latency, recovery and idle cost on scratch databases",
+        description="Runs real supervisors against scratch databases (created on the server in "
+        "use and dropped afterwards); progress on stderr, results on stdout.",
+    )
+    bench.add_argument("--json", action="store_true", help="machine-readable results")
+    bench.add_argument(
+        "--scenario",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help=f"run only these (repeat or comma-separate): {', '.join(SCENARIOS)}",
+    )
+    bench.add_argument(
+        "--jobs",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="job count of the throughput scenarios (ceiling, drain, nodes, peers)",
+    )
+    bench.add_argument(
+        "--workers",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="worker processes per node and per peer (default: the CPU count)",
+    )
+    # Tiny sizes for the test suite: proves every scenario runs, measures nothing.
+    bench.add_argument("--quick", action="store_true", help=argparse.SUPPRESS)

@@ -1,0 +1,20 @@
+"""`jobfleet bench`: how fast the fleet is, measured against the raw SQL and against peers.
+
+Every scenario runs real `jobfleet supervisor` processes against a scratch database of its own
+(created on the server in use, dropped afterwards) and returns plain numbers; `report` turns
+them into ratios against the targets, a table and JSON, and `docs` into BENCHMARKS.md.
+"""
+
+# In the order they run; `peers` is last since it needs the optional [bench] extra.
+SCENARIOS = (
+    "ceiling",
+    "drain",
+    "cpu",
+    "enqueue",
+    "latency",
+    "backlog",
+    "nodes",
+    "recovery",
+    "idle",
+    "peers",
+)

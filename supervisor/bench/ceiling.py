@@ -1,0 +1,76 @@
+"""Scenario 1, the raw ceiling: the fleet's own claim and fenced complete_batch statements run
+back to back in batches from plain processes, with no supervisor, workers or pipes. What the
+database alone allows; the fleet's drain is reported as a fraction of it."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from typing import Any
+
+import psycopg
+
+from jobfleet.store import claim_statement, success_statement
+from jobfleet.supervisor.bench import scratch
+from jobfleet.supervisor.bench.context import Context
+
+DRAINERS = 2
+BATCH = 500
+
+
+def run(ctx: Context) -> dict[str, Any]:
+    count = ctx.sizes.ceiling_jobs
+    with scratch.scratch_database(ctx.server, "ceiling") as url:
+        ctx.step(f"ceiling: queue {count:,} jobs")
+        scratch.fill(url, count)
+        ctx.step(f"ceiling: {DRAINERS} drainers, batch {BATCH}")
+        spans = drain(url, DRAINERS)
+        done = scratch.scalar(url, "SELECT count(*) FROM jobs WHERE state = 'succeeded'")
+    drained = sum(n for n, _, _ in spans)
+    seconds = max(end for _, _, end in spans) - min(start for _, start, _ in spans)
+    return {
+        "jobs": count,
+        "drained": drained,
+        "succeeded": done,
+        "drainers": DRAINERS,
+        "batch": BATCH,
+        "seconds": seconds,
+        "jobs_per_s": drained / seconds,
+    }
+
+
+def drain(url: str, processes: int) -> list[tuple[int, float, float]]:
+    """(jobs drained, start, end) per process; they start together on a barrier."""
+    mp = multiprocessing.get_context("fork")
+    barrier = mp.Barrier(processes)
+    results = mp.Queue()
+    procs = [
+        mp.Process(target=_drainer, args=(url, f"ceiling-{i}", barrier, results))
+        for i in range(processes)
+    ]
+    for p in procs:
+        p.start()
+    spans = [results.get(timeout=600) for _ in procs]
+    for p in procs:
+        p.join()
+    return spans
+
+
+def _drainer(url: str, holder: str, barrier: Any, results: Any) -> None:
+    done = 0
+    with psycopg.connect(url, autocommit=True) as conn:
+        barrier.wait()
+        started = time.time()
+        while True:
+            query, params = claim_statement(
+                holder=holder, types=["noop"], queues=None, limit=BATCH, lease_seconds=30
+            )
+            rows = conn.execute(query, params, prepare=False).fetchall()
+            if not rows:
+                break
+            now = time.time()
+            successes = [(row[0], row[4], "null", None, now, now) for row in rows]
+            query, params = success_statement(holder, successes)
+            conn.execute(query, params, prepare=False)
+            done += len(rows)
+        results.put((done, started, time.time()))

@@ -1,0 +1,74 @@
+"""What every scenario is given: where to run, how big, how many workers, and the progress bar."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from jobfleet.supervisor.bench.progress import Progress
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much work each scenario does. `quick` is the test suite's: seconds in all."""
+
+    ceiling_jobs: int = 200_000
+    drain_jobs: tuple[int, ...] = (20_000, 200_000)
+    cpu_jobs: int = 400
+    cpu_ms: int = 50
+    enqueue_single: int = 2_000
+    enqueue_bulk: int = 100_000
+    http_single: int = 1_000
+    http_batch: int = 1_000  # jobs per POST /jobs:batch
+    latency_idle_samples: int = 150
+    latency_idle_gap: float = 0.03  # seconds between idle samples: the node goes back to waiting
+    latency_load_rate: int = 10_000  # jobs/s offered while measuring under load
+    latency_load_seconds: float = 3.0
+    backlogs: tuple[int, ...] = (10_000, 1_000_000)
+    backlog_drain: int = 20_000
+    nodes: tuple[int, ...] = (1, 2, 3)
+    worker_counts: tuple[int, ...] = (1, 2, 4)
+    scale_jobs: int = 50_000
+    child_kills: int = 5
+    node_kills: int = 2
+    node_lease_seconds: float = 2.0
+    idle_seconds: float = 10.0
+    peer_jobs: int = 20_000
+
+
+QUICK = Sizes(
+    ceiling_jobs=2_000,
+    drain_jobs=(500, 2_000),
+    cpu_jobs=10,
+    cpu_ms=10,
+    enqueue_single=50,
+    enqueue_bulk=2_000,
+    http_single=20,
+    http_batch=100,
+    latency_idle_samples=8,
+    latency_idle_gap=0.01,
+    latency_load_rate=1_000,
+    latency_load_seconds=0.5,
+    backlogs=(100, 5_000),
+    backlog_drain=500,
+    nodes=(1, 2),
+    worker_counts=(1, 2),
+    scale_jobs=1_000,
+    child_kills=1,
+    node_kills=1,
+    node_lease_seconds=1.0,
+    idle_seconds=1.0,
+    peer_jobs=200,
+)
+
+
+@dataclass
+class Context:
+    server: str  # a database on the server that scratch databases are created on
+    workers: int  # worker processes per node (and per peer)
+    sizes: Sizes
+    progress: Progress
+    log_dir: Path
+
+    def step(self, label: str) -> None:
+        self.progress.step(label)

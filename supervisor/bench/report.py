@@ -1,0 +1,296 @@
+"""Ratios against the targets, and the table `jobfleet bench` prints.
+
+Targets are reported met or missed, never enforced: the figures depend on the machine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+Scenarios = dict[str, dict[str, Any]]
+# name: (what it compares, comparison, threshold); None where there is no target.
+TARGETS: dict[str, tuple[str, str, float] | None] = {
+    "noop_vs_ceiling": ("no-op drain / raw ceiling (steady rate)", ">=", 0.7),
+    "noop_vs_best_peer": ("no-op drain / best peer (same jobs, workers)", ">=", 10.0),
+    "cpu_wall_vs_ideal": ("CPU-bound wall / ideal (work / workers)", "<=", 1.10),
+    "bulk_vs_raw_copy": ("enqueue_many / raw COPY", ">=", 0.5),
+    "backlog_large_vs_small": ("throughput over the big backlog / the small one", ">=", 0.9),
+    "idle_start_p50_ms": ("idle enqueue -> start p50 (ms)", "<=", 5.0),
+    "idle_start_p99_ms": ("idle enqueue -> start p99 (ms)", "<=", 20.0),
+    "idle_cpu_percent": ("idle node CPU (% of one core)", "<", 1.0),
+}
+
+
+def _get(scenarios: Scenarios, name: str, *path: Any) -> Any:
+    """scenarios[name][path...], or None when the scenario failed, was skipped or lacks it."""
+    value: Any = scenarios.get(name)
+    if not isinstance(value, dict) or "error" in value or "skipped" in value:
+        return None
+    for key in path:
+        try:
+            value = value[key]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return value
+
+
+def _div(a: Any, b: Any) -> float | None:
+    if not isinstance(a, int | float) or not isinstance(b, int | float) or b <= 0:
+        return None
+    return float(a) / float(b)
+
+
+def peer_rates(scenarios: Scenarios) -> dict[str, float]:
+    """Each peer that ran: its jobs/s."""
+    found = _get(scenarios, "peers", "peers") or {}
+    return {
+        name: float(r["jobs_per_s"])
+        for name, r in found.items()
+        if isinstance(r, dict) and "jobs_per_s" in r
+    }
+
+
+def ours_for_peers(scenarios: Scenarios) -> float | None:
+    """Our rate on the peers' terms: the same job count, timed the same way (start to end of
+    the worker processes)."""
+    value = _get(scenarios, "peers", "jobfleet", "jobs_per_s")
+    return float(value) if isinstance(value, int | float) else None
+
+
+def ratios(scenarios: Scenarios) -> list[dict[str, Any]]:
+    drains = _get(scenarios, "drain", "runs") or []
+    biggest = max(drains, key=lambda r: r["jobs"]) if drains else None
+    backlog = _get(scenarios, "backlog", "runs") or []
+    values: dict[str, float | None] = {
+        "noop_vs_ceiling": _div(
+            biggest["jobs_per_s"] if biggest else None,
+            _get(scenarios, "ceiling", "jobs_per_s"),
+        ),
+        "cpu_wall_vs_ideal": _get(scenarios, "cpu", "span_vs_ideal"),
+        "bulk_vs_raw_copy": _get(scenarios, "enqueue", "bulk_vs_raw_copy"),
+        "backlog_large_vs_small": _div(backlog[-1]["jobs_per_s"], backlog[0]["jobs_per_s"])
+        if len(backlog) >= 2
+        else None,
+        "idle_start_p50_ms": _get(scenarios, "latency", "idle", "start_ms", "p50"),
+        "idle_start_p99_ms": _get(scenarios, "latency", "idle", "start_ms", "p99"),
+        "idle_cpu_percent": _get(scenarios, "idle", "cpu_percent"),
+    }
+    peers = peer_rates(scenarios)
+    ours = ours_for_peers(scenarios)
+    if peers:
+        best = max(peers.values())
+        values["noop_vs_best_peer"] = _div(ours, best)
+        for name, peer_rate in peers.items():
+            values[f"noop_vs_{name}"] = _div(ours, peer_rate)
+    found = []
+    for name, value in values.items():
+        if value is None:
+            continue
+        target = TARGETS.get(name)
+        entry: dict[str, Any] = {"name": name, "value": value}
+        if target is not None:
+            what, op, threshold = target
+            entry.update(what=what, target=f"{op} {threshold:g}", met=_meets(value, op, threshold))
+        else:
+            entry.update(what=f"no-op drain / {name.removeprefix('noop_vs_')}", target=None)
+        found.append(entry)
+    return found
+
+
+def _meets(value: float, op: str, threshold: float) -> bool:
+    checks: dict[str, Callable[[float, float], bool]] = {
+        ">=": lambda a, b: a >= b,
+        "<=": lambda a, b: a <= b,
+        "<": lambda a, b: a < b,
+    }
+    return checks[op](value, threshold)
+
+
+# -- text ---------------------------------------------------------------------------------
+
+
+def _num(value: Any, digits: int = 0) -> str:
+    if not isinstance(value, int | float):
+        return "-"
+    return f"{value:,.{digits}f}"
+
+
+def rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(scenario, measurement, figure) for every figure worth a line."""
+    s: Scenarios = results["scenarios"]
+    out: list[tuple[str, str, str]] = []
+    for name, r in s.items():
+        if "error" in r:
+            out.append((name, "error", str(r["error"]).splitlines()[0][:90]))
+            continue
+        if "skipped" in r:
+            out.append((name, "skipped", str(r["skipped"])))
+            continue
+        out.extend(_rows_of(name, r))
+    return out
+
+
+def _rows_of(name: str, r: dict[str, Any]) -> list[tuple[str, str, str]]:
+    jps = "jobs/s"
+    if name == "ceiling":
+        return [
+            (
+                name,
+                f"{r['jobs']:,} jobs, {r['drainers']} drainers, batch {r['batch']}",
+                f"{_num(r['jobs_per_s'])} {jps}",
+            )
+        ]
+    if name == "drain":
+        return [
+            (
+                name,
+                f"{d['jobs']:,} noop, {r['workers']} workers",
+                f"{_num(d['jobs_per_s'])} {jps} steady, {_num(d['wall_jobs_per_s'])} start-to-exit",
+            )
+            for d in r["runs"]
+        ]
+    if name == "cpu":
+        return [
+            (
+                name,
+                f"{r['jobs']} x {r['ms_per_job']} ms, {r['workers']} workers",
+                f"{r['span_seconds']:.2f} s vs ideal {r['ideal_seconds']:.2f} s "
+                f"({r['span_vs_ideal']:.3f}x; start-to-exit {r['wall_vs_ideal']:.3f}x)",
+            )
+        ]
+    if name == "enqueue":
+        lines = [
+            (
+                name,
+                "jobfleet.enqueue, a transaction each",
+                f"{_num(r['single']['jobs_per_s'])} {jps}",
+            ),
+            (name, "jobfleet.enqueue_many (COPY)", f"{_num(r['bulk']['jobs_per_s'])} {jps}"),
+            (name, "raw COPY, same rows", f"{_num(r['raw_copy']['jobs_per_s'])} {jps}"),
+        ]
+        http = r["http"]
+        if "skipped" in http or "error" in http:
+            lines.append((name, "HTTP", str(http.get("skipped") or http.get("error"))))
+        else:
+            lines.append((name, "HTTP POST /jobs", f"{_num(http['single']['jobs_per_s'])} {jps}"))
+            lines.append(
+                (
+                    name,
+                    f"HTTP POST /jobs:batch ({http['batch']['per_request']} a request)",
+                    f"{_num(http['batch']['jobs_per_s'])} {jps}",
+                )
+            )
+        return lines
+    if name == "latency":
+        out = []
+        for mode, label in (("idle", "idle, one at a time"), ("load", "under load")):
+            m = r[mode]
+            extra = f", {_num(m['offered_jobs_per_s'])} jobs/s offered" if mode == "load" else ""
+            for what in ("start", "finish"):
+                p = m[f"{what}_ms"]
+                out.append(
+                    (
+                        name,
+                        f"enqueue -> {what}, {label}{extra}",
+                        f"p50 {_num(p.get('p50'), 2)} / p95 {_num(p.get('p95'), 2)} / "
+                        f"p99 {_num(p.get('p99'), 2)} ms",
+                    )
+                )
+        return out
+    if name == "backlog":
+        return [
+            (
+                name,
+                f"{r['drain']:,} off the top of {b['backlog']:,} queued",
+                f"{_num(b['jobs_per_s'])} {jps}",
+            )
+            for b in r["runs"]
+        ]
+    if name == "nodes":
+        return [
+            (
+                name,
+                f"{n['nodes']} node(s) x {r['workers']} workers",
+                f"{_num(n['jobs_per_s'])} {jps} steady, {_num(n['wall_jobs_per_s'])} start-to-exit",
+            )
+            for n in r["by_nodes"]
+        ] + [
+            (
+                name,
+                f"1 node x {w['workers']} workers",
+                f"{_num(w['jobs_per_s'])} {jps} steady, {_num(w['wall_jobs_per_s'])} start-to-exit",
+            )
+            for w in r["by_workers"]
+        ]
+    if name == "recovery":
+        return [
+            (
+                name,
+                "kill -9 child -> job running again",
+                f"median {_num(r['child_median_ms'], 1)} ms ({len(r['child_ms'])} kills)",
+            ),
+            (
+                name,
+                f"kill -9 node -> running elsewhere (lease {r['lease_seconds']:g} s, "
+                f"reaper every {r['reaper_interval_seconds']:g} s)",
+                f"median {_num(r['node_median_ms'])} ms ({len(r['node_ms'])} kills)",
+            ),
+        ]
+    if name == "idle":
+        return [
+            (
+                name,
+                f"idle node, {r['workers']} workers, {r['seconds_measured']:.0f} s",
+                f"{r['cpu_percent']:.2f} % CPU, {r['queries_per_s']:.1f} queries/s",
+            )
+        ]
+    if name == "peers":
+        out = [
+            (
+                name,
+                f"{p}, {r['jobs']:,} noop, {r['workers']} worker processes",
+                f"{_num(v['jobs_per_s'])} {jps}"
+                if "jobs_per_s" in v
+                else str(v.get("skipped") or v.get("error")),
+            )
+            for p, v in r["peers"].items()
+        ]
+        return [
+            (
+                name,
+                f"jobfleet, {r['jobs']:,} noop, {r['workers']} workers",
+                f"{_num(r['jobfleet']['jobs_per_s'])} {jps}",
+            ),
+            *out,
+        ]
+    return []
+
+
+def ratio_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    out = []
+    for r in results["ratios"]:
+        verdict = "-" if r.get("met") is None else ("met" if r["met"] else "MISSED")
+        out.append((r["what"], _num(r["value"], 3), r.get("target") or "-", verdict))
+    return out
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Aligned columns, nothing cut short (the CLI's table shortens long cells)."""
+    cells = [list(headers), *[list(r) for r in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    )
+
+
+def text(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    head = (
+        f"jobfleet bench: {m['cores']} cores ({m['cpu_model']}), PostgreSQL "
+        f"{m['postgres_version']} (fsync {m['fsync']}, synchronous_commit "
+        f"{m['synchronous_commit']}), {results['seconds']:.0f} s"
+    )
+    body = table(["scenario", "measured", "result"], rows(results))
+    ratio_table = table(["ratio", "value", "target", ""], ratio_rows(results))
+    return f"{head}\n\n{body}\n\n{ratio_table}"

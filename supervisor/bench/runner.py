@@ -1,0 +1,137 @@
+"""`jobfleet bench`: run the chosen scenarios one after another and report.
+
+A scenario that fails is reported with its error and the others still run; the command then
+exits 1. Nothing is left behind: scratch databases are dropped and nodes killed on the way out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from jobfleet.settings import Settings
+from jobfleet.supervisor.bench import (
+    SCENARIOS,
+    ceiling,
+    enqueue,
+    idle,
+    latency,
+    peers,
+    recovery,
+    report,
+    scratch,
+    throughput,
+)
+from jobfleet.supervisor.bench.context import QUICK, Context, Sizes
+from jobfleet.supervisor.bench.nodes import node_logs
+from jobfleet.supervisor.bench.progress import Progress
+
+Scenario = Callable[[Context], dict[str, Any]]
+RUNNERS: dict[str, Scenario] = {
+    "ceiling": ceiling.run,
+    "drain": throughput.run_drain,
+    "cpu": throughput.run_cpu,
+    "enqueue": enqueue.run,
+    "latency": latency.run,
+    "backlog": throughput.run_backlog,
+    "nodes": throughput.run_scale,
+    "recovery": recovery.run,
+    "idle": idle.run,
+    "peers": peers.run,
+}
+assert tuple(RUNNERS) == SCENARIOS
+
+
+def run_bench(args: argparse.Namespace, config: Settings) -> int:
+    names = chosen(args.scenario)
+    sizes = sized(QUICK if args.quick else Sizes(), args.jobs)
+    workers = args.workers or len(os.sched_getaffinity(0)) or 1
+    server = scratch.server_url(config)
+    results = run(names, server=server, workers=workers, sizes=sizes)
+    results["quick"] = bool(args.quick)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        print(report.text(results))
+    failed = [n for n, r in results["scenarios"].items() if "error" in r]
+    return 1 if failed else 0
+
+
+def chosen(requested: list[str] | None) -> list[str]:
+    if not requested:
+        return list(SCENARIOS)
+    names = [n.strip() for item in requested for n in item.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown:
+        raise ValueError(
+            f"--scenario: unknown {', '.join(unknown)} (choose from {', '.join(SCENARIOS)})"
+        )
+    return [n for n in SCENARIOS if n in names]
+
+
+def sized(base: Sizes, jobs: int | None) -> Sizes:
+    """--jobs N sets the job count of the throughput scenarios."""
+    if jobs is None:
+        return base
+    return dataclasses.replace(
+        base, ceiling_jobs=jobs, drain_jobs=(jobs,), scale_jobs=jobs, peer_jobs=jobs
+    )
+
+
+def run(names: list[str], *, server: str, workers: int, sizes: Sizes) -> dict[str, Any]:
+    started = time.monotonic()
+    progress = Progress(len(names))
+    scenarios: dict[str, dict[str, Any]] = {}
+    with node_logs() as log_dir:
+        ctx = Context(
+            server=server, workers=workers, sizes=sizes, progress=progress, log_dir=log_dir
+        )
+        for name in names:
+            ctx.step(name)
+            scenario_started = time.monotonic()
+            try:
+                result = RUNNERS[name](ctx)
+            except Exception as exc:  # one broken scenario must not hide the others' figures
+                result = {"error": f"{type(exc).__name__}: {exc}"}
+            result["seconds"] = time.monotonic() - scenario_started
+            scenarios[name] = result
+            progress.advance()
+    progress.close()
+    results: dict[str, Any] = {
+        "machine": machine(server),
+        "workers": workers,
+        "sizes": dataclasses.asdict(sizes),
+        "scenarios": scenarios,
+        "seconds": time.monotonic() - started,
+        "scratch_databases": list(scratch.created),
+    }
+    results["ratios"] = report.ratios(scenarios)
+    return results
+
+
+def machine(server: str) -> dict[str, Any]:
+    return {
+        "cores": os.cpu_count(),
+        "cpu_model": cpu_model(),
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        **scratch.server_facts(server),
+    }
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"

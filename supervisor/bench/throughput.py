@@ -1,0 +1,154 @@
+"""Scenarios that drain a queue with real supervisors: no-op drain (2), CPU-bound work (3),
+backlog scale (6) and scaling out over nodes and workers (7).
+
+Two clocks per run: `wall` runs from starting the supervisors to their exit (what a user
+waits, process start included); `span` runs from the first job's start to the last job's end
+as the workers recorded them (the steady rate, comparable with the raw ceiling).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import psycopg
+
+from jobfleet.supervisor.bench import scratch
+from jobfleet.supervisor.bench.context import Context
+from jobfleet.supervisor.bench.nodes import NodeProcess, started_nodes, wait_until
+
+# A burst drain that has not ended by then is stuck, not slow.
+DRAIN_TIMEOUT = 300.0
+
+LAST_DONE = "SELECT state = 'succeeded' FROM jobs WHERE id = %(last)s"
+TOP_DONE = "SELECT count(*) = %(last)s FROM jobs WHERE id <= %(last)s AND state = 'succeeded'"
+SPAN = """
+SELECT count(*), extract(epoch FROM max(finished_at) - min(started_at))
+FROM jobs WHERE state = 'succeeded' AND id <= %(last)s
+"""
+
+
+def burst(ctx: Context, url: str, *, nodes: int = 1, workers: int | None = None) -> float:
+    """Run `nodes` supervisors with --burst until all exit; the seconds from first start."""
+    with started_nodes() as started:
+        for i in range(nodes):
+            started.append(
+                NodeProcess(
+                    url,
+                    f"bench-{i + 1}",
+                    workers=workers or ctx.workers,
+                    burst=True,
+                    log_dir=ctx.log_dir,
+                )
+            )
+        first = started[0].started
+        for node in started:
+            node.wait(DRAIN_TIMEOUT)
+        return time.perf_counter() - first
+
+
+def span(url: str, last: int) -> tuple[int, float]:
+    """(succeeded jobs, seconds from the first start to the last finish) among ids <= last."""
+    row = scratch.scalar_row(url, SPAN, {"last": last})
+    return int(row[0]), float(row[1] or 0.0)
+
+
+def measured(url: str, jobs: int, wall: float) -> dict[str, Any]:
+    succeeded, seconds = span(url, jobs)
+    return {
+        "jobs": jobs,
+        "succeeded": succeeded,
+        "wall_seconds": wall,
+        "wall_jobs_per_s": jobs / wall,
+        "span_seconds": seconds,
+        "jobs_per_s": succeeded / seconds if seconds > 0 else 0.0,
+    }
+
+
+def run_drain(ctx: Context) -> dict[str, Any]:
+    runs = []
+    with scratch.scratch_database(ctx.server, "drain") as url:
+        for count in ctx.sizes.drain_jobs:
+            scratch.reset(url)
+            ctx.step(f"drain: queue {count:,} noop jobs")
+            scratch.fill(url, count)
+            ctx.step(f"drain: {count:,} noop jobs, {ctx.workers} workers")
+            runs.append(measured(url, count, burst(ctx, url)))
+    return {"workers": ctx.workers, "runs": runs}
+
+
+def run_cpu(ctx: Context) -> dict[str, Any]:
+    jobs, ms = ctx.sizes.cpu_jobs, ctx.sizes.cpu_ms
+    with scratch.scratch_database(ctx.server, "cpu") as url:
+        scratch.fill(url, jobs, type="cpu", payload=f'{{"ms": {ms}}}')
+        ctx.step(f"cpu: {jobs} x {ms} ms, {ctx.workers} workers")
+        result = measured(url, jobs, burst(ctx, url))
+    ideal = jobs * ms / 1000 / ctx.workers
+    return {
+        **result,
+        "ms_per_job": ms,
+        "workers": ctx.workers,
+        "ideal_seconds": ideal,
+        "span_vs_ideal": result["span_seconds"] / ideal,
+        "wall_vs_ideal": result["wall_seconds"] / ideal,
+    }
+
+
+def run_backlog(ctx: Context) -> dict[str, Any]:
+    """Drain the same count off the top of a small and a huge backlog. The jobs under the
+    drained ones stay queued throughout, so the claim works against the full backlog."""
+    drain = ctx.sizes.backlog_drain
+    runs = []
+    for backlog in ctx.sizes.backlogs:
+        with scratch.scratch_database(ctx.server, "backlog") as url:
+            ctx.step(f"backlog: queue {backlog + drain:,} jobs")
+            scratch.fill(url, backlog + drain)
+            ctx.step(f"backlog: drain {drain:,} over {backlog:,} queued")
+            with started_nodes() as started:
+                node = NodeProcess(url, "bench-1", workers=ctx.workers, log_dir=ctx.log_dir)
+                started.append(node)
+                wait_for_top(url, drain, f"{drain} jobs over a backlog of {backlog}")
+                node.stop()
+            succeeded, seconds = span(url, drain)
+            runs.append(
+                {
+                    "backlog": backlog,
+                    "drained": succeeded,
+                    "span_seconds": seconds,
+                    "jobs_per_s": succeeded / seconds if seconds > 0 else 0.0,
+                }
+            )
+    return {"drain": drain, "workers": ctx.workers, "runs": runs}
+
+
+def wait_for_top(url: str, last: int, what: str) -> None:
+    """Wait until jobs 1..last succeeded: watch the last one (a primary-key lookup, so the
+    watching costs the database nearly nothing), then make sure of the rest."""
+    with psycopg.connect(url, autocommit=True) as conn:
+
+        def done(query: str) -> bool:
+            row = conn.execute(query, {"last": last}).fetchone()
+            return bool(row and row[0])
+
+        wait_until(lambda: done(LAST_DONE), DRAIN_TIMEOUT, what, pause=0.02)
+        wait_until(lambda: done(TOP_DONE), DRAIN_TIMEOUT, what, pause=0.02)
+
+
+def run_scale(ctx: Context) -> dict[str, Any]:
+    """Throughput against the number of nodes (each with the default workers) and against the
+    number of workers of one node."""
+    jobs = ctx.sizes.scale_jobs
+    by_nodes, by_workers = [], []
+    with scratch.scratch_database(ctx.server, "nodes") as url:
+        for count in ctx.sizes.nodes:
+            scratch.reset(url)
+            scratch.fill(url, jobs)
+            ctx.step(f"nodes: {jobs:,} jobs on {count} node(s) x {ctx.workers} workers")
+            by_nodes.append({"nodes": count, **measured(url, jobs, burst(ctx, url, nodes=count))})
+        for workers in ctx.sizes.worker_counts:
+            scratch.reset(url)
+            scratch.fill(url, jobs)
+            ctx.step(f"nodes: {jobs:,} jobs on 1 node x {workers} workers")
+            result = measured(url, jobs, burst(ctx, url, workers=workers))
+            by_workers.append({"workers": workers, **result})
+    return {"workers": ctx.workers, "by_nodes": by_nodes, "by_workers": by_workers}
