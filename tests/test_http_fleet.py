@@ -106,6 +106,21 @@ def test_a_job_posted_over_http_runs_and_its_result_comes_back(
     assert [a["outcome"] for a in final["attempts"]] == ["cancelled"]
     wait_until(lambda: len(set(node.children()) - pids) >= 1, what="a replacement worker")
 
+    # Progress a handler reports shows in GET while the job runs, rising.
+    status, stepper, _ = call(
+        "POST", f"{base}/jobs", key, {"type": "progress", "payload": {"steps": 20, "seconds": 0.1}}
+    )
+    seen: list[float] = []
+
+    def progressed() -> bool:
+        job = call("GET", f"{base}/jobs/{stepper['id']}", key)[1]
+        if job["progress"] is not None and job["state"] == "running":
+            seen.append(job["progress"]["fraction"])
+        return job["state"] == "succeeded"
+
+    wait_until(progressed, what="the progress job to finish")
+    assert len(set(seen)) >= 2 and seen == sorted(seen), seen
+
     def exposed() -> bool:
         text = call("GET", f"{base}/metrics")[1]
         wanted = (
@@ -119,6 +134,7 @@ def test_a_job_posted_over_http_runs_and_its_result_comes_back(
             'jobfleet_job_duration_seconds_count{queue="default",type="echo"} 1.0',
             'jobfleet_queue_depth{queue="default",state="queued"}',
             'jobfleet_http_requests_total{method="POST",route="/jobs",status="401"} 1.0',
+            'jobfleet_job_progress_updates_total{queue="default",type="progress"}',
         )
         missing[:] = [w for w in wanted if w not in text]
         return not missing
