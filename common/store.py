@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from jobfleet.jobs import AttemptResult, ClaimedJob, Success
@@ -21,6 +22,8 @@ from jobfleet.queries import sql
 from jobfleet.settings import Settings, settings
 
 Statement = tuple[str, dict[str, Any]]
+_ID = itemgetter(0)
+_PRIORITY = itemgetter(3)
 
 
 @dataclass(frozen=True)
@@ -49,21 +52,26 @@ def claim_statement(
 
 
 def claimed_jobs(rows: Sequence[Sequence[Any]]) -> list[ClaimedJob]:
-    jobs = [ClaimedJob(*row) for row in rows]
-    # The UPDATE returns rows in no set order; run them in pickup order.
-    jobs.sort(key=lambda j: (-j.priority, j.id))
+    make = ClaimedJob._make
+    jobs = [make(row) for row in rows]
+    # The UPDATE returns rows in no set order; run them in pickup order: by id, then (a stable
+    # sort) by priority, highest first, when priorities differ.
+    jobs.sort(key=_ID)
+    if jobs and any(j.priority != jobs[0].priority for j in jobs):
+        jobs.sort(key=_PRIORITY, reverse=True)
     return jobs
 
 
 def success_statement(node: str, successes: Sequence[Success]) -> Statement:
+    ids, attempts, results, pids, started, finished = zip(*successes, strict=True)
     return sql("complete_batch"), {
         "node": node,
-        "ids": ",".join(str(s[0]) for s in successes),
-        "attempts": ",".join(str(s[1]) for s in successes),
-        "results": "[" + ",".join(s[2] for s in successes) + "]",
-        "pids": ",".join("" if s[3] is None else str(s[3]) for s in successes),
-        "started": ",".join(repr(s[4]) for s in successes),
-        "finished": ",".join(repr(s[5]) for s in successes),
+        "ids": ",".join(map(str, ids)),
+        "attempts": ",".join(map(str, attempts)),
+        "results": "[" + ",".join(results) + "]",
+        "pids": ",".join(map(str, pids)).replace("None", ""),  # no pid: an empty field
+        "started": ",".join(map(repr, started)),
+        "finished": ",".join(map(repr, finished)),
     }
 
 

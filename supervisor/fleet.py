@@ -45,6 +45,7 @@ IDLE_POLL_MIN, IDLE_POLL_MAX = 0.05, 1.0
 FAILURES_LOGGED_PER_FLUSH = 20
 # After the grace period, how long a draining node keeps trying to write what it holds.
 SHUTDOWN_FLUSH_SECONDS = 10.0
+LANES = 2
 # How often counts reach /metrics; the HTTP child's restarts are checked as often.
 METRICS_SECONDS = 1.0
 FAILED_OUTCOMES = frozenset(("failed", "crashed", "timed_out"))
@@ -79,16 +80,24 @@ class Supervisor(WorkerPool):
         self.state = State.RUNNING
         self.exit_code = 0
         self.dispatcher = Dispatcher()
-        # Claims and outcomes go over separate connections, so PostgreSQL works on both at once.
-        self.claim_db = ManagedConnection("claim", url, config, raw_json=True)
-        self.work_db = ManagedConnection("record", url, config)
-        self.outbox = Outbox()
+        # Claims and outcomes share LANES connections: each lane writes outcomes when they
+        # wait and no other lane is writing, else claims for the children's free room, so
+        # PostgreSQL works on two statements at once whatever the mix.
+        self.lanes = [
+            ManagedConnection(f"lane-{n + 1}", url, config, raw_json=True) for n in range(LANES)
+        ]
+        self.outbox = Outbox(on_arrival=self._wake)
+        self.flushing = False
+        self.claiming = 0  # jobs asked for by claims in flight
+        self.idle_wait = IDLE_POLL_MIN
+        self.next_poll = 0.0
         self.finished_ok = self.finished_bad = 0
         self.late_results = 0
         self.deaths: deque[float] = deque()
+        self.stall_ended = 0.0  # when the supervisor last came back from a pause
         self.spawn_not_before = 0.0
         self.sigints = 0
-        self.waker = Waker()
+        self.waker = Waker()  # the claim loop: room in the children, new work, state changes
         self.work_hint = True  # there may be work: claim without waiting out the idle backoff
         self.stopped = asyncio.Event()
         self.grace_deadline: float | None = None
@@ -123,13 +132,15 @@ class Supervisor(WorkerPool):
         tasks = [
             asyncio.create_task(coro, name=name)
             for name, coro in (
-                ("work", self.work_loop()),
+                *((db.name, self.lane_loop(db)) for db in self.lanes),
                 ("watch", self.watch_loop()),
                 ("maintain", self.maintenance.loop()),
                 ("listen", self.maintenance.listen_loop()),
                 ("metrics", self.metrics_loop()),
             )
         ]
+        for task in tasks:
+            task.add_done_callback(self._task_ended)
         try:
             await self.stopped.wait()
         finally:
@@ -141,8 +152,8 @@ class Supervisor(WorkerPool):
                 http.close()
             self.publish_metrics()
             await self.maintenance.stop()
-            await self.work_db.close()
-            await self.claim_db.close()
+            for db in self.lanes:
+                await db.close()
         log.info(
             "node stopped",
             extra=self._fields(
@@ -152,6 +163,19 @@ class Supervisor(WorkerPool):
             ),
         )
         return self.exit_code
+
+    def _task_ended(self, task: asyncio.Task[Any]) -> None:
+        """A loop that ends by itself is a bug: say so loudly and stop the node (its leases
+        bring its jobs back) rather than run on half-working."""
+        if task.cancelled() or self.state is State.STOPPED:
+            return
+        log.critical(
+            "a supervisor loop failed; stopping the node",
+            exc_info=task.exception(),
+            extra=self._fields(loop=task.get_name()),
+        )
+        self.exit_code = 1
+        self.handle_quit()
 
     def held_job_ids(self) -> list[int]:
         """Every job this run holds a lease on: handed to a child, or finished and waiting
@@ -210,52 +234,27 @@ class Supervisor(WorkerPool):
 
     # -- the database side of the hot path --
 
-    async def work_loop(self) -> None:
-        idle = IDLE_POLL_MIN
-        next_poll = 0.0
+    async def lane_loop(self, db: ManagedConnection) -> None:
+        """One connection's work: write the outcomes that wait (one lane at a time), else
+        claim for the children's free room, else wait to be woken."""
         while True:
             if self.work_hint:  # NOTIFY, or jobs we put back: look now, whatever the backoff
-                self.work_hint, idle, next_poll = False, IDLE_POLL_MIN, 0.0
-            now = time.monotonic()
-            deadline = now + TICK_SECONDS
-            if self._capacity() > 0:
-                deadline = min(deadline, next_poll)
-            if self.outbox:
-                deadline = min(deadline, self.outbox.deadline)
-            if deadline > now:
-                await self.waker.wait(deadline - now)
-            else:
-                await asyncio.sleep(0)  # let the children's readers and signals in
+                self.work_hint, self.idle_wait, self.next_poll = False, IDLE_POLL_MIN, 0.0
             try:
-                flush_due = self.outbox.due(now_please=self.state is not State.RUNNING)
-                claim = self._claim_statement() if time.monotonic() >= next_poll else None
-                claimed = 0
-                if flush_due and claim is not None:
-                    # Two connections, two backends: record this batch while claiming the next.
-                    results = await asyncio.gather(
-                        self._flush(), self._claim(claim), return_exceptions=True
-                    )
-                    for result in results:
-                        if isinstance(result, BaseException):
-                            raise result
-                    claimed = int(results[1])  # type: ignore[arg-type]
-                elif flush_due:
-                    await self._flush()
-                elif claim is not None:
-                    claimed = await self._claim(claim)
-                if claim is not None:
-                    if claimed:
-                        idle, next_poll = IDLE_POLL_MIN, 0.0
-                    else:
-                        if self.burst and await self._burst_done():
-                            self.begin_drain("burst: nothing left to run")
-                        next_poll = time.monotonic() + idle
-                        idle = min(idle * 2, IDLE_POLL_MAX)
-                self._check_drained()
+                if self.outbox and not self.flushing:
+                    await self._flush(db)
+                elif (claim := self._claim_statement()) is not None:
+                    await self._claim(db, claim)
+                else:
+                    # Woken by outcomes, room in the children, new work; else the backoff.
+                    pause = self.next_poll - time.monotonic()
+                    await self.waker.wait(pause if pause > 0 else TICK_SECONDS)
             except DatabaseDown:
-                retry_at = max(self.work_db.retry_at, self.claim_db.retry_at)
-                next_poll = max(next_poll, retry_at)
-                await asyncio.sleep(min(1.0, max(0.05, retry_at - time.monotonic())))
+                await asyncio.sleep(min(1.0, max(0.05, db.retry_at - time.monotonic())))
+            self._check_drained()
+
+    def _wake(self) -> None:
+        self.waker.wake()
 
     def _capacity(self) -> int:
         if self.state is not State.RUNNING:
@@ -263,9 +262,12 @@ class Supervisor(WorkerPool):
         return self.dispatcher.capacity(self.live_children())
 
     def _claim_statement(self) -> Statement | None:
-        """The claim for the room the children have now, or None when they have none."""
-        want = self._capacity()
-        if want <= 0:
+        """The claim for the room the children have now (less what claims in flight will
+        bring), or None: no room, or an idle backoff not yet over."""
+        if time.monotonic() < self.next_poll:
+            return None
+        want = self._capacity() - self.claiming
+        if want <= 0 or (self.claiming and want < self.dispatcher.batch):
             return None
         return claim_statement(
             holder=self.holder,
@@ -275,9 +277,20 @@ class Supervisor(WorkerPool):
             lease_seconds=self.config.lease_seconds,
         )
 
-    async def _claim(self, statement: Statement) -> int:
-        rows = await self.claim_db.run(lambda conn: run_pipelined(conn, [statement]))
-        return self._dispatch(claimed_jobs(rows[0]))
+    async def _claim(self, db: ManagedConnection, statement: Statement) -> None:
+        want = statement[1]["limit"]
+        self.claiming += want
+        try:
+            rows = await db.run(lambda conn: run_pipelined(conn, [statement]))
+        finally:
+            self.claiming -= want
+        if self._dispatch(claimed_jobs(rows[0])):
+            self.idle_wait, self.next_poll = IDLE_POLL_MIN, 0.0
+            return
+        if self.burst and await self._burst_done(db):
+            self.begin_drain("burst: nothing left to run")
+        self.next_poll = time.monotonic() + self.idle_wait
+        self.idle_wait = min(self.idle_wait * 2, IDLE_POLL_MAX)
 
     def _dispatch(self, jobs: list[ClaimedJob]) -> int:
         """Hand claimed jobs to the children, a batch message each; return how many."""
@@ -302,9 +315,13 @@ class Supervisor(WorkerPool):
             )
         return len(jobs)
 
-    async def _flush(self) -> None:
+    async def _flush(self, db: ManagedConnection) -> None:
         """Write what waits: outcomes, releases, progress."""
-        flushed = await self.outbox.flush(self.work_db, self.node.name, self.config)
+        self.flushing = True
+        try:
+            flushed = await self.outbox.flush(db, self.node.name, self.config)
+        finally:
+            self.flushing = False
         self.finished_ok += flushed.succeeded
         self.finished_bad += len(flushed.failures)
         for failure in flushed.failures[:FAILURES_LOGGED_PER_FLUSH]:
@@ -345,10 +362,10 @@ class Supervisor(WorkerPool):
                 extra=self._fields(late=flushed.late),
             )
 
-    async def _burst_done(self) -> bool:
-        if any(c.assigned for c in self.children.values()) or self.outbox:
+    async def _burst_done(self, db: ManagedConnection) -> bool:
+        if any(c.assigned for c in self.children.values()) or self.outbox or self.claiming:
             return False
-        return await self.work_db.run(self._remaining_is_zero)
+        return await db.run(self._remaining_is_zero)
 
     async def _remaining_is_zero(self, conn: Any) -> bool:
         cur = await conn.execute(
@@ -362,13 +379,13 @@ class Supervisor(WorkerPool):
         return row is not None and row[0] == 0
 
     def _check_drained(self) -> None:
-        """Once draining and every child is gone and everything is written, stop."""
-        if self.state is not State.DRAINING or self.children:
+        """Once draining and every child is gone and everything is written, stop (never
+        with a claim or a write in flight: its jobs would be left to their leases)."""
+        if self.state is not State.DRAINING or self.children or self.claiming or self.flushing:
             return
         if self.outbox:
             deadline = (self.grace_deadline or 0) + SHUTDOWN_FLUSH_SECONDS
             if time.monotonic() < deadline:
-                self.waker.wake()
                 return
             log.error(
                 "could not write every outcome before exiting; leases will requeue those jobs",
@@ -390,7 +407,7 @@ class Supervisor(WorkerPool):
 
     def publish_metrics(self) -> None:
         """Counts to the metric files; the node's gauges to the snapshot /metrics serves."""
-        for db in (self.claim_db, self.work_db, self.maintenance.db, self.maintenance.listen_db):
+        for db in (*self.lanes, self.maintenance.db, self.maintenance.listen_db):
             new = db.errors - self.db_errors_seen.get(db.name, 0)
             if new:
                 self.tally.database_errors[db.name] += new

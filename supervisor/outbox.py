@@ -6,8 +6,7 @@ flush writes it (fenced, so an outcome whose lease lapsed meanwhile is dropped, 
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,10 +15,6 @@ from jobfleet.queries import sql
 from jobfleet.settings import Settings
 from jobfleet.store import Statement, record_statements, release_statement
 from jobfleet.supervisor.database import ManagedConnection
-
-# Written when this many outcomes wait, or when the oldest has waited FLUSH_SECONDS.
-FLUSH_BATCH = 1000
-FLUSH_SECONDS = 0.005
 
 
 @dataclass(frozen=True)
@@ -33,19 +28,19 @@ class Flushed:
 
 
 class Outbox:
-    def __init__(self) -> None:
+    def __init__(self, on_arrival: Callable[[], None] | None = None) -> None:
+        self.on_arrival = on_arrival  # called when something arrives in an empty outbox
         self.successes: list[Success] = []
         self.results: list[AttemptResult] = []  # everything that did not succeed
         self.releases: list[tuple[int, int]] = []
         self.progress: dict[tuple[int, int], tuple[float, str | None]] = {}
-        self.since = 0.0  # when the oldest waiting item arrived
 
     def __bool__(self) -> bool:
         return bool(self.successes or self.results or self.releases or self.progress)
 
     def _arriving(self) -> None:
-        if not self:
-            self.since = time.monotonic()
+        if not self and self.on_arrival is not None:
+            self.on_arrival()
 
     def add_success(self, success: Success) -> None:
         self._arriving()
@@ -72,15 +67,6 @@ class Outbox:
     def add_progress(self, job_id: int, attempt: int, fraction: float, text: str | None) -> None:
         self._arriving()
         self.progress[(job_id, attempt)] = (fraction, text)
-
-    @property
-    def deadline(self) -> float:
-        return self.since + FLUSH_SECONDS
-
-    def due(self, *, now_please: bool) -> bool:
-        if not self:
-            return False
-        return now_please or self.waiting >= FLUSH_BATCH or time.monotonic() >= self.deadline
 
     async def flush(self, db: ManagedConnection, node: str, config: Settings) -> Flushed:
         """Write everything waiting in one round trip (pipelined)."""

@@ -35,6 +35,8 @@ TICK_SECONDS = 0.1
 # Crash loop: more unexpected deaths than this within the window slows respawning down.
 CRASH_WINDOW_SECONDS = 10.0
 CRASH_BACKOFF_MAX_SECONDS = 10.0
+# A watch round this late means the supervisor itself was stopped or starved.
+STALL_SECONDS = 1.0
 # A dead child's socket is read to its end before its jobs are settled; not forever.
 LAST_WORDS_SECONDS = 1.0
 
@@ -54,6 +56,7 @@ class WorkerPool:
     waker: Waker
     state: State
     tally: Tally
+    stall_ended: float
 
     def _fields(self, **extra: Any) -> dict[str, Any]:
         return {"node": self.node.name, **extra}
@@ -121,7 +124,14 @@ class WorkerPool:
             )
 
     async def watch_loop(self) -> None:
+        last = time.monotonic()
         while True:
+            now = time.monotonic()
+            if now - last > STALL_SECONDS:
+                # We were stopped (SIGSTOP, a stalled host) and so were our children: measure
+                # their silence from now, not from before the pause.
+                self.stall_ended = now
+            last = now
             self.watch_children()
             self.manage_children()
             self._check_drained()
@@ -142,7 +152,7 @@ class WorkerPool:
                 continue
             view = self.slots.read(child.slot)
             job = child.assigned.get(view.job_id) if view.job_id else None
-            silent = now - view.heartbeat
+            silent = now - max(view.heartbeat, self.stall_ended)
             if silent > self.config.child_silent_after:
                 self.kill_child(
                     child,
@@ -154,7 +164,8 @@ class WorkerPool:
                 job is not None and (limit := self._timeout_of(job)) and now - view.started > limit
             ):
                 self.kill_child(child, "timed_out", f"timeout after {limit:g} s", job)
-            elif self.grace_deadline is not None and now > self.grace_deadline and child.assigned:
+            elif self.grace_deadline is not None and now > self.grace_deadline:
+                # Busy or not: a child still here after the grace period is made to go.
                 self.kill_child(
                     child,
                     "crashed",
@@ -306,6 +317,8 @@ class WorkerPool:
     async def _read_child(self, child: Child) -> None:
         reader, writer = await asyncio.open_unix_connection(sock=child.sock)
         child.writer = writer
+        if self.slots.read(child.slot).drain:  # asked to leave before we could tell it
+            self._send(child, (protocol.BYE,))
         try:
             while True:
                 header = await reader.readexactly(protocol.HEADER.size)
@@ -328,7 +341,7 @@ class WorkerPool:
                 # A job whose child is being killed over it was settled then; never twice.
                 job = assigned.pop(success[0], None) if success[0] != doomed else None
                 if job is not None:
-                    self.outbox.add_success((*success[:3], child.pid, *success[4:]))
+                    self.outbox.add_success(success)
                     key = (job.type, job.queue)
                     succeeded[key] += 1
                     observe(key, success[5] - success[4])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from typing import Any
 
 import psycopg
@@ -386,3 +387,19 @@ def test_leader_prunes_finished_jobs_past_retention(
     node = fleet("a", "--workers", "1", env={**FAST, "JOBFLEET_RETENTION_SECONDS": "3600"})
     wait_until(lambda: "pruned finished jobs" in node.log(), what="the pruner to run")
     assert sorted(r[0] for r in conn.execute("SELECT id FROM jobs")) == sorted([recent, dead])
+
+
+def test_a_paused_node_does_not_blame_its_workers_for_the_pause(
+    conn: psycopg.Connection[Any], fleet: Any
+) -> None:
+    # The whole node (supervisor and workers) stopped past the workers' silence limit: on
+    # waking, the workers' old heartbeats are the pause's doing, not theirs.
+    job = jobfleet.enqueue(conn, "sleep", {"seconds": 4})
+    node = fleet("a", "--workers", "1", env={**FAST, "JOBFLEET_LEASE_SECONDS": "60"})
+    wait_until(lambda: running_on(conn, job), what="the job to start")
+    os.killpg(node.pid, signal.SIGSTOP)
+    time.sleep(3)  # the fault itself: a pause past the 2 s silence limit FAST gives
+    os.killpg(node.pid, signal.SIGCONT)
+    wait_until(lambda: all_finished(conn), what="the job to finish")
+    assert attempts(conn, job) == [(1, "succeeded", "a", None)]
+    assert "stopped responding" not in node.log()

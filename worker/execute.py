@@ -24,10 +24,11 @@ def execute(
     max_result_bytes: int,
     progress_sink: ProgressSink | None = None,
     cancelled: Callable[[], bool] | None = None,
+    pid: int | None = None,
 ) -> Success | AttemptResult:
     """Call the job's handler. A success comes back as a Success tuple (the hot path: no
     objects, no datetimes); an exception, or a result that cannot be stored, as a failed
-    AttemptResult with the traceback or the reason. The pid is filled in by the supervisor."""
+    AttemptResult with the traceback or the reason. `pid` is the worker's, for the record."""
     started = time.time()
     spec = handlers.get(type)
     if spec is None:  # claims ask only for known types; this guards a registry that changed
@@ -48,7 +49,7 @@ def execute(
         return _failure(
             job_id, attempt, started, spec, f"the handler's return value cannot be stored: {exc}"
         )
-    return (job_id, attempt, body, None, started, time.time())
+    return (job_id, attempt, body, pid, started, time.time())
 
 
 def _failure(

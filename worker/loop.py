@@ -116,6 +116,7 @@ class ChildLoop:
         successes: list[Success] = []
         failures: list[AttemptResult] = []
         last_sent = time.monotonic()
+        pid = os.getpid()
         for job_id, attempt, type_, payload_json, *_ in jobs:
             if self.stop_requested or self.slots.draining(self.index) or self._used_up():
                 break  # what is left is handed back: the supervisor releases it
@@ -129,6 +130,7 @@ class ChildLoop:
                 max_result_bytes=self.config.max_result_bytes,
                 progress_sink=self._progress,
                 cancelled=self._cancelled,
+                pid=pid,
             )
             self.jobs_done += 1
             self.slots.finish_job(self.index, self.jobs_done)
