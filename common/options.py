@@ -47,17 +47,21 @@ def check_state(value: Any) -> str:
     return str(value)
 
 
+# One encoder, made once: json.dumps with keyword arguments builds a new one per call.
+_encode = json.JSONEncoder(allow_nan=False, separators=(",", ":"), ensure_ascii=False).encode
+
+
 def encode_json(option: str, value: Any, limit: int) -> str:
     """`value` as JSON text, or ValueError when it is not JSON or larger than `limit` bytes."""
     try:
-        text = json.dumps(value, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+        text = _encode(value)
     except (TypeError, ValueError) as exc:
         raise OptionError(option, f"{option} is not JSON-serialisable: {exc}") from None
     if "\\u0000" in text:
         raise OptionError(
             option, f"{option} contains a NUL character (\\u0000), which PostgreSQL rejects"
         )
-    size = len(text.encode("utf-8"))
+    size = len(text) if text.isascii() else len(text.encode("utf-8"))
     if size > limit:
         raise OptionError(
             option,

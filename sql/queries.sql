@@ -53,7 +53,11 @@ FROM job_types WHERE type = %(type)s;
 
 -- name: reserve_job_ids
 -- enqueue_many COPYs rows with ids taken here, so it can return them in payload order.
-SELECT nextval(pg_get_serial_sequence('jobs', 'id')) FROM generate_series(1, %(n)s);
+-- One row (an array), not one row per id: fetching 100k rows cost a tenth of a second. The
+-- sequence is named as a constant: looked up by pg_get_serial_sequence() it was resolved
+-- once per id (0.2 s for 100k, against 0.03 s).
+SELECT array_agg(nextval('jobs_id_seq'::regclass) ORDER BY g)
+FROM generate_series(1, %(n)s) AS g;
 
 -- name: copy_jobs
 COPY jobs (id, type, queue, priority, run_at, max_attempts, timeout_seconds, backoff,

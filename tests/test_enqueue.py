@@ -166,3 +166,20 @@ def test_enqueue_many_checks_every_payload_first(conn: psycopg.Connection[Any]) 
     with pytest.raises(ValueError, match="idempotency_key"):
         jobfleet.enqueue_many(conn, "echo", [1], idempotency_key="k")
     assert scalar(conn, "SELECT count(*) FROM jobs") == 0
+
+
+def test_enqueue_many_keeps_every_character_of_every_payload(
+    conn: psycopg.Connection[Any],
+) -> None:
+    tricky = [
+        {"path": "C:\\temp\\new", "tab": "a\tb", "lines": "one\ntwo\r\n", "quote": 'say "hi"'},
+        "back\\\\slashes \\N and \\t literally",
+        {"unicode": "żółć ☃ \u2028 𝄞", "empty": "", "nested": [1, 2.5, None, True, {"k": []}]},
+        None,
+        12345678901234,
+    ]
+    ids = jobfleet.enqueue_many(conn, "echo", tricky, queue="q-1", priority=3, delay=5)
+    stored = dict(conn.execute("SELECT id, payload FROM jobs").fetchall())
+    assert [stored[i] for i in ids] == tricky
+    rows = conn.execute("SELECT DISTINCT queue, priority, run_at > now() FROM jobs").fetchall()
+    assert rows == [("q-1", 3, True)]
