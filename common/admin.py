@@ -17,19 +17,15 @@ def iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def show_job(conn: Any, job_id: int) -> dict[str, Any]:
-    """The job and its attempts, in the contract's `jobs show --json` shape."""
+def show_job(conn: Any, job_id: int, *, attempts: bool = True) -> dict[str, Any]:
+    """The job and its attempts, in the contract's `jobs show --json` shape (`attempts=False`:
+    a job known to have none, such as one just enqueued, skips their query)."""
     cur = conn.execute(sql("job_by_id"), {"id": job_id})
     row = cur.fetchone()
     if row is None:
         raise JobNotFound(job_id)
     job = dict(zip([c.name for c in cur.description], row, strict=True))
-    attempts_cur = conn.execute(sql("attempts_of_job"), {"id": job_id})
-    names = [c.name for c in attempts_cur.description]
-    attempts = [dict(zip(names, r, strict=True)) for r in attempts_cur.fetchall()]
-    for attempt in attempts:
-        attempt["started_at"] = iso(attempt["started_at"])
-        attempt["finished_at"] = iso(attempt["finished_at"])
+    history = _attempts(conn, job_id) if attempts else []
     return {
         "id": job["id"],
         "type": job["type"],
@@ -52,8 +48,18 @@ def show_job(conn: Any, job_id: int) -> dict[str, Any]:
         "result": job["result"],
         "error": job["error"],
         "progress": job["progress"],
-        "attempts": attempts,
+        "attempts": history,
     }
+
+
+def _attempts(conn: Any, job_id: int) -> list[dict[str, Any]]:
+    cur = conn.execute(sql("attempts_of_job"), {"id": job_id})
+    names = [c.name for c in cur.description]
+    rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    for attempt in rows:
+        attempt["started_at"] = iso(attempt["started_at"])
+        attempt["finished_at"] = iso(attempt["finished_at"])
+    return rows
 
 
 def list_jobs(

@@ -155,7 +155,10 @@ def take_token(conn: Any, key: ApiKey) -> TokenTaken:
 def format_rate(rate_per_second: float | None) -> str:
     if rate_per_second is None:
         return "unlimited"
-    return f"{rate_per_second:g}/s"
+    for unit, seconds in (("s", 1), ("min", 60), ("h", 3600)):
+        if rate_per_second * seconds >= 1 or unit == "h":
+            return f"{rate_per_second * seconds:.6g}/{unit}"
+    raise AssertionError("unreachable")
 
 
 def _iso(value: datetime | None) -> str | None:

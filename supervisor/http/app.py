@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Query, Response
@@ -48,12 +48,16 @@ READY_WAIT_SECONDS = 2.0
 LIST_MAX = 1000
 
 bearer = HTTPBearer(auto_error=False, description="an API key from `jobfleet apikey create`")
+bearer_dep = Depends(bearer)
+Credentials = HTTPAuthorizationCredentials | None
 
 
 def create_app(url: str, config: Settings, role: Role = "api") -> ASGIApp:
     pool = ConnectionPool(
         url,
-        kwargs=connection_options(config),
+        # Autocommit: a request's statements are each their own transaction (no BEGIN and
+        # COMMIT round trips), a batch takes an explicit one.
+        kwargs={**connection_options(config), "autocommit": True},
         min_size=1,
         max_size=POOL_MAX,
         open=False,
@@ -89,77 +93,76 @@ def create_app(url: str, config: Settings, role: Role = "api") -> ASGIApp:
         with pool.connection(timeout=wait) as conn:
             yield conn
 
-    def authorized(scope: str) -> Callable[..., apikeys.ApiKey]:
-        def check(
-            credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-        ) -> apikeys.ApiKey:
-            if credentials is None:
-                raise ApiError(
-                    401,
-                    "unauthorized",
-                    "send an API key as `Authorization: Bearer <key>` "
-                    "(create one with `jobfleet apikey create`)",
-                )
-            with connection() as conn:
-                key = apikeys.verify_key(conn, credentials.credentials)
-                if key is None:
-                    raise ApiError(401, "unauthorized", "the API key is unknown, revoked or wrong")
-                if scope not in key.scopes:
-                    raise ApiError(
-                        403,
-                        "forbidden",
-                        f"API key {key.name!r} lacks the {scope!r} scope "
-                        f"(it has: {', '.join(sorted(key.scopes))})",
-                    )
-                taken = apikeys.take_token(conn, key)
-            if not taken.allowed:
-                metrics.metrics().rate_limited.labels(key.name).inc()
-                raise ApiError(
-                    429,
-                    "rate_limited",
-                    f"API key {key.name!r} is over its rate of "
-                    f"{apikeys.format_rate(key.rate_per_second)}; retry after the wait",
-                    retry_after=round(taken.wait_seconds, 3),
-                )
-            return key
-
-        return check
+    @contextmanager
+    def authorized(credentials: Credentials, scope: str) -> Iterator[Connection]:
+        """A pooled connection for a request whose key is good, has `scope` and is within its
+        rate. The whole request runs in one call on one connection: every dependency of its
+        own would be another hop through the server's thread pool."""
+        with connection() as conn:
+            _authorize(conn, credentials, scope)
+            yield conn
 
     if role == "api":
-        _job_routes(app, connection, authorized, config)
+        _job_routes(app, authorized, config)
     _health_routes(app, connection)
     return BodySizeLimit(RequestMetrics(app), config.max_request_bytes)
 
 
+def _authorize(conn: Connection, credentials: Credentials, scope: str) -> None:
+    if credentials is None:
+        raise ApiError(
+            401,
+            "unauthorized",
+            "send an API key as `Authorization: Bearer <key>` "
+            "(create one with `jobfleet apikey create`)",
+        )
+    key = apikeys.verify_key(conn, credentials.credentials)
+    if key is None:
+        raise ApiError(401, "unauthorized", "the API key is unknown, revoked or wrong")
+    if scope not in key.scopes:
+        raise ApiError(
+            403,
+            "forbidden",
+            f"API key {key.name!r} lacks the {scope!r} scope "
+            f"(it has: {', '.join(sorted(key.scopes))})",
+        )
+    taken = apikeys.take_token(conn, key)
+    if not taken.allowed:
+        metrics.metrics().rate_limited.labels(key.name).inc()
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"API key {key.name!r} is over its rate of "
+            f"{apikeys.format_rate(key.rate_per_second)}; retry after the wait",
+            retry_after=round(taken.wait_seconds, 3),
+        )
+
+
 def _job_routes(
     app: FastAPI,
-    connection: Callable[..., Any],
-    authorized: Callable[[str], Callable[..., apikeys.ApiKey]],
+    authorized: Callable[[Credentials, str], AbstractContextManager[Connection]],
     config: Settings,
 ) -> None:
     limit = config.max_payload_bytes
-
-    can_enqueue = Depends(authorized("enqueue"))
-    can_read = Depends(authorized("read"))
-    can_cancel = Depends(authorized("cancel"))
 
     @app.post(
         "/jobs",
         response_model=Job,
         status_code=201,
-        dependencies=[can_enqueue],
         responses={
             200: {"model": Job, "description": "The idempotency key was used: the existing job"},
             **responses(400, 401, 403, 413, 422, 429, 503),
         },
         summary="Enqueue a job",
     )
-    def create_job(new: NewJob, response: Response) -> dict[str, Any]:
-        with connection() as conn:
+    def create_job(
+        new: NewJob, response: Response, credentials: Credentials = bearer_dep
+    ) -> dict[str, Any]:
+        with authorized(credentials, "enqueue") as conn:
             job_id, created = enqueue_job(
                 conn, new.type, new.payload, payload_limit=limit, **new.options()
             )
-        job = _show(connection, job_id)
+            job = admin.show_job(conn, job_id, attempts=not created)
         if created:
             metrics.count_enqueued(job["type"], job["queue"])
         else:
@@ -170,19 +173,18 @@ def _job_routes(
         "/jobs:batch",
         response_model=CreatedJobs,
         status_code=201,
-        dependencies=[can_enqueue],
         responses=responses(400, 401, 403, 413, 422, 429, 503),
         summary="Enqueue many jobs in one transaction (all or none)",
     )
-    def create_jobs(batch: NewJobs) -> CreatedJobs:
+    def create_jobs(batch: NewJobs, credentials: Credentials = bearer_dep) -> CreatedJobs:
         ids, created, counted = [], [], []
-        with connection() as conn:
+        with authorized(credentials, "enqueue") as conn, conn.transaction():  # all or none
             for index, new in enumerate(batch.jobs):
                 try:
                     job_id, is_new = enqueue_job(
                         conn, new.type, new.payload, payload_limit=limit, **new.options()
                     )
-                except ValueError as exc:  # nothing is committed: the transaction rolls back
+                except ValueError as exc:  # the transaction rolls back: nothing is written
                     option = getattr(exc, "option", None)
                     where = f"body.jobs.{index}" + (f".{option}" if option else "")
                     raise ApiError(422, "invalid", f"jobs[{index}]: {exc}", field=where) from None
@@ -197,17 +199,16 @@ def _job_routes(
     @app.get(
         "/jobs/{job_id}",
         response_model=Job,
-        dependencies=[can_read],
         responses=responses(401, 403, 404, 422, 429, 503),
         summary="A job with its attempts, progress and result",
     )
-    def get_job(job_id: int) -> dict[str, Any]:
-        return _show(connection, job_id)
+    def get_job(job_id: int, credentials: Credentials = bearer_dep) -> dict[str, Any]:
+        with authorized(credentials, "read") as conn:
+            return admin.show_job(conn, job_id)
 
     @app.get(
         "/jobs",
         response_model=JobPage,
-        dependencies=[can_read],
         responses=responses(401, 403, 422, 429, 503),
         summary="Jobs, newest first; page with `after`",
     )
@@ -219,8 +220,9 @@ def _job_routes(
         after: Annotated[
             int | None, Query(ge=1, description="the `next_after` of the previous page")
         ] = None,
+        credentials: Credentials = bearer_dep,
     ) -> JobPage:
-        with connection() as conn:
+        with authorized(credentials, "read") as conn:
             try:
                 jobs = admin.list_jobs(
                     conn, state=state, type=type, queue=queue, limit=limit, before=after
@@ -234,7 +236,6 @@ def _job_routes(
     @app.delete(
         "/jobs/{job_id}",
         response_model=CancelResult,
-        dependencies=[can_cancel],
         responses={
             202: {
                 "model": CancelResult,
@@ -244,8 +245,10 @@ def _job_routes(
         },
         summary="Cancel a job: a queued one at once, a running one by stopping its worker",
     )
-    def cancel_job(job_id: int, response: Response) -> CancelResult:
-        with connection() as conn:
+    def cancel_job(
+        job_id: int, response: Response, credentials: Credentials = bearer_dep
+    ) -> CancelResult:
+        with authorized(credentials, "cancel") as conn:
             state = admin.cancel(conn, job_id)
         if state == "running":
             response.status_code = 202
@@ -254,23 +257,17 @@ def _job_routes(
     @app.get(
         "/queues",
         response_model=Queues,
-        dependencies=[can_read],
         responses=responses(401, 403, 429, 503),
         summary="Job counts per queue and state",
     )
-    def queues() -> Queues:
-        with connection() as conn:
-            by_queue: dict[str, dict[str, int]] = {}
+    def queues(credentials: Credentials = bearer_dep) -> Queues:
+        by_queue: dict[str, dict[str, int]] = {}
+        with authorized(credentials, "read") as conn:
             for queue, state, n in conn.execute(sql("queue_counts")):
                 by_queue.setdefault(queue, {})[state] = n
         return Queues.model_validate(
             {"queues": [{"queue": q, "counts": c} for q, c in sorted(by_queue.items())]}
         )
-
-
-def _show(connection: Callable[..., Any], job_id: int) -> dict[str, Any]:
-    with connection() as conn:
-        return admin.show_job(conn, job_id)
 
 
 def _health_routes(app: FastAPI, connection: Callable[..., Any]) -> None:
