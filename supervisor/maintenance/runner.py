@@ -23,6 +23,10 @@ SUMMARY_EVERY_SECONDS = 10.0
 LISTEN_CHANNEL = "jobfleet_jobs"
 CANCEL_CHANNEL = "jobfleet_cancel"
 GAUGED_STATES = ("queued", "running", "dead")
+# The leader's queue-depth count: a few seconds after start (not in a start-up rush), then at
+# about Prometheus' default scrape interval.
+GAUGES_FIRST_AFTER_SECONDS = 2.0
+GAUGES_EVERY_SECONDS = 15.0
 
 
 class Maintenance:
@@ -36,6 +40,7 @@ class Maintenance:
         self.next_reap = 0.0
         self.pruner = Pruner(keep_seconds=self.config.retention_seconds)
         self.next_prune = 0.0
+        self.next_gauges = time.monotonic() + GAUGES_FIRST_AFTER_SECONDS
         self.next_summary = 0.0
         self.summarised = (0, 0)
         # The leader's figures for the queue gauges (empty on other nodes; see metrics.py).
@@ -131,10 +136,13 @@ class Maintenance:
                         "leader": self.is_leader,
                     },
                 )
-        if self.is_leader:
-            self.gauges = await self.db.run(self._read_gauges)
-        else:
+        if not self.is_leader:
             self.gauges = {}
+        elif self.sup.http and time.monotonic() >= self.next_gauges:
+            # Only for a node whose /metrics someone can scrape, and not at every beat:
+            # counting a big backlog costs the database as much as a few thousand jobs.
+            self.next_gauges = time.monotonic() + GAUGES_EVERY_SECONDS
+            self.gauges = await self.db.run(self._read_gauges)
 
     async def _read_gauges(self, conn: Any) -> dict[str, Any]:
         cur = await conn.execute(sql("queue_gauges"))
