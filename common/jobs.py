@@ -33,9 +33,10 @@ def utcnow() -> datetime:
 
 
 # A success as it travels in bulk: (job id, attempt, result JSON, pid, started, finished), the
-# times as Unix timestamps. Successes are the hot path; a tuple is a fraction of the cost of an
-# object to build, pickle and unpickle.
-Success = tuple[int, int, str, "int | None", float, float]
+# times as whole microseconds since the epoch (an int prints three times faster than a float).
+# Successes are the hot path; a tuple is a fraction of the cost of an object to build, pickle
+# and unpickle.
+Success = tuple[int, int, str, "int | None", int, int]
 
 
 @dataclass(slots=True)
@@ -60,6 +61,6 @@ class AttemptResult:
             self.attempt,
             self.result_json,
             self.pid,
-            self.started_at.timestamp(),
-            self.finished_at.timestamp(),
+            round(self.started_at.timestamp() * 1e6),
+            round(self.finished_at.timestamp() * 1e6),
         )

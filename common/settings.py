@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     retention_seconds: float = Field(default=7 * 86400, ge=0)
     max_payload_bytes: int = Field(default=MIB, gt=0)
     max_result_bytes: int = Field(default=MIB, gt=0)
+    # How often the leader counts jobs per queue and state for /metrics (about the scrape
+    # interval: counting a big backlog costs the database as much as a few thousand jobs).
+    queue_stats_seconds: float = Field(default=15.0, gt=0)
     # The HTTP API's cap on one request body (a batch of jobs included).
     max_request_bytes: int = Field(default=10 * MIB, gt=0)
     connect_timeout_seconds: float = Field(default=5.0, gt=0)

@@ -70,8 +70,8 @@ def success_statement(node: str, successes: Sequence[Success]) -> Statement:
         "attempts": ",".join(map(str, attempts)),
         "results": "[" + ",".join(results) + "]",
         "pids": ",".join(map(str, pids)).replace("None", ""),  # no pid: an empty field
-        "started": ",".join(map(repr, started)),
-        "finished": ",".join(map(repr, finished)),
+        "started": ",".join(map(str, started)),
+        "finished": ",".join(map(str, finished)),
     }
 
 

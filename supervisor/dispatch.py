@@ -38,7 +38,7 @@ class Dispatcher:
         count = len(successes) + len(failures)
         if not count:
             return
-        total = sum(s[5] - s[4] for s in successes) + sum(
+        total = sum(s[5] - s[4] for s in successes) / 1e6 + sum(
             (f.finished_at - f.started_at).total_seconds() for f in failures
         )
         seconds = max(0.0, total / count)

@@ -290,7 +290,17 @@ class Supervisor(WorkerPool):
         if self.burst and await self._burst_done(db):
             self.begin_drain("burst: nothing left to run")
         self.next_poll = time.monotonic() + self.idle_wait
-        self.idle_wait = min(self.idle_wait * 2, IDLE_POLL_MAX)
+        if not self._in_flight():  # the backoff grows only while this node is idle too
+            self.idle_wait = min(self.idle_wait * 2, IDLE_POLL_MAX)
+
+    def _in_flight(self) -> bool:
+        """Jobs held by children, outcomes waiting or being written, claims under way."""
+        return (
+            any(c.assigned for c in self.children.values())
+            or bool(self.outbox)
+            or self.flushing
+            or bool(self.claiming)
+        )
 
     def _dispatch(self, jobs: list[ClaimedJob]) -> int:
         """Hand claimed jobs to the children, a batch message each; return how many."""
@@ -341,8 +351,10 @@ class Supervisor(WorkerPool):
                 "more attempts failed",
                 extra=self._fields(count=len(flushed.failures) - FAILURES_LOGGED_PER_FLUSH),
             )
-        if flushed.requeued:
-            self.work_hint = True  # a retry or a released job may be ready at once
+        if flushed.requeued or (self.burst and not self._in_flight()):
+            # A retry or a released job may be ready at once; a burst node that just wrote
+            # its last outcomes looks at once whether it is done, not after its backoff.
+            self.work_hint = True
         tally = self.tally
         for _, type_, queue, state, outcome in flushed.failed_rows:
             key = (type_, queue)
@@ -363,7 +375,7 @@ class Supervisor(WorkerPool):
             )
 
     async def _burst_done(self, db: ManagedConnection) -> bool:
-        if any(c.assigned for c in self.children.values()) or self.outbox or self.claiming:
+        if self._in_flight():
             return False
         return await db.run(self._remaining_is_zero)
 

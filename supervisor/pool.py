@@ -344,7 +344,7 @@ class WorkerPool:
                     self.outbox.add_success(success)
                     key = (job.type, job.queue)
                     succeeded[key] += 1
-                    observe(key, success[5] - success[4])
+                    observe(key, (success[5] - success[4]) / 1e6)
             for failure in failures:
                 job = assigned.pop(failure.job_id, None) if failure.job_id != doomed else None
                 if job is not None:

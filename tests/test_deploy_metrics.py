@@ -20,6 +20,7 @@ from tests.conftest import Cli, scalar, wait_until
 from tests.deploy_files import used_metric_names
 
 FAST = {
+    "JOBFLEET_QUEUE_STATS_SECONDS": "0.5",
     "JOBFLEET_LEASE_SECONDS": "2",
     "JOBFLEET_HEARTBEAT_SECONDS": "0.2",
     "JOBFLEET_REAPER_INTERVAL_SECONDS": "0.5",

@@ -17,6 +17,7 @@ import psycopg
 from tests.conftest import Cli, scalar, wait_until
 
 FAST = {
+    "JOBFLEET_QUEUE_STATS_SECONDS": "0.5",
     "JOBFLEET_LEASE_SECONDS": "3",
     "JOBFLEET_HEARTBEAT_SECONDS": "0.2",
     "JOBFLEET_KILL_GRACE_SECONDS": "0.3",
@@ -121,6 +122,8 @@ def test_a_job_posted_over_http_runs_and_its_result_comes_back(
     wait_until(progressed, what="the progress job to finish")
     assert len(set(seen)) >= 2 and seen == sorted(seen), seen
 
+    call("POST", f"{base}/jobs", key, {"type": "noop", "delay": 3600})  # stays queued
+
     def exposed() -> bool:
         text = call("GET", f"{base}/metrics")[1]
         wanted = (
@@ -132,7 +135,7 @@ def test_a_job_posted_over_http_runs_and_its_result_comes_back(
             'jobfleet_leader{node="web"} 1.0',
             'jobfleet_child_restarts_total{node="web",reason="cancelled"} 1.0',
             'jobfleet_job_duration_seconds_count{queue="default",type="echo"} 1.0',
-            'jobfleet_queue_depth{queue="default",state="queued"}',
+            'jobfleet_queue_depth{queue="default",state="queued"} 1.0',
             'jobfleet_http_requests_total{method="POST",route="/jobs",status="401"} 1.0',
             'jobfleet_job_progress_updates_total{queue="default",type="progress"}',
         )

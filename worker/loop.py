@@ -125,7 +125,7 @@ class ChildLoop:
                 job_id,
                 attempt,
                 type_,
-                json.loads(payload_json),
+                None if payload_json == "null" else json.loads(payload_json),
                 self.handlers,
                 max_result_bytes=self.config.max_result_bytes,
                 progress_sink=self._progress,

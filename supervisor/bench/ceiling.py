@@ -5,6 +5,7 @@ database alone allows; the fleet's drain is reported as a fraction of it."""
 from __future__ import annotations
 
 import multiprocessing
+import queue
 import time
 from typing import Any
 
@@ -50,7 +51,14 @@ def drain(url: str, processes: int) -> list[tuple[int, float, float]]:
     ]
     for p in procs:
         p.start()
-    spans = [results.get(timeout=600) for _ in procs]
+    spans: list[tuple[int, float, float]] = []
+    while len(spans) < len(procs):
+        try:
+            spans.append(results.get(timeout=1))
+        except queue.Empty:
+            failed = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
+            if failed:  # a drainer died (its error is on stderr): do not wait for it
+                raise RuntimeError(f"a ceiling drainer failed (exit code {failed[0]})") from None
     for p in procs:
         p.join()
     return spans
@@ -68,7 +76,7 @@ def _drainer(url: str, holder: str, barrier: Any, results: Any) -> None:
             rows = conn.execute(query, params, prepare=False).fetchall()
             if not rows:
                 break
-            now = time.time()
+            now = time.time_ns() // 1000  # a Success's times are whole microseconds
             successes = [(row[0], row[4], "null", None, now, now) for row in rows]
             query, params = success_statement(holder, successes)
             conn.execute(query, params, prepare=False)

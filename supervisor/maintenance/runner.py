@@ -23,10 +23,9 @@ SUMMARY_EVERY_SECONDS = 10.0
 LISTEN_CHANNEL = "jobfleet_jobs"
 CANCEL_CHANNEL = "jobfleet_cancel"
 GAUGED_STATES = ("queued", "running", "dead")
-# The leader's queue-depth count: a few seconds after start (not in a start-up rush), then at
-# about Prometheus' default scrape interval.
+# The leader's queue-depth count starts a little after start (not in a start-up rush), then
+# runs every JOBFLEET_QUEUE_STATS_SECONDS.
 GAUGES_FIRST_AFTER_SECONDS = 2.0
-GAUGES_EVERY_SECONDS = 15.0
 
 
 class Maintenance:
@@ -141,7 +140,7 @@ class Maintenance:
         elif self.sup.http and time.monotonic() >= self.next_gauges:
             # Only for a node whose /metrics someone can scrape, and not at every beat:
             # counting a big backlog costs the database as much as a few thousand jobs.
-            self.next_gauges = time.monotonic() + GAUGES_EVERY_SECONDS
+            self.next_gauges = time.monotonic() + self.config.queue_stats_seconds
             self.gauges = await self.db.run(self._read_gauges)
 
     async def _read_gauges(self, conn: Any) -> dict[str, Any]:
