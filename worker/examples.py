@@ -25,9 +25,17 @@ def echo(payload: Any) -> Any:
     return payload
 
 
+# How often a sleeping example looks whether it was cancelled.
+CANCEL_CHECK_SECONDS = 0.05
+
+
 @handler("sleep")
-def sleep(payload: Any) -> None:
-    time.sleep(float(_dict(payload).get("seconds", 0.5)))
+def sleep(payload: Any, ctx: JobContext) -> None:
+    """Sleep, as a well-behaved long handler does: watching for cancellation, so a cancelled
+    job ends at once instead of after the kill grace."""
+    deadline = time.monotonic() + float(_dict(payload).get("seconds", 0.5))
+    while (left := deadline - time.monotonic()) > 0 and not ctx.cancelled():
+        time.sleep(min(left, CANCEL_CHECK_SECONDS))
 
 
 @handler("cpu")
