@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from bisect import bisect_left
 from collections import Counter
@@ -42,9 +43,10 @@ def use_directory(path: str | None = None) -> str:
     if path is None:
         path = tempfile.mkdtemp(prefix="jobfleet-metrics-")
     os.environ[MULTIPROC_ENV] = path
-    from prometheus_client import values
+    if "prometheus_client" in sys.modules:  # else it reads the variable when first imported
+        from prometheus_client import values
 
-    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+        values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
     return path
 
 
