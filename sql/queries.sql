@@ -375,9 +375,18 @@ WHERE j.id = ANY(%(ids)s::bigint[]) AND j.id = d.id AND j.attempt = d.attempt
 -- name: prune_finished
 -- Retention: succeeded and cancelled jobs older than `keep` seconds go, oldest first, a batch
 -- at a time. Dead jobs stay for the dead-letter queue (`jobfleet dlq purge` removes them).
-WITH doomed AS (
+-- Ids grow with creation time and a job finishes after it is created, so every job old
+-- enough to go lies before the first job created within `keep`: the scan stops there instead
+-- of reading the whole table (a backlog of 1M young jobs cost a full scan a minute).
+WITH young AS (
     SELECT id FROM jobs
-    WHERE state IN ('succeeded', 'cancelled')
+    WHERE created_at >= now() - make_interval(secs => %(keep)s)
+    ORDER BY id
+    LIMIT 1
+), doomed AS (
+    SELECT id FROM jobs
+    WHERE id < coalesce((SELECT id FROM young), 9223372036854775807)
+      AND state IN ('succeeded', 'cancelled')
       AND finished_at < now() - make_interval(secs => %(keep)s)
     ORDER BY id
     LIMIT %(limit)s

@@ -369,6 +369,8 @@ def test_leader_prunes_finished_jobs_past_retention(
 
     old_ok, old_cancelled, recent, dead = (jobfleet.enqueue(conn, "echo") for _ in range(4))
     admin.cancel(conn, old_cancelled)
+    # As if made three hours ago: the old ones finished two hours ago, `recent` just now.
+    conn.execute("UPDATE jobs SET created_at = now() - interval '3 hours'")
     conn.execute(
         "UPDATE jobs SET state = 'succeeded', finished_at = now() - interval '2 hours' "
         "WHERE id = %s",
@@ -384,9 +386,13 @@ def test_leader_prunes_finished_jobs_past_retention(
         "UPDATE jobs SET state = 'dead', finished_at = now() - interval '2 hours' WHERE id = %s",
         (dead,),
     )
+    # Jobs made since, which the pruner's scan stops at, however many there are.
+    young = jobfleet.enqueue_many(conn, "echo", [None] * 3, delay=3600)
     node = fleet("a", "--workers", "1", env={**FAST, "JOBFLEET_RETENTION_SECONDS": "3600"})
     wait_until(lambda: "pruned finished jobs" in node.log(), what="the pruner to run")
-    assert sorted(r[0] for r in conn.execute("SELECT id FROM jobs")) == sorted([recent, dead])
+    assert sorted(r[0] for r in conn.execute("SELECT id FROM jobs")) == sorted(
+        [recent, dead, *young]
+    )
 
 
 def test_a_paused_node_does_not_blame_its_workers_for_the_pause(
