@@ -89,6 +89,17 @@ def test_no_key_or_a_bad_key_is_401(client: TestClient, headers: dict[str, str])
     assert response.json()["error"] == "unauthorized"
 
 
+def test_the_key_is_checked_before_the_body(
+    client: TestClient, conn: psycopg.Connection[Any]
+) -> None:
+    # Without a good key a client learns nothing about what its body should be.
+    bad_body = {"type": "echo", "priority": "high", "colour": "red"}
+    assert client.post("/jobs", json=bad_body).status_code == 401
+    reader = bearer(make_key(conn, "reader", "read"))
+    assert client.post("/jobs", json=bad_body, headers=reader).status_code == 403
+    assert client.post("/jobs:batch", json={"jobs": "many"}).status_code == 401
+
+
 def test_a_wrong_secret_and_a_revoked_key_are_401(
     client: TestClient, conn: psycopg.Connection[Any]
 ) -> None:

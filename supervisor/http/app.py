@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from typing import Annotated, Any, Literal
 
+import psycopg_pool.base
+import psycopg_pool.pool
 from fastapi import Depends, FastAPI, Query, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg_pool import ConnectionPool
@@ -46,6 +48,17 @@ POOL_MAX = 8
 POOL_WAIT_SECONDS = 5.0
 READY_WAIT_SECONDS = 2.0
 LIST_MAX = 1000
+
+
+class _RetryEverySecond(psycopg_pool.base.AttemptWithBackoff):
+    """psycopg-pool doubles its reconnect delay without bound: after a minute's outage its
+    next try may be a minute away, and /readyz and every request would answer 503 that long
+    after the database is back. Retrying once a second costs nothing while it is away."""
+
+    DELAY_BACKOFF = 1.0
+
+
+psycopg_pool.pool.AttemptWithBackoff = _RetryEverySecond  # type: ignore[attr-defined]
 
 bearer = HTTPBearer(auto_error=False, description="an API key from `jobfleet apikey create`")
 bearer_dep = Depends(bearer)
@@ -93,17 +106,26 @@ def create_app(url: str, config: Settings, role: Role = "api") -> ASGIApp:
         with pool.connection(timeout=wait) as conn:
             yield conn
 
-    @contextmanager
-    def authorized(credentials: Credentials, scope: str) -> Iterator[Connection]:
-        """A pooled connection for a request whose key is good, has `scope` and is within its
-        rate. The whole request runs in one call on one connection: every dependency of its
-        own would be another hop through the server's thread pool."""
+    def request_connection() -> Iterator[Connection]:
+        """One pooled (autocommit) connection per request, for the key check and the work."""
         with connection() as conn:
-            _authorize(conn, credentials, scope)
             yield conn
 
+    conn_dep = Depends(request_connection)
+
+    def access(scope: str) -> Any:
+        """A dependency: the request's connection, once its key is good, has `scope` and is
+        within its rate. Dependencies run before the body is validated, so a request without
+        a good key learns nothing about its body: 401 first."""
+
+        def check(credentials: Credentials = bearer_dep, conn: Connection = conn_dep) -> Connection:
+            _authorize(conn, credentials, scope)
+            return conn
+
+        return Depends(check)
+
     if role == "api":
-        _job_routes(app, authorized, config)
+        _job_routes(app, access, config)
     _health_routes(app, connection)
     return BodySizeLimit(RequestMetrics(app), config.max_request_bytes)
 
@@ -138,12 +160,9 @@ def _authorize(conn: Connection, credentials: Credentials, scope: str) -> None:
         )
 
 
-def _job_routes(
-    app: FastAPI,
-    authorized: Callable[[Credentials, str], AbstractContextManager[Connection]],
-    config: Settings,
-) -> None:
+def _job_routes(app: FastAPI, access: Callable[[str], Any], config: Settings) -> None:
     limit = config.max_payload_bytes
+    can_enqueue, can_read, can_cancel = access("enqueue"), access("read"), access("cancel")
 
     @app.post(
         "/jobs",
@@ -156,13 +175,12 @@ def _job_routes(
         summary="Enqueue a job",
     )
     def create_job(
-        new: NewJob, response: Response, credentials: Credentials = bearer_dep
+        new: NewJob, response: Response, conn: Connection = can_enqueue
     ) -> dict[str, Any]:
-        with authorized(credentials, "enqueue") as conn:
-            job_id, created = enqueue_job(
-                conn, new.type, new.payload, payload_limit=limit, **new.options()
-            )
-            job = admin.show_job(conn, job_id, attempts=not created)
+        job_id, created = enqueue_job(
+            conn, new.type, new.payload, payload_limit=limit, **new.options()
+        )
+        job = admin.show_job(conn, job_id, attempts=not created)
         if created:
             metrics.count_enqueued(job["type"], job["queue"])
         else:
@@ -176,9 +194,9 @@ def _job_routes(
         responses=responses(400, 401, 403, 413, 422, 429, 503),
         summary="Enqueue many jobs in one transaction (all or none)",
     )
-    def create_jobs(batch: NewJobs, credentials: Credentials = bearer_dep) -> CreatedJobs:
+    def create_jobs(batch: NewJobs, conn: Connection = can_enqueue) -> CreatedJobs:
         ids, created, counted = [], [], []
-        with authorized(credentials, "enqueue") as conn, conn.transaction():  # all or none
+        with conn.transaction():  # all or none
             for index, new in enumerate(batch.jobs):
                 try:
                     job_id, is_new = enqueue_job(
@@ -202,9 +220,8 @@ def _job_routes(
         responses=responses(401, 403, 404, 422, 429, 503),
         summary="A job with its attempts, progress and result",
     )
-    def get_job(job_id: int, credentials: Credentials = bearer_dep) -> dict[str, Any]:
-        with authorized(credentials, "read") as conn:
-            return admin.show_job(conn, job_id)
+    def get_job(job_id: int, conn: Connection = can_read) -> dict[str, Any]:
+        return admin.show_job(conn, job_id)
 
     @app.get(
         "/jobs",
@@ -220,16 +237,15 @@ def _job_routes(
         after: Annotated[
             int | None, Query(ge=1, description="the `next_after` of the previous page")
         ] = None,
-        credentials: Credentials = bearer_dep,
+        conn: Connection = can_read,
     ) -> JobPage:
-        with authorized(credentials, "read") as conn:
-            try:
-                jobs = admin.list_jobs(
-                    conn, state=state, type=type, queue=queue, limit=limit, before=after
-                )
-            except ValueError as exc:
-                option = getattr(exc, "option", "query")
-                raise ApiError(422, "invalid", str(exc), field=f"query.{option}") from None
+        try:
+            jobs = admin.list_jobs(
+                conn, state=state, type=type, queue=queue, limit=limit, before=after
+            )
+        except ValueError as exc:
+            option = getattr(exc, "option", "query")
+            raise ApiError(422, "invalid", str(exc), field=f"query.{option}") from None
         next_after = jobs[-1]["id"] if len(jobs) == limit else None
         return JobPage.model_validate({"jobs": jobs, "next_after": next_after})
 
@@ -245,11 +261,8 @@ def _job_routes(
         },
         summary="Cancel a job: a queued one at once, a running one by stopping its worker",
     )
-    def cancel_job(
-        job_id: int, response: Response, credentials: Credentials = bearer_dep
-    ) -> CancelResult:
-        with authorized(credentials, "cancel") as conn:
-            state = admin.cancel(conn, job_id)
+    def cancel_job(job_id: int, response: Response, conn: Connection = can_cancel) -> CancelResult:
+        state = admin.cancel(conn, job_id)
         if state == "running":
             response.status_code = 202
         return CancelResult.model_validate({"id": job_id, "state": state})
@@ -260,11 +273,10 @@ def _job_routes(
         responses=responses(401, 403, 429, 503),
         summary="Job counts per queue and state",
     )
-    def queues(credentials: Credentials = bearer_dep) -> Queues:
+    def queues(conn: Connection = can_read) -> Queues:
         by_queue: dict[str, dict[str, int]] = {}
-        with authorized(credentials, "read") as conn:
-            for queue, state, n in conn.execute(sql("queue_counts")):
-                by_queue.setdefault(queue, {})[state] = n
+        for queue, state, n in conn.execute(sql("queue_counts")):
+            by_queue.setdefault(queue, {})[state] = n
         return Queues.model_validate(
             {"queues": [{"queue": q, "counts": c} for q, c in sorted(by_queue.items())]}
         )
