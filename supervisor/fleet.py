@@ -147,10 +147,9 @@ class Supervisor(WorkerPool):
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            for http in self.http:
+            for http in self.http:  # (no last publish of metrics: their directory goes too)
                 await http.stop()
                 http.close()
-            self.publish_metrics()
             await self.maintenance.stop()
             for db in self.lanes:
                 await db.close()
