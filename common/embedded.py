@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from jobfleet.errors import DatabaseUnavailable
+from jobfleet.errors import ConfigError, DatabaseUnavailable
 
 DATABASE = "jobfleet"
 SUPERUSER = "postgres"
@@ -80,7 +80,13 @@ class EmbeddedCluster:
 
     def ensure_running(self) -> str:
         """Start the cluster unless it runs; return the URL of the jobfleet database."""
-        self.home.mkdir(parents=True, exist_ok=True)
+        try:
+            self.home.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"JOBFLEET_DATA_DIR={str(self.home)!r} cannot be used: {exc.strerror}; set it to "
+                "a directory jobfleet can create and write (or set JOBFLEET_DATABASE_URL)"
+            ) from None
         if self._accepts_connections():
             return self.url()
         with self._lock():

@@ -65,18 +65,20 @@ def encode_json(option: str, value: Any, limit: int) -> str:
     if size > limit:
         raise OptionError(
             option,
-            f"{option} is {_size(size)}, over the limit of {_size(limit)} "
-            f"(raise JOBFLEET_MAX_{option.upper()}_BYTES or store the data elsewhere and "
-            "pass a reference)",
+            f"{option} is {_size(size)}, over the limit of {_size(limit)}: raise "
+            f"JOBFLEET_MAX_{option.upper()}_BYTES, or store the data elsewhere and pass a "
+            "reference",
         )
     return text
 
 
 def _size(n: int) -> str:
+    """Exact bytes, with a rounded unit to read by: two sizes either side of a limit never
+    print alike."""
     if n >= 1024 * 1024:
-        return f"{n / (1024 * 1024):.1f} MiB"
+        return f"{n} bytes ({n / (1024 * 1024):.1f} MiB)"
     if n >= 1024:
-        return f"{n / 1024:.1f} KiB"
+        return f"{n} bytes ({n / 1024:.1f} KiB)"
     return f"{n} bytes"
 
 

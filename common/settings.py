@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
 import os
+import sys
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -94,9 +97,25 @@ class Settings(BaseSettings):
 def load_settings(**overrides: object) -> Settings:
     """Read the environment; a bad value raises ConfigError naming the variable and the rule."""
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        config = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         raise ConfigError(_explain(exc)) from None
+    _warn_unknown(os.environ)
+    return config
+
+
+# JOBFLEET_ variables that are not settings but are meant: the systemd unit's handler list,
+# the benchmark's broker for its Celery peer.
+NOT_SETTINGS = frozenset({"JOBFLEET_HANDLERS", "JOBFLEET_BENCH_CELERY_BROKER"})
+
+
+def _warn_unknown(environ: Mapping[str, str]) -> None:
+    """A misspelled setting would be ignored in silence and its default used: say so."""
+    known = {f"JOBFLEET_{name.upper()}" for name in Settings.model_fields} | NOT_SETTINGS
+    for name in sorted(n for n in environ if n.startswith("JOBFLEET_") and n not in known):
+        guess = difflib.get_close_matches(name, known, n=1)
+        hint = f" (did you mean {guess[0]}?)" if guess else ""
+        print(f"jobfleet: warning: {name} is not a setting and is ignored{hint}", file=sys.stderr)
 
 
 def _explain(exc: ValidationError) -> str:

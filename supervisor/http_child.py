@@ -60,7 +60,7 @@ class HttpChild:
 
     def on_exit(self, status: int, *, restart: bool) -> None:
         """Account for the child's exit (seen by the supervisor's reaper); plan a restart."""
-        log.warning(
+        (log.warning if restart else log.info)(
             "http child exited",
             extra={"role": self.role, "http_pid": self.pid, "cause": describe_exit(status)},
         )

@@ -82,7 +82,10 @@ def test_oversized_payload_in_jsonl_writes_nothing(cli: Cli, conn: psycopg.Conne
     big = json.dumps("x" * (1024 * 1024))
     result = cli("enqueue", "echo", "--from-jsonl", "-", input=f"1\n{big}\n")
     assert result.returncode == 2
-    assert "payload #2: payload is 1.0 MiB, over the limit of 1.0 MiB" in result.stderr
+    assert (
+        "payload #2: payload is 1048578 bytes (1.0 MiB), over the limit of 1048576 bytes"
+        in result.stderr
+    )
     assert scalar(conn, "SELECT count(*) FROM jobs") == 0
 
 
@@ -227,3 +230,19 @@ def test_help_lists_the_commands(cli: Cli) -> None:
     for command in ("migrate", "supervisor", "enqueue", "status", "jobs", "cancel", "dlq"):
         assert command in out
     assert "--burst" in cli.ok("supervisor", "--help")
+
+
+def test_a_misspelled_setting_is_named_with_a_guess(cli: Cli) -> None:
+    result = cli("status", env={"JOBFLEET_LEASE_SECOND": "5"})
+    assert result.returncode == 0
+    assert (
+        "JOBFLEET_LEASE_SECOND is not a setting and is ignored "
+        "(did you mean JOBFLEET_LEASE_SECONDS?)" in result.stderr
+    )
+
+
+def test_a_data_dir_that_cannot_be_made_is_a_setting_error(cli: Cli) -> None:
+    result = cli("status", env={"JOBFLEET_DATABASE_URL": "", "JOBFLEET_DATA_DIR": "/proc/nope"})
+    assert result.returncode == 2
+    assert result.stderr.startswith("jobfleet: bad setting: JOBFLEET_DATA_DIR='/proc/nope'")
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -112,7 +112,7 @@ def test_bad_options_raise_naming_the_option_and_write_nothing(
     [
         ({"when": datetime.now()}, "not JSON-serialisable"),
         (float("nan"), "not JSON-serialisable"),
-        ("x" * (1024 * 1024 + 1), "over the limit of 1.0 MiB"),
+        ("x" * (1024 * 1024 + 1), r"1048579 bytes \(1.0 MiB\), over the limit of 1048576 bytes"),
         ("nul\x00byte", "NUL"),
     ],
 )

@@ -165,7 +165,9 @@ def test_the_http_child_is_restarted_when_it_dies(
     assert "killed by signal 9" in node.log()
 
 
-def test_a_port_in_use_fails_the_start_with_a_clear_message(cli: Cli) -> None:
+def test_a_port_in_use_fails_the_start_with_a_clear_message(
+    cli: Cli, conn: psycopg.Connection[Any]
+) -> None:
     with socket.socket() as taken:
         taken.bind(("0.0.0.0", 0))
         taken.listen(1)
@@ -173,6 +175,7 @@ def test_a_port_in_use_fails_the_start_with_a_clear_message(cli: Cli) -> None:
         result = cli("supervisor", "--http-port", str(port), "--burst", timeout=60)
     assert result.returncode == 2
     assert f"port {port} on 0.0.0.0 is in use" in result.stderr
+    assert scalar(conn, "SELECT count(*) FROM nodes") == 0  # nothing written
 
 
 def test_the_rate_limit_holds_across_nodes(

@@ -55,10 +55,10 @@ def cmd_supervisor(args: argparse.Namespace, config: Settings) -> int:
     workers = args.workers or len(os.sched_getaffinity(0)) or 1
     node = Node(name=name, handlers=handlers, queues=queues)
     url = database_url(config)
+    http = _http_children(args, url)  # a port in use fails the start before anything is written
     with connect(url, config=config) as conn:
         check_schema(conn)
         node.register(conn, workers=workers, stale_after=3 * config.node_heartbeat)
-    http = _http_children(args, url)
     # Every process of the node writes its metrics here; the HTTP child serves them.
     metrics_dir = use_directory()
     try:

@@ -98,6 +98,7 @@ def create_app(url: str, config: Settings, role: Role = "api") -> ASGIApp:
         lifespan=lifespan,
         # `curl -d '{...}'` sends no JSON content type; the body is JSON all the same.
         strict_content_type=False,
+        redirect_slashes=False,  # /jobs/ is a 404 with the error body, not a bare 307
     )
     errors.install(app)
 
@@ -127,7 +128,8 @@ def create_app(url: str, config: Settings, role: Role = "api") -> ASGIApp:
     if role == "api":
         _job_routes(app, access, config)
     _health_routes(app, connection)
-    return BodySizeLimit(RequestMetrics(app), config.max_request_bytes)
+    # Metrics outermost, so a 413 the size limit answers is counted too.
+    return RequestMetrics(BodySizeLimit(app, config.max_request_bytes))
 
 
 def _authorize(conn: Connection, credentials: Credentials, scope: str) -> None:

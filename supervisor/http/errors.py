@@ -108,6 +108,17 @@ def install(app: FastAPI) -> None:
                     400, "bad_request", f"the body is not valid JSON: {problem.get('msg')}"
                 )
             errors.append({"field": _location(loc), "message": str(problem.get("msg"))})
+        content_type = request.headers.get("content-type", "")
+        if loc == ("body",) and "json" not in content_type:
+            # The body was not read as JSON at all (curl -d sends a form's content type).
+            return error_response(
+                422,
+                "invalid",
+                f"the body must be JSON sent with `Content-Type: application/json` (this "
+                f"request says {content_type or 'nothing'!r})",
+                field="body",
+                errors=errors,
+            )
         first = errors[0] if errors else {"field": "body", "message": "invalid request"}
         return error_response(
             422,

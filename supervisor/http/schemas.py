@@ -21,13 +21,16 @@ class NewJob(BaseModel):
     type: str = Field(min_length=1, max_length=128, examples=["echo"])
     payload: Any = Field(default=None, examples=[{"hello": "world"}])
     queue: str | None = Field(default=None, min_length=1, max_length=128)
+    # Strict: a JSON true or "5" is a mistake to report, not a number to guess.
     priority: int | None = Field(
-        default=None, ge=PRIORITY_MIN, le=PRIORITY_MAX, description="higher runs first"
+        default=None, strict=True, ge=PRIORITY_MIN, le=PRIORITY_MAX, description="higher runs first"
     )
-    delay: float | None = Field(default=None, ge=0, description="seconds from now")
+    delay: float | None = Field(default=None, strict=True, ge=0, description="seconds from now")
     run_at: str | None = Field(default=None, description="ISO 8601; instead of delay")
-    max_attempts: int | None = Field(default=None, ge=1, le=MAX_ATTEMPTS_LIMIT)
-    timeout: float | None = Field(default=None, gt=0, description="seconds per attempt")
+    max_attempts: int | None = Field(default=None, strict=True, ge=1, le=MAX_ATTEMPTS_LIMIT)
+    timeout: float | None = Field(
+        default=None, strict=True, gt=0, description="seconds per attempt"
+    )
     backoff: str | None = Field(
         default=None, description="exponential | linear | fixed, optionally ':SECONDS'"
     )
