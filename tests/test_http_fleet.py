@@ -210,3 +210,20 @@ def test_the_rate_limit_holds_across_nodes(
     # through came out of that one bucket.
     assert len(allowed) <= 1 + 5 * window * 1.2 + 1, (len(allowed), window)
     assert len(allowed) >= 5 * window * 0.8, (len(allowed), window)
+
+
+def test_the_api_alone_serves_jobs_without_workers(cli: Cli, conn: psycopg.Connection[Any]) -> None:
+    port = free_port()
+    api = cli.start("api", "--port", str(port), "--host", "127.0.0.1")
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_until(lambda: answers(f"{base}/healthz"), what="jobfleet api to answer")
+        key = new_key(cli, "edge", "enqueue,read")
+        status, job, _ = call("POST", f"{base}/jobs", key, {"type": "echo", "payload": 7})
+        assert status == 201 and job["state"] == "queued"
+        assert call("GET", f"{base}/jobs/{job['id']}", key)[1]["payload"] == 7
+        assert call("GET", f"{base}/readyz")[0] == 200
+        assert scalar(conn, "SELECT count(*) FROM nodes") == 0  # an API host runs no jobs
+    finally:
+        api.send_signal(signal.SIGTERM)
+        api.wait(15)
