@@ -246,3 +246,13 @@ def test_a_data_dir_that_cannot_be_made_is_a_setting_error(cli: Cli) -> None:
     assert result.returncode == 2
     assert result.stderr.startswith("jobfleet: bad setting: JOBFLEET_DATA_DIR='/proc/nope'")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_usage_error_points_at_the_help_of_the_command_in_use(cli: Cli) -> None:
+    wrong_flag = cli("enqueue", "echo", "--bogus")
+    assert wrong_flag.returncode == 2
+    assert wrong_flag.stderr.strip().endswith("(see jobfleet enqueue --help)")
+    nested = cli("jobs", "show", "1", "--bogus")
+    assert nested.stderr.strip().endswith("(see jobfleet jobs show --help)")
+    unknown = cli("nope")
+    assert unknown.stderr.strip().endswith("(see jobfleet --help)")

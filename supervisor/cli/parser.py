@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from jobfleet.options import STATES
@@ -20,10 +22,35 @@ EPILOG = (
 
 
 class Parser(argparse.ArgumentParser):
-    """Usage errors in one line on stderr (exit 2), like every other bad input."""
+    """Usage errors in one line on stderr (exit 2), like every other bad input, pointing at
+    the help of the command that was being used."""
+
+    words: Sequence[str] = ()
+
+    def parse_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: Any = None
+    ) -> Any:
+        self.words = list(sys.argv[1:] if args is None else args)
+        return super().parse_args(args, namespace)
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"{self.prog}: {message} (see {self._help_for()} --help)\n")
+
+    def _help_for(self) -> str:
+        """`jobfleet enqueue` for an unknown flag after `enqueue`: argparse reports those
+        from the top-level parser, whose own help would not list the flag."""
+        commands = [a for a in self._actions if isinstance(a, argparse._SubParsersAction)]
+        if not commands:
+            return self.prog
+        choices = commands[0].choices
+        words = [w for w in self.words if not w.startswith("-")]
+        if not words or words[0] not in choices:
+            return self.prog
+        sub = choices[words[0]]
+        if isinstance(sub, Parser):
+            sub.words = self.words[self.words.index(words[0]) + 1 :]
+            return sub._help_for()
+        return str(sub.prog)
 
 
 def positive_int(text: str) -> int:
