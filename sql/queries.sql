@@ -142,7 +142,11 @@ WITH failed AS (
         finished_at = CASE
             WHEN j.cancel_requested OR d.outcome = 'cancelled' OR d.final
                  OR j.attempt >= j.max_attempts THEN now() END,
-        error = d.error, locked_by = NULL, lease_expires_at = NULL, started_at = NULL
+        -- A finished job keeps its last attempt's start; a queued one has none yet.
+        started_at = CASE
+            WHEN j.cancel_requested OR d.outcome = 'cancelled' OR d.final
+                 OR j.attempt >= j.max_attempts THEN d.started_at END,
+        error = d.error, locked_by = NULL, lease_expires_at = NULL
     FROM (
         SELECT u.*, 'running'::text AS must_be
         FROM unnest(%(ids)s::bigint[], %(attempts)s::integer[], %(outcomes)s::text[],
@@ -280,7 +284,8 @@ LIMIT %(limit)s;
 -- Re-run dead jobs with a fresh budget of attempts; attempt numbers keep counting so the
 -- history of the first run stays.
 UPDATE jobs
-SET state = 'queued', run_at = now(), finished_at = NULL, cancel_requested = false,
+SET state = 'queued', run_at = now(), started_at = NULL, finished_at = NULL,
+    cancel_requested = false,
     max_attempts = attempt + (max_attempts - attempt_base), attempt_base = attempt
 WHERE state = 'dead' AND (%(all)s OR id = %(id)s)
 RETURNING id;
@@ -334,9 +339,11 @@ WITH expired AS (
             ELSE now() END,
         finished_at = CASE
             WHEN j.cancel_requested OR j.attempt >= j.max_attempts THEN now() END,
+        started_at = CASE
+            WHEN j.cancel_requested OR j.attempt >= j.max_attempts THEN e.started_at END,
         error = 'lease expired: node ' || split_part(e.locked_by, '/', 1)
                 || ' stopped renewing it (node died, paused or cut off)',
-        locked_by = NULL, lease_expires_at = NULL, started_at = NULL
+        locked_by = NULL, lease_expires_at = NULL
     FROM expired e
     WHERE j.id = e.id
     RETURNING j.id, j.type, j.queue, j.attempt, j.state, j.error, e.locked_by, e.started_at

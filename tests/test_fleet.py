@@ -101,6 +101,13 @@ def test_crashing_and_failing_jobs_end_dead_with_their_cause(
     assert all("exit code 3" in a[3] for a in attempts(conn, by_exit))
     assert [a[1] for a in attempts(conn, fails)] == ["failed", "failed"]
     assert "nope" in attempts(conn, fails)[1][3]
+    # A finished job keeps the start of its last attempt, as the attempt does.
+    last_starts = conn.execute(
+        "SELECT j.started_at = a.started_at FROM jobs j JOIN job_attempts a "
+        "ON a.job_id = j.id AND a.attempt = j.attempt WHERE j.id = ANY(%s)",
+        ([by_signal, by_exit, fails],),
+    ).fetchall()
+    assert last_starts == [(True,)] * 3
 
 
 def test_job_over_its_timeout_is_killed_and_recorded(
