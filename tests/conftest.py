@@ -20,6 +20,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from jobfleet import settings as settings_module
 from jobfleet.db import database_url
 from jobfleet.migrate import migrate
+from jobfleet.supervisor.children import child_pids
 
 ROOT = Path(__file__).resolve().parent.parent
 JOBFLEET = str(Path(sys.executable).parent / "jobfleet")
@@ -178,11 +179,7 @@ class Node:
         return self.log_path.read_text(errors="replace")
 
     def children(self) -> list[int]:
-        try:
-            text = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text()
-        except OSError:
-            return []
-        return [int(p) for p in text.split()]
+        return child_pids(self.pid)
 
     def signal(self, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError):

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from jobfleet.errors import JobfleetError
+from jobfleet.supervisor.children import child_pids
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -104,11 +105,7 @@ class NodeProcess:
             self.proc.wait(10)
 
     def children(self) -> list[int]:
-        try:
-            text = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text()
-        except OSError:
-            return []
-        return [int(p) for p in text.split()]
+        return child_pids(self.pid)
 
     def cpu_seconds(self) -> float:
         """User + system CPU of the supervisor and its live children so far."""

@@ -13,6 +13,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from jobfleet.supervisor.children import child_pids
 from jobfleet.supervisor.drill.workload import QUEUE
 
 HANDLERS = "jobfleet.supervisor.drill.handlers"
@@ -76,11 +77,7 @@ class LocalNode:
         return None if self.proc is None else self.proc.poll()
 
     def children(self) -> list[int]:
-        try:
-            text = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text()
-        except OSError:
-            return []
-        return [int(p) for p in text.split()]
+        return child_pids(self.pid)
 
     def signal_group(self, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError):
