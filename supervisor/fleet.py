@@ -1,10 +1,12 @@
 """The supervisor: one process per node, the only parent of its workers.
 
 One asyncio loop, one object. Signals only set state and wake the loop. The loop's tasks:
-  work      - write outcomes in batches, claim batches for idle capacity, hand them to children
+  lane-N    - write outcomes in batches, claim for the children's free room, hand jobs out
+              (lanes.py)
   watch     - kill children that are silent or over their job's timeout; converge the count
   maintain  - node heartbeat, lease renewal, cancel requests; as leader, the lease reaper
   listen    - LISTEN for new jobs, so an idle node starts one within milliseconds
+  metrics   - counts to /metrics once a second; restart a dead HTTP child
 A child's death is noticed in `reap` (SIGCHLD) and settled in `_settle` once its last words
 (outcomes still in its socket) are read: the job it was running is recorded with the cause.
 Children are handled in pool.py; what waits to be written, in outbox.py.
@@ -20,35 +22,26 @@ from collections import deque
 from enum import Enum
 from typing import Any
 
-from jobfleet.jobs import ClaimedJob
 from jobfleet.log import get_logger
 from jobfleet.metrics import Tally, directory, write_snapshot
-from jobfleet.queries import sql
 from jobfleet.settings import Settings
-from jobfleet.store import Statement, claim_statement, claimed_jobs
 from jobfleet.supervisor.children import Child
-from jobfleet.supervisor.database import DatabaseDown, ManagedConnection
+from jobfleet.supervisor.database import ManagedConnection
 from jobfleet.supervisor.dispatch import Dispatcher
 from jobfleet.supervisor.http_child import HttpChild
+from jobfleet.supervisor.lanes import IDLE_POLL_MIN, LANES, Lanes
 from jobfleet.supervisor.maintenance import Maintenance
 from jobfleet.supervisor.node import Node
-from jobfleet.supervisor.outbox import Outbox, run_pipelined
-from jobfleet.supervisor.pool import TICK_SECONDS, WorkerPool
+from jobfleet.supervisor.outbox import Outbox
 from jobfleet.supervisor.waker import Waker
-from jobfleet.worker import protocol
 from jobfleet.worker.slots import SlotTable
 
 log = get_logger("jobfleet.supervisor")
 
-IDLE_POLL_MIN, IDLE_POLL_MAX = 0.05, 1.0
-# Failures are logged one by one (they are the exception), but never more than this a batch.
-FAILURES_LOGGED_PER_FLUSH = 20
 # After the grace period, how long a draining node keeps trying to write what it holds.
 SHUTDOWN_FLUSH_SECONDS = 10.0
-LANES = 2
 # How often counts reach /metrics; the HTTP child's restarts are checked as often.
 METRICS_SECONDS = 1.0
-FAILED_OUTCOMES = frozenset(("failed", "crashed", "timed_out"))
 
 
 class State(Enum):
@@ -57,7 +50,7 @@ class State(Enum):
     STOPPED = "stopped"
 
 
-class Supervisor(WorkerPool):
+class Supervisor(Lanes):
     def __init__(
         self,
         node: Node,
@@ -80,9 +73,7 @@ class Supervisor(WorkerPool):
         self.state = State.RUNNING
         self.exit_code = 0
         self.dispatcher = Dispatcher()
-        # Claims and outcomes share LANES connections: each lane writes outcomes when they
-        # wait and no other lane is writing, else claims for the children's free room, so
-        # PostgreSQL works on two statements at once whatever the mix.
+        # Claims and outcomes share LANES connections (see lanes.py).
         self.lanes = [
             ManagedConnection(f"lane-{n + 1}", url, config, raw_json=True) for n in range(LANES)
         ]
@@ -230,164 +221,6 @@ class Supervisor(WorkerPool):
         for child in self.children.values():
             self._ask_to_leave(child)
         self.waker.wake()
-
-    # -- the database side of the hot path --
-
-    async def lane_loop(self, db: ManagedConnection) -> None:
-        """One connection's work: write the outcomes that wait (one lane at a time), else
-        claim for the children's free room, else wait to be woken."""
-        while True:
-            if self.work_hint:  # NOTIFY, or jobs we put back: look now, whatever the backoff
-                self.work_hint, self.idle_wait, self.next_poll = False, IDLE_POLL_MIN, 0.0
-            try:
-                if self.outbox and not self.flushing:
-                    await self._flush(db)
-                elif (claim := self._claim_statement()) is not None:
-                    await self._claim(db, claim)
-                else:
-                    # Woken by outcomes, room in the children, new work; else the backoff.
-                    pause = self.next_poll - time.monotonic()
-                    await self.waker.wait(pause if pause > 0 else TICK_SECONDS)
-            except DatabaseDown:
-                await asyncio.sleep(min(1.0, max(0.05, db.retry_at - time.monotonic())))
-            self._check_drained()
-
-    def _wake(self) -> None:
-        self.waker.wake()
-
-    def _capacity(self) -> int:
-        if self.state is not State.RUNNING:
-            return 0
-        return self.dispatcher.capacity(self.live_children())
-
-    def _claim_statement(self) -> Statement | None:
-        """The claim for the room the children have now (less what claims in flight will
-        bring), or None: no room, or an idle backoff not yet over."""
-        if time.monotonic() < self.next_poll:
-            return None
-        want = self._capacity() - self.claiming
-        if want <= 0 or (self.claiming and want < self.dispatcher.batch):
-            return None
-        return claim_statement(
-            holder=self.holder,
-            types=self.node.types,
-            queues=self.node.queues,
-            limit=want,
-            lease_seconds=self.config.lease_seconds,
-        )
-
-    async def _claim(self, db: ManagedConnection, statement: Statement) -> None:
-        want = statement[1]["limit"]
-        self.claiming += want
-        try:
-            rows = await db.run(lambda conn: run_pipelined(conn, [statement]))
-        finally:
-            self.claiming -= want
-        if self._dispatch(claimed_jobs(rows[0])):
-            self.idle_wait, self.next_poll = IDLE_POLL_MIN, 0.0
-            return
-        if self.burst and await self._burst_done(db):
-            self.begin_drain("burst: nothing left to run")
-        self.next_poll = time.monotonic() + self.idle_wait
-        if not self._in_flight():  # the backoff grows only while this node is idle too
-            self.idle_wait = min(self.idle_wait * 2, IDLE_POLL_MAX)
-
-    def _in_flight(self) -> bool:
-        """Jobs held by children, outcomes waiting or being written, claims under way."""
-        return (
-            any(c.assigned for c in self.children.values())
-            or bool(self.outbox)
-            or self.flushing
-            or bool(self.claiming)
-        )
-
-    def _dispatch(self, jobs: list[ClaimedJob]) -> int:
-        """Hand claimed jobs to the children, a batch message each; return how many."""
-        if not jobs:
-            return 0
-        if self.state is not State.RUNNING:  # a drain began while we waited: give them back
-            self.outbox.add_releases((j.id, j.attempt) for j in jobs)
-            return 0
-        deals, leftovers = self.dispatcher.assign(jobs, self.live_children())
-        self.outbox.add_releases((j.id, j.attempt) for j in leftovers)
-        tally = self.tally
-        tally.observe_batch(len(jobs))
-        for child, batch in deals:
-            for job in batch:
-                child.assigned[job.id] = job
-                key = (job.type, job.queue)
-                tally.started[key] += 1
-                tally.observe_wait(key, job.waited)
-            self._send(
-                child,
-                (protocol.JOBS, [(j.id, j.attempt, j.type, j.payload, j.timeout) for j in batch]),
-            )
-        return len(jobs)
-
-    async def _flush(self, db: ManagedConnection) -> None:
-        """Write what waits: outcomes, releases, progress."""
-        self.flushing = True
-        try:
-            flushed = await self.outbox.flush(db, self.node.name, self.config)
-        finally:
-            self.flushing = False
-        self.finished_ok += flushed.succeeded
-        self.finished_bad += len(flushed.failures)
-        for failure in flushed.failures[:FAILURES_LOGGED_PER_FLUSH]:
-            last_line = (failure.error or "").strip().splitlines()[-1:] or [""]
-            log.info(
-                "job attempt failed",
-                extra=self._fields(
-                    job=failure.job_id,
-                    attempt=failure.attempt,
-                    outcome=failure.outcome,
-                    worker=failure.pid,
-                    error=last_line[0][:200],
-                ),
-            )
-        if len(flushed.failures) > FAILURES_LOGGED_PER_FLUSH:
-            log.info(
-                "more attempts failed",
-                extra=self._fields(count=len(flushed.failures) - FAILURES_LOGGED_PER_FLUSH),
-            )
-        if flushed.requeued or (self.burst and not self._in_flight()):
-            # A retry or a released job may be ready at once; a burst node that just wrote
-            # its last outcomes looks at once whether it is done, not after its backoff.
-            self.work_hint = True
-        tally = self.tally
-        for _, type_, queue, state, outcome in flushed.failed_rows:
-            key = (type_, queue)
-            if outcome in FAILED_OUTCOMES:
-                tally.failed[(type_, queue, outcome)] += 1
-            if state == "queued":
-                tally.retried[key] += 1
-            elif state == "dead":
-                tally.dead[key] += 1
-            elif state == "cancelled":
-                tally.cancelled[key] += 1
-        if flushed.late:
-            tally.late_completions += flushed.late
-            self.late_results += flushed.late
-            log.warning(
-                "late results dropped: their attempts had been replaced",
-                extra=self._fields(late=flushed.late),
-            )
-
-    async def _burst_done(self, db: ManagedConnection) -> bool:
-        if self._in_flight():
-            return False
-        return await db.run(self._remaining_is_zero)
-
-    async def _remaining_is_zero(self, conn: Any) -> bool:
-        cur = await conn.execute(
-            sql("burst_remaining"),
-            {
-                "types": self.node.types,
-                "queues": None if self.node.queues is None else list(self.node.queues),
-            },
-        )
-        row = await cur.fetchone()
-        return row is not None and row[0] == 0
 
     def _check_drained(self) -> None:
         """Once draining and every child is gone and everything is written, stop (never
