@@ -8,7 +8,7 @@ import psycopg
 
 import jobfleet
 from tests.conftest import scalar, wait_until
-from tests.test_fleet import FAST, handler_module
+from tests.fleet_support import FAST, handler_module
 
 
 def progress_of(conn: psycopg.Connection[Any], job_id: int) -> float | None:

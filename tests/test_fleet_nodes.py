@@ -1,0 +1,188 @@
+"""Whole nodes: killed, paused, leading, many on one database, cut off from it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Any
+
+import psycopg
+
+import jobfleet
+from tests.conftest import all_finished, scalar, wait_until
+from tests.fleet_support import FAST, attempts, running_count, running_on
+
+
+def test_killing_a_whole_node_hands_its_jobs_to_the_others(
+    conn: psycopg.Connection[Any], fleet: Any
+) -> None:
+    ids = jobfleet.enqueue_many(conn, "sleep", [{"seconds": 0.3}] * 40)
+    a = fleet("a", "--workers", "2", env=FAST)
+    wait_until(
+        lambda: running_count(conn),
+        what="node a to run jobs",
+    )
+    b = fleet("b", "--workers", "2", env=FAST)
+    c = fleet("c", "--workers", "2", env=FAST)
+    wait_until(
+        lambda: scalar(
+            conn, "SELECT count(*) FROM jobs WHERE state = 'running' AND locked_by LIKE 'a/%'"
+        ),
+        what="node a to hold jobs",
+    )
+    a.kill_group()
+    wait_until(lambda: all_finished(conn), timeout=60, what="every job to finish")
+    assert scalar(conn, "SELECT count(*) FROM jobs WHERE state = 'succeeded'") == len(ids)
+    doubles = scalar(
+        conn,
+        "SELECT count(*) FROM (SELECT job_id FROM job_attempts WHERE "
+        "outcome = 'succeeded' GROUP BY job_id HAVING count(*) > 1) d",
+    )
+    assert doubles == 0
+    lost = conn.execute("SELECT node, error FROM job_attempts WHERE outcome = 'lost'").fetchall()
+    assert lost and all(n == "a" and "lease expired" in e for n, e in lost)
+    finishers = {
+        r[0]
+        for r in conn.execute(
+            "SELECT DISTINCT node FROM job_attempts WHERE outcome = 'succeeded' AND job_id IN "
+            "(SELECT job_id FROM job_attempts WHERE outcome = 'lost')"
+        )
+    }
+    assert finishers <= {"b", "c"} and finishers
+    for node in (b, c):
+        node.signal(signal.SIGTERM)
+        assert node.wait(30) == 0
+
+
+def test_paused_node_cannot_overwrite_the_newer_attempt(
+    conn: psycopg.Connection[Any], fleet: Any
+) -> None:
+    job = jobfleet.enqueue(conn, "sleep", {"seconds": 1.0})
+    a = fleet("a", "--workers", "1", env=FAST)
+    wait_until(lambda: running_on(conn, job) == "a", what="node a to run the job")
+    a.signal(signal.SIGSTOP)  # its child finishes, but the result stays in the socket
+    b = fleet("b", "--workers", "1", env=FAST)
+    wait_until(
+        lambda: scalar(conn, "SELECT state FROM jobs") == "succeeded",
+        timeout=60,
+        what="node b to run the job again",
+    )
+    a.signal(signal.SIGCONT)
+    wait_until(
+        lambda: "late results dropped" in a.log(), timeout=30, what="node a to drop its late result"
+    )
+    history = attempts(conn, job)
+    assert [(n, o, node) for n, o, node, _ in history] == [(1, "lost", "a"), (2, "succeeded", "b")]
+    assert scalar(conn, "SELECT attempt FROM jobs") == 2
+    for node in (a, b):
+        node.signal(signal.SIGTERM)
+        assert node.wait(30) == 0
+
+
+def test_leadership_passes_when_the_leader_dies(conn: psycopg.Connection[Any], fleet: Any) -> None:
+    a = fleet("a", "--workers", "1", env=FAST)
+    wait_until(lambda: "leading maintenance" in a.log(), what="a to lead")
+    b = fleet("b", "--workers", "1", env=FAST)
+    wait_until(lambda: "node started" in b.log(), what="b to start")
+    assert "leading maintenance" not in b.log()
+    a.kill_group()
+    wait_until(lambda: "leading maintenance" in b.log(), timeout=30, what="b to take over")
+
+
+def test_ten_supervisors_hold_bounded_connections(
+    conn: psycopg.Connection[Any], fleet: Any, db_url: str
+) -> None:
+    nodes = [fleet(f"n{i}", "--workers", "2", env=FAST) for i in range(10)]
+    wait_until(
+        lambda: scalar(conn, "SELECT count(*) FROM nodes") == 10,
+        timeout=60,
+        what="ten nodes to register",
+    )
+    ids = jobfleet.enqueue_many(conn, "noop", list(range(500)))
+    wait_until(lambda: all_finished(conn), timeout=60, what="the jobs to finish")
+    assert scalar(conn, "SELECT count(*) FROM jobs WHERE state = 'succeeded'") == len(ids)
+    count = scalar(
+        conn,
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+        "current_database() AND application_name = 'jobfleet'",
+    )
+    assert count <= 10 * 4, count  # claim, record, maintenance, listen
+    for node in nodes:
+        node.signal(signal.SIGTERM)
+    assert [node.wait(60) for node in nodes] == [0] * 10
+
+
+def test_lost_database_connections_lose_nothing(conn: psycopg.Connection[Any], fleet: Any) -> None:
+    ids = jobfleet.enqueue_many(conn, "sleep", [{"seconds": 0.05}] * 200)
+    node = fleet("a", "--workers", "2", env=FAST)
+    for _ in range(3):  # cut every connection the node has, three times during the run
+        wait_until(
+            lambda: running_count(conn),
+            what="jobs to be running",
+        )
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+            "application_name = 'jobfleet' AND datname = current_database() AND "
+            "pid <> pg_backend_pid()"
+        )
+    wait_until(lambda: all_finished(conn), timeout=90, what="every job to finish")
+    assert scalar(conn, "SELECT count(*) FROM jobs WHERE state = 'succeeded'") == len(ids)
+    doubles = scalar(
+        conn,
+        "SELECT count(*) FROM (SELECT job_id FROM job_attempts WHERE "
+        "outcome = 'succeeded' GROUP BY job_id HAVING count(*) > 1) d",
+    )
+    assert doubles == 0
+    assert "database unreachable" in node.log()
+    node.signal(signal.SIGTERM)
+    assert node.wait(30) == 0
+
+
+def test_leader_prunes_finished_jobs_past_retention(
+    conn: psycopg.Connection[Any], fleet: Any
+) -> None:
+    from jobfleet import admin
+
+    old_ok, old_cancelled, recent, dead = (jobfleet.enqueue(conn, "echo") for _ in range(4))
+    admin.cancel(conn, old_cancelled)
+    # As if made three hours ago: the old ones finished two hours ago, `recent` just now.
+    conn.execute("UPDATE jobs SET created_at = now() - interval '3 hours'")
+    conn.execute(
+        "UPDATE jobs SET state = 'succeeded', finished_at = now() - interval '2 hours' "
+        "WHERE id = %s",
+        (old_ok,),
+    )
+    conn.execute(
+        "UPDATE jobs SET finished_at = now() - interval '2 hours' WHERE id = %s", (old_cancelled,)
+    )
+    conn.execute(
+        "UPDATE jobs SET state = 'succeeded', finished_at = now() WHERE id = %s", (recent,)
+    )
+    conn.execute(
+        "UPDATE jobs SET state = 'dead', finished_at = now() - interval '2 hours' WHERE id = %s",
+        (dead,),
+    )
+    # Jobs made since, which the pruner's scan stops at, however many there are.
+    young = jobfleet.enqueue_many(conn, "echo", [None] * 3, delay=3600)
+    node = fleet("a", "--workers", "1", env={**FAST, "JOBFLEET_RETENTION_SECONDS": "3600"})
+    wait_until(lambda: "pruned finished jobs" in node.log(), what="the pruner to run")
+    assert sorted(r[0] for r in conn.execute("SELECT id FROM jobs")) == sorted(
+        [recent, dead, *young]
+    )
+
+
+def test_a_paused_node_does_not_blame_its_workers_for_the_pause(
+    conn: psycopg.Connection[Any], fleet: Any
+) -> None:
+    # The whole node (supervisor and workers) stopped past the workers' silence limit: on
+    # waking, the workers' old heartbeats are the pause's doing, not theirs.
+    job = jobfleet.enqueue(conn, "sleep", {"seconds": 4})
+    node = fleet("a", "--workers", "1", env={**FAST, "JOBFLEET_LEASE_SECONDS": "60"})
+    wait_until(lambda: running_on(conn, job), what="the job to start")
+    os.killpg(node.pid, signal.SIGSTOP)
+    time.sleep(3)  # the fault itself: a pause past the 2 s silence limit FAST gives
+    os.killpg(node.pid, signal.SIGCONT)
+    wait_until(lambda: all_finished(conn), what="the job to finish")
+    assert attempts(conn, job) == [(1, "succeeded", "a", None)]
+    assert "stopped responding" not in node.log()
