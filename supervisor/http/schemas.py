@@ -61,8 +61,8 @@ class Attempt(BaseModel):
     error: str | None
 
 
-class Job(BaseModel):
-    """A job as `jobfleet jobs show --json` prints it."""
+class JobSummary(BaseModel):
+    """A job in a list."""
 
     id: int
     type: str
@@ -73,8 +73,14 @@ class Job(BaseModel):
     max_attempts: int
     run_at: str | None
     created_at: str | None
-    started_at: str | None
     finished_at: str | None
+    error: str | None
+
+
+class Job(JobSummary):
+    """A job as `jobfleet jobs show --json` prints it: the summary, and the rest."""
+
+    started_at: str | None
     timeout: float | None
     backoff: str | None
     idempotency_key: str | None
@@ -83,23 +89,8 @@ class Job(BaseModel):
     lease_expires_at: str | None
     payload: Any
     result: Any
-    error: str | None
     progress: Progress | None
     attempts: list[Attempt]
-
-
-class JobSummary(BaseModel):
-    id: int
-    type: str
-    queue: str
-    state: State
-    priority: int
-    attempt: int
-    max_attempts: int
-    run_at: str | None
-    created_at: str | None
-    finished_at: str | None
-    error: str | None
 
 
 class JobPage(BaseModel):
