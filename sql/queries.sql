@@ -297,13 +297,22 @@ WHERE state = 'dead'
        OR finished_at < now() - make_interval(secs => %(older_than)s))
 RETURNING id;
 
--- name: burst_remaining
--- What keeps a --burst supervisor alive: jobs it could run that are ready now or running
--- (a running job may fail and come back).
-SELECT count(*) FROM jobs
-WHERE type = ANY(%(types)s::text[])
-  AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
-  AND ((state = 'queued' AND run_at <= now()) OR state = 'running');
+-- name: burst_nothing_elsewhere
+-- What keeps a --burst supervisor alive besides its own jobs: one it could run that is ready,
+-- or running under another holder (it may fail and come back). Each half walks its partial
+-- index and stops at the first row; the ORDER BY keeps the planner on jobs_ready even when
+-- its statistics still count the backlog a drain has just emptied.
+SELECT (SELECT id FROM jobs
+        WHERE state = 'queued' AND run_at <= now()
+          AND type = ANY(%(types)s::text[])
+          AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
+        ORDER BY priority DESC, run_at, id
+        LIMIT 1) IS NULL
+   AND (SELECT id FROM jobs
+        WHERE lease_expires_at IS NOT NULL AND state = 'running' AND locked_by <> %(holder)s
+          AND type = ANY(%(types)s::text[])
+          AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
+        LIMIT 1) IS NULL;
 
 -- name: renew_leases
 -- One statement renews every lease this node's supervisor holds (it knows their ids), and

@@ -90,6 +90,9 @@ class Supervisor(Lanes):
         self.sigints = 0
         self.waker = Waker()  # the claim loop: room in the children, new work, state changes
         self.work_hint = True  # there may be work: claim without waiting out the idle backoff
+        # Bumped by more_work_may_exist(); a burst node's look found nothing elsewhere as of
+        # clear_epoch (see Lanes._burst_done).
+        self.work_epoch, self.clear_epoch = 0, -1
         self.stopped = asyncio.Event()
         self.grace_deadline: float | None = None
         self.maintenance = Maintenance(self, url)
@@ -110,13 +113,13 @@ class Supervisor(Lanes):
             (signal.SIGTTOU, self.handle_ttou),
         ):
             loop.add_signal_handler(sig, action)
-        await self.maintenance.start()
         log.info(
             "node started",
             extra=self._fields(
                 workers=self.desired, types=self.node.types, queues=self.node.queues or "*"
             ),
         )
+        # Children start up while the connections are made: the loops below all begin at once.
         self.manage_children()
         for http in self.http:
             http.start()

@@ -43,6 +43,8 @@ class Lanes(WorkerPool):
     finished_ok: int
     finished_bad: int
     late_results: int
+    work_epoch: int
+    clear_epoch: int
 
     def begin_drain(self, why: str) -> None:
         raise NotImplementedError
@@ -67,6 +69,14 @@ class Lanes(WorkerPool):
             self._check_drained()
 
     def _wake(self) -> None:
+        self.waker.wake()
+
+    def more_work_may_exist(self) -> None:
+        """New work was announced, or jobs went back to the queue (retries, releases, reaped
+        leases): claim now, whatever the backoff, and forget that a burst node found
+        nothing left elsewhere."""
+        self.work_hint = True
+        self.work_epoch += 1
         self.waker.wake()
 
     def _capacity(self) -> int:
@@ -97,11 +107,17 @@ class Lanes(WorkerPool):
             rows = await db.run(lambda conn: run_pipelined(conn, [statement]))
         finally:
             self.claiming -= want
-        if self._dispatch(claimed_jobs(rows[0])):
+        jobs = claimed_jobs(rows[0])
+        dispatched = self._dispatch(jobs)
+        # A short claim means the queue ran dry: a burst node looks elsewhere now, while its
+        # last jobs run, and is done once they are written. (Not while another lane claims:
+        # the rows that claim holds would still look ready.)
+        if self.burst and len(jobs) < want and not self.claiming and await self._burst_done(db):
+            self.begin_drain("burst: nothing left to run")
+            return
+        if dispatched:
             self.idle_wait, self.next_poll = IDLE_POLL_MIN, 0.0
             return
-        if self.burst and await self._burst_done(db):
-            self.begin_drain("burst: nothing left to run")
         self.next_poll = time.monotonic() + self.idle_wait
         if not self._in_flight():  # the backoff grows only while this node is idle too
             self.idle_wait = min(self.idle_wait * 2, IDLE_POLL_MAX)
@@ -164,10 +180,10 @@ class Lanes(WorkerPool):
                 "more attempts failed",
                 extra=self._fields(count=len(flushed.failures) - FAILURES_LOGGED_PER_FLUSH),
             )
-        if flushed.requeued or (self.burst and not self._in_flight()):
-            # A retry or a released job may be ready at once; a burst node that just wrote
-            # its last outcomes looks at once whether it is done, not after its backoff.
-            self.work_hint = True
+        if flushed.requeued:  # a retry or a released job may be ready at once
+            self.more_work_may_exist()
+        elif self.burst and not self._in_flight():
+            self.work_hint = True  # a burst node that wrote its last outcomes: done yet?
         tally = self.tally
         for _, type_, queue, state, outcome in flushed.failed_rows:
             key = (type_, queue)
@@ -188,17 +204,24 @@ class Lanes(WorkerPool):
             )
 
     async def _burst_done(self, db: ManagedConnection) -> bool:
-        if self._in_flight():
-            return False
-        return await db.run(self._remaining_is_zero)
+        """Done when nothing is in flight here and a look found nothing ready or running
+        elsewhere, with nothing since that could have made more (`more_work_may_exist`).
+        The look is taken at the first short claim, while the node's last jobs still run,
+        so it leaves as soon as their outcomes are written."""
+        if self.clear_epoch != self.work_epoch:
+            epoch = self.work_epoch
+            if await db.run(self._nothing_elsewhere):
+                self.clear_epoch = epoch
+        return self.clear_epoch == self.work_epoch and not self._in_flight()
 
-    async def _remaining_is_zero(self, conn: Any) -> bool:
+    async def _nothing_elsewhere(self, conn: Any) -> bool:
         cur = await conn.execute(
-            sql("burst_remaining"),
+            sql("burst_nothing_elsewhere"),
             {
                 "types": self.node.types,
                 "queues": None if self.node.queues is None else list(self.node.queues),
+                "holder": self.holder,
             },
         )
         row = await cur.fetchone()
-        return row is not None and row[0] == 0
+        return row is not None and bool(row[0])

@@ -186,3 +186,19 @@ def test_a_paused_node_does_not_blame_its_workers_for_the_pause(
     wait_until(lambda: all_finished(conn), what="the job to finish")
     assert attempts(conn, job) == [(1, "succeeded", "a", None)]
     assert "stopped responding" not in node.log()
+
+
+def test_a_burst_node_waits_for_work_running_elsewhere(
+    conn: psycopg.Connection[Any], fleet: Any
+) -> None:
+    """`--burst` runs until nothing it could run is ready *or running*: a job another node is
+    running may fail and come back, so the burst node stays until it is finished."""
+    (job_id,) = jobfleet.enqueue_many(conn, "sleep", [{"seconds": 1.5}])
+    a = fleet("a", "--workers", "1", env=FAST)
+    wait_until(lambda: running_on(conn, job_id) == "a", what="node a to run the job")
+    b = fleet("b", "--burst", "--workers", "1", env=FAST)
+    assert b.wait(30) == 0
+    # Had b looked only at ready jobs it would have left at once, with the job still running.
+    assert scalar(conn, "SELECT state FROM jobs WHERE id = %s", (job_id,)) == "succeeded"
+    a.signal(signal.SIGTERM)
+    assert a.wait(30) == 0

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from jobfleet.errors import (
     ConfigError,
@@ -14,16 +17,35 @@ from jobfleet.errors import (
 
 EXIT_USAGE = 2
 EXIT_DATABASE = 3
+# Commands that own and close everything they open (children reaped, connections closed,
+# metric files removed) before they return, so their process can leave without tearing the
+# interpreter down: that teardown frees every object of psycopg, pydantic and asyncio one by
+# one, about 70 ms: 4 % of a 100k-job burst from start to exit.
+LEAVE_AT_ONCE = frozenset({"supervisor"})
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, leave_at_once: bool = False) -> int:
     try:
-        return _main(argv)
+        return _main(argv, leave_at_once)
     except KeyboardInterrupt:  # Ctrl-C before the supervisor took over its signals
         return 130
 
 
-def _main(argv: Sequence[str] | None) -> int:
+def run() -> NoReturn:
+    """The console script."""
+    sys.exit(main(leave_at_once=True))
+
+
+def _leave(code: int) -> NoReturn:
+    logging.shutdown()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(code)
+
+
+def _main(argv: Sequence[str] | None, leave_at_once: bool) -> int:
     from jobfleet.log import setup_logging
     from jobfleet.settings import load_settings
     from jobfleet.supervisor.cli.commands import COMMANDS, EXIT_FAILED
@@ -33,7 +55,10 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         config = load_settings()
         setup_logging(config.log_level, config.log_format)
-        return COMMANDS[args.command](args, config)
+        code = COMMANDS[args.command](args, config)
+        if leave_at_once and args.command in LEAVE_AT_ONCE:
+            _leave(code)
+        return code
     except ConfigError as exc:
         return _fail(f"bad setting: {exc}", EXIT_USAGE)
     except (ValueError, ImportError) as exc:

@@ -69,6 +69,7 @@ class Maintenance:
             )
 
     def _count_lost(self, reaped: list[tuple[Any, ...]]) -> None:
+        self.sup.more_work_may_exist()  # requeued attempts may be ready at once
         tally = self.sup.tally
         for _, type_, queue, state in reaped:
             key = (type_, queue)
@@ -81,6 +82,7 @@ class Maintenance:
                 tally.retried[key] += 1
 
     async def loop(self) -> None:
+        await self.start()
         while True:
             started = time.monotonic()
             with contextlib.suppress(DatabaseDown):
@@ -203,16 +205,14 @@ class Maintenance:
     async def _listen(self, conn: Any) -> None:
         await conn.execute(f"LISTEN {LISTEN_CHANNEL}")
         await conn.execute(f"LISTEN {CANCEL_CHANNEL}")
-        self.sup.work_hint = True
-        self.sup.waker.wake()  # anything that arrived while we were not listening
+        self.sup.more_work_may_exist()  # anything that arrived while we were not listening
         # Bounded like every call: come back every so often to prove the connection lives.
         async for note in conn.notifies(timeout=self.config.statement_timeout_seconds):
             if note.channel == CANCEL_CHANNEL:
                 with contextlib.suppress(ValueError):
                     self.sup.cancel_running(int(note.payload))
             else:
-                self.sup.work_hint = True
-                self.sup.waker.wake()
+                self.sup.more_work_may_exist()
 
     async def stop(self) -> None:
         with contextlib.suppress(DatabaseDown):
