@@ -42,6 +42,10 @@ class ManagedConnection:
         self.errors = 0  # failures that cost the connection (a metric)
 
     @property
+    def connected(self) -> bool:
+        return self.conn is not None and not self.conn.closed
+
+    @property
     def bound(self) -> float:
         """The longest any one call may take before the connection is given up."""
         return self.config.statement_timeout_seconds + self.config.connect_timeout_seconds + 1

@@ -4,8 +4,9 @@ One asyncio loop, one object. Signals only set state and wake the loop. The loop
   lane-N    - write outcomes in batches, claim for the children's free room, hand jobs out
               (lanes.py)
   watch     - kill children that are silent or over their job's timeout; converge the count
-  maintain  - node heartbeat, lease renewal, cancel requests; as leader, the lease reaper
-  listen    - LISTEN for new jobs, so an idle node starts one within milliseconds
+  control   - node heartbeat, lease renewal; as leader, the lease reaper and the pruner;
+              between them LISTEN (new jobs, cancel requests), or a third lane's share of
+              the hot path while the node is busy (maintenance/runner.py)
   metrics   - counts to /metrics once a second; restart a dead HTTP child
 A child's death is noticed in `reap` (SIGCHLD) and settled in `_settle` once its last words
 (outcomes still in its socket) are read: the job it was running is recorded with the cause.
@@ -128,8 +129,7 @@ class Supervisor(Lanes):
             for name, coro in (
                 *((db.name, self.lane_loop(db)) for db in self.lanes),
                 ("watch", self.watch_loop()),
-                ("maintain", self.maintenance.loop()),
-                ("listen", self.maintenance.listen_loop()),
+                ("control", self.maintenance.loop()),
                 ("metrics", self.metrics_loop()),
             )
         ]
@@ -147,6 +147,7 @@ class Supervisor(Lanes):
             await self.maintenance.stop()
             for db in self.lanes:
                 await db.close()
+
         log.info(
             "node stopped",
             extra=self._fields(
@@ -254,7 +255,7 @@ class Supervisor(Lanes):
 
     def publish_metrics(self) -> None:
         """Counts to the metric files; the node's gauges to the snapshot /metrics serves."""
-        for db in (*self.lanes, self.maintenance.db, self.maintenance.listen_db):
+        for db in (*self.lanes, self.maintenance.db):
             new = db.errors - self.db_errors_seen.get(db.name, 0)
             if new:
                 self.tally.database_errors[db.name] += new

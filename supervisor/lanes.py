@@ -25,6 +25,7 @@ from jobfleet.worker import protocol
 log = get_logger("jobfleet.supervisor")
 
 LANES = 2
+
 IDLE_POLL_MIN, IDLE_POLL_MAX = 0.05, 1.0
 # Failures are logged one by one (they are the exception), but never more than this a batch.
 FAILURES_LOGGED_PER_FLUSH = 20
@@ -50,23 +51,31 @@ class Lanes(WorkerPool):
         raise NotImplementedError
 
     async def lane_loop(self, db: ManagedConnection) -> None:
-        """One connection's work: write the outcomes that wait (one lane at a time), else
-        claim for the children's free room, else wait to be woken."""
+        """One lane's life: the node's database work, else wait to be woken (outcomes, room
+        in the children, new work) or for the idle backoff."""
         while True:
-            if self.work_hint:  # NOTIFY, or jobs we put back: look now, whatever the backoff
-                self.work_hint, self.idle_wait, self.next_poll = False, IDLE_POLL_MIN, 0.0
-            try:
-                if self.outbox and not self.flushing:
-                    await self._flush(db)
-                elif (claim := self._claim_statement()) is not None:
-                    await self._claim(db, claim)
-                else:
-                    # Woken by outcomes, room in the children, new work; else the backoff.
-                    pause = self.next_poll - time.monotonic()
-                    await self.waker.wait(pause if pause > 0 else TICK_SECONDS)
-            except DatabaseDown:
-                await asyncio.sleep(min(1.0, max(0.05, db.retry_at - time.monotonic())))
-            self._check_drained()
+            if not await self.lane_step(db):
+                pause = self.next_poll - time.monotonic()
+                await self.waker.wait(pause if pause > 0 else TICK_SECONDS)
+                self._check_drained()
+
+    async def lane_step(self, db: ManagedConnection) -> bool:
+        """Do one piece of the node's database work on `db`: write the outcomes that wait
+        (one lane at a time), else claim for the children's free room. False: none to do.
+        The control connection (maintenance) takes steps too while the node is busy."""
+        if self.work_hint:  # NOTIFY, or jobs we put back: look now, whatever the backoff
+            self.work_hint, self.idle_wait, self.next_poll = False, IDLE_POLL_MIN, 0.0
+        try:
+            if self.outbox and not self.flushing:
+                await self._flush(db)
+            elif (claim := self._claim_statement()) is not None:
+                await self._claim(db, claim)
+            else:
+                return False
+        except DatabaseDown:
+            await asyncio.sleep(min(1.0, max(0.05, db.retry_at - time.monotonic())))
+        self._check_drained()
+        return True
 
     def _wake(self) -> None:
         self.waker.wake()
@@ -119,10 +128,10 @@ class Lanes(WorkerPool):
             self.idle_wait, self.next_poll = IDLE_POLL_MIN, 0.0
             return
         self.next_poll = time.monotonic() + self.idle_wait
-        if not self._in_flight():  # the backoff grows only while this node is idle too
+        if not self.in_flight():  # the backoff grows only while this node is idle too
             self.idle_wait = min(self.idle_wait * 2, IDLE_POLL_MAX)
 
-    def _in_flight(self) -> bool:
+    def in_flight(self) -> bool:
         """Jobs held by children, outcomes waiting or being written, claims under way."""
         return (
             any(c.assigned for c in self.children.values())
@@ -182,7 +191,7 @@ class Lanes(WorkerPool):
             )
         if flushed.requeued:  # a retry or a released job may be ready at once
             self.more_work_may_exist()
-        elif self.burst and not self._in_flight():
+        elif self.burst and not self.in_flight():
             self.work_hint = True  # a burst node that wrote its last outcomes: done yet?
         tally = self.tally
         for _, type_, queue, state, outcome in flushed.failed_rows:
@@ -212,7 +221,7 @@ class Lanes(WorkerPool):
             epoch = self.work_epoch
             if await db.run(self._nothing_elsewhere):
                 self.clear_epoch = epoch
-        return self.clear_epoch == self.work_epoch and not self._in_flight()
+        return self.clear_epoch == self.work_epoch and not self.in_flight()
 
     async def _nothing_elsewhere(self, conn: Any) -> bool:
         cur = await conn.execute(

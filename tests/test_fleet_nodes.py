@@ -107,7 +107,7 @@ def test_ten_supervisors_hold_bounded_connections(
         "SELECT count(*) FROM pg_stat_activity WHERE datname = "
         "current_database() AND application_name = 'jobfleet'",
     )
-    assert count <= 10 * 4, count  # claim, record, maintenance, listen
+    assert count <= 10 * 3, count  # two lanes and the control connection
     for node in nodes:
         node.signal(signal.SIGTERM)
     assert [node.wait(60) for node in nodes] == [0] * 10

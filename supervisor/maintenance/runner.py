@@ -1,10 +1,21 @@
-"""Runs the node's periodic duties: heartbeat and lease renewal (every node), leadership and
-the leader's services (the lease reaper), and LISTEN for new work."""
+"""The node's control connection: periodic duties (heartbeat and lease renewal on every node;
+leadership and the leader's services, the lease reaper and the pruner), LISTEN for new work
+and cancel requests between them, and a third lane's share of the hot path while the node is
+busy.
+
+One session does all three. Leadership is an advisory lock held by this session, so it ends
+with it. LISTEN needs a session that is listening whenever the node is idle, and an idle node
+runs nothing else. Notifications that arrive while the session runs a statement are kept by
+psycopg and read at the next listen, so none is lost. While the node is busy, a notification
+changes nothing the lanes are not already doing (new work is claimed anyway) except a cancel,
+heard within one statement.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -32,8 +43,9 @@ class Maintenance:
     def __init__(self, supervisor: Supervisor, url: str) -> None:
         self.sup = supervisor
         self.config = supervisor.config
-        self.db = ManagedConnection("maintenance", url, self.config)
-        self.listen_db = ManagedConnection("listen", url, self.config)
+        # raw_json: the control connection claims jobs too, as the lanes do.
+        self.db = ManagedConnection("control", url, self.config, raw_json=True)
+        self.listening_on: int | None = None  # the connection generation that LISTENs
         self.reaper = LeaseReaper(node=supervisor.node.name, holder=supervisor.holder)
         self.leader_of: int | None = None  # the connection generation we lead on
         self.next_reap = 0.0
@@ -82,12 +94,43 @@ class Maintenance:
                 tally.retried[key] += 1
 
     async def loop(self) -> None:
+        """Duties when due; between them, hot-path work the lanes left (only while the node is
+        busy), else LISTEN until the next duty, a notification, or a wake-up of the node's
+        loops (which may bring hot-path work)."""
         await self.start()
+        next_tick = 0.0
         while True:
-            started = time.monotonic()
-            with contextlib.suppress(DatabaseDown):
-                await self.tick()
-            await asyncio.sleep(max(0.05, self.interval - (time.monotonic() - started)))
+            now = time.monotonic()
+            if now >= next_tick:
+                next_tick = now + max(0.05, self.interval)
+                with contextlib.suppress(DatabaseDown):
+                    await self.tick()
+                continue
+            if self.sup.in_flight() and await self.sup.lane_step(self.db):
+                continue
+            try:
+                if self.listening_on != self.db.generation or not self.db.connected:
+                    await self.db.run(self._start_listening)
+                else:
+                    await self._listen_until_woken(next_tick - now)
+            except DatabaseDown:
+                await asyncio.sleep(min(1.0, max(0.05, self.db.retry_at - time.monotonic())))
+
+    async def _listen_until_woken(self, seconds: float) -> None:
+        """Hear notifications for up to `seconds`, or until the node's loops are woken."""
+        seconds = min(seconds, self.config.statement_timeout_seconds)
+        hearing = asyncio.ensure_future(self.db.run(functools.partial(self._hear, seconds=seconds)))
+        woken = asyncio.ensure_future(self.sup.waker.wait(seconds))
+        try:
+            await asyncio.wait((hearing, woken), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            # Cancelling the wait for notifications leaves the connection idle and whole:
+            # no statement is in flight while psycopg waits for one.
+            hearing.cancel()
+            woken.cancel()
+            heard = (await asyncio.gather(hearing, woken, return_exceptions=True))[0]
+        if isinstance(heard, BaseException) and not isinstance(heard, asyncio.CancelledError):
+            raise heard
 
     def log_summary(self) -> None:
         """Progress a person can see: what this node finished since the last summary."""
@@ -195,19 +238,14 @@ class Maintenance:
             self.leader_of = self.db.generation
             log.info("leading maintenance", extra={"node": self.sup.node.name})
 
-    async def listen_loop(self) -> None:
-        while True:
-            try:
-                await self.listen_db.run(self._listen)
-            except DatabaseDown:
-                await asyncio.sleep(max(0.2, self.listen_db.retry_at - time.monotonic()))
-
-    async def _listen(self, conn: Any) -> None:
+    async def _start_listening(self, conn: Any) -> None:
         await conn.execute(f"LISTEN {LISTEN_CHANNEL}")
         await conn.execute(f"LISTEN {CANCEL_CHANNEL}")
-        self.sup.more_work_may_exist()  # anything that arrived while we were not listening
-        # Bounded like every call: come back every so often to prove the connection lives.
-        async for note in conn.notifies(timeout=self.config.statement_timeout_seconds):
+        self.listening_on = self.db.generation
+        self.sup.more_work_may_exist()  # anything that arrived while nobody listened
+
+    async def _hear(self, conn: Any, seconds: float) -> None:
+        async for note in conn.notifies(timeout=max(0.0, seconds), stop_after=1):
             if note.channel == CANCEL_CHANNEL:
                 with contextlib.suppress(ValueError):
                     self.sup.cancel_running(int(note.payload))
@@ -220,4 +258,3 @@ class Maintenance:
                 lambda conn: conn.execute(sql("delete_node"), self.sup.node.identity_params())
             )
         await self.db.close()
-        await self.listen_db.close()
