@@ -160,7 +160,7 @@ WITH failed AS (
     WHERE j.id = ANY(%(ids)s::bigint[]) AND j.id = d.id AND j.attempt = d.attempt
       AND j.state = d.must_be
     RETURNING j.id, j.type, j.queue, j.attempt, j.state, d.outcome, d.error, d.pid,
-              d.started_at, d.finished_at
+              d.started_at, d.finished_at, j.run_at
 ), logged AS (
     INSERT INTO job_attempt_log (job_id, attempt, outcome, error, node, pid, started_at,
                                  finished_at)
@@ -168,22 +168,31 @@ WITH failed AS (
            %(node)s, pid, started_at, finished_at
     FROM failed
 )
--- What became of each (for the metrics): back in the queue, dead or cancelled.
-SELECT id, type, queue, state, outcome FROM failed;
+-- What became of each (for the metrics): back in the queue, dead or cancelled; and, for a
+-- retry, how many seconds until it falls due (the node that failed it claims it then).
+SELECT id, type, queue, state, outcome,
+       CASE WHEN state = 'queued' THEN extract(epoch FROM run_at - now())::float8 END
+FROM failed;
 
 -- name: release_batch
--- Claimed but never started (shutdown): back to the queue without spending an attempt.
-UPDATE jobs j
-SET state = 'queued', attempt = j.attempt - 1, locked_by = NULL, lease_expires_at = NULL,
-    started_at = NULL
-FROM (
-    SELECT u.*, 'running'::text AS must_be
-    FROM unnest(%(ids)s::bigint[], %(attempts)s::integer[]) AS u(id, attempt)
-    OFFSET 0
-) AS d
-WHERE j.id = ANY(%(ids)s::bigint[]) AND j.id = d.id AND j.attempt = d.attempt
-  AND j.state = d.must_be
-RETURNING j.id;
+-- Claimed but never started (shutdown): back to the queue without spending an attempt; idle
+-- nodes are told.
+WITH released AS (
+    UPDATE jobs j
+    SET state = 'queued', attempt = j.attempt - 1, locked_by = NULL, lease_expires_at = NULL,
+        started_at = NULL
+    FROM (
+        SELECT u.*, 'running'::text AS must_be
+        FROM unnest(%(ids)s::bigint[], %(attempts)s::integer[]) AS u(id, attempt)
+        OFFSET 0
+    ) AS d
+    WHERE j.id = ANY(%(ids)s::bigint[]) AND j.id = d.id AND j.attempt = d.attempt
+      AND j.state = d.must_be
+    RETURNING j.id
+), told AS (
+    SELECT pg_notify('jobfleet_jobs', '') WHERE EXISTS (SELECT 1 FROM released)
+)
+SELECT id FROM released LEFT JOIN told ON true;
 
 -- name: cancel_job
 -- A queued job is cancelled at once; a running one is flagged, and its node is told at once
@@ -282,13 +291,18 @@ LIMIT %(limit)s;
 
 -- name: dlq_retry
 -- Re-run dead jobs with a fresh budget of attempts; attempt numbers keep counting so the
--- history of the first run stays.
-UPDATE jobs
-SET state = 'queued', run_at = now(), started_at = NULL, finished_at = NULL,
-    cancel_requested = false,
-    max_attempts = attempt + (max_attempts - attempt_base), attempt_base = attempt
-WHERE state = 'dead' AND (%(all)s OR id = %(id)s)
-RETURNING id;
+-- history of the first run stays. Idle nodes are told.
+WITH retried AS (
+    UPDATE jobs
+    SET state = 'queued', run_at = now(), started_at = NULL, finished_at = NULL,
+        cancel_requested = false,
+        max_attempts = attempt + (max_attempts - attempt_base), attempt_base = attempt
+    WHERE state = 'dead' AND (%(all)s OR id = %(id)s)
+    RETURNING id
+), told AS (
+    SELECT pg_notify('jobfleet_jobs', '') WHERE EXISTS (SELECT 1 FROM retried)
+)
+SELECT id FROM retried LEFT JOIN told ON true;
 
 -- name: dlq_purge
 DELETE FROM jobs
@@ -362,8 +376,10 @@ WITH expired AS (
     SELECT id, attempt, CASE WHEN state = 'cancelled' THEN 'cancelled' ELSE 'lost' END, error,
            split_part(locked_by, '/', 1), NULL, started_at, now()
     FROM lost
+), told AS (  -- idle nodes hear of the requeued ones at once
+    SELECT pg_notify('jobfleet_jobs', '') WHERE EXISTS (SELECT 1 FROM lost WHERE state = 'queued')
 )
-SELECT id, type, queue, state FROM lost;
+SELECT id, type, queue, state FROM lost LEFT JOIN told ON true;
 
 -- name: try_leadership
 -- Session-level: the leader keeps it for as long as its connection lives.

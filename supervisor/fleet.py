@@ -83,6 +83,7 @@ class Supervisor(Lanes):
         self.claiming = 0  # jobs asked for by claims in flight
         self.idle_wait = IDLE_POLL_MIN
         self.next_poll = 0.0
+        self.due_times: list[float] = []  # when known jobs fall due, soonest first
         self.finished_ok = self.finished_bad = 0
         self.late_results = 0
         self.deaths: deque[float] = deque()

@@ -10,6 +10,7 @@ Mixed into Supervisor (fleet.py), like the children's side (pool.py).
 from __future__ import annotations
 
 import asyncio
+import bisect
 import time
 from typing import Any
 
@@ -26,7 +27,15 @@ log = get_logger("jobfleet.supervisor")
 
 LANES = 2
 
-IDLE_POLL_MIN, IDLE_POLL_MAX = 0.05, 1.0
+# The safety net behind NOTIFY: an idle node looks for work at most this often. Everything
+# that makes a job ready says so (NOTIFY on enqueue, release, requeue of a lost attempt, DLQ
+# retry; the soonest job scheduled for later by enqueue, and a retry's backoff to the node that
+# failed it), so polling only covers what no one announced, such as a retry whose node died.
+IDLE_POLL_MIN, IDLE_POLL_MAX = 0.05, 5.0
+# A job announced to fall due in N seconds is claimed a little after, never before.
+DUE_MARGIN_SECONDS = 0.01
+# Due times remembered (the soonest ones); any beyond are left to the safety net.
+DUE_TIMES_KEPT = 1000
 # Failures are logged one by one (they are the exception), but never more than this a batch.
 FAILURES_LOGGED_PER_FLUSH = 20
 FAILED_OUTCOMES = frozenset(("failed", "crashed", "timed_out"))
@@ -46,6 +55,7 @@ class Lanes(WorkerPool):
     late_results: int
     work_epoch: int
     clear_epoch: int
+    due_times: list[float]
 
     def begin_drain(self, why: str) -> None:
         raise NotImplementedError
@@ -88,6 +98,16 @@ class Lanes(WorkerPool):
         self.work_epoch += 1
         self.waker.wake()
 
+    def work_due_in(self, seconds: float) -> None:
+        """A job this node may run falls due in `seconds`: look for work then, whatever the
+        idle backoff says."""
+        due = time.monotonic() + max(0.0, seconds) + DUE_MARGIN_SECONDS
+        bisect.insort(self.due_times, due)
+        del self.due_times[DUE_TIMES_KEPT:]
+        if due < self.next_poll:
+            self.next_poll = due
+            self.waker.wake()  # lanes waiting out a longer backoff recompute their pause
+
     def _capacity(self) -> int:
         if not self._running():
             return 0
@@ -127,7 +147,11 @@ class Lanes(WorkerPool):
         if dispatched:
             self.idle_wait, self.next_poll = IDLE_POLL_MIN, 0.0
             return
-        self.next_poll = time.monotonic() + self.idle_wait
+        now = time.monotonic()
+        due = self.due_times
+        while due and due[0] <= now:  # those jobs were claimed, by us or another node
+            del due[0]
+        self.next_poll = min(now + self.idle_wait, due[0]) if due else now + self.idle_wait
         if not self.in_flight():  # the backoff grows only while this node is idle too
             self.idle_wait = min(self.idle_wait * 2, IDLE_POLL_MAX)
 
@@ -194,8 +218,10 @@ class Lanes(WorkerPool):
         elif self.burst and not self.in_flight():
             self.work_hint = True  # a burst node that wrote its last outcomes: done yet?
         tally = self.tally
-        for _, type_, queue, state, outcome in flushed.failed_rows:
+        for _, type_, queue, state, outcome, due_in in flushed.failed_rows:
             key = (type_, queue)
+            if due_in is not None and due_in > 0:
+                self.work_due_in(due_in)  # a retry after its backoff: claim it then
             if outcome in FAILED_OUTCOMES:
                 tally.failed[(type_, queue, outcome)] += 1
             if state == "queued":

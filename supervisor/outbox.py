@@ -23,7 +23,8 @@ class Flushed:
     requeued: bool  # jobs went back to the queue (failures to retry, releases)
     succeeded: int = 0  # successes written (or dropped as late)
     failures: tuple[AttemptResult, ...] = ()  # the other outcomes written
-    # (id, type, queue, state now, outcome) of each failure written: retried, dead, cancelled.
+    # (id, type, queue, state now, outcome, seconds until a retry falls due) of each failure
+    # written: retried, dead or cancelled.
     failed_rows: tuple[tuple[Any, ...], ...] = ()
 
 

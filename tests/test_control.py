@@ -49,3 +49,38 @@ def test_a_busy_node_hears_a_cancel_at_once(conn: psycopg.Connection[Any], fleet
         what="the job to end cancelled",
     )
     assert time.monotonic() - asked < 3.0, "the cancel waited for a lease renewal"
+
+
+def test_an_idle_node_starts_scheduled_jobs_and_retries_when_they_fall_due(
+    conn: psycopg.Connection[Any], fleet: Any
+) -> None:
+    """Idle, a node polls only every few seconds; jobs that fall due later are announced (an
+    enqueue's NOTIFY carries the soonest; a retry's backoff comes back to the node that failed
+    it), so each starts within moments of its run_at, not at the next poll."""
+    fleet("a", "--workers", "1")
+    wait_until(lambda: scalar(conn, "SELECT count(*) FROM nodes") == 1, what="the node")
+    # Long enough that the idle backoff has grown to its 5 s ceiling before they fall due.
+    later = [jobfleet.enqueue(conn, "echo", {"n": n}, delay=8 + n) for n in range(2)]
+    flaky = jobfleet.enqueue(conn, "flaky", {"fail_times": 1}, backoff="fixed:8.5")
+    conn.commit()
+    jobs = [*later, flaky]
+    wait_until(
+        lambda: (
+            scalar(
+                conn,
+                "SELECT count(*) FROM jobs WHERE id = ANY(%s) AND state = 'succeeded'",
+                (jobs,),
+            )
+            == 3
+        ),
+        timeout=40,
+        what="the scheduled jobs and the retry to succeed",
+    )
+    lateness = dict(
+        conn.execute(
+            "SELECT id, extract(epoch FROM started_at - run_at)::float8 FROM jobs "
+            "WHERE id = ANY(%s)",
+            (jobs,),
+        ).fetchall()
+    )
+    assert all(0 <= late < 1.0 for late in lateness.values()), lateness

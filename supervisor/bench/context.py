@@ -33,6 +33,7 @@ class Sizes:
     node_kills: int = 2
     node_lease_seconds: float = 2.0
     idle_seconds: float = 10.0
+    idle_settle_seconds: float = 12.0  # see idle.py
     peer_jobs: int = 20_000
 
 
@@ -58,6 +59,7 @@ QUICK = Sizes(
     node_kills=1,
     node_lease_seconds=1.0,
     idle_seconds=1.0,
+    idle_settle_seconds=0.5,
     peer_jobs=200,
 )
 

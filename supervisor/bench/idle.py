@@ -2,8 +2,10 @@
 
 CPU: user + system time of the supervisor and its workers (/proc/<pid>/stat) over the window.
 Queries: committed transactions in the node's database (pg_stat_database.xact_commit), less
-the probe's own. PostgreSQL publishes an idle session's counts up to 10 s late, so the rate
-is an estimate good to about one heartbeat over the window.
+the probe's own. PostgreSQL publishes an idle session's counts up to 10 s late, and the node's
+idle backoff takes a few seconds to reach its ceiling, so the window opens only after the
+settle time (Sizes.idle_settle_seconds): start-up's statements are then counted before it, and
+the ones published late at each end of the window balance out.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from jobfleet.supervisor.bench.nodes import NodeProcess, started_nodes, wait_unt
 COMMITS = "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
 # The probe reads the counter twice; the first read's own commit lands inside the window.
 PROBE_COMMITS = 1
-SETTLE_SECONDS = 1.0  # after start-up work (registration, first claims) is over
 
 
 def run(ctx: Context) -> dict[str, Any]:
@@ -30,7 +31,7 @@ def run(ctx: Context) -> dict[str, Any]:
         started.append(node)
         ctx.step(f"idle: a node with {ctx.workers} workers, {window:g} s")
         wait_until(lambda: len(node.children()) >= ctx.workers, 60, "the node's workers")
-        time.sleep(SETTLE_SECONDS)
+        time.sleep(ctx.sizes.idle_settle_seconds)
         with psycopg.connect(url, autocommit=True) as conn:
             cpu0, commits0, t0 = node.cpu_seconds(), _commits(conn), time.perf_counter()
             time.sleep(window)

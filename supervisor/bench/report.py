@@ -19,6 +19,7 @@ TARGETS: dict[str, tuple[str, str, float] | None] = {
     "idle_start_p50_ms": ("idle enqueue -> start p50 (ms)", "<=", 5.0),
     "idle_start_p99_ms": ("idle enqueue -> start p99 (ms)", "<=", 20.0),
     "idle_cpu_percent": ("idle node CPU (% of one core)", "<", 1.0),
+    "idle_queries_per_s": ("idle node queries per second", "<=", 1.0),
 }
 
 
@@ -75,6 +76,7 @@ def ratios(scenarios: Scenarios) -> list[dict[str, Any]]:
         "idle_start_p50_ms": _get(scenarios, "latency", "idle", "start_ms", "p50"),
         "idle_start_p99_ms": _get(scenarios, "latency", "idle", "start_ms", "p99"),
         "idle_cpu_percent": _get(scenarios, "idle", "cpu_percent"),
+        "idle_queries_per_s": _get(scenarios, "idle", "queries_per_s"),
     }
     peers = peer_rates(scenarios)
     ours = ours_for_peers(scenarios)

@@ -249,6 +249,9 @@ class Maintenance:
             if note.channel == CANCEL_CHANNEL:
                 with contextlib.suppress(ValueError):
                     self.sup.cancel_running(int(note.payload))
+            elif note.payload.startswith("in "):  # the soonest of jobs scheduled for later
+                with contextlib.suppress(ValueError):
+                    self.sup.work_due_in(float(note.payload[3:]))
             else:
                 self.sup.more_work_may_exist()
 
