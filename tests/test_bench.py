@@ -48,16 +48,27 @@ def existing(admin_url: str, names: list[str]) -> list[str]:
 def test_ceiling_drain_and_cpu_drain_every_job(cli: Cli) -> None:
     data = bench(cli, "ceiling", "drain", "cpu")
     s = data["scenarios"]
+    rounds = data["sizes"]["rounds"]
     assert s["ceiling"]["drained"] == s["ceiling"]["jobs"] == s["ceiling"]["succeeded"]
     assert s["ceiling"]["jobs_per_s"] > 0
+    ceiling_rounds = s["ceiling"]["rounds"]
+    assert len(ceiling_rounds) == rounds
+    assert all(r["drained"] == r["succeeded"] == s["ceiling"]["jobs"] for r in ceiling_rounds)
+    # The reported rate is the median round's.
+    middle = sorted(r["jobs_per_s"] for r in ceiling_rounds)[(rounds - 1) // 2]
+    assert s["ceiling"]["jobs_per_s"] == middle
     assert [r["jobs"] for r in s["drain"]["runs"]] == list(data["sizes"]["drain_jobs"])
     for run in s["drain"]["runs"]:
         assert run["succeeded"] == run["jobs"]
         assert run["jobs_per_s"] > 0 and run["wall_jobs_per_s"] > 0
+        assert len(run["rounds"]) == rounds
+        assert all(r["succeeded"] == run["jobs"] for r in run["rounds"])
+        assert run["wall_jobs_per_s"] in [r["wall_jobs_per_s"] for r in run["rounds"]]
     assert s["cpu"]["succeeded"] == s["cpu"]["jobs"]
     # Pure Python work cannot beat one core per worker.
     assert s["cpu"]["span_seconds"] >= s["cpu"]["ideal_seconds"] * 0.9
     ratio(data, "noop_vs_ceiling")
+    ratio(data, "noop_wall_vs_ceiling")
     assert ratio(data, "cpu_wall_vs_ideal") >= 0.9
     targets = {r["name"]: r for r in data["ratios"]}
     assert isinstance(targets["noop_vs_ceiling"]["met"], bool)

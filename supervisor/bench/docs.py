@@ -37,14 +37,14 @@ METHOD_ROWS = [
     (
         "ceiling",
         "2 plain processes run the fleet's own `claim` and fenced `complete_batch` "
-        "(sql/queries.sql) back to back, batch 500; no supervisor",
-        "jobs/s from the drainers' start to their end",
+        "(sql/queries.sql) back to back, batch 500; no supervisor; 3 rounds on fresh fills",
+        "jobs/s from the drainers' start to their end, the median round",
     ),
     (
         "drain",
-        "`jobfleet supervisor --burst` draining N no-op jobs",
+        "`jobfleet supervisor --burst` draining N no-op jobs; 3 rounds per N on fresh fills",
         "*steady*: first job started to last finished (the workers' clocks); "
-        "*start-to-exit*: process start to exit",
+        "*start-to-exit*: process start to exit; the median round of each",
     ),
     (
         "cpu",
@@ -83,9 +83,9 @@ METHOD_ROWS = [
     ),
     (
         "idle",
-        "a node with nothing to do, 10 s",
+        "a node with nothing to do, 10 s, from 12 s after its start",
         "CPU of the supervisor and its workers (/proc); committed transactions/s "
-        "(pg_stat_database, which publishes idle sessions' counts late: an estimate)",
+        "(pg_stat_database, which publishes idle sessions' counts up to 10 s late)",
     ),
     (
         "peers",

@@ -12,6 +12,7 @@ Scenarios = dict[str, dict[str, Any]]
 # name: (what it compares, comparison, threshold); None where there is no target.
 TARGETS: dict[str, tuple[str, str, float] | None] = {
     "noop_vs_ceiling": ("no-op drain / raw ceiling (steady rate)", ">=", 0.7),
+    "noop_wall_vs_ceiling": ("no-op drain, start to exit / raw ceiling", ">=", 0.7),
     "noop_vs_best_peer": ("no-op drain / best peer (same jobs, workers)", ">=", 10.0),
     "cpu_wall_vs_ideal": ("CPU-bound wall / ideal (work / workers)", "<=", 1.10),
     "bulk_vs_raw_copy": ("enqueue_many / raw COPY", ">=", 0.5),
@@ -66,6 +67,10 @@ def ratios(scenarios: Scenarios) -> list[dict[str, Any]]:
     values: dict[str, float | None] = {
         "noop_vs_ceiling": _div(
             biggest["jobs_per_s"] if biggest else None,
+            _get(scenarios, "ceiling", "jobs_per_s"),
+        ),
+        "noop_wall_vs_ceiling": _div(
+            biggest["wall_jobs_per_s"] if biggest else None,
             _get(scenarios, "ceiling", "jobs_per_s"),
         ),
         "cpu_wall_vs_ideal": _get(scenarios, "cpu", "span_vs_ideal"),
@@ -133,13 +138,18 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
     return out
 
 
+def _median_of(rounds: Any) -> str:
+    return f", median of {len(rounds)}" if isinstance(rounds, list) and len(rounds) > 1 else ""
+
+
 def _rows_of(name: str, r: dict[str, Any]) -> list[tuple[str, str, str]]:
     jps = "jobs/s"
     if name == "ceiling":
         return [
             (
                 name,
-                f"{r['jobs']:,} jobs, {r['drainers']} drainers, batch {r['batch']}",
+                f"{r['jobs']:,} jobs, {r['drainers']} drainers, batch {r['batch']}"
+                f"{_median_of(r.get('rounds'))}",
                 f"{_num(r['jobs_per_s'])} {jps}",
             )
         ]
@@ -147,7 +157,7 @@ def _rows_of(name: str, r: dict[str, Any]) -> list[tuple[str, str, str]]:
         return [
             (
                 name,
-                f"{d['jobs']:,} noop, {r['workers']} workers",
+                f"{d['jobs']:,} noop, {r['workers']} workers{_median_of(d.get('rounds'))}",
                 f"{_num(d['jobs_per_s'])} {jps} steady, {_num(d['wall_jobs_per_s'])} start-to-exit",
             )
             for d in r["runs"]

@@ -14,6 +14,7 @@ from typing import Any
 import psycopg
 
 from jobfleet.supervisor.bench import scratch
+from jobfleet.supervisor.bench.ceiling import median_round
 from jobfleet.supervisor.bench.context import Context
 from jobfleet.supervisor.bench.nodes import NodeProcess, started_nodes, wait_until
 
@@ -66,14 +67,31 @@ def measured(url: str, jobs: int, wall: float) -> dict[str, Any]:
 
 
 def run_drain(ctx: Context) -> dict[str, Any]:
+    """Each size `rounds` times; per size, the median round of each clock (steady and start
+    to exit), and every round."""
     runs = []
     with scratch.scratch_database(ctx.server, "drain") as url:
         for count in ctx.sizes.drain_jobs:
-            scratch.reset(url)
-            ctx.step(f"drain: queue {count:,} noop jobs")
-            scratch.fill(url, count)
-            ctx.step(f"drain: {count:,} noop jobs, {ctx.workers} workers")
-            runs.append(measured(url, count, burst(ctx, url)))
+            rounds = []
+            for n in range(1, ctx.sizes.rounds + 1):
+                scratch.reset(url)
+                ctx.step(f"drain: queue {count:,} noop jobs (round {n} of {ctx.sizes.rounds})")
+                scratch.fill(url, count)
+                ctx.step(f"drain: {count:,} noop jobs, {ctx.workers} workers (round {n})")
+                rounds.append(measured(url, count, burst(ctx, url)))
+            steady = median_round(rounds, "jobs_per_s")
+            wall = median_round(rounds, "wall_jobs_per_s")
+            runs.append(
+                {
+                    "jobs": count,
+                    "succeeded": min(r["succeeded"] for r in rounds),
+                    "span_seconds": steady["span_seconds"],
+                    "jobs_per_s": steady["jobs_per_s"],
+                    "wall_seconds": wall["wall_seconds"],
+                    "wall_jobs_per_s": wall["wall_jobs_per_s"],
+                    "rounds": rounds,
+                }
+            )
     return {"workers": ctx.workers, "runs": runs}
 
 
