@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any, Literal, NamedTuple
 
 Outcome = Literal["succeeded", "failed", "crashed", "timed_out", "lost", "cancelled"]
@@ -19,13 +20,18 @@ class ClaimedJob(NamedTuple):
     queue: str
     priority: int
     attempt: int
-    max_attempts: int
     timeout: float | None
-    backoff: str | None
-    backoff_seconds: float | None
     payload: Any
-    cancel_requested: bool = False
     waited: float = 0.0  # seconds between becoming ready (run_at) and this claim
+
+
+# Fields of a ClaimedJob by position, for the supervisor's per-batch C loops (map, zip).
+JOB_ID = itemgetter(0)
+TYPE_QUEUE = itemgetter(1, 2)
+WAITED = itemgetter(7)
+# What a child gets of a job: (id, attempt, type, payload JSON, timeout); see worker/protocol.
+FOR_CHILD = itemgetter(0, 4, 1, 6, 5)
+SUCCESS_JOB_ID = itemgetter(0)  # of a Success tuple (below)
 
 
 def utcnow() -> datetime:

@@ -22,7 +22,7 @@ from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -211,6 +211,12 @@ class Tally:
     def observe_wait(self, key: tuple[str, str], seconds: float) -> None:
         _observe(self.waits, key, seconds)
 
+    def observe_durations(self, key: tuple[str, str], seconds: list[float]) -> None:
+        _observe_all(self.durations, key, seconds)
+
+    def observe_waits(self, key: tuple[str, str], seconds: list[float]) -> None:
+        _observe_all(self.waits, key, seconds)
+
     def observe_batch(self, size: int) -> None:
         self.batch_sizes.counts[bisect_left(BATCH_BUCKETS, size)] += 1
         self.batch_sizes.total += size
@@ -268,6 +274,22 @@ def _observe(table: dict[tuple[str, str], _Buckets], key: tuple[str, str], value
         buckets = table[key] = _Buckets(len(DURATION_BUCKETS) + 1)
     buckets.counts[bisect_left(DURATION_BUCKETS, value)] += 1
     buckets.total += value
+
+
+_BUCKET_OF = partial(bisect_left, DURATION_BUCKETS)
+
+
+def _observe_all(
+    table: dict[tuple[str, str], _Buckets], key: tuple[str, str], values: list[float]
+) -> None:
+    """Many observations of one label set: bucketed by C loops (map, Counter), not one by one."""
+    buckets = table.get(key)
+    if buckets is None:
+        buckets = table[key] = _Buckets(len(DURATION_BUCKETS) + 1)
+    counts = buckets.counts
+    for bucket, n in Counter(map(_BUCKET_OF, values)).items():
+        counts[bucket] += n
+    buckets.total += sum(values)
 
 
 # -- the gauge snapshot ---------------------------------------------------------------------

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from operator import itemgetter
 from typing import Any
 
@@ -51,13 +52,18 @@ def claim_statement(
     }
 
 
+# ClaimedJob._make without its Python frame per row: the claim's rows become jobs in a C loop.
+_AS_JOB = partial(tuple.__new__, ClaimedJob)
+
+
 def claimed_jobs(rows: Sequence[Sequence[Any]]) -> list[ClaimedJob]:
-    make = ClaimedJob._make
-    jobs = [make(row) for row in rows]
+    jobs: list[ClaimedJob] = list(map(_AS_JOB, rows))
+    if jobs and len(jobs[0]) != len(ClaimedJob._fields):
+        raise ValueError(f"a claim returned {len(jobs[0])} columns for {ClaimedJob._fields}")
     # The UPDATE returns rows in no set order; run them in pickup order: by id, then (a stable
     # sort) by priority, highest first, when priorities differ.
     jobs.sort(key=_ID)
-    if jobs and any(j.priority != jobs[0].priority for j in jobs):
+    if len(set(map(_PRIORITY, jobs))) > 1:
         jobs.sort(key=_PRIORITY, reverse=True)
     return jobs
 

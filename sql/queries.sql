@@ -87,8 +87,7 @@ SET state = 'running',
     lease_expires_at = now() + make_interval(secs => %(lease_seconds)s)
 FROM picked
 WHERE j.id = picked.id
-RETURNING j.id, j.type, j.queue, j.priority, j.attempt, j.max_attempts, j.timeout_seconds,
-          j.backoff, j.backoff_seconds, j.payload, j.cancel_requested,
+RETURNING j.id, j.type, j.queue, j.priority, j.attempt, j.timeout_seconds, j.payload,
           extract(epoch FROM now() - j.run_at)::float8 AS waited;
 
 -- name: complete_batch

@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import bisect
 import time
+from collections import Counter
 from typing import Any
 
-from jobfleet.jobs import ClaimedJob
+from jobfleet.jobs import FOR_CHILD, JOB_ID, TYPE_QUEUE, WAITED, ClaimedJob
 from jobfleet.log import get_logger
 from jobfleet.queries import sql
 from jobfleet.store import Statement, claim_statement, claimed_jobs
@@ -175,16 +176,17 @@ class Lanes(WorkerPool):
         self.outbox.add_releases((j.id, j.attempt) for j in leftovers)
         tally = self.tally
         tally.observe_batch(len(jobs))
+        # Bookkeeping by the batch, in C loops (map, zip, Counter): this runs for every job.
+        keys = Counter(map(TYPE_QUEUE, jobs))
+        tally.started.update(keys)
+        if len(keys) == 1:
+            tally.observe_waits(next(iter(keys)), list(map(WAITED, jobs)))
+        else:
+            for job in jobs:
+                tally.observe_wait((job.type, job.queue), job.waited)
         for child, batch in deals:
-            for job in batch:
-                child.assigned[job.id] = job
-                key = (job.type, job.queue)
-                tally.started[key] += 1
-                tally.observe_wait(key, job.waited)
-            self._send(
-                child,
-                (protocol.JOBS, [(j.id, j.attempt, j.type, j.payload, j.timeout) for j in batch]),
-            )
+            child.assigned.update(zip(map(JOB_ID, batch), batch, strict=True))
+            self._send(child, (protocol.JOBS, list(map(FOR_CHILD, batch))))
         return len(jobs)
 
     async def _flush(self, db: ManagedConnection) -> None:

@@ -47,6 +47,10 @@ class Outbox:
         self._arriving()
         self.successes.append(success)
 
+    def add_successes(self, successes: list[Success]) -> None:
+        self._arriving()
+        self.successes.extend(successes)
+
     def add_result(self, result: AttemptResult) -> None:
         """Queue an outcome that is not a success."""
         self._arriving()

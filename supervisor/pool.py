@@ -9,11 +9,12 @@ import contextlib
 import os
 import signal
 import time
-from collections import deque
+from collections import Counter, deque
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from itertools import repeat
+from typing import TYPE_CHECKING, Any, cast
 
-from jobfleet.jobs import AttemptResult, ClaimedJob
+from jobfleet.jobs import SUCCESS_JOB_ID, TYPE_QUEUE, AttemptResult, ClaimedJob, Success
 from jobfleet.log import get_logger
 from jobfleet.metrics import Tally
 from jobfleet.settings import Settings
@@ -336,21 +337,14 @@ class WorkerPool:
             doomed = child.kill.job.id if child.kill and child.kill.job else None
             assigned = child.assigned
             tally = self.tally
-            succeeded, observe = tally.succeeded, tally.observe_duration
-            for success in successes:
-                # A job whose child is being killed over it was settled then; never twice.
-                job = assigned.pop(success[0], None) if success[0] != doomed else None
-                if job is not None:
-                    self.outbox.add_success(success)
-                    key = (job.type, job.queue)
-                    succeeded[key] += 1
-                    observe(key, (success[5] - success[4]) / 1e6)
+            if successes:
+                self._settle_successes(assigned, successes, doomed)
             for failure in failures:
                 job = assigned.pop(failure.job_id, None) if failure.job_id != doomed else None
                 if job is not None:
                     failure.pid = child.pid
                     self.outbox.add_result(failure)
-                    observe(
+                    tally.observe_duration(
                         (job.type, job.queue),
                         (failure.finished_at - failure.started_at).total_seconds(),
                     )
@@ -365,6 +359,33 @@ class WorkerPool:
         elif kind == protocol.BYE:
             child.bye = message[1]
             log.debug("worker leaving", extra=self._fields(worker=child.pid, reason=message[1]))
+
+    def _settle_successes(
+        self, assigned: dict[int, ClaimedJob], successes: list[Success], doomed: int | None
+    ) -> None:
+        """Successes to the outbox and the tally. By the batch, in C loops, when the batch
+        is whole (every job ours, one job type and queue: the hot path); else one by one."""
+        jobs: list[ClaimedJob | None] = list(
+            map(assigned.pop, map(SUCCESS_JOB_ID, successes), repeat(None))
+        )
+        tally = self.tally
+        whole = doomed is None and None not in jobs
+        keys = Counter(map(TYPE_QUEUE, cast(list[ClaimedJob], jobs))) if whole else None
+        if keys is not None and len(keys) == 1:
+            self.outbox.add_successes(successes)
+            tally.succeeded.update(keys)
+            tally.observe_durations(next(iter(keys)), [(s[5] - s[4]) / 1e6 for s in successes])
+            return
+        for success, job in zip(successes, jobs, strict=True):
+            if job is None:  # not ours (any more): its attempt was settled otherwise
+                continue
+            if job.id == doomed:  # its child is being killed over it: settled then, not twice
+                assigned[job.id] = job
+                continue
+            self.outbox.add_success(success)
+            key = (job.type, job.queue)
+            tally.succeeded[key] += 1
+            tally.observe_duration(key, (success[5] - success[4]) / 1e6)
 
     def _send(self, child: Child, message: Any) -> None:
         if child.writer is not None and not child.writer.is_closing():

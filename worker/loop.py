@@ -117,28 +117,34 @@ class ChildLoop:
         failures: list[AttemptResult] = []
         last_sent = time.monotonic()
         pid = os.getpid()
+        # Bound once per batch, not per job: this loop is the whole cost of a short job.
+        index, slots, handlers = self.index, self.slots, self.handlers
+        draining, start_job, finish_job = slots.draining, slots.start_job, slots.finish_job
+        max_jobs, max_result_bytes = self.config.max_jobs, self.config.max_result_bytes
+        progress, cancelled = self._progress, self._cancelled
+        monotonic = time.monotonic
         for job_id, attempt, type_, payload_json, *_ in jobs:
-            if self.stop_requested or self.slots.draining(self.index) or self._used_up():
+            if self.stop_requested or draining(index) or (max_jobs and self.jobs_done >= max_jobs):
                 break  # what is left is handed back: the supervisor releases it
-            self.slots.start_job(self.index, job_id, attempt)
+            start_job(index, job_id, attempt)
             outcome = execute(
                 job_id,
                 attempt,
                 type_,
                 None if payload_json == "null" else json.loads(payload_json),
-                self.handlers,
-                max_result_bytes=self.config.max_result_bytes,
-                progress_sink=self._progress,
-                cancelled=self._cancelled,
+                handlers,
+                max_result_bytes=max_result_bytes,
+                progress_sink=progress,
+                cancelled=cancelled,
                 pid=pid,
             )
             self.jobs_done += 1
-            self.slots.finish_job(self.index, self.jobs_done)
-            if isinstance(outcome, tuple):
-                successes.append(outcome)
-            else:
+            finish_job(index, self.jobs_done)
+            if isinstance(outcome, AttemptResult):
                 failures.append(outcome)
-            now = time.monotonic()
+            else:
+                successes.append(outcome)
+            now = monotonic()
             if now - last_sent >= FLUSH_AFTER_SECONDS:
                 self._send((protocol.DONE, successes, failures))
                 successes, failures, last_sent = [], [], now
@@ -160,9 +166,6 @@ class ChildLoop:
             self.sock.sendall(protocol.encode(message))
         except OSError:
             raise _Stop from None  # the supervisor is gone
-
-    def _used_up(self) -> bool:
-        return bool(self.config.max_jobs) and self.jobs_done >= self.config.max_jobs
 
     def _recycle_reason(self) -> str | None:
         if self.config.max_jobs and self.jobs_done >= self.config.max_jobs:
