@@ -1,7 +1,8 @@
 """How many jobs to claim and which child gets which.
 
 Short jobs travel in batches sized so a batch takes about TARGET_BATCH_SECONDS to run, and each
-child holds two batches (one running, one waiting) so it never waits on the database. Long
+child holds two batches (one running, one waiting) so it never waits on the database. (At 0.1 s,
+50 ms jobs went one a batch: a claim for every job.) Long
 jobs go one at a time, so a job never queues behind a slow one in a busy child while another
 child is idle.
 """
@@ -13,7 +14,7 @@ from typing import Protocol, TypeVar
 
 from jobfleet.jobs import AttemptResult, ClaimedJob, Success
 
-TARGET_BATCH_SECONDS = 0.1
+TARGET_BATCH_SECONDS = 0.2
 MAX_BATCH = 1000
 MAX_CLAIM = 4000
 # Jobs slower than this are never prefetched: a second one would wait behind the first.

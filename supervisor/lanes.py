@@ -33,6 +33,9 @@ LANES = 2
 # retry; the soonest job scheduled for later by enqueue, and a retry's backoff to the node that
 # failed it), so polling only covers what no one announced, such as a retry whose node died.
 IDLE_POLL_MIN, IDLE_POLL_MAX = 0.05, 5.0
+# How long successes may wait to share a write: this share of a job's run time, at most the
+# maximum (see Lanes._write_after).
+WRITE_LINGER_SHARE, WRITE_LINGER_MAX_SECONDS = 0.5, 0.05
 # A job announced to fall due in N seconds is claimed a little after, never before.
 DUE_MARGIN_SECONDS = 0.01
 # Due times remembered (the soonest ones); any beyond are left to the safety net.
@@ -63,12 +66,34 @@ class Lanes(WorkerPool):
 
     async def lane_loop(self, db: ManagedConnection) -> None:
         """One lane's life: the node's database work, else wait to be woken (outcomes, room
-        in the children, new work) or for the idle backoff."""
+        in the children, new work), for the idle backoff, or for outcomes to be due."""
         while True:
             if not await self.lane_step(db):
-                pause = self.next_poll - time.monotonic()
+                now = time.monotonic()
+                pause = self.next_poll - now
+                if self.outbox and not self.flushing:
+                    pause = min(pause, self._write_after(now))
                 await self.waker.wait(pause if pause > 0 else TICK_SECONDS)
                 self._check_drained()
+
+    def _write_after(self, now: float) -> float:
+        """Seconds until the outcomes waiting are due to be written; 0: now.
+
+        Successes of jobs that take a while wait a little (a share of a job's run time, at
+        most WRITE_LINGER_MAX_SECONDS) so that those finishing close together share one
+        statement and one commit: 50 ms jobs otherwise cost a write each. Short jobs' outcomes
+        go at once (their batches are big anyway), and so does everything else: failures,
+        releases, progress, the last outcomes of a node with nothing else running, and
+        anything once the node is draining."""
+        outbox = self.outbox
+        if not outbox.only_successes or not self._running():
+            return 0.0
+        if not any(c.assigned for c in self.children.values()):
+            return 0.0
+        linger = min(
+            WRITE_LINGER_MAX_SECONDS, WRITE_LINGER_SHARE * (self.dispatcher.mean_seconds or 0)
+        )
+        return max(0.0, outbox.since + linger - now)
 
     async def lane_step(self, db: ManagedConnection) -> bool:
         """Do one piece of the node's database work on `db`: write the outcomes that wait
@@ -77,7 +102,7 @@ class Lanes(WorkerPool):
         if self.work_hint:  # NOTIFY, or jobs we put back: look now, whatever the backoff
             self.work_hint, self.idle_wait, self.next_poll = False, IDLE_POLL_MIN, 0.0
         try:
-            if self.outbox and not self.flushing:
+            if self.outbox and not self.flushing and self._write_after(time.monotonic()) <= 0:
                 await self._flush(db)
             elif (claim := self._claim_statement()) is not None:
                 await self._claim(db, claim)

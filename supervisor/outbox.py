@@ -6,6 +6,7 @@ flush writes it (fenced, so an outcome whose lease lapsed meanwhile is dropped, 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -35,13 +36,21 @@ class Outbox:
         self.results: list[AttemptResult] = []  # everything that did not succeed
         self.releases: list[tuple[int, int]] = []
         self.progress: dict[tuple[int, int], tuple[float, str | None]] = {}
+        self.since = 0.0  # when the oldest of what waits arrived (monotonic)
 
     def __bool__(self) -> bool:
         return bool(self.successes or self.results or self.releases or self.progress)
 
     def _arriving(self) -> None:
-        if not self and self.on_arrival is not None:
-            self.on_arrival()
+        if not self:
+            self.since = time.monotonic()
+            if self.on_arrival is not None:
+                self.on_arrival()
+
+    @property
+    def only_successes(self) -> bool:
+        """Nothing waits but successes (failures, releases and progress go out at once)."""
+        return not (self.results or self.releases or self.progress)
 
     def add_success(self, success: Success) -> None:
         self._arriving()
