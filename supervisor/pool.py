@@ -1,6 +1,7 @@
 """The supervisor's children: forking them, watching them, killing them, reaping them, and
 settling the jobs a dead child held. Mixed into Supervisor (one object, like gunicorn's
-arbiter); the work loop and signals live in fleet.py."""
+arbiter); what the supervisor and its children say to each other is in child_talk.py, the
+work loop and signals in fleet.py."""
 
 from __future__ import annotations
 
@@ -9,15 +10,15 @@ import contextlib
 import os
 import signal
 import time
-from collections import Counter, deque
+from collections import deque
 from datetime import UTC, datetime
-from itertools import repeat
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
-from jobfleet.jobs import SUCCESS_JOB_ID, TYPE_QUEUE, AttemptResult, ClaimedJob, Success
+from jobfleet.jobs import AttemptResult, ClaimedJob
 from jobfleet.log import get_logger
 from jobfleet.metrics import Tally
 from jobfleet.settings import Settings
+from jobfleet.supervisor.child_talk import ChildTalk
 from jobfleet.supervisor.children import Child, KillPlan, describe_exit, fork_child
 from jobfleet.supervisor.dispatch import Dispatcher
 from jobfleet.supervisor.node import Node
@@ -42,7 +43,7 @@ STALL_SECONDS = 1.0
 LAST_WORDS_SECONDS = 1.0
 
 
-class WorkerPool:
+class WorkerPool(ChildTalk):
     node: Node
     config: Settings
     desired: int
@@ -314,82 +315,6 @@ class WorkerPool:
         )
 
     # -- talking to children --
-
-    async def _read_child(self, child: Child) -> None:
-        reader, writer = await asyncio.open_unix_connection(sock=child.sock)
-        child.writer = writer
-        if self.slots.read(child.slot).drain:  # asked to leave before we could tell it
-            self._send(child, (protocol.BYE,))
-        try:
-            while True:
-                header = await reader.readexactly(protocol.HEADER.size)
-                (size,) = protocol.HEADER.unpack(header)
-                self._on_message(child, protocol.decode(await reader.readexactly(size)))
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            child.eof.set()
-
-    def _on_message(self, child: Child, message: Any) -> None:
-        kind = message[0]
-        if kind == protocol.DONE:
-            _, successes, failures = message
-            doomed = child.kill.job.id if child.kill and child.kill.job else None
-            assigned = child.assigned
-            tally = self.tally
-            if successes:
-                self._settle_successes(assigned, successes, doomed)
-            for failure in failures:
-                job = assigned.pop(failure.job_id, None) if failure.job_id != doomed else None
-                if job is not None:
-                    failure.pid = child.pid
-                    self.outbox.add_result(failure)
-                    tally.observe_duration(
-                        (job.type, job.queue),
-                        (failure.finished_at - failure.started_at).total_seconds(),
-                    )
-            self.dispatcher.observe(successes, failures)
-            self.waker.wake()
-        elif kind == protocol.PROGRESS:
-            _, job_id, attempt, fraction, text = message
-            self.outbox.add_progress(job_id, attempt, fraction, text)
-            job = child.assigned.get(job_id)
-            if job is not None:
-                self.tally.progress_updates[(job.type, job.queue)] += 1
-        elif kind == protocol.BYE:
-            child.bye = message[1]
-            log.debug("worker leaving", extra=self._fields(worker=child.pid, reason=message[1]))
-
-    def _settle_successes(
-        self, assigned: dict[int, ClaimedJob], successes: list[Success], doomed: int | None
-    ) -> None:
-        """Successes to the outbox and the tally. By the batch, in C loops, when the batch
-        is whole (every job ours, one job type and queue: the hot path); else one by one."""
-        jobs: list[ClaimedJob | None] = list(
-            map(assigned.pop, map(SUCCESS_JOB_ID, successes), repeat(None))
-        )
-        tally = self.tally
-        whole = doomed is None and None not in jobs
-        keys = Counter(map(TYPE_QUEUE, cast(list[ClaimedJob], jobs))) if whole else None
-        if keys is not None and len(keys) == 1:
-            self.outbox.add_successes(successes)
-            tally.succeeded.update(keys)
-            tally.observe_durations(next(iter(keys)), [(s[5] - s[4]) / 1e6 for s in successes])
-            return
-        for success, job in zip(successes, jobs, strict=True):
-            if job is None:  # not ours (any more): its attempt was settled otherwise
-                continue
-            if job.id == doomed:  # its child is being killed over it: settled then, not twice
-                assigned[job.id] = job
-                continue
-            self.outbox.add_success(success)
-            key = (job.type, job.queue)
-            tally.succeeded[key] += 1
-            tally.observe_duration(key, (success[5] - success[4]) / 1e6)
-
-    def _send(self, child: Child, message: Any) -> None:
-        if child.writer is not None and not child.writer.is_closing():
-            child.writer.write(protocol.encode(message))
 
     def staying_children(self) -> list[Child]:
         """Children neither dying, dead, nor asked to leave."""
