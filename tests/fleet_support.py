@@ -45,3 +45,14 @@ def attempts(conn: psycopg.Connection[Any], job_id: int) -> list[tuple[Any, ...]
             (job_id,),
         )
     ]
+
+
+def double_successes(conn: psycopg.Connection[Any]) -> int:
+    """Jobs with more than one succeeded attempt: must always be none."""
+    return int(
+        scalar(
+            conn,
+            "SELECT count(*) FROM (SELECT job_id FROM job_attempts WHERE "
+            "outcome = 'succeeded' GROUP BY job_id HAVING count(*) > 1) d",
+        )
+    )

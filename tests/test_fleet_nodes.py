@@ -11,7 +11,7 @@ import psycopg
 
 import jobfleet
 from tests.conftest import all_finished, scalar, wait_until
-from tests.fleet_support import FAST, attempts, running_count, running_on
+from tests.fleet_support import FAST, attempts, double_successes, running_count, running_on
 
 
 def test_killing_a_whole_node_hands_its_jobs_to_the_others(
@@ -34,12 +34,7 @@ def test_killing_a_whole_node_hands_its_jobs_to_the_others(
     a.kill_group()
     wait_until(lambda: all_finished(conn), timeout=60, what="every job to finish")
     assert scalar(conn, "SELECT count(*) FROM jobs WHERE state = 'succeeded'") == len(ids)
-    doubles = scalar(
-        conn,
-        "SELECT count(*) FROM (SELECT job_id FROM job_attempts WHERE "
-        "outcome = 'succeeded' GROUP BY job_id HAVING count(*) > 1) d",
-    )
-    assert doubles == 0
+    assert double_successes(conn) == 0
     lost = conn.execute("SELECT node, error FROM job_attempts WHERE outcome = 'lost'").fetchall()
     assert lost and all(n == "a" and "lease expired" in e for n, e in lost)
     finishers = {
@@ -128,12 +123,7 @@ def test_lost_database_connections_lose_nothing(conn: psycopg.Connection[Any], f
         )
     wait_until(lambda: all_finished(conn), timeout=90, what="every job to finish")
     assert scalar(conn, "SELECT count(*) FROM jobs WHERE state = 'succeeded'") == len(ids)
-    doubles = scalar(
-        conn,
-        "SELECT count(*) FROM (SELECT job_id FROM job_attempts WHERE "
-        "outcome = 'succeeded' GROUP BY job_id HAVING count(*) > 1) d",
-    )
-    assert doubles == 0
+    assert double_successes(conn) == 0
     assert "database unreachable" in node.log()
     node.signal(signal.SIGTERM)
     assert node.wait(30) == 0
