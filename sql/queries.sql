@@ -310,6 +310,19 @@ WHERE state = 'dead'
        OR finished_at < now() - make_interval(secs => %(older_than)s))
 RETURNING id;
 
+-- name: soonest_scheduled
+-- Seconds until the soonest job this node could run that is queued for later (NULL: none).
+-- Asked when the node's claims come back empty, so the ready part of the queue is empty and
+-- the scan covers scheduled jobs only.
+SELECT extract(epoch FROM min(run_at) - clock_timestamp())::float8
+FROM jobs
+WHERE state = 'queued' AND run_at > now()
+  AND type = ANY(%(types)s::text[])
+  AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]));
+
+-- name: database_clock
+SELECT extract(epoch FROM clock_timestamp())::float8;
+
 -- name: burst_nothing_elsewhere
 -- What keeps a --burst supervisor alive besides its own jobs: one it could run that is ready,
 -- or running under another holder (it may fail and come back). Each half walks its partial

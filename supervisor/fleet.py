@@ -84,6 +84,8 @@ class Supervisor(Lanes):
         self.idle_wait = IDLE_POLL_MIN
         self.next_poll = 0.0
         self.due_times: list[float] = []  # when known jobs fall due, soonest first
+        self.due_unknown = True  # jobs scheduled before we listened: ask when the queue is dry
+        self.db_clock_offset = 0.0  # the database's clock less ours (see Maintenance)
         self.finished_ok = self.finished_bad = 0
         self.late_results = 0
         self.deaths: deque[float] = deque()

@@ -60,6 +60,8 @@ class Lanes(WorkerPool):
     work_epoch: int
     clear_epoch: int
     due_times: list[float]
+    due_unknown: bool
+    db_clock_offset: float
 
     def begin_drain(self, why: str) -> None:
         raise NotImplementedError
@@ -124,6 +126,10 @@ class Lanes(WorkerPool):
         self.work_epoch += 1
         self.waker.wake()
 
+    def work_due_at(self, epoch: float) -> None:
+        """A job this node may run falls due at `epoch` on the database's clock."""
+        self.work_due_in(epoch - (time.time() + self.db_clock_offset))
+
     def work_due_in(self, seconds: float) -> None:
         """A job this node may run falls due in `seconds`: look for work then, whatever the
         idle backoff says."""
@@ -177,6 +183,12 @@ class Lanes(WorkerPool):
         due = self.due_times
         while due and due[0] <= now:  # those jobs were claimed, by us or another node
             del due[0]
+            self.due_unknown = True  # the next may not have been announced (or not to us)
+        if self.due_unknown:  # nothing ready: when does the next scheduled job fall due?
+            self.due_unknown = False
+            soonest = await db.run(self._soonest_scheduled)
+            if soonest is not None:
+                self.work_due_in(soonest)
         self.next_poll = min(now + self.idle_wait, due[0]) if due else now + self.idle_wait
         if not self.in_flight():  # the backoff grows only while this node is idle too
             self.idle_wait = min(self.idle_wait * 2, IDLE_POLL_MAX)
@@ -276,14 +288,20 @@ class Lanes(WorkerPool):
                 self.clear_epoch = epoch
         return self.clear_epoch == self.work_epoch and not self.in_flight()
 
+    async def _soonest_scheduled(self, conn: Any) -> float | None:
+        cur = await conn.execute(sql("soonest_scheduled"), self._types_and_queues())
+        row = await cur.fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
+    def _types_and_queues(self) -> dict[str, Any]:
+        return {
+            "types": self.node.types,
+            "queues": None if self.node.queues is None else list(self.node.queues),
+        }
+
     async def _nothing_elsewhere(self, conn: Any) -> bool:
         cur = await conn.execute(
-            sql("burst_nothing_elsewhere"),
-            {
-                "types": self.node.types,
-                "queues": None if self.node.queues is None else list(self.node.queues),
-                "holder": self.holder,
-            },
+            sql("burst_nothing_elsewhere"), {**self._types_and_queues(), "holder": self.holder}
         )
         row = await cur.fetchone()
         return row is not None and bool(row[0])

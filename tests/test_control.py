@@ -51,19 +51,8 @@ def test_a_busy_node_hears_a_cancel_at_once(conn: psycopg.Connection[Any], fleet
     assert time.monotonic() - asked < 3.0, "the cancel waited for a lease renewal"
 
 
-def test_an_idle_node_starts_scheduled_jobs_and_retries_when_they_fall_due(
-    conn: psycopg.Connection[Any], fleet: Any
-) -> None:
-    """Idle, a node polls only every few seconds; jobs that fall due later are announced (an
-    enqueue's NOTIFY carries the soonest; a retry's backoff comes back to the node that failed
-    it), so each starts within moments of its run_at, not at the next poll."""
-    fleet("a", "--workers", "1")
-    wait_until(lambda: scalar(conn, "SELECT count(*) FROM nodes") == 1, what="the node")
-    # Long enough that the idle backoff has grown to its 5 s ceiling before they fall due.
-    later = [jobfleet.enqueue(conn, "echo", {"n": n}, delay=8 + n) for n in range(2)]
-    flaky = jobfleet.enqueue(conn, "flaky", {"fail_times": 1}, backoff="fixed:8.5")
-    conn.commit()
-    jobs = [*later, flaky]
+def lateness(conn: psycopg.Connection[Any], jobs: list[int]) -> dict[int, float]:
+    """Seconds from each job's run_at to its start, once every one has succeeded."""
     wait_until(
         lambda: (
             scalar(
@@ -71,16 +60,65 @@ def test_an_idle_node_starts_scheduled_jobs_and_retries_when_they_fall_due(
                 "SELECT count(*) FROM jobs WHERE id = ANY(%s) AND state = 'succeeded'",
                 (jobs,),
             )
-            == 3
+            == len(jobs)
         ),
         timeout=40,
-        what="the scheduled jobs and the retry to succeed",
+        what="the jobs to succeed",
     )
-    lateness = dict(
-        conn.execute(
-            "SELECT id, extract(epoch FROM started_at - run_at)::float8 FROM jobs "
-            "WHERE id = ANY(%s)",
-            (jobs,),
-        ).fetchall()
+    query = (
+        "SELECT id, extract(epoch FROM started_at - run_at)::float8 FROM jobs WHERE id = ANY(%s)"
     )
-    assert all(0 <= late < 1.0 for late in lateness.values()), lateness
+    return dict(conn.execute(query, (jobs,)).fetchall())
+
+
+# An idle node's polls back off to one every 5 s: 0.05, 0.15, 0.35, 0.75, 1.55, 3.15, 6.35,
+# 11.35, 16.35 s after its first empty claim. These tests put due times where a poll would
+# find them seconds late.
+
+
+def test_an_idle_node_starts_announced_jobs_when_they_fall_due(
+    conn: psycopg.Connection[Any], fleet: Any
+) -> None:
+    """Jobs scheduled by an enqueue are announced (the soonest of each statement)."""
+    fleet("a", "--workers", "1")
+    wait_until(lambda: scalar(conn, "SELECT count(*) FROM nodes") == 1, what="the node")
+    later = [jobfleet.enqueue(conn, "echo", {"n": n}, delay=8 + n) for n in range(2)]
+    late = lateness(conn, later)
+    assert all(0 <= s < 1.0 for s in late.values()), late
+
+
+def test_an_idle_node_retries_a_failed_job_when_its_backoff_ends(
+    conn: psycopg.Connection[Any], fleet: Any
+) -> None:
+    """The node that recorded the failure learns when the retry falls due."""
+    fleet("a", "--workers", "1")
+    wait_until(lambda: scalar(conn, "SELECT count(*) FROM nodes") == 1, what="the node")
+    flaky = jobfleet.enqueue(conn, "flaky", {"fail_times": 1}, backoff="fixed:8.5")
+    late = lateness(conn, [flaky])
+    assert 0 <= late[flaky] < 1.0, late
+
+
+def test_an_idle_node_finds_jobs_scheduled_before_it_started(
+    conn: psycopg.Connection[Any], fleet: Any
+) -> None:
+    """Nobody heard this job's announcement; the node asks when its queue runs dry."""
+    before = jobfleet.enqueue(conn, "echo", {"n": "before"}, delay=13)
+    fleet("a", "--workers", "1")
+    late = lateness(conn, [before])
+    assert 0 <= late[before] < 1.0, late
+
+
+def test_a_job_due_before_its_transaction_commits_starts_at_the_commit(
+    conn: psycopg.Connection[Any], fleet: Any
+) -> None:
+    """The announcement leaves at commit and names the run_at on the database's clock, so a
+    transaction that stays open past the delay does not push the job back by the delay."""
+    fleet("a", "--workers", "1")
+    wait_until(lambda: scalar(conn, "SELECT count(*) FROM nodes") == 1, what="the node")
+    with conn.transaction():  # an application's transaction, open past the job's delay
+        job = jobfleet.enqueue(conn, "echo", {"n": "txn"}, delay=7)
+        conn.execute("SELECT pg_sleep(8)")
+    committed = scalar(conn, "SELECT clock_timestamp()")
+    lateness(conn, [job])
+    started = scalar(conn, "SELECT started_at FROM jobs WHERE id = %s", (job,))
+    assert (started - committed).total_seconds() < 0.5

@@ -241,17 +241,26 @@ class Maintenance:
     async def _start_listening(self, conn: Any) -> None:
         await conn.execute(f"LISTEN {LISTEN_CHANNEL}")
         await conn.execute(f"LISTEN {CANCEL_CHANNEL}")
+        # Scheduled jobs are announced on the database's clock; learn how far ours is off.
+        asked = time.time()
+        cur = await conn.execute(sql("database_clock"))
+        row = await cur.fetchone()
+        answered = time.time()
+        if row is not None:
+            self.sup.db_clock_offset = float(row[0]) - (asked + answered) / 2
         self.listening_on = self.db.generation
-        self.sup.more_work_may_exist()  # anything that arrived while nobody listened
+        # Anything that arrived, or was scheduled, while nobody listened.
+        self.sup.due_unknown = True
+        self.sup.more_work_may_exist()
 
     async def _hear(self, conn: Any, seconds: float) -> None:
         async for note in conn.notifies(timeout=max(0.0, seconds), stop_after=1):
             if note.channel == CANCEL_CHANNEL:
                 with contextlib.suppress(ValueError):
                     self.sup.cancel_running(int(note.payload))
-            elif note.payload.startswith("in "):  # the soonest of jobs scheduled for later
+            elif note.payload.startswith("at "):  # the soonest of jobs scheduled for later
                 with contextlib.suppress(ValueError):
-                    self.sup.work_due_in(float(note.payload[3:]))
+                    self.sup.work_due_at(float(note.payload[3:]))
             else:
                 self.sup.more_work_may_exist()
 
