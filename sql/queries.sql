@@ -376,8 +376,11 @@ WITH expired AS (
             WHEN j.cancel_requested OR j.attempt >= j.max_attempts THEN now() END,
         started_at = CASE
             WHEN j.cancel_requested OR j.attempt >= j.max_attempts THEN e.started_at END,
-        error = 'lease expired: node ' || split_part(e.locked_by, '/', 1)
-                || ' stopped renewing it (node died, paused or cut off)',
+        error = CASE
+            WHEN split_part(e.locked_by, '/', 1) = %(node)s AND e.locked_by <> %(holder)s
+            THEN 'node ' || %(node)s || ' restarted: its earlier run was gone with this attempt'
+            ELSE 'lease expired: node ' || split_part(e.locked_by, '/', 1)
+                 || ' stopped renewing it (node died, paused or cut off)' END,
         locked_by = NULL, lease_expires_at = NULL
     FROM expired e
     WHERE j.id = e.id

@@ -192,3 +192,27 @@ def test_a_burst_node_waits_for_work_running_elsewhere(
     assert scalar(conn, "SELECT state FROM jobs WHERE id = %s", (job_id,)) == "succeeded"
     a.signal(signal.SIGTERM)
     assert a.wait(30) == 0
+
+
+def test_a_node_restarted_under_its_name_requeues_its_earlier_runs_jobs_at_once(
+    conn: psycopg.Connection[Any], fleet: Any
+) -> None:
+    """Its earlier run's leases still have most of their 30 s to go; the new run does not wait
+    for them, and says why the attempt was lost."""
+    job = jobfleet.enqueue(conn, "sleep", {"seconds": 60})
+    first = fleet("a", "--workers", "1")
+    wait_until(lambda: running_on(conn, job) == "a", what="the job to start")
+    first.kill_group()
+    first.wait(10)
+    fleet("a", "--workers", "1")
+    wait_until(
+        lambda: (
+            scalar(conn, "SELECT attempt FROM jobs WHERE id = %s AND state = 'running'", (job,))
+            == 2
+        ),
+        timeout=20,  # well inside the 30 s lease of the first run
+        what="the job to run again on the restarted node",
+    )
+    [(attempt, outcome, node, error)] = [a for a in attempts(conn, job) if a[1] != "succeeded"]
+    assert (attempt, outcome, node) == (1, "lost", "a")
+    assert "node a restarted" in error, error
