@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from operator import itemgetter
-from typing import Any, Literal, NamedTuple
+from typing import Any, Final, Literal, NamedTuple
 
 Outcome = Literal["succeeded", "failed", "crashed", "timed_out", "lost", "cancelled"]
 TERMINAL_STATES = ("succeeded", "cancelled", "dead")
@@ -25,13 +25,16 @@ class ClaimedJob(NamedTuple):
     waited: float = 0.0  # seconds between becoming ready (run_at) and this claim
 
 
-# Fields of a ClaimedJob by position, for the supervisor's per-batch C loops (map, zip).
-JOB_ID = itemgetter(0)
-TYPE_QUEUE = itemgetter(1, 2)
-WAITED = itemgetter(7)
+def _fields(*names: str) -> itemgetter[Any]:
+    """A getter of ClaimedJob fields by name, working by position (for C loops: map, zip)."""
+    return itemgetter(*(ClaimedJob._fields.index(name) for name in names))
+
+
+JOB_ID = _fields("id")
+TYPE_QUEUE = _fields("type", "queue")
+WAITED = _fields("waited")
 # What a child gets of a job: (id, attempt, type, payload JSON, timeout); see worker/protocol.
-FOR_CHILD = itemgetter(0, 4, 1, 6, 5)
-SUCCESS_JOB_ID = itemgetter(0)  # of a Success tuple (below)
+FOR_CHILD = _fields("id", "attempt", "type", "payload", "timeout")
 
 
 def utcnow() -> datetime:
@@ -43,6 +46,11 @@ def utcnow() -> datetime:
 # Successes are the hot path; a tuple is a fraction of the cost of an object to build, pickle
 # and unpickle.
 Success = tuple[int, int, str, "int | None", int, int]
+# Positions in a Success.
+SUCCESS_ID: Final = 0
+SUCCESS_STARTED: Final = 4
+SUCCESS_FINISHED: Final = 5
+SUCCESS_JOB_ID = itemgetter(SUCCESS_ID)
 
 
 @dataclass(slots=True)

@@ -9,7 +9,14 @@ from collections import Counter
 from itertools import repeat
 from typing import Any, cast
 
-from jobfleet.jobs import SUCCESS_JOB_ID, TYPE_QUEUE, ClaimedJob, Success
+from jobfleet.jobs import (
+    SUCCESS_FINISHED,
+    SUCCESS_JOB_ID,
+    SUCCESS_STARTED,
+    TYPE_QUEUE,
+    ClaimedJob,
+    Success,
+)
 from jobfleet.log import get_logger
 from jobfleet.metrics import Tally
 from jobfleet.supervisor.children import Child
@@ -91,7 +98,10 @@ class ChildTalk:
         if keys is not None and len(keys) == 1:
             self.outbox.add_successes(successes)
             tally.succeeded.update(keys)
-            tally.observe_durations(next(iter(keys)), [(s[5] - s[4]) / 1e6 for s in successes])
+            tally.observe_durations(
+                next(iter(keys)),
+                [(s[SUCCESS_FINISHED] - s[SUCCESS_STARTED]) / 1e6 for s in successes],
+            )
             return
         for success, job in zip(successes, jobs, strict=True):
             if job is None:  # not ours (any more): its attempt was settled otherwise
@@ -102,7 +112,9 @@ class ChildTalk:
             self.outbox.add_success(success)
             key = (job.type, job.queue)
             tally.succeeded[key] += 1
-            tally.observe_duration(key, (success[5] - success[4]) / 1e6)
+            tally.observe_duration(
+                key, (success[SUCCESS_FINISHED] - success[SUCCESS_STARTED]) / 1e6
+            )
 
     def _send(self, child: Child, message: Any) -> None:
         if child.writer is not None and not child.writer.is_closing():

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, TypeVar
 
-from jobfleet.jobs import AttemptResult, ClaimedJob, Success
+from jobfleet.jobs import SUCCESS_FINISHED, SUCCESS_STARTED, AttemptResult, ClaimedJob, Success
 
 TARGET_BATCH_SECONDS = 0.2
 MAX_BATCH = 1000
@@ -39,7 +39,7 @@ class Dispatcher:
         count = len(successes) + len(failures)
         if not count:
             return
-        total = sum(s[5] - s[4] for s in successes) / 1e6 + sum(
+        total = sum(s[SUCCESS_FINISHED] - s[SUCCESS_STARTED] for s in successes) / 1e6 + sum(
             (f.finished_at - f.started_at).total_seconds() for f in failures
         )
         seconds = max(0.0, total / count)

@@ -314,8 +314,6 @@ class WorkerPool(ChildTalk):
             started_at=datetime.fromtimestamp(started, UTC),
         )
 
-    # -- talking to children --
-
     def staying_children(self) -> list[Child]:
         """Children neither dying, dead, nor asked to leave."""
         return [

@@ -30,7 +30,7 @@ def run(ctx: Context) -> dict[str, Any]:
             ctx.step(f"ceiling: {DRAINERS} drainers, batch {BATCH} (round {n})")
             spans = drain(url, DRAINERS)
             done = scratch.scalar(url, "SELECT count(*) FROM jobs WHERE state = 'succeeded'")
-            drained = sum(n for n, _, _ in spans)
+            drained = sum(jobs for jobs, _, _ in spans)
             seconds = max(end for _, _, end in spans) - min(start for _, start, _ in spans)
             rounds.append(
                 {

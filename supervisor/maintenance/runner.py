@@ -8,7 +8,8 @@ with it. LISTEN needs a session that is listening whenever the node is idle, and
 runs nothing else. Notifications that arrive while the session runs a statement are kept by
 psycopg and read at the next listen, so none is lost. While the node is busy, a notification
 changes nothing the lanes are not already doing (new work is claimed anyway) except a cancel,
-heard within one statement.
+heard as soon as the control connection has no hot-path step to take (and at the latest at
+the next lease renewal, which reports cancel requests too).
 """
 
 from __future__ import annotations
