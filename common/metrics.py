@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import tempfile
 from bisect import bisect_left
@@ -37,17 +38,41 @@ DURATION_BUCKETS = (
 BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
 
 
+DIRECTORY_PREFIX = "jobfleet-metrics-"
+
+
 def use_directory(path: str | None = None) -> str:
     """Write this process's metrics (and its children's) as files in `path` (a new temporary
-    directory when None). Call before the first metric is touched."""
+    directory named after this pid when None). Call before the first metric is touched."""
     if path is None:
-        path = tempfile.mkdtemp(prefix="jobfleet-metrics-")
+        remove_orphaned_directories()
+        path = tempfile.mkdtemp(prefix=f"{DIRECTORY_PREFIX}{os.getpid()}-")
     os.environ[MULTIPROC_ENV] = path
     if "prometheus_client" in sys.modules:  # else it reads the variable when first imported
         from prometheus_client import values
 
         values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
     return path
+
+
+def remove_orphaned_directories() -> None:
+    """A supervisor removes its directory as it exits, but one killed with SIGKILL cannot:
+    remove those left by supervisors on this host that no longer run."""
+    base = Path(tempfile.gettempdir())
+    for entry in base.glob(f"{DIRECTORY_PREFIX}*-*"):
+        pid = entry.name.removeprefix(DIRECTORY_PREFIX).split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's
+    return True
 
 
 def directory() -> str | None:

@@ -216,3 +216,25 @@ def test_a_node_restarted_under_its_name_requeues_its_earlier_runs_jobs_at_once(
     [(attempt, outcome, node, error)] = [a for a in attempts(conn, job) if a[1] != "succeeded"]
     assert (attempt, outcome, node) == (1, "lost", "a")
     assert "node a restarted" in error, error
+
+
+def test_a_killed_nodes_metrics_directory_is_removed_by_the_next_node(
+    conn: psycopg.Connection[Any], fleet: Any, tmp_path: Any
+) -> None:
+    """A node removes its metrics directory as it exits; one killed with SIGKILL cannot, so
+    the next node on the host removes what dead nodes left."""
+    env = {**FAST, "TMPDIR": str(tmp_path)}
+    first = fleet("a", "--workers", "1", env=env)
+    [left] = wait_until(
+        lambda: list(tmp_path.glob(f"jobfleet-metrics-{first.pid}-*")),
+        what="the first node's metrics directory",
+    )
+    first.kill_group()
+    first.wait(10)
+    assert left.exists()
+    second = fleet("b", "--workers", "1", env=env)
+    wait_until(
+        lambda: list(tmp_path.glob(f"jobfleet-metrics-{second.pid}-*")),
+        what="the second node's metrics directory",
+    )
+    assert not left.exists()
