@@ -135,7 +135,7 @@ def cancel(conn: Any, job_id: int) -> str:
     if current is None:
         raise JobNotFound(job_id)
     raise JobfleetError(
-        f"job {job_id} is already {current[0]}; only queued or running jobs can be cancelled"
+        f"job {job_id} {_finished_as(current[0])}; only queued or running jobs can be cancelled"
     )
 
 
@@ -166,3 +166,7 @@ def dlq_retry(conn: Any, job_id: int | None) -> list[int]:
 
 def dlq_purge(conn: Any, older_than_seconds: float | None) -> int:
     return len(conn.execute(sql("dlq_purge"), {"older_than": older_than_seconds}).fetchall())
+
+
+def _finished_as(state: str) -> str:
+    return "already succeeded" if state == "succeeded" else f"is already {state}"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import time
@@ -203,8 +204,9 @@ class WorkerPool(ChildTalk):
             final=final,
             job_started=started,
         )
-        log.warning(
-            "killing worker",
+        log.log(
+            _level(outcome),
+            "stopping worker",
             extra=self._fields(
                 worker=child.pid,
                 reason=reason,
@@ -255,7 +257,10 @@ class WorkerPool(ChildTalk):
         if running is not None:
             child.assigned.pop(running.id)
             if plan is not None:
-                outcome, reason, final = plan.outcome, f"{plan.reason} ({cause})", plan.final
+                # A worker that left cleanly when asked needs no "(exit code 0)" on the record.
+                clean = os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+                reason = plan.reason if clean else f"{plan.reason} ({cause})"
+                outcome, final = plan.outcome, plan.final
             else:
                 outcome, reason, final = "crashed", f"worker {cause}", False
             # The slot says when the job started (on the shared monotonic clock).
@@ -267,8 +272,9 @@ class WorkerPool(ChildTalk):
             self.outbox.add_result(
                 self._lost_job_result(running, child.pid, outcome, reason, final, started)
             )
-            log.warning(
-                "job's worker died",
+            log.log(
+                _level(outcome),
+                "job's worker died" if plan is None else "job's worker stopped",
                 extra=self._fields(
                     worker=child.pid,
                     job=running.id,
@@ -339,3 +345,8 @@ class WorkerPool(ChildTalk):
 
     def busy(self) -> int:
         return sum(1 for c in self.children.values() if self.slots.read(c.slot).job_id)
+
+
+def _level(outcome: Any) -> int:
+    """A cancel is someone's request, logged as news; a death or a kill is a warning."""
+    return logging.INFO if outcome == "cancelled" else logging.WARNING
