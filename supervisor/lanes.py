@@ -184,7 +184,7 @@ class Lanes(WorkerPool):
         while due and due[0] <= now:  # those jobs were claimed, by us or another node
             del due[0]
             self.due_unknown = True  # the next may not have been announced (or not to us)
-        if self.due_unknown:  # nothing ready: when does the next scheduled job fall due?
+        if self.due_unknown and not self.burst:  # nothing ready: when is the next job due?
             self.due_unknown = False
             soonest = await db.run(self._soonest_scheduled)
             if soonest is not None:
