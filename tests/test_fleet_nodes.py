@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from typing import Any
 
 import psycopg
@@ -171,7 +170,14 @@ def test_a_paused_node_does_not_blame_its_workers_for_the_pause(
     node = fleet("a", "--workers", "1", env={**FAST, "JOBFLEET_LEASE_SECONDS": "60"})
     wait_until(lambda: running_on(conn, job), what="the job to start")
     os.killpg(node.pid, signal.SIGSTOP)
-    time.sleep(3)  # the fault itself: a pause past the 2 s silence limit FAST gives
+    # The fault lasts until the node has been silent past the 2 s limit FAST gives workers,
+    # as its heartbeat row shows.
+    wait_until(
+        lambda: scalar(
+            conn, "SELECT now() - last_heartbeat > interval '2.5 s' FROM nodes WHERE name = 'a'"
+        ),
+        what="the pause to outlast the workers' silence limit",
+    )
     os.killpg(node.pid, signal.SIGCONT)
     wait_until(lambda: all_finished(conn), what="the job to finish")
     assert attempts(conn, job) == [(1, "succeeded", "a", None)]
