@@ -27,6 +27,8 @@ from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
+from jobfleet.processes import alive
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 SNAPSHOT_FILE = "jobfleet-gauges.json"
 
@@ -61,18 +63,8 @@ def remove_orphaned_directories() -> None:
     base = Path(tempfile.gettempdir())
     for entry in base.glob(f"{DIRECTORY_PREFIX}*-*"):
         pid = entry.name.removeprefix(DIRECTORY_PREFIX).split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not alive(int(pid)):
             shutil.rmtree(entry, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's
-    return True
 
 
 def directory() -> str | None:
@@ -293,10 +285,15 @@ class Tally:
         m.child_crashes.labels(self.node)
 
 
-def _observe(table: dict[tuple[str, str], _Buckets], key: tuple[str, str], value: float) -> None:
+def _buckets(table: dict[tuple[str, str], _Buckets], key: tuple[str, str]) -> _Buckets:
     buckets = table.get(key)
     if buckets is None:
         buckets = table[key] = _Buckets(len(DURATION_BUCKETS) + 1)
+    return buckets
+
+
+def _observe(table: dict[tuple[str, str], _Buckets], key: tuple[str, str], value: float) -> None:
+    buckets = _buckets(table, key)
     buckets.counts[bisect_left(DURATION_BUCKETS, value)] += 1
     buckets.total += value
 
@@ -308,9 +305,7 @@ def _observe_all(
     table: dict[tuple[str, str], _Buckets], key: tuple[str, str], values: list[float]
 ) -> None:
     """Many observations of one label set: bucketed by C loops (map, Counter), not one by one."""
-    buckets = table.get(key)
-    if buckets is None:
-        buckets = table[key] = _Buckets(len(DURATION_BUCKETS) + 1)
+    buckets = _buckets(table, key)
     counts = buckets.counts
     for bucket, n in Counter(map(_BUCKET_OF, values)).items():
         counts[bucket] += n

@@ -90,7 +90,7 @@ class Lanes(WorkerPool):
         outbox = self.outbox
         if not outbox.only_successes or not self._running():
             return 0.0
-        if not any(c.assigned for c in self.children.values()):
+        if not self._children_hold_jobs():
             return 0.0
         linger = min(
             WRITE_LINGER_MAX_SECONDS, WRITE_LINGER_SHARE * (self.dispatcher.mean_seconds or 0)
@@ -193,13 +193,13 @@ class Lanes(WorkerPool):
         if not self.in_flight():  # the backoff grows only while this node is idle too
             self.idle_wait = min(self.idle_wait * 2, IDLE_POLL_MAX)
 
+    def _children_hold_jobs(self) -> bool:
+        return any(c.assigned for c in self.children.values())
+
     def in_flight(self) -> bool:
         """Jobs held by children, outcomes waiting or being written, claims under way."""
         return (
-            any(c.assigned for c in self.children.values())
-            or bool(self.outbox)
-            or self.flushing
-            or bool(self.claiming)
+            self._children_hold_jobs() or bool(self.outbox) or self.flushing or bool(self.claiming)
         )
 
     def _dispatch(self, jobs: list[ClaimedJob]) -> int:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jobfleet.errors import JobfleetError
+from jobfleet.processes import alive
 from jobfleet.queries import sql
 from jobfleet.worker.registry import HandlerSpec
 
@@ -67,10 +68,4 @@ class Node:
             return False
         if pid == os.getpid():
             return True
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True  # a previous run on this host that died without saying goodbye
-        except PermissionError:
-            return False
-        return False
+        return not alive(pid)  # dead: a previous run that died without saying goodbye
