@@ -1,0 +1,39 @@
+"""What PostgreSQL cannot store in text, found and cleaned (no database)."""
+
+from __future__ import annotations
+
+from jobfleet.text import REPLACEMENT, clean_text, text_problem
+
+
+def test_storable_text_has_no_problem() -> None:
+    assert text_problem("plain, ünïcode, 😀 and a backslash-u0000 \\u0000") is None
+
+
+def test_nul_and_lone_surrogates_are_named_with_their_position() -> None:
+    assert text_problem("ab\x00c") == "contains a NUL character (\\u0000) at position 2"
+    assert text_problem("x\udcff") == "contains a lone surrogate (\\udcff) at position 1"
+
+
+def test_clean_text_replaces_what_cannot_be_stored_visibly() -> None:
+    assert clean_text("bad\x00byte \udcff!") == f"bad{REPLACEMENT}byte {REPLACEMENT}!"
+    assert text_problem(clean_text("\ud800\x00")) is None
+
+
+def test_clean_text_leaves_short_text_alone() -> None:
+    text = "é" * 100
+    assert clean_text(text, 1000) is text
+
+
+def test_clean_text_cuts_to_the_limit_in_bytes_without_splitting_a_character() -> None:
+    text = "é" * 50_000  # 100,000 bytes of UTF-8
+    cleaned = clean_text(text, 1000)
+    assert len(cleaned.encode("utf-8")) <= 1000
+    assert cleaned.startswith("é" * 400)
+    assert "bytes cut: over the 1000-byte limit" in cleaned
+    assert REPLACEMENT not in cleaned
+
+
+def test_clean_text_reports_how_much_was_cut() -> None:
+    cleaned = clean_text("a" * 10_000, 1000)
+    kept = cleaned.index("\n[...")
+    assert f"[... {10_000 - kept} bytes cut" in cleaned
