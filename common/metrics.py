@@ -89,6 +89,7 @@ class _Metrics:
     late_completions: Any
     lease_renewals: Any
     database_errors: Any
+    statement_errors: Any
     claim_batch_size: Any
     http_requests: Any
     http_duration: Any
@@ -149,6 +150,12 @@ def metrics() -> _Metrics:
             "jobfleet_database_errors",
             "Database operations that failed (connection lost, timeout).",
             ("node", "operation"),
+        ),
+        statement_errors=PCounter(
+            "jobfleet_statement_errors",
+            "Statements the database refused on their data (each batch's bad rows isolated "
+            "and recorded apart; the node goes on).",
+            ("node", "statement"),
         ),
         claim_batch_size=Histogram(
             "jobfleet_claim_batch_size",
@@ -221,6 +228,7 @@ class Tally:
     late_completions: int = 0
     lease_renewals: int = 0
     database_errors: Counter[str] = field(default_factory=Counter)
+    statement_errors: Counter[str] = field(default_factory=Counter)
 
     def observe_duration(self, key: tuple[str, str], seconds: float) -> None:
         _observe(self.durations, key, seconds)
@@ -280,6 +288,9 @@ class Tally:
         for operation, n in self.database_errors.items():
             m.database_errors.labels(self.node, operation).inc(n)
         self.database_errors.clear()
+        for statement, n in self.statement_errors.items():
+            m.statement_errors.labels(self.node, statement).inc(n)
+        self.statement_errors.clear()
         # Label sets a scrape should show from the start, even at zero.
         m.late_completions.labels(self.node)
         m.child_crashes.labels(self.node)

@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     retention_seconds: float = Field(default=7 * 86400, ge=0)
     max_payload_bytes: int = Field(default=MIB, gt=0)
     max_result_bytes: int = Field(default=MIB, gt=0)
+    # An attempt's error (a traceback, a crash's cause) is cut to this many bytes: a handler
+    # that raises a 20 MB message would otherwise store it whole, on every attempt. At least
+    # 1 KiB, so the cut note and the error's last line always have room.
+    max_error_bytes: int = Field(default=64 * 1024, ge=1024, le=MIB)
     # How often the leader counts jobs per queue and state for /metrics (about the scrape
     # interval: counting a big backlog costs the database as much as a few thousand jobs).
     queue_stats_seconds: float = Field(default=15.0, gt=0)

@@ -15,7 +15,7 @@ import re
 # something was there.
 REPLACEMENT = "\ufffd"
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-TRUNCATION_NOTE = "\n[... {dropped} bytes cut: over the {limit}-byte limit]"
+TRUNCATION_NOTE = "\n[... {dropped} bytes cut: over the {limit}-byte limit ...]\n"
 
 
 def text_problem(text: str) -> str | None:
@@ -30,7 +30,8 @@ def text_problem(text: str) -> str | None:
 
 def clean_text(text: str, limit_bytes: int | None = None) -> str:
     """`text` with NUL and lone surrogates replaced by U+FFFD and, with `limit_bytes`, cut to
-    at most that many bytes of UTF-8 (the head kept, a note saying how much went)."""
+    at most that many bytes of UTF-8. The cut is in the middle, with a note saying how much
+    went: a traceback's head says where it began and its tail what was raised."""
     if _UNSTORABLE.search(text) is not None:
         text = _UNSTORABLE.sub(REPLACEMENT, text)
     if limit_bytes is None or len(text) <= limit_bytes // 4:
@@ -38,8 +39,10 @@ def clean_text(text: str, limit_bytes: int | None = None) -> str:
     encoded = text.encode("utf-8")
     if len(encoded) <= limit_bytes:
         return text
-    note = TRUNCATION_NOTE.format(dropped=len(encoded) - limit_bytes, limit=limit_bytes)
-    keep = max(0, limit_bytes - len(note.encode("utf-8")) - 16)
-    head = encoded[:keep].decode("utf-8", errors="ignore")  # never split a character
-    dropped = len(encoded) - len(head.encode("utf-8"))
-    return head + TRUNCATION_NOTE.format(dropped=dropped, limit=limit_bytes)
+    room = limit_bytes - len(TRUNCATION_NOTE.format(dropped=len(encoded), limit=limit_bytes))
+    room = max(0, room - 8)  # the note's figure may be a digit or two longer than estimated
+    # Cut bytes, then drop the partial characters at the edges: never a split character.
+    head = encoded[: room // 2].decode("utf-8", errors="ignore")
+    tail = encoded[len(encoded) - (room - room // 2) :].decode("utf-8", errors="ignore")
+    dropped = len(encoded) - len(head.encode("utf-8")) - len(tail.encode("utf-8"))
+    return head + TRUNCATION_NOTE.format(dropped=dropped, limit=limit_bytes) + tail

@@ -26,6 +26,12 @@ class DatabaseDown(Exception):
     """This connection is unusable right now; the caller keeps its state and tries later."""
 
 
+class StatementError(Exception):
+    """A statement failed on what it carried (a value PostgreSQL refused, or one that could
+    not be encoded), not on the connection: the connection is fine, and the caller isolates
+    the rows at fault rather than trying the same statement again."""
+
+
 class ManagedConnection:
     """One autocommit asyncio connection, made on demand and remade after any failure."""
 
@@ -51,16 +57,29 @@ class ManagedConnection:
         return self.config.statement_timeout_seconds + self.config.connect_timeout_seconds + 1
 
     async def run(self, work: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]) -> T:
-        """Run `work` on the connection; DatabaseDown if it cannot be had or the call fails."""
+        """Run `work` on the connection; DatabaseDown if it cannot be had or the call fails
+        with the connection, StatementError if a statement failed on its data."""
         conn = await self._get()
         try:
             async with asyncio.timeout(self.bound):
                 return await work(conn)
         except (psycopg.Error, TimeoutError, OSError) as exc:
             if isinstance(exc, psycopg.Error) and not _connection_lost(exc, conn):
-                raise  # a real error in a statement: a bug to see, not an outage
+                await self._after_statement_error(conn, exc)
+                raise StatementError(_first_line(exc)) from exc
             await self._drop(exc)
             raise DatabaseDown(str(exc)) from exc
+        except UnicodeError as exc:  # psycopg could not encode a parameter (a lone surrogate)
+            await self._after_statement_error(conn, exc)
+            raise StatementError(_first_line(exc)) from exc
+
+    async def _after_statement_error(
+        self, conn: psycopg.AsyncConnection[Any], exc: BaseException
+    ) -> None:
+        """Keep the connection if it is back to idle (autocommit: the failed statement's
+        implicit transaction is gone); otherwise make a new one rather than guess."""
+        if conn.closed or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            await self._drop(exc)
 
     async def _get(self) -> psycopg.AsyncConnection[Any]:
         if self.conn is not None and not self.conn.closed:
@@ -97,10 +116,13 @@ class ManagedConnection:
         now = time.monotonic()
         if self.down_since is None:
             self.down_since = now
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             log.warning(
                 "database unreachable; retrying",
-                extra={"connection": self.name, "url": mask_password(self.url), "reason": reason},
+                extra={
+                    "connection": self.name,
+                    "url": mask_password(self.url),
+                    "reason": _first_line(exc),
+                },
             )
         self.retry_at = now + self._retry_delay
         self._retry_delay = min(self._retry_delay * 2, RETRY_MAX_SECONDS)
@@ -117,3 +139,8 @@ def _connection_lost(exc: psycopg.Error, conn: psycopg.AsyncConnection[Any]) -> 
     return conn.closed or isinstance(
         exc, psycopg.OperationalError | psycopg.errors.AdminShutdown | psycopg.InterfaceError
     )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -78,7 +78,7 @@ class Supervisor(Lanes):
         self.lanes = [
             ManagedConnection(f"lane-{n + 1}", url, config, raw_json=True) for n in range(LANES)
         ]
-        self.outbox = Outbox(on_arrival=self._wake)
+        self.outbox = Outbox(on_arrival=self._wake, max_error_bytes=self.config.max_error_bytes)
         self.flushing = False
         self.claiming = 0  # jobs asked for by claims in flight
         self.idle_wait = IDLE_POLL_MIN

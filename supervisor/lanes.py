@@ -19,7 +19,7 @@ from jobfleet.jobs import FOR_CHILD, JOB_ID, TYPE_QUEUE, WAITED, ClaimedJob
 from jobfleet.log import get_logger
 from jobfleet.queries import sql
 from jobfleet.store import Statement, claim_statement, claimed_jobs
-from jobfleet.supervisor.database import DatabaseDown, ManagedConnection
+from jobfleet.supervisor.database import DatabaseDown, ManagedConnection, StatementError
 from jobfleet.supervisor.outbox import run_pipelined
 from jobfleet.supervisor.pool import TICK_SECONDS, WorkerPool
 from jobfleet.worker import protocol
@@ -40,6 +40,9 @@ WRITE_LINGER_SHARE, WRITE_LINGER_MAX_SECONDS = 0.5, 0.05
 DUE_MARGIN_SECONDS = 0.01
 # Due times remembered (the soonest ones); any beyond are left to the safety net.
 DUE_TIMES_KEPT = 1000
+# After a statement the database refused (not a lost connection), wait this long before the
+# next try: the error is logged each time, and a tight loop would flood the log.
+STATEMENT_ERROR_PAUSE_SECONDS = 1.0
 # Failures are logged one by one (they are the exception), but never more than this a batch.
 FAILURES_LOGGED_PER_FLUSH = 20
 FAILED_OUTCOMES = frozenset(("failed", "crashed", "timed_out"))
@@ -112,6 +115,16 @@ class Lanes(WorkerPool):
                 return False
         except DatabaseDown:
             await asyncio.sleep(min(1.0, max(0.05, db.retry_at - time.monotonic())))
+        except StatementError as exc:
+            # Outcomes isolate their own bad rows (outbox.py); this is a claim or a look for
+            # work that PostgreSQL refused. Not a reason to stop the node: say so, count it,
+            # and try again after a pause rather than in a tight loop.
+            self.tally.statement_errors["claim"] += 1
+            log.error(
+                "a claim was refused by the database; trying again shortly",
+                extra=self._fields(connection=db.name, reason=str(exc)),
+            )
+            await asyncio.sleep(STATEMENT_ERROR_PAUSE_SECONDS)
         self._check_drained()
         return True
 
@@ -235,6 +248,8 @@ class Lanes(WorkerPool):
             self.flushing = False
         self.finished_ok += flushed.succeeded
         self.finished_bad += len(flushed.failures)
+        if flushed.statement_errors:
+            self.tally.statement_errors["record"] += flushed.statement_errors
         for failure in flushed.failures[:FAILURES_LOGGED_PER_FLUSH]:
             last_line = (failure.error or "").strip().splitlines()[-1:] or [""]
             log.info(

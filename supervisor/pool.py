@@ -101,6 +101,7 @@ class WorkerPool(ChildTalk):
             index=slot,
             heartbeat_seconds=self.config.child_heartbeat_seconds,
             max_result_bytes=self.config.max_result_bytes,
+            max_error_bytes=self.config.max_error_bytes,
             max_jobs=self.config.max_jobs_per_child,
             max_rss_bytes=self.config.max_child_rss_mb * 1024 * 1024,
         )

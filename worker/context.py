@@ -5,7 +5,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from jobfleet.text import clean_text
+
 ProgressSink = Callable[[int, int, float, str | None], None]
+# A progress message is a line for people to read, kept whole up to this size.
+PROGRESS_MESSAGE_MAX_BYTES = 4096
 
 
 class JobContext:
@@ -28,8 +32,12 @@ class JobContext:
         )
 
     def progress(self, fraction: float, message: str | None = None) -> None:
-        """Report how far the job is (0.0 to 1.0); cheap to call often, the last value wins."""
-        fraction = min(1.0, max(0.0, float(fraction)))
+        """Report how far the job is (0.0 to 1.0; NaN counts as 0); cheap to call often, the
+        last value wins. The message is cleaned of what PostgreSQL cannot store and cut to
+        PROGRESS_MESSAGE_MAX_BYTES."""
+        fraction = min(1.0, max(0.0, float(fraction)))  # max() keeps 0.0 over NaN
+        if message is not None:
+            message = clean_text(str(message), PROGRESS_MESSAGE_MAX_BYTES)
         if self._sink is not None:
             self._sink(self.job_id, self.attempt, fraction, message)
 

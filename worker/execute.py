@@ -10,6 +10,7 @@ from typing import Any
 
 from jobfleet.jobs import AttemptResult, Success
 from jobfleet.options import encode_json
+from jobfleet.text import clean_text
 from jobfleet.worker.context import JobContext, ProgressSink
 from jobfleet.worker.registry import HandlerSpec
 
@@ -22,18 +23,26 @@ def execute(
     handlers: Mapping[str, HandlerSpec],
     *,
     max_result_bytes: int,
+    max_error_bytes: int = 64 * 1024,
     progress_sink: ProgressSink | None = None,
     cancelled: Callable[[], bool] | None = None,
     pid: int | None = None,
 ) -> Success | AttemptResult:
     """Call the job's handler. A success comes back as a Success tuple (the hot path: no
     objects, no datetimes); an exception, or a result that cannot be stored, as a failed
-    AttemptResult with the traceback or the reason. `pid` is the worker's, for the record."""
+    AttemptResult with the traceback or the reason (cleaned of what PostgreSQL cannot store,
+    cut to `max_error_bytes`). `pid` is the worker's, for the record."""
     started = time.time_ns() // 1000  # microseconds: see Success
     spec = handlers.get(type)
     if spec is None:  # claims ask only for known types; this guards a registry that changed
         return _failure(
-            job_id, attempt, started, None, f"no handler for job type {type!r}", final=True
+            job_id,
+            attempt,
+            started,
+            None,
+            f"no handler for job type {type!r}",
+            max_error_bytes,
+            final=True,
         )
     try:
         if spec.takes_context:
@@ -42,13 +51,15 @@ def execute(
         else:
             value = spec.fn(payload)
     except Exception:
-        return _failure(job_id, attempt, started, spec, traceback.format_exc().rstrip())
+        error = traceback.format_exc().rstrip()
+        return _failure(job_id, attempt, started, spec, error, max_error_bytes)
     try:
         body = "null" if value is None else encode_json("result", value, max_result_bytes)
     except ValueError as exc:
-        return _failure(
-            job_id, attempt, started, spec, f"the handler's return value cannot be stored: {exc}"
-        )
+        # Final: the handler has run, and running it again (a card charged twice) is what a
+        # user fears most from a value that could never be stored anyway.
+        reason = f"the handler's return value cannot be stored: {exc}"
+        return _failure(job_id, attempt, started, spec, reason, max_error_bytes, final=True)
     return (job_id, attempt, body, pid, started, time.time_ns() // 1000)
 
 
@@ -58,6 +69,7 @@ def _failure(
     started: int,
     spec: HandlerSpec | None,
     error: str,
+    max_error_bytes: int,
     *,
     final: bool = False,
 ) -> AttemptResult:
@@ -65,7 +77,7 @@ def _failure(
         job_id,
         attempt,
         "failed",
-        error=error,
+        error=clean_text(error, max_error_bytes),
         final=final,
         backoff=spec.backoff if spec else None,
         backoff_seconds=spec.backoff_seconds if spec else None,

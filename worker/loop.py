@@ -38,6 +38,7 @@ class ChildConfig:
     index: int
     heartbeat_seconds: float
     max_result_bytes: int
+    max_error_bytes: int
     max_jobs: int  # recycle after this many jobs; 0: never
     max_rss_bytes: int  # recycle above this resident size; 0: never
 
@@ -121,6 +122,7 @@ class ChildLoop:
         index, slots, handlers = self.index, self.slots, self.handlers
         draining, start_job, finish_job = slots.draining, slots.start_job, slots.finish_job
         max_jobs, max_result_bytes = self.config.max_jobs, self.config.max_result_bytes
+        max_error_bytes = self.config.max_error_bytes
         progress, cancelled = self._progress, self._cancelled
         monotonic = time.monotonic
         for job_id, attempt, type_, payload_json, *_ in jobs:
@@ -134,6 +136,7 @@ class ChildLoop:
                 None if payload_json == "null" else json.loads(payload_json),
                 handlers,
                 max_result_bytes=max_result_bytes,
+                max_error_bytes=max_error_bytes,
                 progress_sink=progress,
                 cancelled=cancelled,
                 pid=pid,

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from jobfleet.log import get_logger
 from jobfleet.queries import sql
-from jobfleet.supervisor.database import DatabaseDown, ManagedConnection
+from jobfleet.supervisor.database import DatabaseDown, ManagedConnection, StatementError
 from jobfleet.supervisor.maintenance.lease_reaper import LeaseReaper
 from jobfleet.supervisor.maintenance.pruner import PRUNE_INTERVAL_SECONDS, Pruner
 
@@ -104,8 +104,16 @@ class Maintenance:
             now = time.monotonic()
             if now >= next_tick:
                 next_tick = now + max(0.05, self.interval)
-                with contextlib.suppress(DatabaseDown):
+                try:
                     await self.tick()
+                except DatabaseDown:
+                    pass
+                except StatementError as exc:  # the next tick tries again; the node goes on
+                    self.sup.tally.statement_errors["maintenance"] += 1
+                    log.error(
+                        "a maintenance statement was refused by the database",
+                        extra={"node": self.sup.node.name, "reason": str(exc)},
+                    )
                 continue
             if self.sup.in_flight() and await self.sup.lane_step(self.db):
                 continue

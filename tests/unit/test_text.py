@@ -24,16 +24,19 @@ def test_clean_text_leaves_short_text_alone() -> None:
     assert clean_text(text, 1000) is text
 
 
-def test_clean_text_cuts_to_the_limit_in_bytes_without_splitting_a_character() -> None:
-    text = "é" * 50_000  # 100,000 bytes of UTF-8
+def test_clean_text_cuts_the_middle_to_the_limit_without_splitting_a_character() -> None:
+    text = "é" * 50_000 + "ValueError: the end"  # over 100,000 bytes of UTF-8
     cleaned = clean_text(text, 1000)
     assert len(cleaned.encode("utf-8")) <= 1000
-    assert cleaned.startswith("é" * 400)
+    assert cleaned.startswith("é" * 200)
+    assert cleaned.endswith("é" * 100 + "ValueError: the end")
     assert "bytes cut: over the 1000-byte limit" in cleaned
     assert REPLACEMENT not in cleaned
 
 
 def test_clean_text_reports_how_much_was_cut() -> None:
     cleaned = clean_text("a" * 10_000, 1000)
-    kept = cleaned.index("\n[...")
-    assert f"[... {10_000 - kept} bytes cut" in cleaned
+    head, _, rest = cleaned.partition("\n[... ")
+    tail = rest.partition("]\n")[2]
+    assert rest.startswith(f"{10_000 - len(head) - len(tail)} bytes cut")
+    assert 900 < len(cleaned) <= 1000

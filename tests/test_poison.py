@@ -1,0 +1,164 @@
+"""Nothing a job carries stops a node: handlers that raise, report and return what PostgreSQL
+cannot store, and job rows holding numbers its arithmetic cannot, on a real supervisor that
+must still be up and working afterwards."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+import jobfleet
+from tests.conftest import scalar, wait_until
+from tests.fleet_support import handler_module
+
+POISON = """
+from jobfleet.worker import handler
+
+@handler("nul_error")
+def nul_error(payload):
+    raise ValueError("bad\\x00byte")
+
+@handler("surrogate_error")
+def surrogate_error(payload):
+    raise ValueError("lone \\udcff surrogate")
+
+@handler("huge_error")
+def huge_error(payload):
+    raise ValueError("x" * 20_000_000 + " the end")
+
+@handler("nul_progress")
+def nul_progress(payload, ctx):
+    ctx.progress(0.5, "half\\x00way \\ud800")
+    return "done"
+
+@handler("nan_progress")
+def nan_progress(payload, ctx):
+    ctx.progress(float("nan"), 12345)
+    return "done"
+
+@handler("surrogate_result")
+def surrogate_result(payload):
+    return {"text": "\\udcff"}
+
+@handler("always_fails")
+def always_fails(payload):
+    raise RuntimeError("try again")
+
+@handler("fine")
+def fine(payload):
+    return payload
+"""
+
+
+def _job(conn: psycopg.Connection[Any], job_id: int) -> tuple[Any, ...]:
+    row = conn.execute(
+        "SELECT state, attempt, error, progress FROM jobs WHERE id = %s", (job_id,)
+    ).fetchone()
+    assert row is not None
+    return tuple(row)
+
+
+def test_a_node_survives_every_poisonous_value_and_keeps_working(
+    conn: psycopg.Connection[Any], fleet: Any, tmp_path: Any
+) -> None:
+    env = handler_module(tmp_path, "poison", POISON)
+    env["JOBFLEET_BACKOFF_MAX_SECONDS"] = "0.05"  # the overflowing job's retries come at once
+    # One attempt each, but for the result: a retry would show it was not final.
+    jobs = {
+        name: jobfleet.enqueue(conn, name, max_attempts=3 if name == "surrogate_result" else 1)
+        for name in (
+            "nul_error",
+            "surrogate_error",
+            "huge_error",
+            "nul_progress",
+            "nan_progress",
+            "surrogate_result",
+        )
+    }
+    # A row from before enqueue refused such numbers: its retry delay once overflowed double
+    # precision in the statement that records a whole batch of outcomes.
+    jobs["backoff_overflow"] = jobfleet.enqueue(conn, "always_fails", max_attempts=3)
+    conn.execute(
+        "UPDATE jobs SET backoff = 'exponential', backoff_seconds = 1e308 WHERE id = %s",
+        (jobs["backoff_overflow"],),
+    )
+    node = fleet("a", "--workers", "2", "--handlers", "poison", env=env)
+    wait_until(
+        lambda: scalar(conn, "SELECT count(*) FROM jobs WHERE state IN ('queued', 'running')") == 0,
+        timeout=60,
+        what=f"every poisonous job to end; node log:\n{node.log()[-3000:]}",
+    )
+    state, attempt, error, _ = _job(conn, jobs["nul_error"])
+    assert (state, attempt) == ("dead", 1)
+    assert "ValueError: bad\ufffdbyte" in error
+    state, _, error, _ = _job(conn, jobs["surrogate_error"])
+    assert state == "dead" and "ValueError: lone \ufffd surrogate" in error
+    state, _, error, _ = _job(conn, jobs["huge_error"])
+    assert state == "dead"
+    assert len(error.encode()) <= 64 * 1024  # JOBFLEET_MAX_ERROR_BYTES's default
+    assert error.startswith("Traceback") and error.endswith("x the end")
+    assert "bytes cut: over the 65536-byte limit" in error
+    stored = scalar(
+        conn,
+        "SELECT error FROM job_attempts WHERE job_id = %s",
+        (jobs["huge_error"],),
+    )
+    assert stored == error
+    state, _, _, _ = _job(conn, jobs["nul_progress"])
+    assert state == "succeeded"
+    state, _, _, _ = _job(conn, jobs["nan_progress"])
+    assert state == "succeeded"
+    # A result that cannot be stored ends the job at once: its handler has run, and running
+    # it again could repeat what it did.
+    state, attempt, error, _ = _job(conn, jobs["surrogate_result"])
+    assert (state, attempt) == ("dead", 1)
+    assert "cannot be stored" in error or "could not be stored" in error
+    state, attempt, error, _ = _job(conn, jobs["backoff_overflow"])
+    assert (state, attempt) == ("dead", 3)
+    assert "RuntimeError: try again" in error
+
+    assert node.proc.poll() is None, node.log()
+    assert "a supervisor loop failed" not in node.log()
+    after = jobfleet.enqueue(conn, "fine", {"still": "working"})
+    wait_until(
+        lambda: _job(conn, after)[0] == "succeeded", timeout=30, what="a job after the poison"
+    )
+
+
+def test_progress_messages_are_stored_cleaned(
+    conn: psycopg.Connection[Any], fleet: Any, tmp_path: Any
+) -> None:
+    env = handler_module(
+        tmp_path,
+        "slow_progress",
+        "import time\n"
+        "from jobfleet.worker import handler\n"
+        "@handler('slow_progress')\n"
+        "def slow_progress(payload, ctx):\n"
+        "    ctx.progress(0.5, 'half\\x00way \\ud800')\n"
+        "    while not ctx.cancelled():\n"
+        "        time.sleep(0.01)\n",
+    )
+    job = jobfleet.enqueue(conn, "slow_progress")
+    node = fleet("a", "--workers", "1", "--handlers", "slow_progress", env=env)
+    progress = wait_until(
+        lambda: _job(conn, job)[3], timeout=30, what=f"progress; log:\n{node.log()[-2000:]}"
+    )
+    assert progress == {"fraction": 0.5, "message": "half\ufffdway \ufffd"}
+
+
+def test_the_retry_delay_is_bounded_whatever_the_row_holds(
+    conn: psycopg.Connection[Any],
+) -> None:
+    for base in ("1e308", "Infinity", "NaN", "-5", "1e-300"):
+        for strategy in ("exponential", "linear", "fixed", None):
+            delay = scalar(
+                conn,
+                "SELECT jobfleet_backoff_seconds(%s, 1000, %s::float8, 3600)",
+                (strategy, base),
+            )
+            assert 0 <= delay <= 3600, (strategy, base, delay)
+    assert scalar(conn, "SELECT jobfleet_backoff_seconds('fixed', 1, 10, 'Infinity')") == 10
+    huge_cap = scalar(conn, "SELECT jobfleet_backoff_seconds('fixed', 1, 1e308, 1e308)")
+    assert huge_cap == 315360000  # ten years: now() + that is always a timestamp
