@@ -1,6 +1,6 @@
 """What the supervisor and its children say to each other over their sockets: jobs out,
-outcomes, progress and goodbyes back (framing in worker/protocol.py). Mixed into Supervisor
-through WorkerPool (pool.py)."""
+outcomes, progress and goodbyes back (framing in worker/protocol.py). Held by the worker pool
+(pool.py); what comes back goes to the outbox, the tally and the dispatcher."""
 
 from __future__ import annotations
 
@@ -18,10 +18,10 @@ from jobfleet.jobs import (
     Success,
 )
 from jobfleet.log import get_logger
-from jobfleet.metrics import Tally
 from jobfleet.supervisor.children import Child
 from jobfleet.supervisor.dispatch import Dispatcher
 from jobfleet.supervisor.outbox import Outbox
+from jobfleet.supervisor.tally import Tally
 from jobfleet.supervisor.waker import Waker
 from jobfleet.worker import protocol
 from jobfleet.worker.slots import SlotTable
@@ -30,20 +30,28 @@ log = get_logger("jobfleet.supervisor")
 
 
 class ChildTalk:
-    slots: SlotTable
-    dispatcher: Dispatcher
-    outbox: Outbox
-    waker: Waker
-    tally: Tally
+    def __init__(
+        self,
+        node: str,
+        slots: SlotTable,
+        dispatcher: Dispatcher,
+        outbox: Outbox,
+        tally: Tally,
+        waker: Waker,
+    ) -> None:
+        self.node = node
+        self.slots = slots
+        self.dispatcher = dispatcher
+        self.outbox = outbox
+        self.tally = tally
+        self.waker = waker
 
-    def _fields(self, **extra: Any) -> dict[str, Any]:
-        raise NotImplementedError
-
-    async def _read_child(self, child: Child) -> None:
+    async def read(self, child: Child) -> None:
+        """Read the child's messages until its socket closes (it exited)."""
         reader, writer = await asyncio.open_unix_connection(sock=child.sock)
         child.writer = writer
         if self.slots.read(child.slot).drain:  # asked to leave before we could tell it
-            self._send(child, (protocol.BYE,))
+            self.send(child, (protocol.BYE,))
         try:
             while True:
                 header = await reader.readexactly(protocol.HEADER.size)
@@ -82,7 +90,10 @@ class ChildTalk:
                 self.tally.progress_updates[(job.type, job.queue)] += 1
         elif kind == protocol.BYE:
             child.bye = message[1]
-            log.debug("worker leaving", extra=self._fields(worker=child.pid, reason=message[1]))
+            log.debug(
+                "worker leaving",
+                extra={"node": self.node, "worker": child.pid, "reason": message[1]},
+            )
 
     def _settle_successes(
         self, assigned: dict[int, ClaimedJob], successes: list[Success], doomed: int | None
@@ -116,6 +127,6 @@ class ChildTalk:
                 key, (success[SUCCESS_FINISHED] - success[SUCCESS_STARTED]) / 1e6
             )
 
-    def _send(self, child: Child, message: Any) -> None:
+    def send(self, child: Child, message: Any) -> None:
         if child.writer is not None and not child.writer.is_closing():
             child.writer.write(protocol.encode(message))

@@ -1,10 +1,12 @@
 """The supervisor's database hot path: LANES connections ('lanes') that each write the
 outcomes waiting (one lane at a time) or else claim for the children's free room, less what
-claims in flight will bring, and hand the claimed jobs to the children.
+claims in flight will bring, and hand the claimed jobs to the children (through the pool).
 
 Outcomes are written as soon as a lane is free, so batches grow with the rate by themselves;
 claims run beside the writes, so PostgreSQL works on two statements at once whatever the mix.
-Mixed into Supervisor (fleet.py), like the children's side (pool.py).
+A part the supervisor holds (supervisor.py); the control connection takes steps here too while
+the node is busy. It reports to its owner through `on_change` (a step ended: the drain may be
+done) and `on_burst_done` (a burst node found nothing left to run).
 """
 
 from __future__ import annotations
@@ -12,17 +14,19 @@ from __future__ import annotations
 import asyncio
 import bisect
 import time
-from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
-from jobfleet.jobs import FOR_CHILD, JOB_ID, TYPE_QUEUE, WAITED, ClaimedJob
 from jobfleet.log import get_logger
 from jobfleet.queries import sql
+from jobfleet.settings import Settings
 from jobfleet.store import Statement, claim_statement, claimed_jobs
 from jobfleet.supervisor.database import DatabaseDown, ManagedConnection, StatementError
-from jobfleet.supervisor.outbox import run_pipelined
+from jobfleet.supervisor.node import Node
+from jobfleet.supervisor.outbox import Outbox, run_pipelined
 from jobfleet.supervisor.pool import TICK_SECONDS, WorkerPool
-from jobfleet.worker import protocol
+from jobfleet.supervisor.tally import Tally
+from jobfleet.supervisor.waker import Waker
 
 log = get_logger("jobfleet.supervisor")
 
@@ -48,26 +52,55 @@ FAILURES_LOGGED_PER_FLUSH = 20
 FAILED_OUTCOMES = frozenset(("failed", "crashed", "timed_out"))
 
 
-class Lanes(WorkerPool):
-    lanes: list[ManagedConnection]
-    holder: str
-    burst: bool
-    work_hint: bool
-    flushing: bool
-    claiming: int
-    idle_wait: float
-    next_poll: float
-    finished_ok: int
-    finished_bad: int
-    late_results: int
-    work_epoch: int
-    clear_epoch: int
-    due_times: list[float]
-    due_unknown: bool
-    db_clock_offset: float
+class Lanes:
+    def __init__(
+        self,
+        node: Node,
+        config: Settings,
+        url: str,
+        *,
+        holder: str,
+        burst: bool,
+        pool: WorkerPool,
+        outbox: Outbox,
+        tally: Tally,
+        waker: Waker,
+        on_change: Callable[[], None],
+        on_burst_done: Callable[[str], None],
+    ) -> None:
+        self.node = node
+        self.config = config
+        self.holder = holder  # this run's lease holder (locked_by)
+        self.burst = burst
+        self.pool = pool
+        self.outbox = outbox
+        self.tally = tally
+        self.waker = waker  # room in the children, outcomes to write, new work, state changes
+        self.on_change = on_change
+        self.on_burst_done = on_burst_done
+        self.dbs = [
+            ManagedConnection(f"lane-{n + 1}", url, config, raw_json=True) for n in range(LANES)
+        ]
+        self.flushing = False
+        self.claiming = 0  # jobs asked for by claims in flight
+        self.idle_wait = IDLE_POLL_MIN
+        self.next_poll = 0.0
+        self.work_hint = True  # there may be work: claim without waiting out the idle backoff
+        self.due_times: list[float] = []  # when known jobs fall due, soonest first
+        self.due_unknown = True  # jobs scheduled before we listened: ask when the queue is dry
+        self.db_clock_offset = 0.0  # the database's clock less ours (see the control loop)
+        # Bumped by more_work_may_exist(); a burst node's look found nothing elsewhere as of
+        # clear_epoch (see _burst_done).
+        self.work_epoch, self.clear_epoch = 0, -1
+        self.finished_ok = self.finished_bad = 0
+        self.late_results = 0
 
-    def begin_drain(self, why: str) -> None:
-        raise NotImplementedError
+    def _fields(self, **extra: Any) -> dict[str, Any]:
+        return {"node": self.node.name, **extra}
+
+    async def close(self) -> None:
+        for db in self.dbs:
+            await db.close()
 
     async def lane_loop(self, db: ManagedConnection) -> None:
         """One lane's life: the node's database work, else wait to be woken (outcomes, room
@@ -79,7 +112,7 @@ class Lanes(WorkerPool):
                 if self.outbox and not self.flushing:
                     pause = min(pause, self._write_after(now))
                 await self.waker.wait(pause if pause > 0 else TICK_SECONDS)
-                self._check_drained()
+                self.on_change()
 
     def _write_after(self, now: float) -> float:
         """Seconds until the outcomes waiting are due to be written; 0: now.
@@ -90,13 +123,11 @@ class Lanes(WorkerPool):
         go at once (their batches are big anyway), and so does everything else: failures,
         releases, progress, the last outcomes of a node with nothing else running, and
         anything once the node is draining."""
-        outbox = self.outbox
-        if not outbox.only_successes or not self._running():
-            return 0.0
-        if not self._children_hold_jobs():
+        outbox, pool = self.outbox, self.pool
+        if not outbox.only_successes or not pool.accepting or not pool.holds_jobs():
             return 0.0
         linger = min(
-            WRITE_LINGER_MAX_SECONDS, WRITE_LINGER_SHARE * (self.dispatcher.mean_seconds or 0)
+            WRITE_LINGER_MAX_SECONDS, WRITE_LINGER_SHARE * (pool.dispatcher.mean_seconds or 0)
         )
         return max(0.0, outbox.since + linger - now)
 
@@ -125,11 +156,8 @@ class Lanes(WorkerPool):
                 extra=self._fields(connection=db.name, reason=str(exc)),
             )
             await asyncio.sleep(STATEMENT_ERROR_PAUSE_SECONDS)
-        self._check_drained()
+        self.on_change()
         return True
-
-    def _wake(self) -> None:
-        self.waker.wake()
 
     def more_work_may_exist(self) -> None:
         """New work was announced, or jobs went back to the queue (retries, releases, reaped
@@ -153,18 +181,13 @@ class Lanes(WorkerPool):
             self.next_poll = due
             self.waker.wake()  # lanes waiting out a longer backoff recompute their pause
 
-    def _capacity(self) -> int:
-        if not self._running():
-            return 0
-        return self.dispatcher.capacity(self.live_children())
-
     def _claim_statement(self) -> Statement | None:
         """The claim for the room the children have now (less what claims in flight will
         bring), or None: no room, or an idle backoff not yet over."""
         if time.monotonic() < self.next_poll:
             return None
-        want = self._capacity() - self.claiming
-        if want <= 0 or (self.claiming and want < self.dispatcher.batch):
+        want = self.pool.room() - self.claiming
+        if want <= 0 or (self.claiming and want < self.pool.dispatcher.batch):
             return None
         return claim_statement(
             holder=self.holder,
@@ -182,12 +205,12 @@ class Lanes(WorkerPool):
         finally:
             self.claiming -= want
         jobs = claimed_jobs(rows[0])
-        dispatched = self._dispatch(jobs)
+        dispatched = self.pool.hand_out(jobs)
         # A short claim means the queue ran dry: a burst node looks elsewhere now, while its
         # last jobs run, and is done once they are written. (Not while another lane claims:
         # the rows that claim holds would still look ready.)
         if self.burst and len(jobs) < want and not self.claiming and await self._burst_done(db):
-            self.begin_drain("burst: nothing left to run")
+            self.on_burst_done("burst: nothing left to run")
             return
         if dispatched:
             self.idle_wait, self.next_poll = IDLE_POLL_MIN, 0.0
@@ -206,38 +229,9 @@ class Lanes(WorkerPool):
         if not self.in_flight():  # the backoff grows only while this node is idle too
             self.idle_wait = min(self.idle_wait * 2, IDLE_POLL_MAX)
 
-    def _children_hold_jobs(self) -> bool:
-        return any(c.assigned for c in self.children.values())
-
     def in_flight(self) -> bool:
         """Jobs held by children, outcomes waiting or being written, claims under way."""
-        return (
-            self._children_hold_jobs() or bool(self.outbox) or self.flushing or bool(self.claiming)
-        )
-
-    def _dispatch(self, jobs: list[ClaimedJob]) -> int:
-        """Hand claimed jobs to the children, a batch message each; return how many."""
-        if not jobs:
-            return 0
-        if not self._running():  # a drain began while we waited: give them back
-            self.outbox.add_releases((j.id, j.attempt) for j in jobs)
-            return 0
-        deals, leftovers = self.dispatcher.assign(jobs, self.live_children())
-        self.outbox.add_releases((j.id, j.attempt) for j in leftovers)
-        tally = self.tally
-        tally.observe_batch(len(jobs))
-        # Bookkeeping by the batch, in C loops (map, zip, Counter): this runs for every job.
-        keys = Counter(map(TYPE_QUEUE, jobs))
-        tally.started.update(keys)
-        if len(keys) == 1:
-            tally.observe_waits(next(iter(keys)), list(map(WAITED, jobs)))
-        else:
-            for job in jobs:
-                tally.observe_wait((job.type, job.queue), job.waited)
-        for child, batch in deals:
-            child.assigned.update(zip(map(JOB_ID, batch), batch, strict=True))
-            self._send(child, (protocol.JOBS, list(map(FOR_CHILD, batch))))
-        return len(jobs)
+        return self.pool.holds_jobs() or bool(self.outbox) or self.flushing or bool(self.claiming)
 
     async def _flush(self, db: ManagedConnection) -> None:
         """Write what waits: outcomes, releases, progress."""

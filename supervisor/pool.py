@@ -1,7 +1,9 @@
-"""The supervisor's children: forking them, watching them, killing them, reaping them, and
-settling the jobs a dead child held. Mixed into Supervisor (one object, like gunicorn's
-arbiter); what the supervisor and its children say to each other is in child_talk.py, the
-work loop and signals in fleet.py."""
+"""The worker pool: forking children, watching them, killing them, reaping them, settling the
+jobs a dead child held, and handing claimed jobs out. A part the supervisor holds
+(supervisor.py); what it says to its children is in child_talk.py, what it decides in
+decisions.py (pure functions). It reports to its owner through `on_change` (something the
+drain may be waiting for happened) and `on_other_exit` (a reaped process that is not a
+worker)."""
 
 from __future__ import annotations
 
@@ -12,76 +14,98 @@ import os
 import signal
 import time
 from collections import deque
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from jobfleet.jobs import AttemptResult, ClaimedJob
+from jobfleet.jobs import FOR_CHILD, JOB_ID, AttemptResult, ClaimedJob
 from jobfleet.log import get_logger
-from jobfleet.metrics import Tally
 from jobfleet.settings import Settings
 from jobfleet.supervisor.child_talk import ChildTalk
 from jobfleet.supervisor.children import Child, KillPlan, describe_exit, fork_child
+from jobfleet.supervisor.decisions import (
+    ChildFacts,
+    death_expected,
+    death_verdict,
+    kill_verdict,
+    spawn_delay,
+)
 from jobfleet.supervisor.dispatch import Dispatcher
 from jobfleet.supervisor.node import Node
 from jobfleet.supervisor.outbox import Outbox
+from jobfleet.supervisor.tally import Tally
 from jobfleet.supervisor.waker import Waker
 from jobfleet.worker import protocol
 from jobfleet.worker.loop import ChildConfig
 from jobfleet.worker.slots import SlotTable
 
-if TYPE_CHECKING:
-    from jobfleet.supervisor.fleet import State
-
 log = get_logger("jobfleet.supervisor")
 
 TICK_SECONDS = 0.1
-# Crash loop: more unexpected deaths than this within the window slows respawning down.
+# Crash loop: unexpected deaths within this window slow respawning down (decisions.py).
 CRASH_WINDOW_SECONDS = 10.0
-CRASH_BACKOFF_MAX_SECONDS = 10.0
 # A watch round this late means the supervisor itself was stopped or starved.
 STALL_SECONDS = 1.0
 # A dead child's socket is read to its end before its jobs are settled; not forever.
 LAST_WORDS_SECONDS = 1.0
 
 
-class WorkerPool(ChildTalk):
-    node: Node
-    config: Settings
-    desired: int
-    slots: SlotTable
-    free_slots: list[int]
-    children: dict[int, Child]
-    deaths: deque[float]
-    spawn_not_before: float
-    grace_deadline: float | None
-    dispatcher: Dispatcher
-    outbox: Outbox
-    waker: Waker
-    state: State
-    tally: Tally
-    stall_ended: float
+class WorkerPool:
+    def __init__(
+        self,
+        node: Node,
+        config: Settings,
+        *,
+        workers: int,
+        outbox: Outbox,
+        tally: Tally,
+        waker: Waker,
+        on_change: Callable[[], None],
+        on_other_exit: Callable[[int, int], None],
+    ) -> None:
+        self.node = node
+        self.config = config
+        self.desired = workers
+        self.slots = SlotTable(max(64, 4 * workers))
+        self.free_slots = list(range(self.slots.size))
+        self.children: dict[int, Child] = {}
+        self.dispatcher = Dispatcher()
+        self.outbox = outbox
+        self.tally = tally
+        self.waker = waker  # the lanes: room in the children, outcomes to write
+        self.talk = ChildTalk(node.name, self.slots, self.dispatcher, outbox, tally, waker)
+        self.on_change = on_change
+        self.on_other_exit = on_other_exit
+        self.accepting = True  # False once draining: no new children, no new jobs
+        self.grace_deadline: float | None = None
+        self.deaths: deque[float] = deque()  # unexpected deaths in the crash window
+        self.spawn_not_before = 0.0
+        self.stall_ended = 0.0  # when the supervisor last came back from a pause
 
     def _fields(self, **extra: Any) -> dict[str, Any]:
         return {"node": self.node.name, **extra}
 
-    def _running(self) -> bool:
-        raise NotImplementedError
+    def drain(self, grace_deadline: float) -> None:
+        """No new children or jobs; ask every child to leave once its jobs are done, and
+        kill what is still here after `grace_deadline`."""
+        self.accepting = False
+        self.grace_deadline = grace_deadline
+        for child in self.children.values():
+            self._ask_to_leave(child)
 
-    def _check_drained(self) -> None:
-        raise NotImplementedError
-
-    def on_other_exit(self, pid: int, status: int) -> None:
-        raise NotImplementedError
+    def kill_all(self) -> None:
+        for child in self.children.values():
+            child.signal(signal.SIGKILL)
 
     def _ask_to_leave(self, child: Child) -> None:
         self.slots.set_drain(child.slot)  # checked between jobs
-        self._send(child, (protocol.BYE,))  # wakes a child that waits for work
+        self.talk.send(child, (protocol.BYE,))  # wakes a child that waits for work
 
     # -- children: spawn, watch, reap, settle --
 
     def manage_children(self) -> None:
         """Converge the number of children to the desired count."""
-        if not self._running():
+        if not self.accepting:
             return
         alive = self.staying_children()
         if len(alive) > self.desired:
@@ -108,15 +132,14 @@ class WorkerPool(ChildTalk):
         pid, sock = fork_child(self.slots, slot, self.node.handlers, config)
         child = Child(pid=pid, slot=slot, sock=sock)
         self.children[pid] = child
-        child.reader = asyncio.create_task(self._read_child(child), name=f"child-{pid}")
+        child.reader = asyncio.create_task(self.talk.read(child), name=f"child-{pid}")
         log.debug("worker started", extra=self._fields(worker=pid, slot=slot))
 
     def _schedule_spawn_backoff(self, now: float) -> None:
         while self.deaths and now - self.deaths[0] > CRASH_WINDOW_SECONDS:
             self.deaths.popleft()
-        excess = len(self.deaths) - max(3, self.desired)
-        if excess > 0:
-            delay = min(CRASH_BACKOFF_MAX_SECONDS, 0.1 * 2**excess)
+        delay = spawn_delay(len(self.deaths), self.desired)
+        if delay:
             self.spawn_not_before = now + delay
             log.error(
                 "workers keep dying: slowing down restarts",
@@ -138,7 +161,7 @@ class WorkerPool(ChildTalk):
             last = now
             self.watch_children()
             self.manage_children()
-            self._check_drained()
+            self.on_change()
             await asyncio.sleep(TICK_SECONDS)
 
     def watch_children(self) -> None:
@@ -156,27 +179,22 @@ class WorkerPool(ChildTalk):
                 continue
             view = self.slots.read(child.slot)
             job = child.assigned.get(view.job_id) if view.job_id else None
-            silent = now - max(view.heartbeat, self.stall_ended)
-            if silent > self.config.child_silent_after:
-                self.kill_child(
-                    child,
-                    "crashed",
-                    f"worker stopped responding: no heartbeat for {silent:.1f} s",
-                    job,
-                )
-            elif (
-                job is not None and (limit := self._timeout_of(job)) and now - view.started > limit
-            ):
-                self.kill_child(child, "timed_out", f"timeout after {limit:g} s", job)
-            elif self.grace_deadline is not None and now > self.grace_deadline:
-                # Busy or not: a child still here after the grace period is made to go.
-                self.kill_child(
-                    child,
-                    "crashed",
-                    "killed at shutdown: still running after the "
-                    f"{self.config.grace_seconds:g} s grace period",
-                    job,
-                )
+            facts = ChildFacts(
+                now=now,
+                heartbeat=view.heartbeat,
+                stall_ended=self.stall_ended,
+                running=job is not None,
+                job_started=view.started,
+                timeout=self._timeout_of(job) if job is not None else None,
+            )
+            verdict = kill_verdict(
+                facts,
+                silent_after=self.config.child_silent_after,
+                grace_deadline=self.grace_deadline,
+                grace_seconds=self.config.grace_seconds,
+            )
+            if verdict is not None:
+                self.kill_child(child, verdict.outcome, verdict.reason, job)
 
     def _timeout_of(self, job: ClaimedJob) -> float | None:
         """The job's own timeout, else its handler's (for jobs enqueued before any node
@@ -195,6 +213,8 @@ class WorkerPool(ChildTalk):
         *,
         final: bool = False,
     ) -> None:
+        """SIGTERM now, SIGKILL after the kill grace; the job is recorded with `outcome` and
+        `reason` once the child is reaped."""
         view = self.slots.read(child.slot)
         started = time.time() - (time.monotonic() - view.started) if view.job_id else time.time()
         child.kill = KillPlan(
@@ -249,7 +269,6 @@ class WorkerPool(ChildTalk):
             child.sock.close()
         self.children.pop(child.pid, None)
         status = child.exit_status or 0
-        cause = describe_exit(status)
         view = self.slots.read(child.slot)
         plan = child.kill
         running = child.assigned.get(view.job_id) if view.job_id else None
@@ -257,13 +276,8 @@ class WorkerPool(ChildTalk):
             running = plan.job
         if running is not None:
             child.assigned.pop(running.id)
-            if plan is not None:
-                # A worker that left cleanly when asked needs no "(exit code 0)" on the record.
-                clean = os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
-                reason = plan.reason if clean else f"{plan.reason} ({cause})"
-                outcome, final = plan.outcome, plan.final
-            else:
-                outcome, reason, final = "crashed", f"worker {cause}", False
+            verdict = death_verdict(status, plan)
+            outcome, reason = verdict.outcome, verdict.reason
             # The slot says when the job started (on the shared monotonic clock).
             started = (
                 time.time() - (time.monotonic() - view.started)
@@ -271,7 +285,7 @@ class WorkerPool(ChildTalk):
                 else (plan.job_started if plan is not None else time.time())
             )
             self.outbox.add_result(
-                self._lost_job_result(running, child.pid, outcome, reason, final, started)
+                self._lost_job_result(running, child.pid, outcome, reason, verdict.final, started)
             )
             log.log(
                 _level(outcome),
@@ -287,7 +301,11 @@ class WorkerPool(ChildTalk):
         # Jobs it held but had not started (or finished without reporting): run them again.
         self.outbox.add_releases((j.id, j.attempt) for j in child.assigned.values())
         child.assigned.clear()
-        expected = child.bye is not None or (plan is not None and running is not None)
+        expected = death_expected(
+            said_bye=child.bye is not None,
+            killed=plan is not None,
+            held_running_job=running is not None,
+        )
         if plan is not None:
             self.tally.child_restarts[plan.outcome] += 1
         elif child.bye is not None:
@@ -298,12 +316,13 @@ class WorkerPool(ChildTalk):
             self.deaths.append(time.monotonic())
             if running is None:
                 log.warning(
-                    "worker died while idle", extra=self._fields(worker=child.pid, cause=cause)
+                    "worker died while idle",
+                    extra=self._fields(worker=child.pid, cause=describe_exit(status)),
                 )
         self.free_slots.append(child.slot)
         self.waker.wake()
         self.manage_children()
-        self._check_drained()
+        self.on_change()
 
     def _lost_job_result(
         self, job: ClaimedJob, pid: int, outcome: Any, reason: str, final: bool, started: float
@@ -346,6 +365,36 @@ class WorkerPool(ChildTalk):
 
     def busy(self) -> int:
         return sum(1 for c in self.children.values() if self.slots.read(c.slot).job_id)
+
+    def holds_jobs(self) -> bool:
+        return any(c.assigned for c in self.children.values())
+
+    def held_job_ids(self) -> list[int]:
+        return [job_id for child in self.children.values() for job_id in child.assigned]
+
+    # -- handing out work --
+
+    def room(self) -> int:
+        """How many jobs to claim for the children now (0 when draining)."""
+        return self.dispatcher.capacity(self.live_children()) if self.accepting else 0
+
+    def hand_out(self, jobs: Sequence[ClaimedJob]) -> int:
+        """Deal claimed jobs to the children, a batch message each, and count them; what
+        does not fit (or arrives while draining) goes back as releases. Returns how many
+        were handed out."""
+        if not jobs:
+            return 0
+        if not self.accepting:  # a drain began while the claim ran: give them back
+            self.outbox.add_releases((j.id, j.attempt) for j in jobs)
+            return 0
+        deals, leftovers = self.dispatcher.assign(jobs, self.live_children())
+        self.outbox.add_releases((j.id, j.attempt) for j in leftovers)
+        self.tally.count_started(jobs)
+        send = self.talk.send
+        for child, batch in deals:
+            child.assigned.update(zip(map(JOB_ID, batch), batch, strict=True))
+            send(child, (protocol.JOBS, list(map(FOR_CHILD, batch))))
+        return len(jobs)
 
 
 def _level(outcome: Any) -> int:

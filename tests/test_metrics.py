@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-from jobfleet.metrics import DURATION_BUCKETS, Tally, observe_many, read_snapshot, write_snapshot
+from jobfleet.metrics import DURATION_BUCKETS, observe_many, read_snapshot, write_snapshot
+from jobfleet.supervisor.tally import Tally
 
 
 def test_bulk_observations_equal_one_by_one_observations() -> None:

@@ -103,19 +103,3 @@ def test_a_failure_that_cannot_be_stored_is_recorded_with_a_note(
     assert error.startswith("this attempt's outcome could not be stored (")
     assert error.endswith("its error began:\nTraceback\nbad\ufffdbyte")
     assert sorted(r[3] for r in flushed.failed_rows) == ["dead", "queued"]
-
-
-def test_add_result_and_add_progress_clean_what_they_are_given() -> None:
-    outbox = Outbox(max_error_bytes=2048)
-    outbox.add_result(AttemptResult(1, 1, "crashed", error="last words \x00\udcff" + "y" * 9000))
-    [result] = outbox.results
-    assert result.error is not None and "\x00" not in result.error
-    assert len(result.error.encode()) <= 2048 and result.error.endswith("y" * 100)
-    outbox.add_progress(1, 1, float("nan"), "a\x00b")
-    outbox.add_progress(2, 1, "not a number", 17)
-    outbox.add_progress(3, 1, 1e308, None)
-    assert outbox.progress == {
-        (1, 1): (0.0, "a\ufffdb"),
-        (2, 1): (0.0, "17"),
-        (3, 1): (1.0, None),
-    }

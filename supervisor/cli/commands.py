@@ -39,8 +39,8 @@ def cmd_migrate(args: argparse.Namespace, config: Settings) -> int:
 def cmd_supervisor(args: argparse.Namespace, config: Settings) -> int:
     import asyncio
 
-    from jobfleet.supervisor.fleet import Supervisor
     from jobfleet.supervisor.node import Node, default_node_name
+    from jobfleet.supervisor.supervisor import Supervisor
     from jobfleet.worker.registry import load_handlers
 
     modules = [m.strip() for m in args.handlers.split(",") if m.strip()]

@@ -18,16 +18,18 @@ import asyncio
 import contextlib
 import functools
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from jobfleet.log import get_logger
 from jobfleet.queries import sql
+from jobfleet.settings import Settings
 from jobfleet.supervisor.database import DatabaseDown, ManagedConnection, StatementError
+from jobfleet.supervisor.lanes import Lanes
 from jobfleet.supervisor.maintenance.lease_reaper import LeaseReaper
 from jobfleet.supervisor.maintenance.pruner import PRUNE_INTERVAL_SECONDS, Pruner
-
-if TYPE_CHECKING:
-    from jobfleet.supervisor.fleet import Supervisor
+from jobfleet.supervisor.node import Node
+from jobfleet.supervisor.outbox import Outbox
+from jobfleet.supervisor.pool import WorkerPool
 
 log = get_logger("jobfleet.supervisor")
 
@@ -41,13 +43,30 @@ GAUGES_FIRST_AFTER_SECONDS = 2.0
 
 
 class Maintenance:
-    def __init__(self, supervisor: Supervisor, url: str) -> None:
-        self.sup = supervisor
-        self.config = supervisor.config
+    def __init__(
+        self,
+        node: Node,
+        config: Settings,
+        url: str,
+        *,
+        holder: str,
+        pool: WorkerPool,
+        lanes: Lanes,
+        outbox: Outbox,
+        gauges_wanted: bool,
+    ) -> None:
+        self.node = node
+        self.config = config
+        self.holder = holder
+        self.pool = pool
+        self.lanes = lanes  # hot-path steps while busy; told of new work and due times
+        self.outbox = outbox
+        self.tally = lanes.tally
+        self.gauges_wanted = gauges_wanted  # someone can scrape this node's /metrics
         # raw_json: the control connection claims jobs too, as the lanes do.
         self.db = ManagedConnection("control", url, self.config, raw_json=True)
         self.listening_on: int | None = None  # the connection generation that LISTENs
-        self.reaper = LeaseReaper(node=supervisor.node.name, holder=supervisor.holder)
+        self.reaper = LeaseReaper(node=node.name, holder=holder)
         self.leader_of: int | None = None  # the connection generation we lead on
         self.next_reap = 0.0
         self.pruner = Pruner(keep_seconds=self.config.retention_seconds)
@@ -78,12 +97,12 @@ class Maintenance:
             self._count_lost(reaped)
             log.warning(
                 "requeued jobs of an earlier run of this node",
-                extra={"node": self.sup.node.name, "jobs": len(reaped)},
+                extra={"node": self.node.name, "jobs": len(reaped)},
             )
 
     def _count_lost(self, reaped: list[tuple[Any, ...]]) -> None:
-        self.sup.more_work_may_exist()  # requeued attempts may be ready at once
-        tally = self.sup.tally
+        self.lanes.more_work_may_exist()  # requeued attempts may be ready at once
+        tally = self.tally
         for _, type_, queue, state in reaped:
             key = (type_, queue)
             tally.lost[key] += 1
@@ -109,13 +128,13 @@ class Maintenance:
                 except DatabaseDown:
                     pass
                 except StatementError as exc:  # the next tick tries again; the node goes on
-                    self.sup.tally.statement_errors["maintenance"] += 1
+                    self.tally.statement_errors["maintenance"] += 1
                     log.error(
                         "a maintenance statement was refused by the database",
-                        extra={"node": self.sup.node.name, "reason": str(exc)},
+                        extra={"node": self.node.name, "reason": str(exc)},
                     )
                 continue
-            if self.sup.in_flight() and await self.sup.lane_step(self.db):
+            if self.lanes.in_flight() and await self.lanes.lane_step(self.db):
                 continue
             try:
                 if self.listening_on != self.db.generation or not self.db.connected:
@@ -129,7 +148,7 @@ class Maintenance:
         """Hear notifications for up to `seconds`, or until the node's loops are woken."""
         seconds = min(seconds, self.config.statement_timeout_seconds)
         hearing = asyncio.ensure_future(self.db.run(functools.partial(self._hear, seconds=seconds)))
-        woken = asyncio.ensure_future(self.sup.waker.wait(seconds))
+        woken = asyncio.ensure_future(self.lanes.waker.wait(seconds))
         try:
             await asyncio.wait((hearing, woken), return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -144,17 +163,17 @@ class Maintenance:
     def log_summary(self) -> None:
         """Progress a person can see: what this node finished since the last summary."""
         now = time.monotonic()
-        done = (self.sup.finished_ok, self.sup.finished_bad)
+        done = (self.lanes.finished_ok, self.lanes.finished_bad)
         if now < self.next_summary or done == self.summarised:
             return
         self.next_summary = now + SUMMARY_EVERY_SECONDS
         log.info(
             "jobs finished",
             extra={
-                "node": self.sup.node.name,
+                "node": self.node.name,
                 "succeeded": done[0] - self.summarised[0],
                 "failed": done[1] - self.summarised[1],
-                "busy": self.sup.busy(),
+                "busy": self.pool.busy(),
             },
         )
         self.summarised = done
@@ -170,7 +189,7 @@ class Maintenance:
             if pruned:
                 log.info(
                     "pruned finished jobs past retention",
-                    extra={"node": self.sup.node.name, "jobs": pruned},
+                    extra={"node": self.node.name, "jobs": pruned},
                 )
         if time.monotonic() >= self.next_reap:
             self.next_reap = time.monotonic() + self.config.reaper_interval_seconds
@@ -184,14 +203,14 @@ class Maintenance:
                 log.warning(
                     "lease reaper requeued lost attempts",
                     extra={
-                        "node": self.sup.node.name,
+                        "node": self.node.name,
                         "jobs": len(reaped),
                         "leader": self.is_leader,
                     },
                 )
         if not self.is_leader:
             self.gauges = {}
-        elif self.sup.http and time.monotonic() >= self.next_gauges:
+        elif self.gauges_wanted and time.monotonic() >= self.next_gauges:
             # Only for a node whose /metrics someone can scrape, and not at every beat:
             # counting a big backlog costs the database as much as a few thousand jobs.
             self.next_gauges = time.monotonic() + self.config.queue_stats_seconds
@@ -224,28 +243,28 @@ class Maintenance:
     async def _beat_and_renew(self, conn: Any) -> None:
         await conn.execute(
             sql("upsert_node"),
-            self.sup.node.heartbeat_params(workers=self.sup.desired, busy=self.sup.busy()),
+            self.node.heartbeat_params(workers=self.pool.desired, busy=self.pool.busy()),
         )
-        held = self.sup.held_job_ids()
+        held = self.pool.held_job_ids() + self.outbox.job_ids()
         if not held:  # an idle node spends no query on leases
             return
         cur = await conn.execute(
             sql("renew_leases"),
-            {"holder": self.sup.holder, "lease_seconds": self.config.lease_seconds, "ids": held},
+            {"holder": self.holder, "lease_seconds": self.config.lease_seconds, "ids": held},
             prepare=False,
         )
         renewed = await cur.fetchall()
-        self.sup.tally.lease_renewals += len(renewed)
+        self.tally.lease_renewals += len(renewed)
         for job_id, attempt, cancel_requested in renewed:
             if cancel_requested:
-                self.sup.cancel_running(job_id, attempt)
+                self.pool.cancel_running(job_id, attempt)
 
     async def _try_lead(self, conn: Any) -> None:
         cur = await conn.execute(sql("try_leadership"))
         row = await cur.fetchone()
         if row and row[0]:
             self.leader_of = self.db.generation
-            log.info("leading maintenance", extra={"node": self.sup.node.name})
+            log.info("leading maintenance", extra={"node": self.node.name})
 
     async def _start_listening(self, conn: Any) -> None:
         await conn.execute(f"LISTEN {LISTEN_CHANNEL}")
@@ -256,26 +275,26 @@ class Maintenance:
         row = await cur.fetchone()
         answered = time.time()
         if row is not None:
-            self.sup.db_clock_offset = float(row[0]) - (asked + answered) / 2
+            self.lanes.db_clock_offset = float(row[0]) - (asked + answered) / 2
         self.listening_on = self.db.generation
         # Anything that arrived, or was scheduled, while nobody listened.
-        self.sup.due_unknown = True
-        self.sup.more_work_may_exist()
+        self.lanes.due_unknown = True
+        self.lanes.more_work_may_exist()
 
     async def _hear(self, conn: Any, seconds: float) -> None:
         async for note in conn.notifies(timeout=max(0.0, seconds), stop_after=1):
             if note.channel == CANCEL_CHANNEL:
                 with contextlib.suppress(ValueError):
-                    self.sup.cancel_running(int(note.payload))
+                    self.pool.cancel_running(int(note.payload))
             elif note.payload.startswith("at "):  # the soonest of jobs scheduled for later
                 with contextlib.suppress(ValueError):
-                    self.sup.work_due_at(float(note.payload[3:]))
+                    self.lanes.work_due_at(float(note.payload[3:]))
             else:
-                self.sup.more_work_may_exist()
+                self.lanes.more_work_may_exist()
 
     async def stop(self) -> None:
         with contextlib.suppress(DatabaseDown):
             await self.db.run(
-                lambda conn: conn.execute(sql("delete_node"), self.sup.node.identity_params())
+                lambda conn: conn.execute(sql("delete_node"), self.node.identity_params())
             )
         await self.db.close()

@@ -1,16 +1,18 @@
 """The supervisor: one process per node, the only parent of its workers.
 
-One asyncio loop, one object. Signals only set state and wake the loop. The loop's tasks:
-  lane-N    - write outcomes in batches, claim for the children's free room, hand jobs out
-              (lanes.py)
-  watch     - kill children that are silent or over their job's timeout; converge the count
+One asyncio loop, one object that keeps the node's state (running, draining, stopped), its
+signals and its tasks, and holds its parts:
+  pool      - the worker children: fork, watch, kill, reap, settle, hand out jobs (pool.py,
+              what it says to them in child_talk.py, what it decides in decisions.py)
+  lanes     - the hot path: write outcomes in batches, claim for the children's free room
+              (lanes.py), from the outbox (outbox.py)
   control   - node heartbeat, lease renewal; as leader, the lease reaper and the pruner;
               between them LISTEN (new jobs, cancel requests), or a third lane's share of
               the hot path while the node is busy (maintenance/runner.py)
-  metrics   - counts to /metrics once a second; restart a dead HTTP child
-A child's death is noticed in `reap` (SIGCHLD) and settled in `_settle` once its last words
-(outcomes still in its socket) are read: the job it was running is recorded with the cause.
-Children are handled in pool.py; what waits to be written, in outbox.py.
+  tally     - what the node counted, published to /metrics once a second (tally.py)
+Parts report to the supervisor through two callbacks: `_changed` (something the drain may
+wait for happened) and `begin_drain`. Signal handlers set state and wake the loops; the only
+one that does more is TTIN/TTOU, which converges the pool to the new count at once.
 """
 
 from __future__ import annotations
@@ -19,23 +21,20 @@ import asyncio
 import secrets
 import signal
 import time
-from collections import deque
 from enum import Enum
 from typing import Any
 
 from jobfleet.log import get_logger
-from jobfleet.metrics import Tally, directory, write_snapshot
+from jobfleet.metrics import directory, write_snapshot
 from jobfleet.settings import Settings
-from jobfleet.supervisor.children import Child
-from jobfleet.supervisor.database import ManagedConnection
-from jobfleet.supervisor.dispatch import Dispatcher
 from jobfleet.supervisor.http_child import HttpChild
-from jobfleet.supervisor.lanes import IDLE_POLL_MIN, LANES, Lanes
+from jobfleet.supervisor.lanes import Lanes
 from jobfleet.supervisor.maintenance import Maintenance
 from jobfleet.supervisor.node import Node
 from jobfleet.supervisor.outbox import Outbox
+from jobfleet.supervisor.pool import WorkerPool
+from jobfleet.supervisor.tally import Tally
 from jobfleet.supervisor.waker import Waker
-from jobfleet.worker.slots import SlotTable
 
 log = get_logger("jobfleet.supervisor")
 
@@ -51,7 +50,7 @@ class State(Enum):
     STOPPED = "stopped"
 
 
-class Supervisor(Lanes):
+class Supervisor:
     def __init__(
         self,
         node: Node,
@@ -64,45 +63,54 @@ class Supervisor(Lanes):
     ) -> None:
         self.node = node
         self.config = config
-        self.burst = burst
-        self.desired = workers
         # locked_by names this run of the node: a restart under the same name is a new holder.
         self.holder = f"{node.name}/{secrets.token_hex(4)}"
-        self.slots = SlotTable(max(64, 4 * workers))
-        self.free_slots = list(range(self.slots.size))
-        self.children: dict[int, Child] = {}
         self.state = State.RUNNING
         self.exit_code = 0
-        self.dispatcher = Dispatcher()
-        # Claims and outcomes share LANES connections (see lanes.py).
-        self.lanes = [
-            ManagedConnection(f"lane-{n + 1}", url, config, raw_json=True) for n in range(LANES)
-        ]
-        self.outbox = Outbox(on_arrival=self._wake, max_error_bytes=self.config.max_error_bytes)
-        self.flushing = False
-        self.claiming = 0  # jobs asked for by claims in flight
-        self.idle_wait = IDLE_POLL_MIN
-        self.next_poll = 0.0
-        self.due_times: list[float] = []  # when known jobs fall due, soonest first
-        self.due_unknown = True  # jobs scheduled before we listened: ask when the queue is dry
-        self.db_clock_offset = 0.0  # the database's clock less ours (see Maintenance)
-        self.finished_ok = self.finished_bad = 0
-        self.late_results = 0
-        self.deaths: deque[float] = deque()
-        self.stall_ended = 0.0  # when the supervisor last came back from a pause
-        self.spawn_not_before = 0.0
         self.sigints = 0
-        self.waker = Waker()  # the claim loop: room in the children, new work, state changes
-        self.work_hint = True  # there may be work: claim without waiting out the idle backoff
-        # Bumped by more_work_may_exist(); a burst node's look found nothing elsewhere as of
-        # clear_epoch (see Lanes._burst_done).
-        self.work_epoch, self.clear_epoch = 0, -1
         self.stopped = asyncio.Event()
         self.grace_deadline: float | None = None
-        self.maintenance = Maintenance(self, url)
-        self.tally = Tally(node.name)
         self.http = http or []
         self.db_errors_seen: dict[str, int] = {}
+        self.waker = Waker()
+        self.tally = Tally(node.name)
+        self.outbox = Outbox(on_arrival=self.waker.wake, max_error_bytes=config.max_error_bytes)
+        self.pool = WorkerPool(
+            node,
+            config,
+            workers=workers,
+            outbox=self.outbox,
+            tally=self.tally,
+            waker=self.waker,
+            on_change=self._changed,
+            on_other_exit=self.on_other_exit,
+        )
+        self.lanes = Lanes(
+            node,
+            config,
+            url,
+            holder=self.holder,
+            burst=burst,
+            pool=self.pool,
+            outbox=self.outbox,
+            tally=self.tally,
+            waker=self.waker,
+            on_change=self._changed,
+            on_burst_done=self.begin_drain,
+        )
+        self.control = Maintenance(
+            node,
+            config,
+            url,
+            holder=self.holder,
+            pool=self.pool,
+            lanes=self.lanes,
+            outbox=self.outbox,
+            gauges_wanted=bool(self.http),
+        )
+
+    def _fields(self, **extra: Any) -> dict[str, Any]:
+        return {"node": self.node.name, **extra}
 
     # -- the life of the node --
 
@@ -112,7 +120,7 @@ class Supervisor(Lanes):
             (signal.SIGTERM, self.handle_term),
             (signal.SIGINT, self.handle_int),
             (signal.SIGQUIT, self.handle_quit),
-            (signal.SIGCHLD, self.reap),
+            (signal.SIGCHLD, self.pool.reap),
             (signal.SIGTTIN, self.handle_ttin),
             (signal.SIGTTOU, self.handle_ttou),
         ):
@@ -120,19 +128,19 @@ class Supervisor(Lanes):
         log.info(
             "node started",
             extra=self._fields(
-                workers=self.desired, types=self.node.types, queues=self.node.queues or "*"
+                workers=self.pool.desired, types=self.node.types, queues=self.node.queues or "*"
             ),
         )
         # Children start up while the connections are made: the loops below all begin at once.
-        self.manage_children()
+        self.pool.manage_children()
         for http in self.http:
             http.start()
         tasks = [
             asyncio.create_task(coro, name=name)
             for name, coro in (
-                *((db.name, self.lane_loop(db)) for db in self.lanes),
-                ("watch", self.watch_loop()),
-                ("control", self.maintenance.loop()),
+                *((db.name, self.lanes.lane_loop(db)) for db in self.lanes.dbs),
+                ("watch", self.pool.watch_loop()),
+                ("control", self.control.loop()),
                 ("metrics", self.metrics_loop()),
             )
         ]
@@ -147,16 +155,15 @@ class Supervisor(Lanes):
             for http in self.http:  # (no last publish of metrics: their directory goes too)
                 await http.stop()
                 http.close()
-            await self.maintenance.stop()
-            for db in self.lanes:
-                await db.close()
+            await self.control.stop()
+            await self.lanes.close()
 
         log.info(
             "node stopped",
             extra=self._fields(
-                succeeded=self.finished_ok,
-                failed=self.finished_bad,
-                late_results=self.late_results,
+                succeeded=self.lanes.finished_ok,
+                failed=self.lanes.finished_bad,
+                late_results=self.lanes.late_results,
             ),
         )
         return self.exit_code
@@ -174,17 +181,7 @@ class Supervisor(Lanes):
         self.exit_code = 1
         self.handle_quit()
 
-    def held_job_ids(self) -> list[int]:
-        """Every job this run holds a lease on: handed to a child, or finished and waiting
-        to be written."""
-        ids = [job_id for child in self.children.values() for job_id in child.assigned]
-        ids.extend(self.outbox.job_ids())
-        return ids
-
-    def _running(self) -> bool:
-        return self.state is State.RUNNING
-
-    # -- signals: set state, wake the loop, nothing more --
+    # -- signals: set state, wake the loops --
 
     def handle_term(self) -> None:
         self.begin_drain("SIGTERM")
@@ -201,20 +198,20 @@ class Supervisor(Lanes):
         log.warning(
             "fast exit: killing workers, leases will requeue their jobs", extra=self._fields()
         )
-        for child in self.children.values():
-            child.signal(signal.SIGKILL)
+        self.pool.kill_all()
         self.state = State.STOPPED
         self.stopped.set()
 
     def handle_ttin(self) -> None:
-        self.desired += 1
-        log.info("workers wanted", extra=self._fields(workers=self.desired))
-        self.manage_children()
+        self._want_workers(self.pool.desired + 1)
 
     def handle_ttou(self) -> None:
-        self.desired = max(1, self.desired - 1)
-        log.info("workers wanted", extra=self._fields(workers=self.desired))
-        self.manage_children()
+        self._want_workers(max(1, self.pool.desired - 1))
+
+    def _want_workers(self, count: int) -> None:
+        self.pool.desired = count
+        log.info("workers wanted", extra=self._fields(workers=count))
+        self.pool.manage_children()
 
     def begin_drain(self, why: str) -> None:
         if self.state is not State.RUNNING:
@@ -225,14 +222,19 @@ class Supervisor(Lanes):
             "draining: no new jobs; waiting for running ones",
             extra=self._fields(reason=why, grace_seconds=self.config.grace_seconds),
         )
-        for child in self.children.values():
-            self._ask_to_leave(child)
+        self.pool.drain(self.grace_deadline)
         self.waker.wake()
 
-    def _check_drained(self) -> None:
+    def _changed(self) -> None:
         """Once draining and every child is gone and everything is written, stop (never
         with a claim or a write in flight: its jobs would be left to their leases)."""
-        if self.state is not State.DRAINING or self.children or self.claiming or self.flushing:
+        lanes = self.lanes
+        if (
+            self.state is not State.DRAINING
+            or self.pool.children
+            or lanes.claiming
+            or lanes.flushing
+        ):
             return
         if self.outbox:
             deadline = (self.grace_deadline or 0) + SHUTDOWN_FLUSH_SECONDS
@@ -258,7 +260,7 @@ class Supervisor(Lanes):
 
     def publish_metrics(self) -> None:
         """Counts to the metric files; the node's gauges to the snapshot /metrics serves."""
-        for db in (*self.lanes, self.maintenance.db):
+        for db in (*self.lanes.dbs, self.control.db):
             new = db.errors - self.db_errors_seen.get(db.name, 0)
             if new:
                 self.tally.database_errors[db.name] += new
@@ -271,10 +273,10 @@ class Supervisor(Lanes):
             path,
             {
                 "node": self.node.name,
-                "workers": len(self.staying_children()),
-                "busy": self.busy(),
-                "leader": int(self.maintenance.is_leader),
-                **self.maintenance.gauges,
+                "workers": len(self.pool.staying_children()),
+                "busy": self.pool.busy(),
+                "leader": int(self.control.is_leader),
+                **self.control.gauges,
             },
         )
 
@@ -284,5 +286,3 @@ class Supervisor(Lanes):
             if http.pid == pid:
                 http.on_exit(status, restart=self.state is State.RUNNING)
                 self.tally.child_restarts["http"] += 1
-
-    # -- cancellation, from the maintenance loop --

@@ -1,0 +1,80 @@
+"""The supervisor's decisions about its children, as pure functions: no processes, no clock,
+no database. The pool (pool.py) gathers the facts, asks here, and carries out the answer;
+tests/unit/ asks directly."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from jobfleet.jobs import Outcome
+from jobfleet.supervisor.children import KillPlan, describe_exit
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """How an attempt is to be recorded."""
+
+    outcome: Outcome
+    reason: str
+    final: bool = False
+
+
+@dataclass(frozen=True)
+class ChildFacts:
+    """What the supervisor knows of a live child at one instant (monotonic seconds)."""
+
+    now: float
+    heartbeat: float  # the child's last beat
+    stall_ended: float  # when the supervisor itself last came back from a pause
+    running: bool  # it runs a job now
+    job_started: float  # when that job started
+    timeout: float | None  # that job's timeout, if it has one
+
+
+def kill_verdict(
+    facts: ChildFacts, *, silent_after: float, grace_deadline: float | None, grace_seconds: float
+) -> Verdict | None:
+    """Should this child be killed now, and why? None: leave it be.
+
+    Silence is measured from the later of its last beat and the end of a pause of the
+    supervisor (SIGSTOP, a stalled host stop the children too); a job over its timeout is
+    timed out; after the drain's grace period every child goes, busy or not."""
+    silent = facts.now - max(facts.heartbeat, facts.stall_ended)
+    if silent > silent_after:
+        return Verdict("crashed", f"worker stopped responding: no heartbeat for {silent:.1f} s")
+    if facts.running and facts.timeout and facts.now - facts.job_started > facts.timeout:
+        return Verdict("timed_out", f"timeout after {facts.timeout:g} s")
+    if grace_deadline is not None and facts.now > grace_deadline:
+        return Verdict(
+            "crashed",
+            f"killed at shutdown: still running after the {grace_seconds:g} s grace period",
+        )
+    return None
+
+
+def death_verdict(status: int, plan: KillPlan | None) -> Verdict:
+    """What a child's death means for the job it was running: the cause the supervisor
+    gave when it killed it, or a crash with the way it ended."""
+    cause = describe_exit(status)
+    if plan is None:
+        return Verdict("crashed", f"worker {cause}")
+    # A worker that left cleanly when asked needs no "(exit code 0)" on the record.
+    clean = os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    return Verdict(plan.outcome, plan.reason if clean else f"{plan.reason} ({cause})", plan.final)
+
+
+def death_expected(*, said_bye: bool, killed: bool, held_running_job: bool) -> bool:
+    """A death the supervisor asked for or the child announced (drained, recycled), or a kill
+    over a job, is no crash; anything else counts towards the crash-loop backoff."""
+    return said_bye or (killed and held_running_job)
+
+
+def spawn_delay(deaths_in_window: int, desired: int) -> float:
+    """Seconds to wait before the next spawn: none, until unexpected deaths in the crash
+    window outnumber max(3, desired); then 0.2 s doubling per extra death, at most 10 s."""
+    excess = deaths_in_window - max(3, desired)
+    return min(CRASH_BACKOFF_MAX_SECONDS, 0.1 * 2**excess) if excess > 0 else 0.0
+
+
+CRASH_BACKOFF_MAX_SECONDS = 10.0

@@ -1,0 +1,108 @@
+"""The supervisor's decisions about its children, asked directly (no processes, no clock)."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+from jobfleet.supervisor.children import KillPlan
+from jobfleet.supervisor.decisions import (
+    CRASH_BACKOFF_MAX_SECONDS,
+    ChildFacts,
+    Verdict,
+    death_expected,
+    death_verdict,
+    kill_verdict,
+    spawn_delay,
+)
+
+SILENT_AFTER = 2.0
+
+
+def facts(**changes: object) -> ChildFacts:
+    base: dict[str, object] = {
+        "now": 100.0,
+        "heartbeat": 99.5,
+        "stall_ended": 0.0,
+        "running": True,
+        "job_started": 95.0,
+        "timeout": None,
+    }
+    return ChildFacts(**{**base, **changes})  # type: ignore[arg-type]
+
+
+def verdict(f: ChildFacts, grace_deadline: float | None = None) -> Verdict | None:
+    return kill_verdict(
+        f, silent_after=SILENT_AFTER, grace_deadline=grace_deadline, grace_seconds=30
+    )
+
+
+def test_a_beating_child_within_its_timeout_is_left_alone() -> None:
+    assert verdict(facts(timeout=10.0)) is None
+    assert verdict(facts(running=False)) is None
+
+
+def test_a_silent_child_is_killed_as_crashed_saying_for_how_long() -> None:
+    assert verdict(facts(heartbeat=97.0)) == Verdict(
+        "crashed", "worker stopped responding: no heartbeat for 3.0 s"
+    )
+
+
+def test_silence_counts_from_the_end_of_the_supervisors_own_pause() -> None:
+    # SIGSTOP stops the children too: their old beat is no sign of a hang.
+    assert verdict(facts(heartbeat=90.0, stall_ended=99.0)) is None
+    assert verdict(facts(heartbeat=90.0, stall_ended=97.5)) is not None
+
+
+def test_a_job_over_its_timeout_is_timed_out() -> None:
+    assert verdict(facts(timeout=4.5)) == Verdict("timed_out", "timeout after 4.5 s")
+    assert verdict(facts(timeout=5.0)) is None  # exactly at the limit: not yet
+    assert verdict(facts(timeout=4.5, running=False)) is None
+
+
+def test_silence_is_named_before_a_timeout() -> None:
+    found = verdict(facts(heartbeat=90.0, timeout=1.0))
+    assert found is not None and found.outcome == "crashed"
+
+
+def test_after_the_grace_period_every_child_goes_busy_or_not() -> None:
+    assert verdict(facts(), grace_deadline=100.5) is None
+    for running in (True, False):
+        assert verdict(facts(running=running), grace_deadline=99.0) == Verdict(
+            "crashed", "killed at shutdown: still running after the 30 s grace period"
+        )
+
+
+def _exit(code: int) -> int:
+    return code << 8  # a wait status as waitpid gives it
+
+
+def test_an_unplanned_death_is_a_crash_with_its_cause() -> None:
+    assert death_verdict(signal.SIGKILL, None) == Verdict(
+        "crashed", "worker killed by signal 9 (SIGKILL)"
+    )
+    assert death_verdict(_exit(3), None) == Verdict("crashed", "worker exit code 3")
+    assert os.WIFEXITED(_exit(3))
+
+
+def test_a_planned_kill_keeps_its_reason_and_adds_the_cause_unless_clean() -> None:
+    plan = KillPlan("cancelled", "cancelled while running", None, 0.0, final=True)
+    assert death_verdict(_exit(0), plan) == Verdict("cancelled", "cancelled while running", True)
+    assert death_verdict(signal.SIGKILL, plan) == Verdict(
+        "cancelled", "cancelled while running (killed by signal 9 (SIGKILL))", True
+    )
+
+
+def test_which_deaths_count_towards_the_crash_loop() -> None:
+    assert death_expected(said_bye=True, killed=False, held_running_job=False)
+    assert death_expected(said_bye=False, killed=True, held_running_job=True)
+    assert not death_expected(said_bye=False, killed=True, held_running_job=False)
+    assert not death_expected(said_bye=False, killed=False, held_running_job=True)
+
+
+def test_respawning_slows_only_once_deaths_outnumber_the_pool() -> None:
+    assert spawn_delay(3, desired=2) == 0.0
+    assert spawn_delay(4, desired=4) == 0.0
+    assert spawn_delay(5, desired=4) == 0.2
+    assert spawn_delay(6, desired=4) == 0.4
+    assert spawn_delay(500, desired=4) == CRASH_BACKOFF_MAX_SECONDS
