@@ -8,7 +8,7 @@ signals and its tasks, and holds its parts:
               (lanes.py), from the outbox (outbox.py)
   control   - node heartbeat, lease renewal; as leader, the lease reaper and the pruner;
               between them LISTEN (new jobs, cancel requests), or a third lane's share of
-              the hot path while the node is busy (maintenance/runner.py)
+              the hot path while the node is busy (control.py, maintenance/)
   tally     - what the node counted, published to /metrics once a second (tally.py)
 Parts report to the supervisor through two callbacks: `_changed` (something the drain may
 wait for happened) and `begin_drain`. Signal handlers set state and wake the loops; the only
@@ -27,9 +27,9 @@ from typing import Any
 from jobfleet.log import get_logger
 from jobfleet.metrics import directory, write_snapshot
 from jobfleet.settings import Settings
+from jobfleet.supervisor.control import Control
 from jobfleet.supervisor.http_child import HttpChild
 from jobfleet.supervisor.lanes import Lanes
-from jobfleet.supervisor.maintenance import Maintenance
 from jobfleet.supervisor.node import Node
 from jobfleet.supervisor.outbox import Outbox
 from jobfleet.supervisor.pool import WorkerPool
@@ -98,7 +98,7 @@ class Supervisor:
             on_change=self._changed,
             on_burst_done=self.begin_drain,
         )
-        self.control = Maintenance(
+        self.control = Control(
             node,
             config,
             url,

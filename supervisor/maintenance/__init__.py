@@ -1,6 +1,3 @@
-"""Maintenance services: every supervisor runs them, only the elected leader acts on the
-shared ones (one module per service, each with a run_once that is testable on its own)."""
-
-from jobfleet.supervisor.maintenance.runner import Maintenance
-
-__all__ = ["Maintenance"]
+"""Maintenance services, one module each with a `run_once` a test calls against the database:
+heartbeat, lease renewal, leadership, and the leader's lease reaper, pruner and queue gauges.
+The control connection (supervisor/control.py) schedules them."""

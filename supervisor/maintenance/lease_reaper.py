@@ -8,7 +8,7 @@ attempt). A late result from the old holder is then fenced off by (id, attempt).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from jobfleet.queries import sql
 
@@ -16,15 +16,22 @@ from jobfleet.queries import sql
 REAPER_BATCH = 1000
 
 
+class Reaped(NamedTuple):
+    id: int
+    type: str
+    queue: str
+    state: str  # what became of the job: queued, dead or cancelled
+
+
 @dataclass
 class LeaseReaper:
     node: str  # this node's name: jobs of its own earlier runs are reaped without waiting
     holder: str  # this run's lease holder, never reaped here
 
-    async def run_once(self, conn: Any, overdue: float = 0.0) -> list[tuple[Any, ...]]:
+    async def run_once(self, conn: Any, overdue: float = 0.0) -> list[Reaped]:
         """Requeue every attempt whose lease expired more than `overdue` seconds ago (and any
-        held by an earlier run of this node); return (id, type, queue, state) of each."""
-        total: list[tuple[Any, ...]] = []
+        held by an earlier run of this node)."""
+        total: list[Reaped] = []
         params = {
             "node": self.node,
             "holder": self.holder,
@@ -34,6 +41,6 @@ class LeaseReaper:
         while True:
             cur = await conn.execute(sql("reap_lost_attempts"), params, prepare=False)
             reaped = await cur.fetchall()
-            total.extend(reaped)
+            total.extend(Reaped(*row) for row in reaped)
             if len(reaped) < REAPER_BATCH:
                 return total

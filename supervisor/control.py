@@ -1,7 +1,8 @@
-"""The node's control connection: periodic duties (heartbeat and lease renewal on every node;
-leadership and the leader's services, the lease reaper and the pruner), LISTEN for new work
-and cancel requests between them, and a third lane's share of the hot path while the node is
-busy.
+"""The node's control connection: it schedules the maintenance services (heartbeat and lease
+renewal on every node; leadership and the leader's services: the lease reaper, the pruner,
+the queue gauges; one module each in maintenance/, each with a run_once), LISTENs for new
+work and cancel requests between them, and takes a third lane's share of the hot path while
+the node is busy.
 
 One session does all three. Leadership is an advisory lock held by this session, so it ends
 with it. LISTEN needs a session that is listening whenever the node is idle, and an idle node
@@ -25,8 +26,12 @@ from jobfleet.queries import sql
 from jobfleet.settings import Settings
 from jobfleet.supervisor.database import DatabaseDown, ManagedConnection, StatementError
 from jobfleet.supervisor.lanes import Lanes
-from jobfleet.supervisor.maintenance.lease_reaper import LeaseReaper
+from jobfleet.supervisor.maintenance.heartbeat import Heartbeat
+from jobfleet.supervisor.maintenance.leadership import Leadership
+from jobfleet.supervisor.maintenance.lease_reaper import LeaseReaper, Reaped
+from jobfleet.supervisor.maintenance.lease_renewal import LeaseRenewal
 from jobfleet.supervisor.maintenance.pruner import PRUNE_INTERVAL_SECONDS, Pruner
+from jobfleet.supervisor.maintenance.queue_gauges import GAUGES_FIRST_AFTER_SECONDS, QueueGauges
 from jobfleet.supervisor.node import Node
 from jobfleet.supervisor.outbox import Outbox
 from jobfleet.supervisor.pool import WorkerPool
@@ -36,13 +41,9 @@ log = get_logger("jobfleet.supervisor")
 SUMMARY_EVERY_SECONDS = 10.0
 LISTEN_CHANNEL = "jobfleet_jobs"
 CANCEL_CHANNEL = "jobfleet_cancel"
-GAUGED_STATES = ("queued", "running", "dead")
-# The leader's queue-depth count starts a little after start (not in a start-up rush), then
-# runs every JOBFLEET_QUEUE_STATS_SECONDS.
-GAUGES_FIRST_AFTER_SECONDS = 2.0
 
 
-class Maintenance:
+class Control:
     def __init__(
         self,
         node: Node,
@@ -66,17 +67,20 @@ class Maintenance:
         # raw_json: the control connection claims jobs too, as the lanes do.
         self.db = ManagedConnection("control", url, self.config, raw_json=True)
         self.listening_on: int | None = None  # the connection generation that LISTENs
-        self.reaper = LeaseReaper(node=node.name, holder=holder)
+        self.heartbeat = Heartbeat(node)
+        self.renewal = LeaseRenewal(holder, config.lease_seconds)
+        self.leadership = Leadership()
         self.leader_of: int | None = None  # the connection generation we lead on
+        self.reaper = LeaseReaper(node=node.name, holder=holder)
         self.next_reap = 0.0
-        self.pruner = Pruner(keep_seconds=self.config.retention_seconds)
+        self.pruner = Pruner(keep_seconds=config.retention_seconds)
         self.next_prune = 0.0
+        self.queue_gauges = QueueGauges()
         self.next_gauges = time.monotonic() + GAUGES_FIRST_AFTER_SECONDS
         self.next_summary = 0.0
         self.summarised = (0, 0)
         # The leader's figures for the queue gauges (empty on other nodes; see metrics.py).
         self.gauges: dict[str, Any] = {}
-        self.queues_seen: set[str] = set()
 
     @property
     def interval(self) -> float:
@@ -100,11 +104,11 @@ class Maintenance:
                 extra={"node": self.node.name, "jobs": len(reaped)},
             )
 
-    def _count_lost(self, reaped: list[tuple[Any, ...]]) -> None:
+    def _count_lost(self, reaped: list[Reaped]) -> None:
         self.lanes.more_work_may_exist()  # requeued attempts may be ready at once
         tally = self.tally
-        for _, type_, queue, state in reaped:
-            key = (type_, queue)
+        for job in reaped:
+            key, state = (job.type, job.queue), job.state
             tally.lost[key] += 1
             if state == "dead":
                 tally.dead[key] += 1
@@ -181,8 +185,9 @@ class Maintenance:
     async def tick(self) -> None:
         self.log_summary()
         await self.db.run(self._beat_and_renew)
-        if not self.is_leader:
-            await self.db.run(self._try_lead)
+        if not self.is_leader and await self.db.run(self.leadership.run_once):
+            self.leader_of = self.db.generation
+            log.info("leading maintenance", extra={"node": self.node.name})
         if self.is_leader and self.config.retention_seconds and time.monotonic() >= self.next_prune:
             self.next_prune = time.monotonic() + PRUNE_INTERVAL_SECONDS
             pruned = await self.db.run(self.pruner.run_once)
@@ -214,57 +219,17 @@ class Maintenance:
             # Only for a node whose /metrics someone can scrape, and not at every beat:
             # counting a big backlog costs the database as much as a few thousand jobs.
             self.next_gauges = time.monotonic() + self.config.queue_stats_seconds
-            self.gauges = await self.db.run(self._read_gauges)
-
-    async def _read_gauges(self, conn: Any) -> dict[str, Any]:
-        cur = await conn.execute(sql("queue_gauges"))
-        counts: dict[tuple[str, str], int] = {}
-        oldest: dict[str, float] = {}
-        for queue, state, count, age in await cur.fetchall():
-            counts[(queue, state)] = count
-            if state == "queued":
-                oldest[queue] = age
-            self.queues_seen.add(queue)
-        # A queue that empties reads 0, rather than vanishing from the gauges.
-        depth = [
-            (queue, state, counts.get((queue, state), 0))
-            for queue in sorted(self.queues_seen)
-            for state in GAUGED_STATES
-        ]
-        oldest = {queue: oldest.get(queue, 0.0) for queue in self.queues_seen}
-        cur = await conn.execute(sql("node_heartbeat_ages"))
-        ages = await cur.fetchall()
-        return {
-            "queue_depth": depth,
-            "oldest_ready_age": sorted(oldest.items()),
-            "heartbeat_age": [tuple(r) for r in ages],
-        }
+            self.gauges = await self.db.run(self.queue_gauges.run_once)
 
     async def _beat_and_renew(self, conn: Any) -> None:
-        await conn.execute(
-            sql("upsert_node"),
-            self.node.heartbeat_params(workers=self.pool.desired, busy=self.pool.busy()),
+        await self.heartbeat.run_once(conn, workers=self.pool.desired, busy=self.pool.busy())
+        renewed = await self.renewal.run_once(
+            conn, self.pool.held_job_ids() + self.outbox.job_ids()
         )
-        held = self.pool.held_job_ids() + self.outbox.job_ids()
-        if not held:  # an idle node spends no query on leases
-            return
-        cur = await conn.execute(
-            sql("renew_leases"),
-            {"holder": self.holder, "lease_seconds": self.config.lease_seconds, "ids": held},
-            prepare=False,
-        )
-        renewed = await cur.fetchall()
         self.tally.lease_renewals += len(renewed)
-        for job_id, attempt, cancel_requested in renewed:
-            if cancel_requested:
-                self.pool.cancel_running(job_id, attempt)
-
-    async def _try_lead(self, conn: Any) -> None:
-        cur = await conn.execute(sql("try_leadership"))
-        row = await cur.fetchone()
-        if row and row[0]:
-            self.leader_of = self.db.generation
-            log.info("leading maintenance", extra={"node": self.node.name})
+        for job in renewed:
+            if job.cancel_requested:
+                self.pool.cancel_running(job.job_id, job.attempt)
 
     async def _start_listening(self, conn: Any) -> None:
         await conn.execute(f"LISTEN {LISTEN_CHANNEL}")

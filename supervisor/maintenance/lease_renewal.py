@@ -1,0 +1,33 @@
+"""Lease renewal: one statement renews every lease this run of the node holds, and says which
+of those jobs someone asked to cancel (a cancel whose NOTIFY was missed is heard here)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from jobfleet.queries import sql
+
+
+class Renewed(NamedTuple):
+    job_id: int
+    attempt: int
+    cancel_requested: bool
+
+
+@dataclass
+class LeaseRenewal:
+    holder: str  # this run's lease holder (locked_by)
+    lease_seconds: float
+
+    async def run_once(self, conn: Any, held: Sequence[int]) -> list[Renewed]:
+        """Renew the leases on `held` that are still ours; an idle node spends no query."""
+        if not held:
+            return []
+        cur = await conn.execute(
+            sql("renew_leases"),
+            {"holder": self.holder, "lease_seconds": self.lease_seconds, "ids": list(held)},
+            prepare=False,
+        )
+        return [Renewed(*row) for row in await cur.fetchall()]

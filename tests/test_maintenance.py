@@ -1,0 +1,155 @@
+"""Each maintenance service's run_once, called directly against a real PostgreSQL (as River
+tests its services), without a supervisor around it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import psycopg
+
+import jobfleet
+from jobfleet.store import claim
+from jobfleet.supervisor.maintenance.heartbeat import Heartbeat
+from jobfleet.supervisor.maintenance.leadership import Leadership
+from jobfleet.supervisor.maintenance.lease_reaper import LeaseReaper, Reaped
+from jobfleet.supervisor.maintenance.lease_renewal import LeaseRenewal, Renewed
+from jobfleet.supervisor.maintenance.pruner import Pruner
+from jobfleet.supervisor.maintenance.queue_gauges import QueueGauges
+from jobfleet.supervisor.node import Node
+from jobfleet.worker.registry import HandlerSpec
+from tests.conftest import scalar
+
+T = TypeVar("T")
+
+
+def run(url: str, work: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]) -> T:
+    """`work` on a fresh autocommit async connection, as the control connection is."""
+
+    async def go() -> T:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as aconn:
+            return await work(aconn)
+
+    return asyncio.run(go())
+
+
+def _claimed(conn: psycopg.Connection[Any], holder: str, n: int, **options: Any) -> list[int]:
+    ids = jobfleet.enqueue_many(conn, "echo", list(range(n)), **options)
+    jobs = claim(conn, holder=holder, types=["echo"], queues=None, limit=n, lease_seconds=60)
+    assert sorted(j.id for j in jobs) == ids
+    return ids
+
+
+def test_heartbeat_publishes_the_node_with_its_workers(
+    conn: psycopg.Connection[Any], db_url: str
+) -> None:
+    node = Node("n1", {"echo": HandlerSpec("echo", lambda p: p, takes_context=False)}, ["q1"])
+    run(db_url, lambda c: Heartbeat(node).run_once(c, workers=4, busy=3))
+    row = conn.execute("SELECT workers, busy, types, queues FROM nodes WHERE name = 'n1'")
+    assert row.fetchone() == (4, 3, ["echo"], ["q1"])
+    run(db_url, lambda c: Heartbeat(node).run_once(c, workers=4, busy=0))
+    assert scalar(conn, "SELECT busy FROM nodes WHERE name = 'n1'") == 0
+
+
+def test_lease_renewal_extends_our_leases_only_and_reports_cancel_requests(
+    conn: psycopg.Connection[Any], db_url: str
+) -> None:
+    ours = _claimed(conn, "n1/a", 3)
+    theirs = _claimed(conn, "n2/b", 1)
+    conn.execute("UPDATE jobs SET lease_expires_at = now() + interval '1 second'")
+    conn.execute("UPDATE jobs SET cancel_requested = true WHERE id = %s", (ours[1],))
+    renewal = LeaseRenewal("n1/a", lease_seconds=600)
+    renewed = run(db_url, lambda c: renewal.run_once(c, ours + theirs))
+    assert sorted(renewed) == [
+        Renewed(ours[0], 1, False),
+        Renewed(ours[1], 1, True),
+        Renewed(ours[2], 1, False),
+    ]
+    far = "lease_expires_at > now() + interval '500 seconds'"
+    assert scalar(conn, f"SELECT count(*) FROM jobs WHERE {far}") == 3
+    assert scalar(conn, f"SELECT {far} FROM jobs WHERE id = %s", (theirs[0],)) is False
+    assert run(db_url, lambda c: renewal.run_once(c, [])) == []
+
+
+def test_leadership_is_held_by_one_session_and_passes_on_when_it_ends(db_url: str) -> None:
+    async def go() -> tuple[bool, bool, bool, bool]:
+        first = await psycopg.AsyncConnection.connect(db_url, autocommit=True)
+        second = await psycopg.AsyncConnection.connect(db_url, autocommit=True)
+        try:
+            a = await Leadership().run_once(first)
+            b = await Leadership().run_once(second)
+            again = await Leadership().run_once(first)  # a leader asking again still leads
+            await first.close()
+            c = await Leadership().run_once(second)
+            return a, b, again, c
+        finally:
+            await first.close()
+            await second.close()
+
+    assert asyncio.run(go()) == (True, False, True, True)
+
+
+def test_the_lease_reaper_requeues_expired_attempts_as_lost(
+    conn: psycopg.Connection[Any], db_url: str
+) -> None:
+    expired, fresh = _claimed(conn, "n2/b", 2, max_attempts=1)[0], None
+    [retry] = _claimed(conn, "n2/b", 1)
+    [fresh] = _claimed(conn, "n2/b", 1)
+    [earlier_run] = _claimed(conn, "n1/old", 1)
+    conn.execute(
+        "UPDATE jobs SET lease_expires_at = now() - interval '10 seconds' WHERE id = ANY(%s)",
+        ([expired, retry],),
+    )
+    reaper = LeaseReaper(node="n1", holder="n1/new")
+    # A backstop node reaps only what is overdue by more than `overdue`; its own earlier runs
+    # at once.
+    assert run(db_url, lambda c: reaper.run_once(c, 60.0)) == [
+        Reaped(earlier_run, "echo", "default", "queued")
+    ]
+    reaped = run(db_url, lambda c: reaper.run_once(c, 0.0))
+    assert sorted(reaped) == [
+        Reaped(expired, "echo", "default", "dead"),
+        Reaped(retry, "echo", "default", "queued"),
+    ]
+    outcomes = conn.execute(
+        "SELECT job_id, outcome, node FROM job_attempts ORDER BY job_id"
+    ).fetchall()
+    assert outcomes == [(expired, "lost", "n2"), (retry, "lost", "n2"), (earlier_run, "lost", "n1")]
+    assert scalar(conn, "SELECT state FROM jobs WHERE id = %s", (fresh,)) == "running"
+
+
+def test_the_pruner_deletes_old_finished_jobs_and_keeps_dead_ones(
+    conn: psycopg.Connection[Any], db_url: str
+) -> None:
+    ids = jobfleet.enqueue_many(conn, "echo", [1, 2, 3, 4])
+    conn.execute(
+        "UPDATE jobs SET state = s.state, finished_at = now() - interval '2 days', "
+        "created_at = now() - interval '3 days' FROM (VALUES (%s, 'succeeded'), "
+        "(%s, 'cancelled'), (%s, 'dead')) AS s(id, state) WHERE jobs.id = s.id::bigint",
+        ids[:3],
+    )
+    assert run(db_url, Pruner(keep_seconds=86400).run_once) == 2
+    left = conn.execute("SELECT id, state FROM jobs ORDER BY id").fetchall()
+    assert left == [(ids[2], "dead"), (ids[3], "queued")]
+
+
+def test_queue_gauges_count_by_queue_and_read_zero_once_a_queue_empties(
+    conn: psycopg.Connection[Any], db_url: str
+) -> None:
+    jobfleet.enqueue_many(conn, "echo", [1, 2], queue="a")
+    [b] = jobfleet.enqueue_many(conn, "echo", [3], queue="b")
+    gauges = QueueGauges()
+    first = run(db_url, gauges.run_once)
+    assert first["queue_depth"] == [
+        ("a", "queued", 2),
+        ("a", "running", 0),
+        ("a", "dead", 0),
+        ("b", "queued", 1),
+        ("b", "running", 0),
+        ("b", "dead", 0),
+    ]
+    assert [q for q, _ in first["oldest_ready_age"]] == ["a", "b"]
+    conn.execute("DELETE FROM jobs WHERE id = %s", (b,))
+    second = run(db_url, gauges.run_once)
+    assert ("b", "queued", 0) in second["queue_depth"]
