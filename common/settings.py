@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     heartbeat_seconds: float | None = Field(default=None, gt=0)
     node_heartbeat_seconds: float | None = Field(default=None, gt=0)
     reaper_interval_seconds: float = Field(default=5.0, gt=0)
+    # The longest an idle node waits between looks for work nobody announced (NOTIFY brings
+    # everything else at once): a retry whose node died, a job made ready by hand in SQL.
+    idle_poll_seconds: float = Field(default=5.0, ge=0.05, le=3600)
     grace_seconds: float = Field(default=30.0, ge=0)
     backoff_base_seconds: float = Field(default=1.0, ge=0)
     backoff_max_seconds: float = Field(default=3600.0, ge=0)

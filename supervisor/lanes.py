@@ -36,7 +36,8 @@ LANES = 2
 # that makes a job ready says so (NOTIFY on enqueue, release, requeue of a lost attempt, DLQ
 # retry; the soonest job scheduled for later by enqueue, and a retry's backoff to the node that
 # failed it), so polling only covers what no one announced, such as a retry whose node died.
-IDLE_POLL_MIN, IDLE_POLL_MAX = 0.05, 5.0
+# JOBFLEET_IDLE_POLL_SECONDS caps it (5 s by default); the backoff starts at IDLE_POLL_MIN.
+IDLE_POLL_MIN = 0.05
 # How long successes may wait to share a write: this share of a job's run time, at most the
 # maximum (see Lanes._write_after).
 WRITE_LINGER_SHARE, WRITE_LINGER_MAX_SECONDS = 0.5, 0.05
@@ -227,7 +228,7 @@ class Lanes:
                 self.work_due_in(soonest)
         self.next_poll = min(now + self.idle_wait, due[0]) if due else now + self.idle_wait
         if not self.in_flight():  # the backoff grows only while this node is idle too
-            self.idle_wait = min(self.idle_wait * 2, IDLE_POLL_MAX)
+            self.idle_wait = min(self.idle_wait * 2, self.config.idle_poll_seconds)
 
     def in_flight(self) -> bool:
         """Jobs held by children, outcomes waiting or being written, claims under way."""

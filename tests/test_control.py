@@ -71,41 +71,44 @@ def lateness(conn: psycopg.Connection[Any], jobs: list[int]) -> dict[int, float]
     return dict(conn.execute(query, (jobs,)).fetchall())
 
 
-# An idle node's polls back off to one every 5 s: 0.05, 0.15, 0.35, 0.75, 1.55, 3.15, 6.35,
-# 11.35, 16.35 s after its first empty claim. These tests put due times where a poll would
-# find them seconds late.
+# An idle node's polls back off: 0.05, 0.15, 0.35, 0.75, 1.55, 3.15, 6.35 s ... after its
+# first empty claim, here up to one every 30 s. These tests put due times between 1.55 and
+# 3.15 s (or later, between later polls), where a poll would find them well over half a
+# second late: only the announcements can start them on time.
+QUIET = {"JOBFLEET_IDLE_POLL_SECONDS": "30"}
+ON_TIME = 0.5
 
 
 def test_an_idle_node_starts_announced_jobs_when_they_fall_due(
     conn: psycopg.Connection[Any], fleet: Any
 ) -> None:
     """Jobs scheduled by an enqueue are announced (the soonest of each statement)."""
-    fleet("a", "--workers", "1")
+    fleet("a", "--workers", "1", env=QUIET)
     wait_until(lambda: scalar(conn, "SELECT count(*) FROM nodes") == 1, what="the node")
-    later = [jobfleet.enqueue(conn, "echo", {"n": n}, delay=8 + n) for n in range(2)]
+    later = [jobfleet.enqueue(conn, "echo", {"n": n}, delay=2.2 + n / 5) for n in range(2)]
     late = lateness(conn, later)
-    assert all(0 <= s < 1.0 for s in late.values()), late
+    assert all(0 <= s < ON_TIME for s in late.values()), late
 
 
 def test_an_idle_node_retries_a_failed_job_when_its_backoff_ends(
     conn: psycopg.Connection[Any], fleet: Any
 ) -> None:
     """The node that recorded the failure learns when the retry falls due."""
-    fleet("a", "--workers", "1")
+    fleet("a", "--workers", "1", env=QUIET)
     wait_until(lambda: scalar(conn, "SELECT count(*) FROM nodes") == 1, what="the node")
-    flaky = jobfleet.enqueue(conn, "flaky", {"fail_times": 1}, backoff="fixed:8.5")
+    flaky = jobfleet.enqueue(conn, "flaky", {"fail_times": 1}, backoff="fixed:2.2")
     late = lateness(conn, [flaky])
-    assert 0 <= late[flaky] < 1.0, late
+    assert 0 <= late[flaky] < ON_TIME, late
 
 
 def test_an_idle_node_finds_jobs_scheduled_before_it_started(
     conn: psycopg.Connection[Any], fleet: Any
 ) -> None:
     """Nobody heard this job's announcement; the node asks when its queue runs dry."""
-    before = jobfleet.enqueue(conn, "echo", {"n": "before"}, delay=13)
-    fleet("a", "--workers", "1")
+    before = jobfleet.enqueue(conn, "echo", {"n": "before"}, delay=5)  # 3.15 < due < 6.35
+    fleet("a", "--workers", "1", env=QUIET)
     late = lateness(conn, [before])
-    assert 0 <= late[before] < 1.0, late
+    assert 0 <= late[before] < ON_TIME, late
 
 
 def test_a_job_due_before_its_transaction_commits_starts_at_the_commit(
@@ -113,11 +116,11 @@ def test_a_job_due_before_its_transaction_commits_starts_at_the_commit(
 ) -> None:
     """The announcement leaves at commit and names the run_at on the database's clock, so a
     transaction that stays open past the delay does not push the job back by the delay."""
-    fleet("a", "--workers", "1")
+    fleet("a", "--workers", "1", env=QUIET)
     wait_until(lambda: scalar(conn, "SELECT count(*) FROM nodes") == 1, what="the node")
     with conn.transaction():  # an application's transaction, open past the job's delay
-        job = jobfleet.enqueue(conn, "echo", {"n": "txn"}, delay=7)
-        conn.execute("SELECT pg_sleep(8)")
+        job = jobfleet.enqueue(conn, "echo", {"n": "txn"}, delay=3)
+        conn.execute("SELECT pg_sleep(4)")  # commits between polls at 3.15 and 6.35 s
     committed = scalar(conn, "SELECT clock_timestamp()")
     lateness(conn, [job])
     started = scalar(conn, "SELECT started_at FROM jobs WHERE id = %s", (job,))
