@@ -267,12 +267,12 @@ class Lanes:
         elif self.burst and not self.in_flight():
             self.work_hint = True  # a burst node that wrote its last outcomes: done yet?
         tally = self.tally
-        for _, type_, queue, state, outcome, due_in in flushed.failed_rows:
-            key = (type_, queue)
-            if due_in is not None and due_in > 0:
-                self.work_due_in(due_in)  # a retry after its backoff: claim it then
-            if outcome in FAILED_OUTCOMES:
-                tally.failed[(type_, queue, outcome)] += 1
+        for failed in flushed.failed_rows:
+            key, state = (failed.type, failed.queue), failed.state
+            if failed.due_in is not None and failed.due_in > 0:
+                self.work_due_in(failed.due_in)  # a retry after its backoff: claim it then
+            if failed.outcome in FAILED_OUTCOMES:
+                tally.failed[(failed.type, failed.queue, failed.outcome)] += 1
             if state == "queued":
                 tally.retried[key] += 1
             elif state == "dead":

@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from jobfleet.jobs import SUCCESS_FINISHED, SUCCESS_STARTED, AttemptResult, Success
 from jobfleet.log import get_logger
@@ -37,15 +37,24 @@ Row = TypeVar("Row")
 UNSTORED_ERROR_KEPT_BYTES = 2048
 
 
+class Failed(NamedTuple):
+    """A failed attempt as written (a row of fail_batch): what became of its job."""
+
+    id: int
+    type: str
+    queue: str
+    state: str  # queued (to retry), dead or cancelled
+    outcome: str
+    due_in: float | None  # seconds until a retry falls due
+
+
 @dataclass(frozen=True)
 class Flushed:
     late: int  # outcomes dropped: their attempt had been replaced
     requeued: bool  # jobs went back to the queue (failures to retry, releases)
     succeeded: int = 0  # successes written (or dropped as late)
     failures: tuple[AttemptResult, ...] = ()  # the other outcomes written
-    # (id, type, queue, state now, outcome, seconds until a retry falls due) of each failure
-    # written: retried, dead or cancelled.
-    failed_rows: tuple[tuple[Any, ...], ...] = ()
+    failed_rows: tuple[Failed, ...] = ()  # each failure written: retried, dead or cancelled
     # Statements PostgreSQL refused on their data (each isolated; see Outbox._write_apart),
     # and rows that could not be written even as a plain failure (left to their leases).
     statement_errors: int = 0
@@ -147,7 +156,7 @@ class Outbox:
             requeued=bool(bad or releases),
             succeeded=len(ok),
             failures=tuple(bad),
-            failed_rows=tuple(rows[recording - 1]) if bad else (),
+            failed_rows=tuple(map(Failed._make, rows[recording - 1])) if bad else (),
         )
 
     def _put_back(
@@ -218,7 +227,7 @@ class Outbox:
             requeued=bool(bad or releases),
             succeeded=len(ok) - len(unstored_ok),
             failures=tuple(stored_failures + noted),
-            failed_rows=tuple(failed_rows + noted_rows),
+            failed_rows=tuple(map(Failed._make, failed_rows + noted_rows)),
             statement_errors=apart.refusals,
             dropped=len(still) + len(bad_releases) + len(bad_reports),
         )

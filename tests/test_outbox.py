@@ -102,4 +102,4 @@ def test_a_failure_that_cannot_be_stored_is_recorded_with_a_note(
     assert state == "dead"
     assert error.startswith("this attempt's outcome could not be stored (")
     assert error.endswith("its error began:\nTraceback\nbad\ufffdbyte")
-    assert sorted(r[3] for r in flushed.failed_rows) == ["dead", "queued"]
+    assert sorted(r.state for r in flushed.failed_rows) == ["dead", "queued"]
