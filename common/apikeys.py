@@ -3,7 +3,7 @@
 A key reads `jf_<key_id>_<secret>`. The database keeps the key id, a random salt and
 SHA-256(salt + secret): a stolen table does not give working keys. Verification compares
 digests in constant time. The rate limit is a token bucket on the key's row (see
-sql/queries.sql, take_api_token), so every node draws from the same bucket.
+sql/queries/api_keys.sql, take_api_token), so every node draws from the same bucket.
 """
 
 from __future__ import annotations

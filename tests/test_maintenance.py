@@ -4,6 +4,7 @@ tests its services), without a supervisor around it."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -73,15 +74,25 @@ def test_lease_renewal_extends_our_leases_only_and_reports_cancel_requests(
 
 
 def test_leadership_is_held_by_one_session_and_passes_on_when_it_ends(db_url: str) -> None:
+    async def until_leading(conn: psycopg.AsyncConnection[Any]) -> bool:
+        # A session that ends (here, or a node of an earlier test) releases the lock when its
+        # backend exits, a moment after the client closes: poll, with a deadline.
+        deadline = time.monotonic() + 10
+        while not await Leadership().run_once(conn):
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.02)
+        return True
+
     async def go() -> tuple[bool, bool, bool, bool]:
         first = await psycopg.AsyncConnection.connect(db_url, autocommit=True)
         second = await psycopg.AsyncConnection.connect(db_url, autocommit=True)
         try:
-            a = await Leadership().run_once(first)
+            a = await until_leading(first)
             b = await Leadership().run_once(second)
             again = await Leadership().run_once(first)  # a leader asking again still leads
             await first.close()
-            c = await Leadership().run_once(second)
+            c = await until_leading(second)
             return a, b, again, c
         finally:
             await first.close()

@@ -58,3 +58,48 @@ def test_commands_on_an_unmigrated_database_say_to_migrate(fresh_db: str) -> Non
     assert result.returncode == 3
     assert "jobfleet migrate" in result.stderr
     assert result.stderr.count("\n") == 1
+
+
+SCHEMA_FINGERPRINT = [
+    "SELECT table_name, column_name, data_type, is_nullable, column_default, ordinal_position"
+    " FROM information_schema.columns WHERE table_schema = 'public'"
+    " AND table_name <> 'jobfleet_migrations' ORDER BY 1, 6",
+    "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint"
+    " WHERE connamespace = 'public'::regnamespace"
+    " AND conrelid::regclass::text <> 'jobfleet_migrations' ORDER BY 1, 2",
+    "SELECT indexdef FROM pg_indexes WHERE schemaname = 'public'"
+    " AND tablename <> 'jobfleet_migrations' ORDER BY 1",
+    "SELECT viewname, pg_get_viewdef(viewname::regclass) FROM pg_views"
+    " WHERE schemaname = 'public' ORDER BY 1",
+    "SELECT proname, pg_get_functiondef(oid) FROM pg_proc"
+    " WHERE pronamespace = 'public'::regnamespace ORDER BY 1",
+    "SELECT tgname, pg_get_triggerdef(oid) FROM pg_trigger WHERE NOT tgisinternal ORDER BY 1",
+    "SELECT relname, reloptions FROM pg_class WHERE relnamespace = 'public'::regnamespace"
+    " AND relkind = 'r' AND relname <> 'jobfleet_migrations' ORDER BY 1",
+]
+
+
+def _fingerprint(url: str) -> list[list[tuple[object, ...]]]:
+    with psycopg.connect(url) as conn:
+        return [[tuple(r) for r in conn.execute(q).fetchall()] for q in SCHEMA_FINGERPRINT]
+
+
+def test_the_readable_schema_is_what_the_migrations_build(
+    fresh_db: str, admin_url: str, worker_id: str
+) -> None:
+    """sql/schema.sql is for people to read; it must never drift from the migrations."""
+    from importlib import resources
+
+    from tests.conftest import _recreate, _with_dbname
+
+    with psycopg.connect(fresh_db) as conn:
+        migrate(conn)
+    name = f"jobfleet_schema_{worker_id}"
+    _recreate(admin_url, name)
+    from_schema = _with_dbname(admin_url, name)
+    text = resources.files("jobfleet.sql").joinpath("schema.sql").read_text(encoding="utf-8")
+    with psycopg.connect(from_schema) as conn:
+        conn.execute(text)  # type: ignore[call-overload]
+    migrated = _fingerprint(fresh_db)
+    assert all(migrated), "the fingerprint found nothing: its queries are wrong"
+    assert _fingerprint(from_schema) == migrated

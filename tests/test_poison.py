@@ -162,3 +162,22 @@ def test_the_retry_delay_is_bounded_whatever_the_row_holds(
     assert scalar(conn, "SELECT jobfleet_backoff_seconds('fixed', 1, 10, 'Infinity')") == 10
     huge_cap = scalar(conn, "SELECT jobfleet_backoff_seconds('fixed', 1, 1e308, 1e308)")
     assert huge_cap == 315360000  # ten years: now() + that is always a timestamp
+
+
+def test_what_a_failure_means_for_its_job_is_decided_in_one_place(
+    conn: psycopg.Connection[Any],
+) -> None:
+    def after(cancelled: bool, final: bool, attempt: int, max_attempts: int) -> str:
+        return str(
+            scalar(
+                conn,
+                "SELECT jobfleet_state_after_failure(%s, %s, %s, %s)",
+                (cancelled, final, attempt, max_attempts),
+            )
+        )
+
+    assert after(False, False, 1, 3) == "queued"
+    assert after(False, False, 3, 3) == "dead"
+    assert after(False, True, 1, 3) == "dead"
+    assert after(True, False, 1, 3) == "cancelled"
+    assert after(True, True, 3, 3) == "cancelled"  # a cancel request wins

@@ -1,5 +1,5 @@
 """The drill's own statements: reads of the contract's SQL surface (jobs, job_attempts, nodes)
-plus the clean-up of its own queue. They live beside the drill rather than in sql/queries.sql
+plus the clean-up of its own queue. They live beside the drill rather than in sql/queries/
 because the fleet never runs them; every value is a bound parameter."""
 
 from __future__ import annotations

@@ -1,6 +1,11 @@
--- jobfleet schema, version 5: a retry's delay is computed from bounded numbers, whatever a
--- job row holds.
+-- jobfleet schema, version 5: what a failed attempt means for its job is decided in one
+-- place, and a retry's delay is computed from bounded numbers whatever a job row holds.
 --
+-- jobfleet_state_after_failure() is the decision the outcome writer (fail_batch) and the
+-- lease reaper (reap_lost_attempts) both make: cancelled if someone asked, dead once the
+-- attempts are spent or the failure is final, else queued for a retry. Each used to spell it
+-- out in four CASE expressions of its own. IMMUTABLE and a single expression, so the planner
+-- inlines it: calling it once per column costs nothing.
 -- Version 1 multiplied the job's base delay before capping it, so a job enqueued with
 -- `backoff = 'exponential:1e308'` (accepted then) overflowed double precision at its second
 -- failure: the statement that records a batch of outcomes failed, and the node with it. The
@@ -25,4 +30,15 @@ LANGUAGE sql VOLATILE AS $$
         ELSE least(cap, base * power(2, least(attempt - 1, 60))) * (0.5 + random() / 2)
     END
     FROM clamped
+$$;
+
+CREATE FUNCTION jobfleet_state_after_failure(
+    cancelled boolean, final boolean, attempt integer, max_attempts integer
+) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE
+        WHEN cancelled THEN 'cancelled'
+        WHEN final OR attempt >= max_attempts THEN 'dead'
+        ELSE 'queued'
+    END
 $$;

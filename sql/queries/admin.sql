@@ -1,0 +1,95 @@
+-- What people and scripts ask of the jobs: show, list, wait, status, cancel, the dead-letter queue (jobfleet.admin, the CLI, the HTTP API).
+-- Loaded by name with jobfleet.queries.sql(); parameters always bound (%(name)s).
+
+-- name: cancel_job
+-- A queued job is cancelled at once; a running one is flagged, and its node is told at once
+-- (NOTIFY; lease renewal reports the flag too, should the notification be missed).
+WITH flagged AS (
+    UPDATE jobs
+    SET state = CASE WHEN state = 'queued' THEN 'cancelled' ELSE state END,
+        finished_at = CASE WHEN state = 'queued' THEN now() ELSE finished_at END,
+        cancel_requested = true
+    WHERE id = %(id)s AND state IN ('queued', 'running')
+    RETURNING id, state
+)
+SELECT state, CASE WHEN state = 'running' THEN pg_notify('jobfleet_cancel', id::text) END
+FROM flagged;
+
+-- name: job_state
+SELECT state FROM jobs WHERE id = %(id)s;
+
+-- name: job_wait_state
+SELECT state, result, error FROM jobs WHERE id = %(id)s;
+
+-- name: job_by_id
+SELECT id, type, queue, state, priority, attempt, max_attempts, run_at, created_at,
+       started_at, finished_at, timeout_seconds, backoff, backoff_seconds, payload, result,
+       error, progress, idempotency_key, cancel_requested, locked_by, lease_expires_at
+FROM jobs WHERE id = %(id)s;
+
+-- name: attempts_of_job
+SELECT attempt, outcome, node, pid, started_at, finished_at, error
+FROM job_attempts WHERE job_id = %(id)s ORDER BY attempt;
+
+-- name: list_jobs
+SELECT id, type, queue, state, priority, attempt, max_attempts, run_at, created_at,
+       finished_at, error
+FROM jobs
+WHERE (%(state)s::text IS NULL OR state = %(state)s)
+  AND (%(type)s::text IS NULL OR type = %(type)s)
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+  AND (%(before)s::bigint IS NULL OR id < %(before)s)
+ORDER BY id DESC
+LIMIT %(limit)s;
+
+-- name: state_counts
+SELECT state, count(*) FROM jobs GROUP BY state;
+
+-- name: live_nodes
+SELECT name, hostname, pid, workers, busy, queues, types, started_at, last_heartbeat
+FROM nodes
+WHERE last_heartbeat > now() - make_interval(secs => %(stale_after)s)
+ORDER BY name;
+
+-- name: unhandled_types
+-- Types with ready work that no live node has a handler for.
+SELECT DISTINCT j.type
+FROM jobs j
+WHERE j.state = 'queued'
+  AND NOT EXISTS (
+      SELECT 1 FROM nodes n
+      WHERE n.last_heartbeat > now() - make_interval(secs => %(stale_after)s)
+        AND j.type = ANY(n.types)
+        AND (n.queues IS NULL OR j.queue = ANY(n.queues)))
+ORDER BY j.type;
+
+-- name: dlq_list
+SELECT id, type, queue, attempt, max_attempts, last_error, created_at, finished_at
+FROM dead_jobs
+ORDER BY finished_at DESC, id DESC
+LIMIT %(limit)s;
+
+-- name: dlq_retry
+-- Re-run dead jobs with a fresh budget of attempts; attempt numbers keep counting so the
+-- history of the first run stays. Idle nodes are told.
+WITH retried AS (
+    UPDATE jobs
+    SET state = 'queued', run_at = now(), started_at = NULL, finished_at = NULL,
+        cancel_requested = false,
+        max_attempts = attempt + (max_attempts - attempt_base), attempt_base = attempt
+    WHERE state = 'dead' AND (%(all)s OR id = %(id)s)
+    RETURNING id
+), told AS (
+    SELECT pg_notify('jobfleet_jobs', '') WHERE EXISTS (SELECT 1 FROM retried)
+)
+SELECT id FROM retried LEFT JOIN told ON true;
+
+-- name: dlq_purge
+DELETE FROM jobs
+WHERE state = 'dead'
+  AND (%(older_than)s::double precision IS NULL
+       OR finished_at < now() - make_interval(secs => %(older_than)s))
+RETURNING id;
+
+-- name: queue_counts
+SELECT queue, state, count(*) FROM jobs GROUP BY queue, state;

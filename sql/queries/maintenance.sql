@@ -1,0 +1,131 @@
+-- The node registry and the maintenance services (supervisor/maintenance/): heartbeat, handler defaults, lease renewal, leadership, the lease reaper, the pruner, the queue gauges.
+-- Loaded by name with jobfleet.queries.sql(); parameters always bound (%(name)s).
+
+-- name: upsert_node
+INSERT INTO nodes (name, hostname, pid, workers, busy, queues, types)
+VALUES (%(name)s, %(hostname)s, %(pid)s, %(workers)s, %(busy)s, %(queues)s, %(types)s)
+ON CONFLICT (name) DO UPDATE
+SET hostname = EXCLUDED.hostname, pid = EXCLUDED.pid, workers = EXCLUDED.workers,
+    busy = EXCLUDED.busy, queues = EXCLUDED.queues, types = EXCLUDED.types,
+    started_at = CASE WHEN nodes.pid = EXCLUDED.pid THEN nodes.started_at ELSE now() END,
+    last_heartbeat = now();
+
+-- name: delete_node
+DELETE FROM nodes WHERE name = %(name)s AND pid = %(pid)s;
+
+-- name: upsert_job_type
+INSERT INTO job_types (type, queue, priority, max_attempts, timeout_seconds, backoff,
+                       backoff_seconds)
+VALUES (%(type)s, %(queue)s, %(priority)s, %(max_attempts)s, %(timeout_seconds)s, %(backoff)s,
+        %(backoff_seconds)s)
+ON CONFLICT (type) DO UPDATE
+SET queue = EXCLUDED.queue, priority = EXCLUDED.priority, max_attempts = EXCLUDED.max_attempts,
+    timeout_seconds = EXCLUDED.timeout_seconds, backoff = EXCLUDED.backoff,
+    backoff_seconds = EXCLUDED.backoff_seconds, updated_at = now()
+WHERE (job_types.queue, job_types.priority, job_types.max_attempts, job_types.timeout_seconds,
+       job_types.backoff, job_types.backoff_seconds)
+      IS DISTINCT FROM
+      (EXCLUDED.queue, EXCLUDED.priority, EXCLUDED.max_attempts, EXCLUDED.timeout_seconds,
+       EXCLUDED.backoff, EXCLUDED.backoff_seconds);
+
+-- name: node_in_use
+SELECT hostname, pid, extract(epoch FROM now() - last_heartbeat)
+FROM nodes
+WHERE name = %(name)s AND last_heartbeat > now() - make_interval(secs => %(stale_after)s);
+
+-- name: renew_leases
+-- One statement renews every lease this node's supervisor holds (it knows their ids), and
+-- tells it which of them someone asked to cancel.
+UPDATE jobs
+SET lease_expires_at = now() + make_interval(secs => %(lease_seconds)s)
+WHERE id = ANY(%(ids)s::bigint[]) AND state = 'running' AND locked_by = %(holder)s
+RETURNING id, attempt, cancel_requested;
+
+-- name: reap_lost_attempts
+-- The lease reaper: running jobs whose holder stopped renewing (its lease expired `overdue`
+-- seconds ago), or whose holder is an earlier run of the node `node` (restarted under the same
+-- name), go back to the queue at once (or to dead once their attempts are spent), with the
+-- attempt recorded `lost`. Safe to run from many nodes at once (SKIP LOCKED, fenced).
+WITH expired AS (
+    SELECT id, locked_by, started_at
+    FROM jobs
+    WHERE lease_expires_at IS NOT NULL
+      AND state = 'running'
+      AND (lease_expires_at < now() - make_interval(secs => %(overdue)s)
+           OR (split_part(locked_by, '/', 1) = %(node)s AND locked_by <> %(holder)s))
+    ORDER BY lease_expires_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), lost AS (
+    UPDATE jobs j
+    SET state = jobfleet_state_after_failure(
+            j.cancel_requested, false, j.attempt, j.max_attempts),
+        (run_at, finished_at, started_at) = (
+            SELECT CASE WHEN s = 'queued' THEN now() ELSE j.run_at END,
+                   CASE WHEN s = 'queued' THEN NULL ELSE now() END,
+                   CASE WHEN s = 'queued' THEN NULL ELSE e.started_at END
+            FROM jobfleet_state_after_failure(
+                j.cancel_requested, false, j.attempt, j.max_attempts) AS s),
+        error = CASE
+            WHEN split_part(e.locked_by, '/', 1) = %(node)s AND e.locked_by <> %(holder)s
+            THEN 'node ' || %(node)s || ' restarted: its earlier run was gone with this attempt'
+            ELSE 'lease expired: node ' || split_part(e.locked_by, '/', 1)
+                 || ' stopped renewing it (node died, paused or cut off)' END,
+        locked_by = NULL, lease_expires_at = NULL
+    FROM expired e
+    WHERE j.id = e.id
+    RETURNING j.id, j.type, j.queue, j.attempt, j.state, j.error, e.locked_by, e.started_at
+), logged AS (
+    INSERT INTO job_attempt_log (job_id, attempt, outcome, error, node, pid, started_at,
+                                 finished_at)
+    SELECT id, attempt, CASE WHEN state = 'cancelled' THEN 'cancelled' ELSE 'lost' END, error,
+           split_part(locked_by, '/', 1), NULL, started_at, now()
+    FROM lost
+), told AS (  -- idle nodes hear of the requeued ones at once
+    SELECT pg_notify('jobfleet_jobs', '') WHERE EXISTS (SELECT 1 FROM lost WHERE state = 'queued')
+)
+SELECT id, type, queue, state FROM lost LEFT JOIN told ON true;
+
+-- name: try_leadership
+-- Session-level: the leader keeps it for as long as its connection lives.
+SELECT pg_try_advisory_lock(7235101, 2);
+
+-- name: prune_finished
+-- Retention: succeeded and cancelled jobs older than `keep` seconds go, oldest first, a batch
+-- at a time. Dead jobs stay for the dead-letter queue (`jobfleet dlq purge` removes them).
+-- Ids grow with creation time and a job finishes after it is created, so every job old
+-- enough to go lies before the first job created within `keep`: the scan stops there instead
+-- of reading the whole table (a backlog of 1M young jobs cost a full scan a minute).
+WITH young AS (
+    SELECT id FROM jobs
+    WHERE created_at >= now() - make_interval(secs => %(keep)s)
+    ORDER BY id
+    LIMIT 1
+), doomed AS (
+    SELECT id FROM jobs
+    WHERE id < coalesce((SELECT id FROM young), 9223372036854775807)
+      AND state IN ('succeeded', 'cancelled')
+      AND finished_at < now() - make_interval(secs => %(keep)s)
+    ORDER BY id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM jobs j USING doomed WHERE j.id = doomed.id
+RETURNING j.id;
+
+-- name: queue_gauges
+-- The leader's periodic count for the queue-depth gauges: the live states and the dead, each
+-- from its partial index (never a scan of the finished jobs), and the age of the oldest job
+-- ready to run.
+SELECT queue, 'queued' AS state, count(*),
+       coalesce(extract(epoch FROM now() - min(run_at) FILTER (WHERE run_at <= now())),
+                0)::float8
+FROM jobs WHERE state = 'queued' GROUP BY queue
+UNION ALL
+SELECT queue, 'running', count(*), 0 FROM jobs
+WHERE lease_expires_at IS NOT NULL AND state = 'running' GROUP BY queue
+UNION ALL
+SELECT queue, 'dead', count(*), 0 FROM jobs WHERE state = 'dead' GROUP BY queue;
+
+-- name: node_heartbeat_ages
+SELECT name, extract(epoch FROM now() - last_heartbeat)::float8 FROM nodes;
