@@ -315,3 +315,42 @@ def test_a_cluster_made_by_an_older_jobfleet_is_upgraded_in_place(open_tmp: Path
         assert_private(cluster)
     finally:
         cluster.stop()
+
+
+# -- which cluster ---------------------------------------------------------------------
+
+
+def test_every_folder_reaches_the_same_cluster(open_tmp: Path) -> None:
+    """`jobfleet db url` with no JOBFLEET_DATA_DIR, from two working directories: one
+    cluster. As root that is /var/lib/jobfleet (the one these tests use); a normal user gets a
+    HOME of the test's own, so as not to touch theirs."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBFLEET_")}
+    if not AS_ROOT:
+        env["HOME"] = str(open_tmp / "home")
+        env.pop("XDG_DATA_HOME", None)
+    folders = [open_tmp / "a", open_tmp / "b" / "c"]
+    urls = []
+    for folder in folders:
+        folder.mkdir(parents=True)
+        shown = subprocess.run(
+            [JOBFLEET, "db", "url"], env=env, cwd=folder, capture_output=True, text=True
+        )
+        assert shown.returncode == 0, shown.stderr
+        urls.append(shown.stdout.strip())
+    expected = Path("/var/lib/jobfleet") if AS_ROOT else open_tmp / "home/.local/share/jobfleet"
+    try:
+        assert urls[0] == urls[1] == EmbeddedCluster(expected).url()
+        assert not any(folder.joinpath(".jobfleet").exists() for folder in folders)
+    finally:
+        if not AS_ROOT:
+            EmbeddedCluster(expected).stop()
+
+
+def test_database_errors_name_the_embedded_cluster(private_cluster: EmbeddedCluster) -> None:
+    """Told to run `jobfleet migrate`, a user learns which cluster is meant."""
+    result = run(private_cluster.home, "status")
+    assert result.returncode == 3
+    assert "run `jobfleet migrate`" in result.stderr
+    assert f"the embedded PostgreSQL in {private_cluster.home}" in result.stderr
+    assert private_cluster.url() in result.stderr
+    assert result.stderr.count("\n") == 1
