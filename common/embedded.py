@@ -557,12 +557,16 @@ def _reachable(path: Path, user: str) -> bool:
 
 def _reachable_copy_of_binaries(source: Path) -> Path:
     """A world-readable copy of the server's install tree, for a venv in a closed directory
-    (such as /root): the unprivileged server user must be able to execute it."""
+    (such as /root): the unprivileged server user must be able to execute it.
+
+    Its name in /var/tmp is predictable, so it is built in a private directory of a random
+    name and renamed into place, and an existing one is used only if root made it and nobody
+    else can write to it: the service user runs these programs on all the data."""
     install = source.parent
     digest = hashlib.sha1(str(install).encode()).hexdigest()[:12]
     target = Path("/var/tmp") / f"jobfleet-postgres-{digest}"
-    if not (target / "bin" / "postgres").exists():
-        staging = target.with_name(target.name + f".{os.getpid()}")
+    if not os.path.lexists(target):
+        staging = Path(tempfile.mkdtemp(prefix=f"{target.name}.", dir=target.parent))
         shutil.copytree(install, staging, symlinks=True, dirs_exist_ok=True)
         for root, dirs, files in os.walk(staging):
             for name in dirs + files:
@@ -574,6 +578,20 @@ def _reachable_copy_of_binaries(source: Path) -> Path:
             staging.rename(target)
         except OSError:  # another process made it first
             shutil.rmtree(staging, ignore_errors=True)
+    info = os.lstat(target)
+    problem = None
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+        problem = "is not a directory"
+    elif info.st_uid != os.geteuid():
+        problem = f"is owned by {_describe_owner(info.st_uid)}, not root"
+    elif stat.S_IMODE(info.st_mode) & 0o022:
+        problem = f"has mode {stat.S_IMODE(info.st_mode):04o}: others could change it"
+    if problem is not None:
+        raise DatabaseUnavailable(
+            f"the copy of the PostgreSQL programs in {target} {problem}; jobfleet runs only a "
+            f"copy it made itself. Remove {target}, or install jobfleet where the user "
+            f"{SERVICE_USER!r} can reach it."
+        )
     return target / "bin"
 
 

@@ -80,9 +80,21 @@ def test_root_runs_the_server_as_an_unprivileged_user_with_reachable_binaries(
     cluster._bin_dir = closed / "pginstall" / "bin"
     result = cluster._run(["postgres", "--version"])
     assert result.returncode == 0 and "PostgreSQL" in result.stdout
-    copy = cluster._bin_dir.parent
+    copy = cluster._tools().parent
     try:
         assert str(copy).startswith("/var/tmp/jobfleet-postgres-")
+        info = os.lstat(copy)
+        assert (info.st_uid, stat.S_IMODE(info.st_mode)) == (0, 0o755)
+    finally:
+        shutil.rmtree(copy, ignore_errors=True)
+    # Its name is predictable: one someone else made there is refused, not run.
+    try:
+        copy.mkdir(mode=0o755)
+        os.chown(copy, pwd.getpwnam("nobody").pw_uid, -1)
+        cluster._bin_dir = closed / "pginstall" / "bin"
+        cluster._checked_access = False
+        with pytest.raises(DatabaseUnavailable, match=f"{copy} is owned by nobody"):
+            cluster._run(["postgres", "--version"])
     finally:
         shutil.rmtree(copy, ignore_errors=True)
 
