@@ -115,21 +115,21 @@ def private_cluster() -> Iterator[EmbeddedCluster]:
     path.chmod(0o755)
     cluster = EmbeddedCluster(path / "jf")
     groups = {"extra_groups": [0, grp.getgrnam("disk").gr_gid]} if AS_ROOT else {}
-    started = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import sys; from pathlib import Path; from jobfleet.embedded import EmbeddedCluster;"
-            "print(EmbeddedCluster(Path(sys.argv[1])).ensure_running())",
-            str(cluster.home),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        **groups,
-    )
-    assert started.returncode == 0, started.stderr
     try:
+        started = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys; from pathlib import Path; from jobfleet.embedded import "
+                "EmbeddedCluster; print(EmbeddedCluster(Path(sys.argv[1])).ensure_running())",
+                str(cluster.home),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=180,
+            **groups,
+        )
+        assert started.returncode == 0, started.stderr
         yield cluster
     finally:
         cluster.stop()
