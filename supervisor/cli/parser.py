@@ -12,7 +12,8 @@ from jobfleet.options import STATES
 DESCRIPTION = (
     "jobfleet: a job-processing system on PostgreSQL. Settings come from JOBFLEET_* environment "
     "variables (see the README); with JOBFLEET_DATABASE_URL unset, an embedded PostgreSQL is "
-    "started under JOBFLEET_DATA_DIR (default ./.jobfleet)."
+    "started under JOBFLEET_DATA_DIR (default: per user, $XDG_DATA_HOME/jobfleet, or "
+    "/var/lib/jobfleet for root)."
 )
 EPILOG = (
     "exit status: 0 success; 1 the operation failed (unknown job, job not cancellable, job "
