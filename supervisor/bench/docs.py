@@ -37,7 +37,8 @@ METHOD_ROWS = [
     (
         "ceiling",
         "2 plain processes run the fleet's own `claim` and fenced `complete_batch` "
-        "(sql/queries/processing.sql) back to back, batch 500; no supervisor; 3 rounds on fresh fills",
+        "(sql/queries/processing.sql) back to back, batch 500; no supervisor; 3 rounds on "
+        "fresh fills",
         "jobs/s from the drainers' start to their end, the median round",
     ),
     (
