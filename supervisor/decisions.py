@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
-from jobfleet.jobs import Outcome
+from jobfleet.jobs import AttemptResult, ClaimedJob, Outcome
 from jobfleet.supervisor.children import KillPlan, describe_exit
+from jobfleet.worker.registry import HandlerSpec
 
 
 @dataclass(frozen=True)
@@ -18,6 +20,23 @@ class Verdict:
     outcome: Outcome
     reason: str
     final: bool = False
+
+    def record(
+        self, job: ClaimedJob, pid: int, started: float, spec: HandlerSpec | None
+    ) -> AttemptResult:
+        """The attempt's record; the type's backoff goes with it, for a job enqueued before
+        any node published the type's defaults. `started`: Unix time."""
+        return AttemptResult(
+            job.id,
+            job.attempt,
+            self.outcome,
+            error=self.reason,
+            final=self.final,
+            pid=pid,
+            backoff=spec.backoff if spec else None,
+            backoff_seconds=spec.backoff_seconds if spec else None,
+            started_at=datetime.fromtimestamp(started, UTC),
+        )
 
 
 @dataclass(frozen=True)

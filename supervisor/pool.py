@@ -15,10 +15,9 @@ import signal
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
-from jobfleet.jobs import FOR_CHILD, JOB_ID, AttemptResult, ClaimedJob
+from jobfleet.jobs import FOR_CHILD, JOB_ID, ClaimedJob
 from jobfleet.log import get_logger
 from jobfleet.settings import Settings
 from jobfleet.supervisor.child_talk import ChildTalk
@@ -277,25 +276,23 @@ class WorkerPool:
         if running is not None:
             child.assigned.pop(running.id)
             verdict = death_verdict(status, plan)
-            outcome, reason = verdict.outcome, verdict.reason
             # The slot says when the job started (on the shared monotonic clock).
             started = (
                 time.time() - (time.monotonic() - view.started)
                 if view.job_id == running.id
                 else (plan.job_started if plan is not None else time.time())
             )
-            self.outbox.add_result(
-                self._lost_job_result(running, child.pid, outcome, reason, verdict.final, started)
-            )
+            spec = self.node.handlers.get(running.type)
+            self.outbox.add_result(verdict.record(running, child.pid, started, spec))
             log.log(
-                _level(outcome),
+                _level(verdict.outcome),
                 "job's worker died" if plan is None else "job's worker stopped",
                 extra=self._fields(
                     worker=child.pid,
                     job=running.id,
                     attempt=running.attempt,
-                    outcome=outcome,
-                    reason=reason,
+                    outcome=verdict.outcome,
+                    reason=verdict.reason,
                 ),
             )
         # Jobs it held but had not started (or finished without reporting): run them again.
@@ -323,22 +320,6 @@ class WorkerPool:
         self.waker.wake()
         self.manage_children()
         self.on_change()
-
-    def _lost_job_result(
-        self, job: ClaimedJob, pid: int, outcome: Any, reason: str, final: bool, started: float
-    ) -> AttemptResult:
-        spec = self.node.handlers.get(job.type)
-        return AttemptResult(
-            job.id,
-            job.attempt,
-            outcome,
-            error=reason,
-            final=final,
-            pid=pid,
-            backoff=spec.backoff if spec else None,
-            backoff_seconds=spec.backoff_seconds if spec else None,
-            started_at=datetime.fromtimestamp(started, UTC),
-        )
 
     def staying_children(self) -> list[Child]:
         """Children neither dying, dead, nor asked to leave."""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from jobfleet.embedded import default_data_dir
+from jobfleet.data_dir import default_data_dir
 from jobfleet.settings import load_settings
 
 

@@ -106,3 +106,30 @@ def test_respawning_slows_only_once_deaths_outnumber_the_pool() -> None:
     assert spawn_delay(5, desired=4) == 0.2
     assert spawn_delay(6, desired=4) == 0.4
     assert spawn_delay(500, desired=4) == CRASH_BACKOFF_MAX_SECONDS
+
+
+def test_a_verdict_records_the_attempt_with_the_types_backoff() -> None:
+    from datetime import UTC, datetime
+
+    from jobfleet.jobs import ClaimedJob
+    from jobfleet.worker.registry import HandlerSpec
+
+    job = ClaimedJob(7, "resize", "default", 0, 2, None, "null")
+    spec = HandlerSpec(
+        "resize", lambda p: p, takes_context=False, backoff="fixed", backoff_seconds=3
+    )
+    record = Verdict("timed_out", "timeout after 5 s").record(job, 4242, 1_700_000_000.0, spec)
+    assert (record.job_id, record.attempt, record.outcome, record.error) == (
+        7,
+        2,
+        "timed_out",
+        "timeout after 5 s",
+    )
+    assert (record.pid, record.final, record.backoff, record.backoff_seconds) == (
+        4242,
+        False,
+        "fixed",
+        3,
+    )
+    assert record.started_at == datetime.fromtimestamp(1_700_000_000, UTC)
+    assert Verdict("crashed", "x").record(job, 1, 0.0, None).backoff is None
