@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import TupleRow
 
 from jobfleet.errors import DatabaseUnavailable
@@ -101,3 +102,11 @@ def unavailable(
         "Check that the server is running and JOBFLEET_DATABASE_URL is right "
         "(unset it to use the embedded PostgreSQL)."
     )
+
+
+def with_dbname(url: str, dbname: str) -> str:
+    """The same server and credentials, another database (URL or key=value input; the
+    conninfo string libpq makes of it out)."""
+    params = conninfo_to_dict(url)
+    params["dbname"] = dbname
+    return make_conninfo("", **params)

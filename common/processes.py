@@ -1,8 +1,14 @@
-"""Other processes on this host, seen from this one."""
+"""Processes on this host seen from outside: whether one lives, what it started, and dying
+with one's parent."""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
+import signal
+
+_PR_SET_PDEATHSIG = 1
 
 
 def alive(pid: int) -> bool:
@@ -14,3 +20,20 @@ def alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def child_pids(pid: int) -> list[int]:
+    """The processes `pid` started (a supervisor's workers), as Linux lists them; [] once it
+    is gone. For the drill, the benchmarks and the tests, which watch supervisors from outside."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as listing:
+            return [int(p) for p in listing.read().split()]
+    except OSError:
+        return []
+
+
+def die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when its parent dies (PR_SET_PDEATHSIG): a worker, an
+    HTTP child or a drill's node never outlives what started it, however that ended."""
+    with contextlib.suppress(OSError, AttributeError):  # not Linux: nothing to ask
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)

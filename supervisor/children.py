@@ -101,13 +101,3 @@ def describe_exit(status: int) -> str:
     if os.WIFEXITED(status):
         return f"exit code {os.WEXITSTATUS(status)}"
     return f"ended with wait status {status}"
-
-
-def child_pids(pid: int) -> list[int]:
-    """The processes `pid` started (a supervisor's workers), as Linux lists them; [] once it
-    is gone. For the drill, the benchmarks and the tests, which watch supervisors from outside."""
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as listing:
-            return [int(p) for p in listing.read().split()]
-    except OSError:
-        return []

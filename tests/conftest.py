@@ -4,25 +4,23 @@ command."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from jobfleet import polling
 from jobfleet import settings as settings_module
-from jobfleet.db import database_url
+from jobfleet.db import database_url, with_dbname
 from jobfleet.migrate import migrate
-from jobfleet.supervisor.children import child_pids
+from jobfleet.node_process import NodeProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 JOBFLEET = str(Path(sys.executable).parent / "jobfleet")
@@ -38,12 +36,6 @@ def _admin_url() -> str:
     if os.environ.get("JOBFLEET_DATABASE_URL"):
         return os.environ["JOBFLEET_DATABASE_URL"]
     return database_url(verify=True)
-
-
-def _with_dbname(url: str, dbname: str) -> str:
-    params = conninfo_to_dict(url)
-    params["dbname"] = dbname
-    return make_conninfo(**params)
 
 
 def _recreate(admin: str, name: str) -> None:
@@ -67,7 +59,7 @@ def db_url(admin_url: str, worker_id: str) -> Iterator[str]:
     """This xdist worker's own database, migrated, and set as JOBFLEET_DATABASE_URL."""
     name = f"jobfleet_test_{CHECKOUT}_{worker_id}"
     _recreate(admin_url, name)
-    url = _with_dbname(admin_url, name)
+    url = with_dbname(admin_url, name)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("ALTER DATABASE " + name + " SET synchronous_commit = off")
     os.environ["JOBFLEET_DATABASE_URL"] = url
@@ -83,7 +75,7 @@ def fresh_db(admin_url: str, worker_id: str) -> Iterator[str]:
     """An empty database with no schema, for migration tests."""
     name = f"jobfleet_fresh_{CHECKOUT}_{worker_id}"
     _recreate(admin_url, name)
-    yield _with_dbname(admin_url, name)
+    yield with_dbname(admin_url, name)
     _drop(admin_url, name)
 
 
@@ -144,17 +136,9 @@ def cli(conn: psycopg.Connection[Any], db_url: str) -> Cli:
 
 
 def wait_until(check: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:
-    """Poll `check` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    pause = 0.01
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(pause)
-        pause = min(pause * 2, 0.2)
+    """Poll `check` until it returns something truthy (every 10 ms, backing off to 0.2 s);
+    the test fails after `timeout` seconds."""
+    return polling.wait_until(check, timeout, what, max_pause=0.2, error=AssertionError)
 
 
 def scalar(conn: psycopg.Connection[Any], query: str, params: Any = None) -> Any:
@@ -175,65 +159,26 @@ def open_tmp() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-class Node:
-    """A `jobfleet supervisor` process started as a user would, in its own process group."""
-
-    def __init__(self, proc: subprocess.Popen[str], log_path: Path, name: str) -> None:
-        self.proc = proc
-        self.log_path = log_path
-        self.name = name
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def children(self) -> list[int]:
-        return child_pids(self.pid)
-
-    def signal(self, sig: int) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, sig)
-
-    def kill_group(self) -> None:
-        import signal as _signal
-
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.pid, _signal.SIGKILL)
-
-    def wait(self, timeout: float = 60) -> int:
-        return self.proc.wait(timeout)
-
-
 @pytest.fixture
 def fleet(db_url: str, conn: psycopg.Connection[Any], tmp_path: Path) -> Iterator[Any]:
-    """Start supervisors: fleet(name, *args, env={...}) -> Node. All are killed at the end."""
-    started: list[Node] = []
+    """Start supervisors: fleet(name, *args, env={...}) -> NodeProcess. All are killed at the
+    end."""
+    started: list[NodeProcess] = []
 
-    def start(name: str, *args: str, env: dict[str, str] | None = None) -> Node:
-        log_path = tmp_path / f"{name}.log"
-        handle = open(log_path, "w")  # noqa: SIM115 - the process owns it until it exits
-        proc = subprocess.Popen(
-            [JOBFLEET, "supervisor", "--node-name", name, *args],
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            text=True,
-            cwd=ROOT,
+    def start(name: str, *args: str, env: dict[str, str] | None = None) -> NodeProcess:
+        node = NodeProcess(
+            name,
+            *args,
+            log_path=tmp_path / f"{name}.log",
             env={**os.environ, "JOBFLEET_DATABASE_URL": db_url, **(env or {})},
-            start_new_session=True,
+            cwd=ROOT,
         )
-        handle.close()
-        node = Node(proc, log_path, name)
         started.append(node)
         return node
 
     yield start
     for node in started:
-        node.kill_group()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            node.wait(10)
+        node.kill()
 
 
 def job_states(conn: psycopg.Connection[Any]) -> dict[int, str]:

@@ -30,7 +30,7 @@ def test_killing_a_whole_node_hands_its_jobs_to_the_others(
         ),
         what="node a to hold jobs",
     )
-    a.kill_group()
+    a.kill()
     wait_until(lambda: all_finished(conn), timeout=60, what="every job to finish")
     assert scalar(conn, "SELECT count(*) FROM jobs WHERE state = 'succeeded'") == len(ids)
     assert double_successes(conn) == 0
@@ -80,7 +80,7 @@ def test_leadership_passes_when_the_leader_dies(conn: psycopg.Connection[Any], f
     b = fleet("b", "--workers", "1", env=FAST)
     wait_until(lambda: "node started" in b.log(), what="b to start")
     assert "leading maintenance" not in b.log()
-    a.kill_group()
+    a.kill()
     wait_until(lambda: "leading maintenance" in b.log(), timeout=30, what="b to take over")
 
 
@@ -208,7 +208,7 @@ def test_a_node_restarted_under_its_name_requeues_its_earlier_runs_jobs_at_once(
     job = jobfleet.enqueue(conn, "sleep", {"seconds": 60})
     first = fleet("a", "--workers", "1")
     wait_until(lambda: running_on(conn, job) == "a", what="the job to start")
-    first.kill_group()
+    first.kill()
     first.wait(10)
     fleet("a", "--workers", "1")
     wait_until(
@@ -235,7 +235,7 @@ def test_a_killed_nodes_metrics_directory_is_removed_by_the_next_node(
         lambda: list(tmp_path.glob(f"jobfleet-metrics-{first.pid}-*")),
         what="the first node's metrics directory",
     )
-    first.kill_group()
+    first.kill()
     first.wait(10)
     assert left.exists()
     second = fleet("b", "--workers", "1", env=env)

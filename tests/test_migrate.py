@@ -90,13 +90,14 @@ def test_the_readable_schema_is_what_the_migrations_build(
     """sql/schema.sql is for people to read; it must never drift from the migrations."""
     from importlib import resources
 
-    from tests.conftest import _recreate, _with_dbname
+    from jobfleet.db import with_dbname
+    from tests.conftest import _recreate
 
     with psycopg.connect(fresh_db) as conn:
         migrate(conn)
     name = f"jobfleet_schema_{worker_id}"
     _recreate(admin_url, name)
-    from_schema = _with_dbname(admin_url, name)
+    from_schema = with_dbname(admin_url, name)
     text = resources.files("jobfleet.sql").joinpath("schema.sql").read_text(encoding="utf-8")
     with psycopg.connect(from_schema) as conn:
         conn.execute(text)  # type: ignore[call-overload]

@@ -6,8 +6,6 @@ supervisor and ends when the supervisor goes (its socket closes, or the parent-d
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import json
 import logging
 import os
@@ -20,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from jobfleet.jobs import AttemptResult, Success
+from jobfleet.processes import die_with_parent
 from jobfleet.worker import protocol
 from jobfleet.worker.execute import execute
 from jobfleet.worker.registry import HandlerSpec
@@ -30,7 +29,6 @@ log = logging.getLogger("jobfleet.worker")
 # Outcomes of short jobs wait to travel together; a slow job's outcome leaves at once.
 FLUSH_AFTER_SECONDS = 0.02
 PROGRESS_EVERY_SECONDS = 0.25
-_PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True)
@@ -97,8 +95,7 @@ class ChildLoop:
         signal.signal(signal.SIGTERM, self._on_term)
         for sig in (signal.SIGCHLD, signal.SIGTTIN, signal.SIGTTOU, signal.SIGQUIT, signal.SIGHUP):
             signal.signal(sig, signal.SIG_DFL)
-        with contextlib.suppress(OSError, AttributeError):  # die with the supervisor (Linux)
-            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        die_with_parent()
         if os.getppid() == 1:
             raise _Stop
         self.slots.beat(self.index)

@@ -17,12 +17,12 @@ from typing import Any
 import psycopg
 
 import jobfleet
+from jobfleet.node_process import jobfleet_command
 from jobfleet.supervisor.bench import scratch
 from jobfleet.supervisor.bench.context import Context
 from jobfleet.supervisor.bench.nodes import (
     BenchError,
-    NodeProcess,
-    jobfleet_command,
+    BenchNode,
     started_nodes,
     wait_until,
 )
@@ -112,7 +112,7 @@ def run_http(ctx: Context, url: str) -> dict[str, Any]:
     key = create_key(url)
     port = free_port()
     with started_nodes() as started:
-        node = NodeProcess(
+        node = BenchNode(
             url,
             "bench-http",
             workers=1,

@@ -17,7 +17,7 @@ import psycopg
 
 from jobfleet.supervisor.bench import scratch
 from jobfleet.supervisor.bench.context import Context
-from jobfleet.supervisor.bench.nodes import NodeProcess, started_nodes, wait_until
+from jobfleet.supervisor.bench.nodes import BenchNode, started_nodes, wait_until
 
 COMMITS = "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
 # The probe reads the counter twice; the first read's own commit lands inside the window.
@@ -27,7 +27,7 @@ PROBE_COMMITS = 1
 def run(ctx: Context) -> dict[str, Any]:
     window = ctx.sizes.idle_seconds
     with scratch.scratch_database(ctx.server, "idle") as url, started_nodes() as started:
-        node = NodeProcess(url, "bench-idle", workers=ctx.workers, log_dir=ctx.log_dir)
+        node = BenchNode(url, "bench-idle", workers=ctx.workers, log_dir=ctx.log_dir)
         started.append(node)
         ctx.step(f"idle: a node with {ctx.workers} workers, {window:g} s")
         wait_until(lambda: len(node.children()) >= ctx.workers, 60, "the node's workers")

@@ -17,7 +17,7 @@ import psycopg
 import jobfleet
 from jobfleet.supervisor.bench import scratch
 from jobfleet.supervisor.bench.context import Context
-from jobfleet.supervisor.bench.nodes import NodeProcess, started_nodes, wait_until
+from jobfleet.supervisor.bench.nodes import BenchNode, started_nodes, wait_until
 
 WAIT_SECONDS = 60.0
 LOAD_TICK = 0.01  # the loader enqueues one batch this often
@@ -59,7 +59,7 @@ def latencies(url: str, ids: list[int]) -> dict[str, Any]:
 def run(ctx: Context) -> dict[str, Any]:
     with scratch.scratch_database(ctx.server, "latency") as url:
         with started_nodes() as started:
-            started.append(NodeProcess(url, "bench-1", workers=ctx.workers, log_dir=ctx.log_dir))
+            started.append(BenchNode(url, "bench-1", workers=ctx.workers, log_dir=ctx.log_dir))
             with psycopg.connect(url, autocommit=True) as conn:
                 ctx.step("latency: warming up")
                 one_by_one(conn, 3, gap=0.0)

@@ -6,41 +6,29 @@ to a file that is shown when it fails.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+from jobfleet import polling
 from jobfleet.errors import JobfleetError
-from jobfleet.supervisor.children import child_pids
+from jobfleet.node_process import NodeProcess
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def jobfleet_command() -> str:
-    """The `jobfleet` script of this installation (beside the interpreter), else on PATH."""
-    beside = Path(sys.executable).parent / "jobfleet"
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("jobfleet")
-    if found is None:
-        raise JobfleetError("cannot find the `jobfleet` command to start supervisors with")
-    return found
 
 
 class BenchError(JobfleetError):
     """A scenario could not run as designed (a node failed, a deadline passed)."""
 
 
-class NodeProcess:
-    """One `jobfleet supervisor` in its own process group."""
+class BenchNode:
+    """One node a scenario starts: a NodeProcess with a deadline on its end and a CPU meter."""
 
     def __init__(
         self,
@@ -54,58 +42,49 @@ class NodeProcess:
         log_dir: Path,
     ) -> None:
         self.name = name
-        self.log_path = log_dir / f"{name}.log"
-        argv = [jobfleet_command(), "supervisor", "--node-name", name, "--workers", str(workers)]
-        argv += ["--burst"] if burst else []
-        argv += list(extra_args)
-        with open(self.log_path, "w") as log:
-            self.proc = subprocess.Popen(
-                argv,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env={**os.environ, **(env or {}), "JOBFLEET_DATABASE_URL": url},
-                start_new_session=True,
-            )
-        self.started = time.perf_counter()
+        args = ["--workers", str(workers), *(["--burst"] if burst else []), *extra_args]
+        self.process = NodeProcess(
+            name,
+            *args,
+            log_path=log_dir / f"{name}.log",
+            env={**os.environ, **(env or {}), "JOBFLEET_DATABASE_URL": url},
+        )
 
     @property
     def pid(self) -> int:
-        return self.proc.pid
+        return self.process.pid
 
-    def log_tail(self, lines: int = 15) -> str:
-        text = self.log_path.read_text(errors="replace").strip().splitlines()
-        return "\n".join(text[-lines:])
+    @property
+    def started(self) -> float:
+        return self.process.started  # time.perf_counter() at the start
+
+    def running(self) -> bool:
+        return self.process.poll() is None
 
     def wait(self, timeout: float) -> float:
         """Wait for a clean exit; return the seconds since start. A failure says why."""
         try:
-            code = self.proc.wait(timeout)
+            code = self.process.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.kill()
+            self.process.kill()
             raise BenchError(
-                f"node {self.name} did not finish within {timeout:g} s:\n{self.log_tail()}"
+                f"node {self.name} did not finish within {timeout:g} s:\n{self.process.log_tail()}"
             ) from None
-        elapsed = time.perf_counter() - self.started
+        elapsed = time.perf_counter() - self.process.started
         if code != 0:
-            raise BenchError(f"node {self.name} exited {code}:\n{self.log_tail()}")
+            raise BenchError(f"node {self.name} exited {code}:\n{self.process.log_tail()}")
         return elapsed
 
     def stop(self, timeout: float = 30) -> None:
         """SIGTERM: the node finishes what it runs and exits."""
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signal.SIGTERM)
+        self.process.signal(signal.SIGTERM)
         self.wait(timeout)
 
     def kill(self) -> None:
-        """kill -9 of the whole node: the supervisor and its workers."""
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(10)
+        self.process.kill()
 
     def children(self) -> list[int]:
-        return child_pids(self.pid)
+        return self.process.children()
 
     def cpu_seconds(self) -> float:
         """User + system CPU of the supervisor and its live children so far."""
@@ -134,23 +113,20 @@ def node_logs() -> Iterator[Path]:
 
 
 @contextmanager
-def started_nodes() -> Iterator[list[NodeProcess]]:
+def started_nodes() -> Iterator[list[BenchNode]]:
     """Collects the nodes a scenario starts and kills whatever still runs at the end."""
-    nodes: list[NodeProcess] = []
+    nodes: list[BenchNode] = []
     try:
         yield nodes
     finally:
         for node in nodes:
-            if node.proc.poll() is None:
+            if node.running():
                 node.kill()
 
 
 def wait_until(
     check: Callable[[], object], timeout: float, what: str, pause: float = 0.005
 ) -> None:
-    """Poll `check()` until it is truthy; BenchError after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise BenchError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(pause)
+    """Poll `check()` (every `pause` seconds: the moment matters here) until it is truthy;
+    BenchError after `timeout` seconds."""
+    polling.wait_until(check, timeout, what, pause=pause, error=BenchError)

@@ -18,7 +18,7 @@ import psycopg
 import jobfleet
 from jobfleet.supervisor.bench import scratch
 from jobfleet.supervisor.bench.context import Context
-from jobfleet.supervisor.bench.nodes import NodeProcess, started_nodes, wait_until
+from jobfleet.supervisor.bench.nodes import BenchNode, started_nodes, wait_until
 
 WAIT_SECONDS = 60.0
 # Long enough never to finish while we watch; the job is killed, never completed.
@@ -88,7 +88,7 @@ def child_kills(ctx: Context, url: str, times: int) -> list[float]:
     """One node with one worker runs a long job; kill its worker `times` times."""
     results = []
     with started_nodes() as started, psycopg.connect(url, autocommit=True) as conn:
-        node = NodeProcess(url, "bench-a", workers=1, log_dir=ctx.log_dir)
+        node = BenchNode(url, "bench-a", workers=1, log_dir=ctx.log_dir)
         started.append(node)
         job = new_sleep_job(conn)
         wait_running(conn, job, 0.0, ["bench-a"])
@@ -104,7 +104,7 @@ def child_kills(ctx: Context, url: str, times: int) -> list[float]:
     return results
 
 
-def one_worker(node: NodeProcess) -> list[int]:
+def one_worker(node: BenchNode) -> list[int]:
     """The node's worker pids once it has exactly one: the one replaced may linger a moment
     until its parent reaps it."""
     seen: list[int] = []
@@ -131,11 +131,11 @@ def executing(conn: psycopg.Connection[Any], job: int) -> bool:
 def node_kill(ctx: Context, url: str, env: dict[str, str]) -> float:
     """Node a holds a long job, node b idles; kill a's whole process group."""
     with started_nodes() as started, psycopg.connect(url, autocommit=True) as conn:
-        a = NodeProcess(url, "bench-a", workers=1, env=env, log_dir=ctx.log_dir)
+        a = BenchNode(url, "bench-a", workers=1, env=env, log_dir=ctx.log_dir)
         started.append(a)
         job = new_sleep_job(conn)
         wait_running(conn, job, 0.0, ["bench-a"])
-        b = NodeProcess(url, "bench-b", workers=1, env=env, log_dir=ctx.log_dir)
+        b = BenchNode(url, "bench-b", workers=1, env=env, log_dir=ctx.log_dir)
         started.append(b)
         wait_until(
             lambda: conn.execute("SELECT count(*) FROM nodes WHERE name = 'bench-b'").fetchone()[0],  # type: ignore[index]

@@ -15,9 +15,8 @@ from typing import Any
 
 import psycopg
 from psycopg import sql as pgsql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from jobfleet.db import database_url
+from jobfleet.db import database_url, with_dbname
 from jobfleet.migrate import migrate
 from jobfleet.settings import Settings
 
@@ -32,12 +31,6 @@ created: list[str] = []
 def server_url(config: Settings) -> str:
     """The URL of a database on the server to create scratch databases on."""
     return database_url(config, verify=not config.database_url)
-
-
-def with_dbname(url: str, dbname: str) -> str:
-    params = conninfo_to_dict(url)
-    params["dbname"] = dbname
-    return make_conninfo("", **params)
 
 
 @contextmanager

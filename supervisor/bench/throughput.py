@@ -16,7 +16,7 @@ import psycopg
 from jobfleet.supervisor.bench import scratch
 from jobfleet.supervisor.bench.ceiling import median_round
 from jobfleet.supervisor.bench.context import Context
-from jobfleet.supervisor.bench.nodes import NodeProcess, started_nodes, wait_until
+from jobfleet.supervisor.bench.nodes import BenchNode, started_nodes, wait_until
 
 # A burst drain that has not ended by then is stuck, not slow.
 DRAIN_TIMEOUT = 300.0
@@ -34,7 +34,7 @@ def burst(ctx: Context, url: str, *, nodes: int = 1, workers: int | None = None)
     with started_nodes() as started:
         for i in range(nodes):
             started.append(
-                NodeProcess(
+                BenchNode(
                     url,
                     f"bench-{i + 1}",
                     workers=workers or ctx.workers,
@@ -123,7 +123,7 @@ def run_backlog(ctx: Context) -> dict[str, Any]:
             scratch.fill(url, backlog + drain)
             ctx.step(f"backlog: drain {drain:,} over {backlog:,} queued")
             with started_nodes() as started:
-                node = NodeProcess(url, "bench-1", workers=ctx.workers, log_dir=ctx.log_dir)
+                node = BenchNode(url, "bench-1", workers=ctx.workers, log_dir=ctx.log_dir)
                 started.append(node)
                 wait_for_top(url, drain, f"{drain} jobs over a backlog of {backlog}")
                 node.stop()

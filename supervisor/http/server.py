@@ -7,18 +7,15 @@ child takes over the same socket without an "address in use" window.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import errno
 import os
-import signal
 import socket
 
+from jobfleet import processes
 from jobfleet.log import get_logger
 from jobfleet.settings import Settings
 
 log = get_logger("jobfleet.http")
-_PR_SET_PDEATHSIG = 1
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -73,7 +70,6 @@ def serve(sock: socket.socket, url: str, config: Settings, role: str) -> None:
 
 def die_with_parent() -> None:
     """The supervisor's HTTP child dies with it, even when it is killed with SIGKILL."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    processes.die_with_parent()
     if os.getppid() == 1:  # the parent went before we asked
         os._exit(0)
