@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
-from tests.conftest import Cli, scalar
+from tests.conftest import JOBFLEET, Cli, scalar
 
 
 def test_enqueue_prints_the_id_alone(cli: Cli, conn: psycopg.Connection[Any]) -> None:
@@ -58,6 +59,24 @@ def test_enqueue_from_jsonl_file_and_stdin(
         (["enqueue", "bad type"], "type 'bad type' is not valid"),
         (["jobs", "list", "--state", "finished"], "state 'finished' is not one of"),
         (["dlq", "purge", "--older-than", "a while"], "is not a duration"),
+        (["dlq", "purge", "--older-than", "99999999999999w"], "at most 100 years"),
+        (["enqueue", "echo", "--delay", "1e12"], "delay '1e12' is too large"),
+        (["enqueue", "echo", "--delay", "1e300"], "delay '1e300' is too large"),
+        (["enqueue", "echo", "--run-at", "9999-12-31T23:59:59-05:00"], "run_at '9999-12-31"),
+        (["enqueue", "echo", "--timeout", "1e300"], "timeout '1e300' is too large"),
+        (["enqueue", "echo", "--backoff", "exponential:1e308"], "backoff '1e308' is too large"),
+        (["enqueue", "echo", "--priority", "9" * 5000], "priority '99999"),
+        (["enqueue", "echo", "--payload", "[" * 300 + "]" * 300], "deeper than 64 levels"),
+        (["enqueue", "echo", "--payload", "[" * 5000 + "]" * 5000], "--payload nests"),
+        (["enqueue", "echo", "--payload", '"\\udcff"'], "payload contains a lone surrogate"),
+        (["enqueue", "echo", "--payload", '"\udcff"'], "payload contains a lone surrogate"),
+        (["enqueue", "echo", "--idempotency-key", "k\udcff"], "idempotency_key contains"),
+        (["enqueue", "echo", "--queue", "q\udcff"], "queue 'q\\udcff' is not valid"),
+        (["jobs", "show", str(2**63)], "is not a job id"),
+        (["cancel", str(2**63)], "is not a job id"),
+        (["dlq", "retry", str(10**30)], "is not a job id"),
+        (["dlq", "list", "--limit", str(2**63)], "is too many"),
+        (["jobs", "list", "--limit", "99999999999999999999"], "is too many"),
     ],
 )
 def test_bad_input_exits_non_zero_with_one_line_and_writes_nothing(
@@ -75,6 +94,34 @@ def test_bad_jsonl_line_writes_nothing(cli: Cli, conn: psycopg.Connection[Any]) 
     result = cli("enqueue", "echo", "--from-jsonl", "-", input='{"ok": 1}\n{broken\n')
     assert result.returncode == 2
     assert "line 2 is not valid JSON" in result.stderr
+    assert scalar(conn, "SELECT count(*) FROM jobs") == 0
+
+
+@pytest.mark.parametrize(
+    ("line", "fragment"),
+    [
+        (b'"caf\xe9"', "--from-jsonl line 2 is not UTF-8 (byte 5 of the line)"),
+        (b'"\\udcff"', "payload #2: payload contains a lone surrogate"),
+        (b'{"k": "\\u0000"}', "payload #2: payload contains a NUL character"),
+        (b"[" * 100 + b"]" * 100, "payload #2: payload nests arrays and objects deeper than 64"),
+    ],
+)
+def test_a_jsonl_line_postgresql_cannot_store_writes_nothing(
+    cli: Cli, conn: psycopg.Connection[Any], open_tmp: Path, line: bytes, fragment: str
+) -> None:
+    path = open_tmp / "jobs.jsonl"
+    path.write_bytes(b'{"ok": 1}\n' + line + b"\n")
+    for source in (str(path), "-"):  # a file, and the same bytes on stdin
+        result = subprocess.run(
+            [JOBFLEET, "enqueue", "echo", "--from-jsonl", source],
+            input=path.read_bytes(),
+            capture_output=True,
+            env=cli.env,
+            timeout=60,
+        )
+        stderr = result.stderr.decode()
+        assert result.returncode == 2, stderr
+        assert fragment in stderr and stderr.count("\n") == 1, stderr
     assert scalar(conn, "SELECT count(*) FROM jobs") == 0
 
 

@@ -14,7 +14,7 @@ from jobfleet.jobs import AttemptResult
 from jobfleet.settings import load_settings
 from jobfleet.store import claim, record
 from jobfleet.supervisor.http.app import create_app
-from tests.conftest import scalar
+from tests.conftest import Cli, scalar
 from tests.tcp_proxy import Proxy, proxied_url
 
 ERROR_STATUSES = {"400", "401", "403", "404", "409", "413", "422", "429", "500", "503"}
@@ -353,3 +353,116 @@ def test_the_openapi_document_lists_every_status_with_the_error_body(
         )
         if str(response.status_code) in ERROR_STATUSES:
             assert set(response.json()) >= {"error", "message"}
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"type": "echo", "delay": 1e12}, "body.delay"),
+        ({"type": "echo", "delay": 1e15}, "body.delay"),
+        ({"type": "echo", "delay": 1e300}, "body.delay"),
+        ({"type": "echo", "run_at": "9999-12-31T23:59:59-05:00"}, "body.run_at"),
+        ({"type": "echo", "timeout": 1e300}, "body.timeout"),
+        ({"type": "echo", "backoff": "exponential:1e308"}, "body.backoff"),
+        ({"type": "echo", "idempotency_key": "nul\u0000key"}, "body.idempotency_key"),
+    ],
+)
+def test_options_beyond_what_can_be_stored_are_422_and_nothing_is_written(
+    client: TestClient, key: dict[str, str], conn: psycopg.Connection[Any], body: Any, field: str
+) -> None:
+    response = client.post("/jobs", json=body, headers=key)
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == field
+    batch = client.post("/jobs:batch", json={"jobs": [{"type": "echo"}, body]}, headers=key)
+    assert batch.status_code == 422 and batch.json()["field"].startswith("body.jobs.1")
+    assert scalar(conn, "SELECT count(*) FROM jobs") == 0
+    assert client.get("/jobs", headers=key).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        (b'{"type": "echo", "payload": "\\udcff"}', "body.payload"),
+        (b'{"type": "echo", "payload": {"\\ud800": 1}}', "body.payload"),
+        (b'{"type": "echo", "payload": ["a\\\\", "\\u0000"]}', "body.payload"),
+        (b'{"type": "echo", "idempotency_key": "k\\udcff"}', "body.idempotency_key"),
+        (b'{"type": "echo\\udcff"}', "body.type"),
+        (b'{"type": "echo", "queue": "q\\udcff"}', "body.queue"),
+    ],
+)
+def test_text_postgresql_cannot_store_is_422_naming_the_field(
+    client: TestClient, key: dict[str, str], conn: psycopg.Connection[Any], raw: bytes, field: str
+) -> None:
+    headers = {**key, "Content-Type": "application/json"}
+    response = client.post("/jobs", content=raw, headers=headers)
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == field
+    assert "codec" not in response.json()["message"]
+    assert scalar(conn, "SELECT count(*) FROM jobs") == 0
+
+
+def test_a_backslash_u0000_text_is_a_payload_like_any_other(
+    client: TestClient, key: dict[str, str]
+) -> None:
+    payload = {"windows path": "C:\\u0000dir", "escaped": "\\\\u0000"}
+    created = client.post("/jobs", json={"type": "echo", "payload": payload}, headers=key)
+    assert created.status_code == 201, created.text
+    assert client.get(f"/jobs/{created.json()['id']}", headers=key).json()["payload"] == payload
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "field"),
+    [
+        ("GET", f"/jobs?after={2**63}", "query.after"),
+        ("GET", f"/jobs?limit={2**63}", "query.limit"),
+        ("GET", f"/jobs/{2**63}", "path.job_id"),
+        ("DELETE", f"/jobs/{2**63}", "path.job_id"),
+        ("GET", f"/jobs/{10**30}", "path.job_id"),
+        ("GET", "/jobs/0", "path.job_id"),
+    ],
+)
+def test_integers_beyond_a_job_id_are_422_naming_the_parameter(
+    client: TestClient, key: dict[str, str], method: str, path: str, field: str
+) -> None:
+    response = client.request(method, path, headers=key)
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == field
+    largest = client.get(f"/jobs/{2**63 - 1}", headers=key)
+    assert largest.status_code == 404
+    assert client.get(f"/jobs?after={2**63 - 1}", headers=key).json()["jobs"] == []
+
+
+def nested(depth: int) -> Any:
+    value: Any = "leaf"
+    for level in range(depth):
+        value = [value] if level % 2 else {"k": value}
+    return value
+
+
+def test_the_deepest_payload_accepted_reads_back_everywhere(
+    client: TestClient, key: dict[str, str], conn: psycopg.Connection[Any], cli: Cli
+) -> None:
+    from jobfleet.options import MAX_JSON_DEPTH
+
+    deepest = nested(MAX_JSON_DEPTH)
+    for too_deep in (MAX_JSON_DEPTH + 1, 300):
+        refused = client.post(
+            "/jobs", json={"type": "echo", "payload": nested(too_deep)}, headers=key
+        )
+        assert refused.status_code == 422 and refused.json()["field"] == "body.payload"
+        assert f"deeper than {MAX_JSON_DEPTH} levels" in refused.json()["message"]
+    assert scalar(conn, "SELECT count(*) FROM jobs") == 0
+
+    created = client.post("/jobs", json={"type": "echo", "payload": deepest}, headers=key)
+    assert created.status_code == 201, created.text
+    job_id = created.json()["id"]
+    cli.ok("supervisor", "--burst", "--workers", "1")  # echo: the result is as deep
+    job = client.get(f"/jobs/{job_id}", headers=key)
+    assert job.status_code == 200, job.text
+    assert job.json()["payload"] == deepest and job.json()["result"] == deepest
+    assert [j["id"] for j in client.get("/jobs", headers=key).json()["jobs"]] == [job_id]
+    shown = cli.json("jobs", "show", str(job_id))
+    assert (shown["payload"], shown["result"], shown["state"]) == (deepest, deepest, "succeeded")
+    assert '"leaf"' in cli.ok("jobs", "show", str(job_id))
+    assert [j["id"] for j in cli.json("jobs", "list")] == [job_id]
+    assert str(job_id) in cli.ok("jobs", "list")

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 import psycopg_pool.base
 import psycopg_pool.pool
-from fastapi import Depends, FastAPI, Query, Response
+from fastapi import Depends, FastAPI, Path, Query, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg_pool import ConnectionPool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -24,6 +24,7 @@ from jobfleet import admin, apikeys, metrics
 from jobfleet.db import Connection, connection_options
 from jobfleet.enqueue import enqueue_job
 from jobfleet.migrate import check_schema
+from jobfleet.options import ID_MAX
 from jobfleet.queries import sql
 from jobfleet.settings import Settings
 from jobfleet.supervisor.http import errors
@@ -48,6 +49,8 @@ POOL_MAX = 8
 POOL_WAIT_SECONDS = 5.0
 READY_WAIT_SECONDS = 2.0
 LIST_MAX = 1000
+# Job ids are bigints: a larger number is a bad request (422), not a query that fails.
+JobId = Annotated[int, Path(ge=1, le=ID_MAX)]
 
 
 class _RetryEverySecond(psycopg_pool.base.AttemptWithBackoff):
@@ -222,7 +225,7 @@ def _job_routes(app: FastAPI, access: Callable[[str], Any], config: Settings) ->
         responses=responses(401, 403, 404, 422, 429, 503),
         summary="A job with its attempts, progress and result",
     )
-    def get_job(job_id: int, conn: Connection = can_read) -> dict[str, Any]:
+    def get_job(job_id: JobId, conn: Connection = can_read) -> dict[str, Any]:
         return admin.show_job(conn, job_id)
 
     @app.get(
@@ -237,7 +240,8 @@ def _job_routes(app: FastAPI, access: Callable[[str], Any], config: Settings) ->
         queue: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
         limit: Annotated[int, Query(ge=1, le=LIST_MAX)] = 50,
         after: Annotated[
-            int | None, Query(ge=1, description="the `next_after` of the previous page")
+            int | None,
+            Query(ge=1, le=ID_MAX, description="the `next_after` of the previous page"),
         ] = None,
         conn: Connection = can_read,
     ) -> JobPage:
@@ -263,7 +267,9 @@ def _job_routes(app: FastAPI, access: Callable[[str], Any], config: Settings) ->
         },
         summary="Cancel a job: a queued one at once, a running one by stopping its worker",
     )
-    def cancel_job(job_id: int, response: Response, conn: Connection = can_cancel) -> CancelResult:
+    def cancel_job(
+        job_id: JobId, response: Response, conn: Connection = can_cancel
+    ) -> CancelResult:
         state = admin.cancel(conn, job_id)
         if state == "running":
             response.status_code = 202
