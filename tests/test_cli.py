@@ -153,18 +153,33 @@ def test_bad_setting_names_variable_value_and_rule(cli: Cli) -> None:
     assert result.returncode == 2 and "JOBFLEET_GRACE_SECONDS='-1'" in result.stderr
 
 
-def test_unreachable_database_says_which_url_with_password_masked(cli: Cli) -> None:
-    url = "postgresql://app:s3cret@127.0.0.1:1/nowhere"
+@pytest.mark.parametrize(
+    ("url", "secret"),
+    [
+        ("postgresql://app:s3cret@127.0.0.1:1/nowhere", "s3cret"),
+        ("postgresql://app:Zq1%40Zq2%3AZq3@127.0.0.1:1/nowhere", "Zq2"),
+        ("postgresql://app:Zq1%20Zq2@127.0.0.1:1/nowhere", "Zq2"),
+        ("postgresql://app:Zq1'Zq2%22@127.0.0.1:1/nowhere", "Zq2"),
+        ("postgresql://app@127.0.0.1:1/nowhere?password=Zq1%20Zq2", "Zq2"),
+        ("host=127.0.0.1 port=1 user=app password='Zq1 Zq2 @:'", "Zq2"),
+        ("host=127.0.0.1 port=1 password='Zq1\\'Zq2 \"Zq3\"'", "Zq2"),
+    ],
+)
+def test_unreachable_database_says_which_url_with_password_masked(
+    cli: Cli, url: str, secret: str
+) -> None:
     result = cli(
         "enqueue",
         "echo",
         env={"JOBFLEET_DATABASE_URL": url, "JOBFLEET_CONNECT_TIMEOUT_SECONDS": "2"},
     )
     assert result.returncode == 3
-    assert "postgresql://app:***@127.0.0.1:1/nowhere" in result.stderr
-    assert "s3cret" not in result.stderr
+    assert "host=127.0.0.1 port=1" in result.stderr and "password=***" in result.stderr
+    assert secret not in result.stderr and "Zq1" not in result.stderr
     assert "JOBFLEET_DATABASE_URL" in result.stderr
     assert result.stderr.count("\n") == 1
+    shown = cli("db", "url", env={"JOBFLEET_DATABASE_URL": url})
+    assert "password=***" in shown.stdout and secret not in shown.stdout
 
 
 def test_status_json_shape(cli: Cli) -> None:
