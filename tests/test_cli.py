@@ -154,6 +154,48 @@ def test_bad_setting_names_variable_value_and_rule(cli: Cli) -> None:
 
 
 @pytest.mark.parametrize(
+    ("variable", "value", "rule"),
+    [
+        ("JOBFLEET_LEASE_SECONDS", "inf", "from 1 to 86400"),  # the supervisor died at its claim
+        ("JOBFLEET_STATEMENT_TIMEOUT_SECONDS", "1e-9", "0 turns the timeout off"),
+        ("JOBFLEET_BACKOFF_MAX_SECONDS", "1e308", "from 0 to 604800"),
+        ("JOBFLEET_MAX_PAYLOAD_BYTES", "99999999999999999999", "from 1 to 33554432"),
+        ("JOBFLEET_RETENTION_SECONDS", "nan", "from 0 to 3153600000"),
+    ],
+)
+def test_a_setting_out_of_range_stops_the_command_at_start(
+    cli: Cli, conn: psycopg.Connection[Any], variable: str, value: str, rule: str
+) -> None:
+    result = cli("enqueue", "echo", env={variable: value})
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith(f"jobfleet: bad setting: {variable}='{value}' is not allowed")
+    assert rule in result.stderr and result.stderr.count("\n") == 1
+    assert scalar(conn, "SELECT count(*) FROM jobs") == 0
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://app:Zq1@Zq2@127.0.0.1:1/db",
+        "postgresql://app:Zq1/Zq2@127.0.0.1:1/db",
+        "postgresql://app:Zq1 Zq2@127.0.0.1:1/db",
+        "postgresql://127.0.0.1:1/db?password=Zq1@Zq2",
+        "host=127.0.0.1 password=Zq1 Zq2",
+        "mysql://app:Zq1@127.0.0.1/Zq2",
+    ],
+)
+def test_a_database_url_libpq_would_misread_is_refused_without_showing_it(
+    cli: Cli, url: str
+) -> None:
+    for args in (("status",), ("db", "url")):
+        result = cli(*args, env={"JOBFLEET_DATABASE_URL": url})
+        assert result.returncode == 2
+        assert result.stderr.startswith("jobfleet: bad setting: JOBFLEET_DATABASE_URL=(not shown")
+        assert "Zq1" not in result.stderr and "Zq2" not in result.stderr
+        assert result.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize(
     ("url", "secret"),
     [
         ("postgresql://app:s3cret@127.0.0.1:1/nowhere", "s3cret"),
