@@ -466,3 +466,66 @@ def test_the_deepest_payload_accepted_reads_back_everywhere(
     assert '"leaf"' in cli.ok("jobs", "show", str(job_id))
     assert [j["id"] for j in cli.json("jobs", "list")] == [job_id]
     assert str(job_id) in cli.ok("jobs", "list")
+
+
+def metric_series(client: TestClient) -> set[tuple[str, tuple[tuple[str, str], ...]]]:
+    """Every (metric, label set) /metrics shows, histogram buckets folded into their series."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = client.get("/metrics").text
+    return {
+        (family.name, tuple(sorted((k, v) for k, v in sample.labels.items() if k != "le")))
+        for family in text_string_to_metric_families(text)
+        if not family.name.endswith("_created")  # a timestamp per series, not a series
+        for sample in family.samples
+    }
+
+
+def test_made_up_methods_and_paths_add_a_fixed_handful_of_series(
+    client: TestClient, key: dict[str, str]
+) -> None:
+    import random
+    import string
+
+    rng = random.Random(7)
+
+    def token() -> str:
+        return "".join(rng.choices(string.ascii_uppercase, k=8))
+
+    def unauthenticated_noise() -> None:
+        for i in range(200):
+            method = token() if i % 4 else "GET"
+            path = rng.choice([f"/{token().lower()}/{i}", f"/jobs/{i}", "/jobs", f"/jobs?x={i}"])
+            response = client.request(method, path)
+            assert response.status_code in (401, 404, 405), (method, path, response.status_code)
+
+    before = metric_series(client)
+    unauthenticated_noise()
+    added = metric_series(client) - before
+    # At most (GET, other) x (/jobs, /jobs/{job_id}, unmatched, /metrics), each a request
+    # counter and a duration histogram.
+    assert len(added) <= 16, "\n".join(map(str, sorted(added)))
+    labels = [dict(series) for _, series in added]
+    assert {series["method"] for series in labels} <= {"GET", "other"}
+    assert {series["route"] for series in labels} <= {
+        "/jobs",
+        "/jobs/{job_id}",
+        "unmatched",
+        "/metrics",
+    }
+    seen = metric_series(client)
+    unauthenticated_noise()  # 200 more made-up methods and paths: nothing new
+    assert metric_series(client) == seen
+
+
+def test_enqueue_counts_stop_growing_label_sets_past_a_cap(
+    client: TestClient, key: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jobfleet import metrics
+
+    monkeypatch.setattr(metrics, "ENQUEUED_LABEL_SETS_MAX", len(metrics._enqueued_labels) + 2)
+    before = metric_series(client)
+    jobs = [{"type": f"made-up-{i}", "queue": f"q{i}"} for i in range(10)]
+    assert client.post("/jobs:batch", json={"jobs": jobs}, headers=key).status_code == 201
+    added = {s for s in metric_series(client) - before if s[0] == "jobfleet_jobs_enqueued"}
+    assert {dict(labels)["type"] for _, labels in added} == {"made-up-0", "made-up-1", "other"}

@@ -317,8 +317,15 @@ def _health_routes(app: FastAPI, connection: Callable[..., Any]) -> None:
         return Response(body, media_type=content_type)
 
 
+# Methods counted by name in the request metrics; any other a client makes up is `other`, so
+# a caller cannot grow /metrics with labels of its own choosing.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+
+
 class RequestMetrics:
-    """Counts and times every request by method, route template and status."""
+    """Counts and times every request by method, route template and status. Every label is
+    from a fixed set: a known method or `other`, a route's template (never the raw path) or
+    `unmatched`, and a status this API answers with."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -341,6 +348,7 @@ class RequestMetrics:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
+            method = scope["method"] if scope["method"] in KNOWN_METHODS else "other"
             m = metrics.metrics()
-            m.http_requests.labels(scope["method"], template, str(status)).inc()
-            m.http_duration.labels(scope["method"], template).observe(time.perf_counter() - start)
+            m.http_requests.labels(method, template, str(status)).inc()
+            m.http_duration.labels(method, template).observe(time.perf_counter() - start)
