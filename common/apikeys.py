@@ -126,6 +126,11 @@ def revoke_key(conn: Any, name: str) -> None:
         raise UnknownApiKey(name)
 
 
+def well_formed(presented: str) -> bool:
+    """Whether `presented` has a key's shape (no database needed to say no)."""
+    return _KEY.fullmatch(presented) is not None
+
+
 def verify_key(conn: Any, presented: str) -> ApiKey | None:
     """The key's name and scopes, or None for a malformed, unknown, revoked or wrong key."""
     match = _KEY.match(presented)

@@ -497,15 +497,16 @@ def test_made_up_methods_and_paths_add_a_fixed_handful_of_series(
             method = token() if i % 4 else "GET"
             path = rng.choice([f"/{token().lower()}/{i}", f"/jobs/{i}", "/jobs", f"/jobs?x={i}"])
             response = client.request(method, path)
-            assert response.status_code in (401, 404, 405), (method, path, response.status_code)
+            assert response.status_code in (401, 404, 405, 429), (method, path, response)
 
     before = metric_series(client)
     unauthenticated_noise()
     added = metric_series(client) - before
-    # At most (GET, other) x (/jobs, /jobs/{job_id}, unmatched, /metrics), each a request
-    # counter and a duration histogram.
-    assert len(added) <= 16, "\n".join(map(str, sorted(added)))
-    labels = [dict(series) for _, series in added]
+    # At most (GET, other) x (/jobs, /jobs/{job_id}, unmatched, /metrics): a duration
+    # histogram each and a request counter per status (401, then 429 once this address has
+    # failed too often), and the rate-limited counter of requests without a valid key.
+    assert len(added) <= 20, "\n".join(map(str, sorted(added)))
+    labels = [dict(series) for _, series in added if "method" in dict(series)]
     assert {series["method"] for series in labels} <= {"GET", "other"}
     assert {series["route"] for series in labels} <= {
         "/jobs",
@@ -529,3 +530,49 @@ def test_enqueue_counts_stop_growing_label_sets_past_a_cap(
     assert client.post("/jobs:batch", json={"jobs": jobs}, headers=key).status_code == 201
     added = {s for s in metric_series(client) - before if s[0] == "jobfleet_jobs_enqueued"}
     assert {dict(labels)["type"] for _, labels in added} == {"made-up-0", "made-up-1", "other"}
+
+
+def test_requests_without_a_well_formed_key_are_401_without_the_database(
+    conn: psycopg.Connection[Any], db_url: str
+) -> None:
+    proxy = Proxy(db_url)
+    proxy.start()
+    try:
+        app = create_app(proxied_url(db_url, proxy.port), load_settings(connect_timeout_seconds=1))
+        with TestClient(app) as client:
+            proxy.cut()  # the database is gone: only what needs it can fail
+            assert client.get("/jobs").status_code == 401
+            assert client.get("/jobs", headers=bearer("not-a-key")).status_code == 401
+            assert client.delete("/jobs/1", headers=bearer("jf_short")).status_code == 401
+    finally:
+        proxy.cut()
+
+
+def test_an_address_that_keeps_failing_to_sign_in_gets_429_before_any_lookup(
+    conn: psycopg.Connection[Any], db_url: str
+) -> None:
+    from jobfleet.supervisor.http.limits import AddressLimit
+
+    good = bearer(make_key(conn, "good", "read"))
+    unknown = bearer("jf_" + "0" * 16 + "_" + "A" * 43)
+    app = create_app(db_url, load_settings())
+    with (
+        TestClient(app, client=("203.0.113.7", 40000)) as noisy,
+        TestClient(app, client=("198.51.100.1", 40000)) as other,
+    ):
+        burst = int(AddressLimit().burst)
+        statuses = [noisy.get("/jobs", headers=unknown).status_code for _ in range(burst)]
+        assert statuses == [401] * burst
+        refused = noisy.get("/jobs", headers=unknown)
+        assert refused.status_code == 429 and refused.json()["error"] == "rate_limited"
+        assert refused.headers["Retry-After"] == "1"
+        assert "without a valid API key from this address" in refused.json()["message"]
+        # The whole address waits, a good key too; other addresses do not.
+        assert noisy.get("/jobs", headers=good).status_code == 429
+        assert noisy.post("/jobs", json={"type": "echo"}).status_code == 429
+        assert other.get("/jobs", headers=good).status_code == 200
+        assert other.get("/jobs").status_code == 401
+        assert noisy.get("/healthz").status_code == 200  # no key needed, no limit
+        text = noisy.get("/metrics").text
+        assert 'jobfleet_rate_limited_total{key="(no valid key)"}' in text
+    assert scalar(conn, "SELECT count(*) FROM jobs") == 0

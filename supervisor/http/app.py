@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 import psycopg_pool.base
 import psycopg_pool.pool
-from fastapi import Depends, FastAPI, Path, Query, Response
+from fastapi import Depends, FastAPI, Path, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg_pool import ConnectionPool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -29,7 +29,7 @@ from jobfleet.queries import sql
 from jobfleet.settings import Settings
 from jobfleet.supervisor.http import errors
 from jobfleet.supervisor.http.errors import ApiError, responses
-from jobfleet.supervisor.http.limits import BodySizeLimit
+from jobfleet.supervisor.http.limits import AddressLimit, BodySizeLimit, client_address
 from jobfleet.supervisor.http.schemas import (
     CancelResult,
     CreatedJobs,
@@ -116,14 +116,46 @@ def create_app(url: str, config: Settings, role: Role = "api") -> ASGIApp:
             yield conn
 
     conn_dep = Depends(request_connection)
+    failures = AddressLimit()
+
+    def sign_in_gate(request: Request, credentials: Credentials = bearer_dep) -> str:
+        """Before any database work: an address over its failed sign-ins is refused (429),
+        and a request without a well-formed key is refused (401) and counted."""
+        address = client_address(request.client)
+        wait = failures.wait(address)
+        if wait > 0:
+            metrics.metrics().rate_limited.labels(UNAUTHENTICATED).inc()
+            raise ApiError(
+                429,
+                "rate_limited",
+                "too many requests without a valid API key from this address; retry after "
+                "the wait, with a key from `jobfleet apikey create`",
+                retry_after=round(wait, 3),
+            )
+        if credentials is None or not apikeys.well_formed(credentials.credentials):
+            failures.failed(address)
+            raise _unauthorized(credentials)
+        return address
+
+    gate_dep = Depends(sign_in_gate)
 
     def access(scope: str) -> Any:
         """A dependency: the request's connection, once its key is good, has `scope` and is
         within its rate. Dependencies run before the body is validated, so a request without
-        a good key learns nothing about its body: 401 first."""
+        a good key learns nothing about its body: 401 first. They run in order: the gate
+        before a pooled connection is taken."""
 
-        def check(credentials: Credentials = bearer_dep, conn: Connection = conn_dep) -> Connection:
-            _authorize(conn, credentials, scope)
+        def check(
+            credentials: Credentials = bearer_dep,
+            address: str = gate_dep,
+            conn: Connection = conn_dep,
+        ) -> Connection:
+            try:
+                _authorize(conn, credentials, scope)
+            except ApiError as exc:
+                if exc.status == 401:
+                    failures.failed(address)
+                raise
             return conn
 
         return Depends(check)
@@ -135,17 +167,28 @@ def create_app(url: str, config: Settings, role: Role = "api") -> ASGIApp:
     return RequestMetrics(BodySizeLimit(app, config.max_request_bytes))
 
 
-def _authorize(conn: Connection, credentials: Credentials, scope: str) -> None:
+# The rate-limited counter's `key` label for requests refused before any key was verified
+# (no key name can look like it: names start with a letter or a digit).
+UNAUTHENTICATED = "(no valid key)"
+
+
+def _unauthorized(credentials: Credentials) -> ApiError:
     if credentials is None:
-        raise ApiError(
+        return ApiError(
             401,
             "unauthorized",
             "send an API key as `Authorization: Bearer <key>` "
             "(create one with `jobfleet apikey create`)",
         )
+    return ApiError(401, "unauthorized", "the API key is unknown, revoked or wrong")
+
+
+def _authorize(conn: Connection, credentials: Credentials, scope: str) -> None:
+    if credentials is None:
+        raise _unauthorized(credentials)
     key = apikeys.verify_key(conn, credentials.credentials)
     if key is None:
-        raise ApiError(401, "unauthorized", "the API key is unknown, revoked or wrong")
+        raise _unauthorized(credentials)
     if scope not in key.scopes:
         raise ApiError(
             403,
