@@ -77,6 +77,11 @@ def test_enqueue_from_jsonl_file_and_stdin(
         (["dlq", "retry", str(10**30)], "is not a job id"),
         (["dlq", "list", "--limit", str(2**63)], "is too many"),
         (["jobs", "list", "--limit", "99999999999999999999"], "is too many"),
+        (
+            ["apikey", "create", "--name", "k", "--scopes", "read", "--rate", "9" * 400 + "/s"],
+            "--rate",
+        ),
+        (["apikey", "create", "--name", "k", "--scopes", "read", "--rate", "2000000/s"], "--rate"),
     ],
 )
 def test_bad_input_exits_non_zero_with_one_line_and_writes_nothing(
