@@ -124,6 +124,10 @@ def list_keys(conn: Any) -> list[dict[str, Any]]:
 
 
 def revoke_key(conn: Any, name: str) -> None:
+    try:
+        check_name("--name", name)
+    except ValueError:  # no key can have it (names are checked at create), nor can a query
+        raise UnknownApiKey(name) from None
     if conn.execute(sql("revoke_api_key"), {"name": name}).fetchone() is None:
         for key in list_keys(conn):
             if key["name"] == name:

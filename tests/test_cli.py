@@ -95,6 +95,13 @@ def test_bad_input_exits_non_zero_with_one_line_and_writes_nothing(
     assert scalar(conn, "SELECT count(*) FROM jobs") == 0
 
 
+def test_revoking_a_name_no_key_can_have_says_so(cli: Cli) -> None:
+    for name in ("k\udcff", "two words", "k\n"):
+        result = cli("apikey", "revoke", name)
+        assert result.returncode == 1, result.stderr
+        assert "no API key named" in result.stderr and "codec" not in result.stderr
+
+
 def test_bad_jsonl_line_writes_nothing(cli: Cli, conn: psycopg.Connection[Any]) -> None:
     result = cli("enqueue", "echo", "--from-jsonl", "-", input='{"ok": 1}\n{broken\n')
     assert result.returncode == 2
