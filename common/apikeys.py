@@ -25,6 +25,8 @@ PREFIX = "jf"
 # The burst a rate allows: a tenth of a second's worth, at least one request. A small burst keeps
 # the rate honoured over short windows (a client measured over 3 s sees the rate, not 2x it).
 BURST_SECONDS = 0.1
+# A key's rate: more than a million requests a second is no limit at all (leave it out).
+RATE_MAX = 1_000_000.0
 _KEY = re.compile(rf"^{PREFIX}_([0-9a-f]{{16}})_([A-Za-z0-9_-]{{20,128}})$")
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*$")
 _PER = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600}
@@ -65,13 +67,16 @@ def parse_scopes(text: str) -> list[str]:
 
 def parse_rate(text: str) -> float:
     """'100/s', '30/min', '1000/h' -> requests per second."""
-    match = _RATE.match(text)
+    match = _RATE.fullmatch(text)
     if match is None or float(match.group(1)) <= 0:
         raise ValueError(
             f"--rate {text!r} is not a rate: write requests per time, such as 100/s, 30/min "
             "or 1000/h (more than 0)"
         )
-    return float(match.group(1)) / _PER[match.group(2)]
+    rate = float(match.group(1)) / _PER[match.group(2)]
+    if rate > RATE_MAX:  # the bucket's arithmetic in double precision overflows far above
+        raise ValueError(f"--rate {text!r} is over {RATE_MAX:.0f}/s: leave --rate out for no limit")
+    return rate
 
 
 def _digest(salt: bytes, secret: str) -> bytes:
@@ -119,11 +124,20 @@ def list_keys(conn: Any) -> list[dict[str, Any]]:
 
 
 def revoke_key(conn: Any, name: str) -> None:
+    try:
+        check_name("--name", name)
+    except ValueError:  # no key can have it (names are checked at create), nor can a query
+        raise UnknownApiKey(name) from None
     if conn.execute(sql("revoke_api_key"), {"name": name}).fetchone() is None:
         for key in list_keys(conn):
             if key["name"] == name:
                 raise JobfleetError(f"API key {name!r} was revoked already")
         raise UnknownApiKey(name)
+
+
+def well_formed(presented: str) -> bool:
+    """Whether `presented` has a key's shape (no database needed to say no)."""
+    return _KEY.fullmatch(presented) is not None
 
 
 def verify_key(conn: Any, presented: str) -> ApiKey | None:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import TupleRow
 
-from jobfleet.errors import DatabaseUnavailable
+from jobfleet.conninfo import conninfo_problem
+from jobfleet.conninfo import mask_password as mask_password
+from jobfleet.errors import ConfigError, DatabaseUnavailable
 from jobfleet.settings import Settings, settings
 
 Connection = psycopg.Connection[TupleRow]
@@ -30,12 +31,6 @@ def database_url(config: Settings | None = None, *, verify: bool = False) -> str
     if not verify and cluster.looks_running():
         return cluster.url()
     return cluster.ensure_running()
-
-
-def mask_password(url: str) -> str:
-    """The URL with its password replaced, for messages and logs."""
-    url = re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
-    return re.sub(r"(password=)\S+", r"\1***", url)
 
 
 def connection_options(config: Settings | None = None) -> dict[str, Any]:
@@ -71,6 +66,10 @@ def connect(
         return psycopg.connect(url, autocommit=autocommit, **options)
     except psycopg.OperationalError as exc:
         raise unavailable(url, exc, config) from None
+    except psycopg.ProgrammingError:  # libpq cannot parse it; its message may quote a password
+        raise ConfigError(
+            f"the database URL {mask_password(url)} cannot be used: {conninfo_problem(url)}"
+        ) from None
 
 
 def which_database(config: Settings) -> str | None:

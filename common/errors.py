@@ -40,5 +40,8 @@ class JobFailed(JobfleetError):
 
 def describe(value: Any) -> str:
     """A short, printable form of a user-supplied value for error messages."""
-    text = repr(value)
+    try:
+        text = repr(value)
+    except ValueError:  # an int of more digits than Python converts to text (4300)
+        return f"(an integer of about {int(value.bit_length() * 0.30103)} digits)"
     return text if len(text) <= 80 else text[:77] + "..."

@@ -179,8 +179,21 @@ def metrics() -> _Metrics:
     )
 
 
+# Distinct (type, queue) label sets one process counts enqueues under. Both come from
+# callers (an HTTP body), so past this many, new ones are counted as ("other", "other")
+# rather than growing /metrics without bound.
+ENQUEUED_LABEL_SETS_MAX = 1000
+_enqueued_labels: set[tuple[str, str]] = set()
+
+
 def count_enqueued(type: str, queue: str, n: int = 1) -> None:
-    metrics().enqueued.labels(type, queue).inc(n)
+    labels = (type, queue)
+    if labels not in _enqueued_labels:
+        if len(_enqueued_labels) >= ENQUEUED_LABEL_SETS_MAX:
+            labels = ("other", "other")
+        else:
+            _enqueued_labels.add(labels)
+    metrics().enqueued.labels(*labels).inc(n)
 
 
 def observe_many(histogram: Any, counts: list[int], total: float) -> None:

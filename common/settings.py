@@ -8,13 +8,14 @@ import sys
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from jobfleet.data_dir import default_data_dir
 from jobfleet.errors import ConfigError
+from jobfleet.options import BACKOFF_MAX_SECONDS, DELAY_MAX_SECONDS
 
 # Why these defaults: a lease of 30 s outlives any pause short of a real failure while keeping
 # recovery under a minute; children beat every second so a hung child is found within a few.
@@ -22,10 +23,49 @@ DEFAULT_LEASE_SECONDS = 30.0
 DEFAULT_CHILD_HEARTBEAT_SECONDS = 1.0
 DEFAULT_NODE_HEARTBEAT_SECONDS = 5.0
 MIB = 1024 * 1024
+DAY = 86400.0
+
+
+class Bound(NamedTuple):
+    low: float
+    high: float
+    why: str
+
+
+# Every numeric setting's range, and why. A value out of range (or not finite) stops the
+# command at start (exit 2) with the variable, the value and this rule: one that passes works.
+BOUNDS = {
+    "lease_seconds": Bound(
+        1, DAY, "renewed every third of it; a day is the longest a dead node's jobs may wait"
+    ),
+    "heartbeat_seconds": Bound(
+        0.05, 60, "a silent worker or node is noticed after a few beats: at most a minute"
+    ),
+    "node_heartbeat_seconds": Bound(0.05, 60, "as JOBFLEET_HEARTBEAT_SECONDS"),
+    "reaper_interval_seconds": Bound(0.1, 3600, "a database scan each time"),
+    "grace_seconds": Bound(0, DAY, "0 kills at once; a drain longer than a day is a hang"),
+    "backoff_base_seconds": Bound(0, BACKOFF_MAX_SECONDS, "a retry waits at most a week"),
+    "backoff_max_seconds": Bound(0, BACKOFF_MAX_SECONDS, "a retry waits at most a week"),
+    "retention_seconds": Bound(0, DELAY_MAX_SECONDS, "0 keeps everything; at most 100 years"),
+    # A JSON text of small numbers takes 6x its size as jsonb (32 MiB make 192 MiB), and
+    # PostgreSQL cannot build a jsonb value much over 256 MB: 48 MiB fail.
+    "max_payload_bytes": Bound(1, 32 * MIB, "jsonb takes up to 6x the JSON text's size"),
+    "max_result_bytes": Bound(1, 32 * MIB, "jsonb takes up to 6x the JSON text's size"),
+    "queue_stats_seconds": Bound(0.1, 3600, "a count per queue and state each time"),
+    "max_request_bytes": Bound(1024, 1024 * MIB, "a body is read into memory whole"),
+    "connect_timeout_seconds": Bound(1, 3600, "libpq counts whole seconds"),
+    "statement_timeout_seconds": Bound(
+        0.001, DAY, "PostgreSQL counts whole milliseconds, and 0 turns the timeout off"
+    ),
+    "kill_grace_seconds": Bound(0, 3600, "0 sends SIGKILL at once"),
+    "max_jobs_per_child": Bound(0, 1_000_000_000, "0 never recycles"),
+    "max_child_rss_mb": Bound(0, 1024 * 1024, "0 never recycles; at most 1 TiB"),
+}
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="JOBFLEET_", extra="ignore")
+    # allow_inf_nan=False: `inf` is no duration and NaN compares false with every bound.
+    model_config = SettingsConfigDict(env_prefix="JOBFLEET_", extra="ignore", allow_inf_nan=False)
 
     database_url: str | None = Field(
         default=None, description="libpq URL of the cluster; unset: the embedded PostgreSQL"
@@ -70,6 +110,14 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
 
+    @field_validator(*BOUNDS)
+    @classmethod
+    def _within_bounds(cls, value: float | None, info: ValidationInfo) -> float | None:
+        bound = BOUNDS[str(info.field_name)]
+        if value is not None and not bound.low <= value <= bound.high:
+            raise ValueError("out of range")  # _explain says the rule
+        return value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, value: object) -> object:
@@ -80,13 +128,13 @@ class Settings(BaseSettings):
     def _url(cls, value: str | None) -> str | None:
         if value is not None and not value.strip():
             return None
-        # Either a URL or a key=value conninfo string.
-        if (
-            value is not None
-            and not value.startswith(("postgresql://", "postgres://"))
-            and "=" not in value
-        ):
-            raise ValueError("must be a libpq URL such as postgresql://user:pass@host:5432/db")
+        # Either a URL or a key=value conninfo string, read as libpq reads it.
+        if value is not None:
+            from jobfleet.conninfo import conninfo_problem
+
+            problem = conninfo_problem(value)
+            if problem is not None:
+                raise ValueError(problem)
         return value
 
     @property
@@ -135,7 +183,18 @@ def _explain(exc: ValidationError) -> str:
         field = str(err["loc"][0]) if err["loc"] else "?"
         var = f"JOBFLEET_{field.upper()}"
         raw = os.environ.get(var, err.get("input"))
-        lines.append(f"{var}={raw!r} is not allowed: {err['msg']}")
+        shown = repr(raw)
+        rule = str(err["msg"]).removeprefix("Value error, ")
+        if field == "database_url" and isinstance(raw, str):
+            from jobfleet.conninfo import REDACTED, mask_password
+
+            masked = mask_password(raw)
+            shown = masked if masked == REDACTED else repr(masked)
+        bound = BOUNDS.get(field)
+        if bound is not None:
+            kind = "whole number" if Settings.model_fields[field].annotation is int else "number"
+            rule = f"must be a {kind} from {bound.low:.15g} to {bound.high:.15g} ({bound.why})"
+        lines.append(f"{var}={shown} is not allowed: {rule}")
     return "; ".join(lines)
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
-from tests.conftest import Cli, scalar
+from tests.conftest import JOBFLEET, Cli, scalar
 
 
 def test_enqueue_prints_the_id_alone(cli: Cli, conn: psycopg.Connection[Any]) -> None:
@@ -58,6 +59,29 @@ def test_enqueue_from_jsonl_file_and_stdin(
         (["enqueue", "bad type"], "type 'bad type' is not valid"),
         (["jobs", "list", "--state", "finished"], "state 'finished' is not one of"),
         (["dlq", "purge", "--older-than", "a while"], "is not a duration"),
+        (["dlq", "purge", "--older-than", "99999999999999w"], "at most 100 years"),
+        (["enqueue", "echo", "--delay", "1e12"], "delay '1e12' is too large"),
+        (["enqueue", "echo", "--delay", "1e300"], "delay '1e300' is too large"),
+        (["enqueue", "echo", "--run-at", "9999-12-31T23:59:59-05:00"], "run_at '9999-12-31"),
+        (["enqueue", "echo", "--timeout", "1e300"], "timeout '1e300' is too large"),
+        (["enqueue", "echo", "--backoff", "exponential:1e308"], "backoff '1e308' is too large"),
+        (["enqueue", "echo", "--priority", "9" * 5000], "priority '99999"),
+        (["enqueue", "echo", "--payload", "[" * 300 + "]" * 300], "deeper than 64 levels"),
+        (["enqueue", "echo", "--payload", "[" * 5000 + "]" * 5000], "--payload nests"),
+        (["enqueue", "echo", "--payload", '"\\udcff"'], "payload contains a lone surrogate"),
+        (["enqueue", "echo", "--payload", '"\udcff"'], "payload contains a lone surrogate"),
+        (["enqueue", "echo", "--idempotency-key", "k\udcff"], "idempotency_key contains"),
+        (["enqueue", "echo", "--queue", "q\udcff"], "queue 'q\\udcff' is not valid"),
+        (["jobs", "show", str(2**63)], "is not a job id"),
+        (["cancel", str(2**63)], "is not a job id"),
+        (["dlq", "retry", str(10**30)], "is not a job id"),
+        (["dlq", "list", "--limit", str(2**63)], "is too many"),
+        (["jobs", "list", "--limit", "99999999999999999999"], "is too many"),
+        (
+            ["apikey", "create", "--name", "k", "--scopes", "read", "--rate", "9" * 400 + "/s"],
+            "--rate",
+        ),
+        (["apikey", "create", "--name", "k", "--scopes", "read", "--rate", "2000000/s"], "--rate"),
     ],
 )
 def test_bad_input_exits_non_zero_with_one_line_and_writes_nothing(
@@ -71,10 +95,45 @@ def test_bad_input_exits_non_zero_with_one_line_and_writes_nothing(
     assert scalar(conn, "SELECT count(*) FROM jobs") == 0
 
 
+def test_revoking_a_name_no_key_can_have_says_so(cli: Cli) -> None:
+    for name in ("k\udcff", "two words", "k\n"):
+        result = cli("apikey", "revoke", name)
+        assert result.returncode == 1, result.stderr
+        assert "no API key named" in result.stderr and "codec" not in result.stderr
+
+
 def test_bad_jsonl_line_writes_nothing(cli: Cli, conn: psycopg.Connection[Any]) -> None:
     result = cli("enqueue", "echo", "--from-jsonl", "-", input='{"ok": 1}\n{broken\n')
     assert result.returncode == 2
     assert "line 2 is not valid JSON" in result.stderr
+    assert scalar(conn, "SELECT count(*) FROM jobs") == 0
+
+
+@pytest.mark.parametrize(
+    ("line", "fragment"),
+    [
+        (b'"caf\xe9"', "--from-jsonl line 2 is not UTF-8 (byte 5 of the line)"),
+        (b'"\\udcff"', "payload #2: payload contains a lone surrogate"),
+        (b'{"k": "\\u0000"}', "payload #2: payload contains a NUL character"),
+        (b"[" * 100 + b"]" * 100, "payload #2: payload nests arrays and objects deeper than 64"),
+    ],
+)
+def test_a_jsonl_line_postgresql_cannot_store_writes_nothing(
+    cli: Cli, conn: psycopg.Connection[Any], open_tmp: Path, line: bytes, fragment: str
+) -> None:
+    path = open_tmp / "jobs.jsonl"
+    path.write_bytes(b'{"ok": 1}\n' + line + b"\n")
+    for source in (str(path), "-"):  # a file, and the same bytes on stdin
+        result = subprocess.run(
+            [JOBFLEET, "enqueue", "echo", "--from-jsonl", source],
+            input=path.read_bytes(),
+            capture_output=True,
+            env=cli.env,
+            timeout=60,
+        )
+        stderr = result.stderr.decode()
+        assert result.returncode == 2, stderr
+        assert fragment in stderr and stderr.count("\n") == 1, stderr
     assert scalar(conn, "SELECT count(*) FROM jobs") == 0
 
 
@@ -106,18 +165,75 @@ def test_bad_setting_names_variable_value_and_rule(cli: Cli) -> None:
     assert result.returncode == 2 and "JOBFLEET_GRACE_SECONDS='-1'" in result.stderr
 
 
-def test_unreachable_database_says_which_url_with_password_masked(cli: Cli) -> None:
-    url = "postgresql://app:s3cret@127.0.0.1:1/nowhere"
+@pytest.mark.parametrize(
+    ("variable", "value", "rule"),
+    [
+        ("JOBFLEET_LEASE_SECONDS", "inf", "from 1 to 86400"),  # the supervisor died at its claim
+        ("JOBFLEET_STATEMENT_TIMEOUT_SECONDS", "1e-9", "0 turns the timeout off"),
+        ("JOBFLEET_BACKOFF_MAX_SECONDS", "1e308", "from 0 to 604800"),
+        ("JOBFLEET_MAX_PAYLOAD_BYTES", "99999999999999999999", "from 1 to 33554432"),
+        ("JOBFLEET_RETENTION_SECONDS", "nan", "from 0 to 3153600000"),
+    ],
+)
+def test_a_setting_out_of_range_stops_the_command_at_start(
+    cli: Cli, conn: psycopg.Connection[Any], variable: str, value: str, rule: str
+) -> None:
+    result = cli("enqueue", "echo", env={variable: value})
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith(f"jobfleet: bad setting: {variable}='{value}' is not allowed")
+    assert rule in result.stderr and result.stderr.count("\n") == 1
+    assert scalar(conn, "SELECT count(*) FROM jobs") == 0
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://app:Zq1@Zq2@127.0.0.1:1/db",
+        "postgresql://app:Zq1/Zq2@127.0.0.1:1/db",
+        "postgresql://app:Zq1 Zq2@127.0.0.1:1/db",
+        "postgresql://127.0.0.1:1/db?password=Zq1@Zq2",
+        "host=127.0.0.1 password=Zq1 Zq2",
+        "mysql://app:Zq1@127.0.0.1/Zq2",
+    ],
+)
+def test_a_database_url_libpq_would_misread_is_refused_without_showing_it(
+    cli: Cli, url: str
+) -> None:
+    for args in (("status",), ("db", "url")):
+        result = cli(*args, env={"JOBFLEET_DATABASE_URL": url})
+        assert result.returncode == 2
+        assert result.stderr.startswith("jobfleet: bad setting: JOBFLEET_DATABASE_URL=(not shown")
+        assert "Zq1" not in result.stderr and "Zq2" not in result.stderr
+        assert result.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("url", "secret"),
+    [
+        ("postgresql://app:s3cret@127.0.0.1:1/nowhere", "s3cret"),
+        ("postgresql://app:Zq1%40Zq2%3AZq3@127.0.0.1:1/nowhere", "Zq2"),
+        ("postgresql://app:Zq1%20Zq2@127.0.0.1:1/nowhere", "Zq2"),
+        ("postgresql://app:Zq1'Zq2%22@127.0.0.1:1/nowhere", "Zq2"),
+        ("postgresql://app@127.0.0.1:1/nowhere?password=Zq1%20Zq2", "Zq2"),
+        ("host=127.0.0.1 port=1 user=app password='Zq1 Zq2 @:'", "Zq2"),
+        ("host=127.0.0.1 port=1 password='Zq1\\'Zq2 \"Zq3\"'", "Zq2"),
+    ],
+)
+def test_unreachable_database_says_which_url_with_password_masked(
+    cli: Cli, url: str, secret: str
+) -> None:
     result = cli(
         "enqueue",
         "echo",
         env={"JOBFLEET_DATABASE_URL": url, "JOBFLEET_CONNECT_TIMEOUT_SECONDS": "2"},
     )
     assert result.returncode == 3
-    assert "postgresql://app:***@127.0.0.1:1/nowhere" in result.stderr
-    assert "s3cret" not in result.stderr
+    assert "host=127.0.0.1 port=1" in result.stderr and "password=***" in result.stderr
+    assert secret not in result.stderr and "Zq1" not in result.stderr
     assert "JOBFLEET_DATABASE_URL" in result.stderr
     assert result.stderr.count("\n") == 1
+    shown = cli("db", "url", env={"JOBFLEET_DATABASE_URL": url})
+    assert "password=***" in shown.stdout and secret not in shown.stdout
 
 
 def test_status_json_shape(cli: Cli) -> None:

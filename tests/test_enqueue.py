@@ -183,3 +183,91 @@ def test_enqueue_many_keeps_every_character_of_every_payload(
     assert [stored[i] for i in ids] == tricky
     rows = conn.execute("SELECT DISTINCT queue, priority, run_at > now() FROM jobs").fetchall()
     assert rows == [("q-1", 3, True)]
+
+
+def nested(depth: int) -> Any:
+    value: Any = "leaf"
+    for level in range(depth):
+        value = [value] if level % 2 else {"k": value}
+    return value
+
+
+BAD_OPTIONS = [
+    {"delay": 1e12},
+    {"delay": 1e15},
+    {"delay": 1e300},
+    {"run_at": "9999-12-31T23:59:59-05:00"},
+    {"timeout": 1e300},
+    {"backoff": "exponential:1e308"},
+    {"idempotency_key": "key\x00with a NUL"},
+    {"idempotency_key": "key with a lone surrogate \udcff"},
+    {"queue": "default\n"},
+]
+
+
+@pytest.mark.parametrize("options", BAD_OPTIONS)
+def test_options_beyond_what_can_be_stored_raise_and_leave_the_callers_transaction_alone(
+    db_url: str, conn: psycopg.Connection[Any], options: dict[str, Any]
+) -> None:
+    (named,) = options
+    with psycopg.connect(db_url) as app:
+        own = jobfleet.enqueue(app, "echo", {"mine": True})
+        with pytest.raises(ValueError, match=named):
+            jobfleet.enqueue(app, "echo", {}, **options)
+        if named != "idempotency_key":
+            with pytest.raises(ValueError, match=named):
+                jobfleet.enqueue_many(app, "echo", [1, 2], **options)
+        app.commit()  # the caller's own work survives the refusal
+    assert scalar(conn, "SELECT array_agg(id) FROM jobs") == [own]
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "lone surrogate \udcff",
+        {"key \ud800": 1},
+        {"nested": ["NUL \x00 in a list"]},
+        {"NUL key \x00": 1},
+        nested(65),
+        nested(5000),
+    ],
+)
+def test_payloads_postgresql_or_readers_cannot_take_are_refused_before_writing(
+    db_url: str, conn: psycopg.Connection[Any], payload: Any
+) -> None:
+    with psycopg.connect(db_url) as app:
+        own = jobfleet.enqueue(app, "echo", {"mine": True})
+        with pytest.raises(ValueError, match="payload"):
+            jobfleet.enqueue(app, "echo", payload)
+        with pytest.raises(ValueError, match="payload #2"):
+            jobfleet.enqueue_many(app, "echo", [1, payload])
+        app.commit()
+    assert scalar(conn, "SELECT array_agg(id) FROM jobs") == [own]
+
+
+def test_text_that_only_looks_like_a_nul_is_stored_as_is(conn: psycopg.Connection[Any]) -> None:
+    payload = {"path": "C:\\u0000dir", "\\u0000 key": "\\\\u0000", "deep": nested(63)}
+    one = jobfleet.enqueue(conn, "echo", payload)
+    many = jobfleet.enqueue_many(conn, "echo", [payload, "\\u0000"])
+    stored = dict(conn.execute("SELECT id, payload FROM jobs").fetchall())
+    assert [stored[i] for i in (one, *many)] == [payload, payload, "\\u0000"]
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Pacific/Kiritimati", "America/New_York"])
+def test_the_extreme_times_accepted_read_back_in_any_time_zone(
+    conn: psycopg.Connection[Any], zone: str
+) -> None:
+    from jobfleet import admin
+    from jobfleet.options import DELAY_MAX_SECONDS
+
+    latest = jobfleet.enqueue(conn, "echo", run_at="9998-12-31T23:59:59.999999Z")
+    earliest = jobfleet.enqueue(conn, "echo", run_at="0002-01-01T00:00:00Z")
+    far = jobfleet.enqueue(conn, "echo", delay=DELAY_MAX_SECONDS, timeout=365 * 86400)
+    bulk = jobfleet.enqueue_many(conn, "echo", [1], delay=DELAY_MAX_SECONDS)
+    conn.execute(f"SET TIME ZONE '{zone}'")
+    listed = {j["id"]: j["run_at"] for j in admin.list_jobs(conn)}
+    assert listed[latest].startswith(("9998-12-31", "9999-01-01"))
+    assert listed[earliest].startswith(("0001-12-31", "0002-01-01"))
+    assert admin.show_job(conn, far)["run_at"] == listed[far]
+    for job_id in (far, bulk[0]):  # 100 years of 365 days: a few weeks short of a century
+        assert int(listed[job_id][:4]) - datetime.now(UTC).year in (99, 100)

@@ -7,7 +7,7 @@ import json
 import os
 import shutil
 import sys
-from typing import Any, TextIO
+from typing import Any, BinaryIO
 
 from jobfleet import admin, apikeys
 from jobfleet.db import connect, database_url, mask_password
@@ -15,7 +15,7 @@ from jobfleet.enqueue import enqueue, enqueue_many
 from jobfleet.errors import JobfleetError
 from jobfleet.metrics import use_directory
 from jobfleet.migrate import check_schema, migrate
-from jobfleet.options import check_name, parse_duration
+from jobfleet.options import MAX_JSON_DEPTH, check_name, parse_duration
 from jobfleet.settings import Settings
 from jobfleet.supervisor.cli.render import dumps, job_details, short, table
 from jobfleet.supervisor.http_child import HttpChild
@@ -49,9 +49,10 @@ def cmd_supervisor(args: argparse.Namespace, config: Settings) -> int:
     handlers = load_handlers(modules)
     queues = _names("queue", args.queues)
     name = args.node_name or config.node_name or default_node_name()
-    check_name("--node-name", name)
+    source = "--node-name" if args.node_name else "JOBFLEET_NODE_NAME"
+    check_name(source, name)
     if "/" in name:
-        raise ValueError(f"--node-name {name!r} must not contain '/'")
+        raise ValueError(f"{source} {name!r} must not contain '/'")
     workers = args.workers or len(os.sched_getaffinity(0)) or 1
     node = Node(name=name, handlers=handlers, queues=queues)
     url = database_url(config)
@@ -175,19 +176,32 @@ def _parse_json(option: str, text: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"{option} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ValueError(
+            f"{option} nests arrays and objects too deeply to read (at most "
+            f"{MAX_JSON_DEPTH} levels are accepted)"
+        ) from None
 
 
 def _read_jsonl(source: str) -> list[Any]:
-    handle: TextIO
+    """Payloads, one per line; a line that is not UTF-8 is named, not a codec's message."""
+    handle: BinaryIO
     try:
-        handle = sys.stdin if source == "-" else open(source, encoding="utf-8")  # noqa: SIM115
+        handle = sys.stdin.buffer if source == "-" else open(source, "rb")  # noqa: SIM115
     except OSError as exc:
         raise ValueError(f"--from-jsonl cannot read {source}: {exc.strerror}") from None
     payloads = []
     with handle:
-        for number, line in enumerate(handle, start=1):
+        for number, raw in enumerate(handle, start=1):
+            option = f"--from-jsonl line {number}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ValueError(
+                    f"{option} is not UTF-8 (byte {exc.start + 1} of the line)"
+                ) from None
             if line.strip():
-                payloads.append(_parse_json(f"--from-jsonl line {number}", line))
+                payloads.append(_parse_json(option, line))
     return payloads
 
 

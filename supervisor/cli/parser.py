@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from jobfleet.options import STATES
+from jobfleet.options import ID_MAX, STATES
 
 DESCRIPTION = (
     "jobfleet: a job-processing system on PostgreSQL. Settings come from JOBFLEET_* environment "
@@ -71,6 +71,18 @@ def job_id(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a job id (a whole number)") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a job id (ids start at 1)")
+    if value > ID_MAX:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a job id (ids end at {ID_MAX})")
+    return value
+
+
+def list_limit(text: str) -> int:
+    """How many rows a listing prints: 1 to LIST_LIMIT_MAX."""
+    from jobfleet.admin import LIST_LIMIT_MAX
+
+    value = positive_int(text)
+    if value > LIST_LIMIT_MAX:
+        raise argparse.ArgumentTypeError(f"{text!r} is too many: use 1 to {LIST_LIMIT_MAX}")
     return value
 
 
@@ -218,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     jl.add_argument("--state", default=None, metavar="S", help=f"one of {', '.join(STATES)}")
     jl.add_argument("--type", default=None, metavar="T")
     jl.add_argument("--queue", default=None, metavar="Q")
-    jl.add_argument("--limit", type=positive_int, default=50, metavar="N", help="default 50")
+    jl.add_argument("--limit", type=list_limit, default=50, metavar="N", help="default 50")
     jl.add_argument("--json", action="store_true")
     js = jobs_cmds.add_parser("show", help="one job with its attempts")
     js.add_argument("id", type=job_id, metavar="ID")
@@ -236,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     dlq = commands.add_parser("dlq", help="the dead-letter queue: dead jobs")
     dlq_cmds = dlq.add_subparsers(dest="dlq_command", metavar="SUBCOMMAND", required=True)
     dl = dlq_cmds.add_parser("list", help="dead jobs with their last error")
-    dl.add_argument("--limit", type=positive_int, default=100, metavar="N")
+    dl.add_argument("--limit", type=list_limit, default=100, metavar="N")
     dl.add_argument("--json", action="store_true")
     dr = dlq_cmds.add_parser("retry", help="queue a dead job (or all) again, fresh attempts")
     which = dr.add_mutually_exclusive_group(required=True)

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 import psycopg_pool.base
 import psycopg_pool.pool
-from fastapi import Depends, FastAPI, Query, Response
+from fastapi import Depends, FastAPI, Path, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg_pool import ConnectionPool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -24,11 +24,12 @@ from jobfleet import admin, apikeys, metrics
 from jobfleet.db import Connection, connection_options
 from jobfleet.enqueue import enqueue_job
 from jobfleet.migrate import check_schema
+from jobfleet.options import ID_MAX
 from jobfleet.queries import sql
 from jobfleet.settings import Settings
 from jobfleet.supervisor.http import errors
 from jobfleet.supervisor.http.errors import ApiError, responses
-from jobfleet.supervisor.http.limits import BodySizeLimit
+from jobfleet.supervisor.http.limits import AddressLimit, BodySizeLimit, client_address
 from jobfleet.supervisor.http.schemas import (
     CancelResult,
     CreatedJobs,
@@ -48,6 +49,8 @@ POOL_MAX = 8
 POOL_WAIT_SECONDS = 5.0
 READY_WAIT_SECONDS = 2.0
 LIST_MAX = 1000
+# Job ids are bigints: a larger number is a bad request (422), not a query that fails.
+JobId = Annotated[int, Path(ge=1, le=ID_MAX)]
 
 
 class _RetryEverySecond(psycopg_pool.base.AttemptWithBackoff):
@@ -113,14 +116,46 @@ def create_app(url: str, config: Settings, role: Role = "api") -> ASGIApp:
             yield conn
 
     conn_dep = Depends(request_connection)
+    failures = AddressLimit()
+
+    def sign_in_gate(request: Request, credentials: Credentials = bearer_dep) -> str:
+        """Before any database work: an address over its failed sign-ins is refused (429),
+        and a request without a well-formed key is refused (401) and counted."""
+        address = client_address(request.client)
+        wait = failures.wait(address)
+        if wait > 0:
+            metrics.metrics().rate_limited.labels(UNAUTHENTICATED).inc()
+            raise ApiError(
+                429,
+                "rate_limited",
+                "too many requests without a valid API key from this address; retry after "
+                "the wait, with a key from `jobfleet apikey create`",
+                retry_after=round(wait, 3),
+            )
+        if credentials is None or not apikeys.well_formed(credentials.credentials):
+            failures.failed(address)
+            raise _unauthorized(credentials)
+        return address
+
+    gate_dep = Depends(sign_in_gate)
 
     def access(scope: str) -> Any:
         """A dependency: the request's connection, once its key is good, has `scope` and is
         within its rate. Dependencies run before the body is validated, so a request without
-        a good key learns nothing about its body: 401 first."""
+        a good key learns nothing about its body: 401 first. They run in order: the gate
+        before a pooled connection is taken."""
 
-        def check(credentials: Credentials = bearer_dep, conn: Connection = conn_dep) -> Connection:
-            _authorize(conn, credentials, scope)
+        def check(
+            credentials: Credentials = bearer_dep,
+            address: str = gate_dep,
+            conn: Connection = conn_dep,
+        ) -> Connection:
+            try:
+                _authorize(conn, credentials, scope)
+            except ApiError as exc:
+                if exc.status == 401:
+                    failures.failed(address)
+                raise
             return conn
 
         return Depends(check)
@@ -132,17 +167,28 @@ def create_app(url: str, config: Settings, role: Role = "api") -> ASGIApp:
     return RequestMetrics(BodySizeLimit(app, config.max_request_bytes))
 
 
-def _authorize(conn: Connection, credentials: Credentials, scope: str) -> None:
+# The rate-limited counter's `key` label for requests refused before any key was verified
+# (no key name can look like it: names start with a letter or a digit).
+UNAUTHENTICATED = "(no valid key)"
+
+
+def _unauthorized(credentials: Credentials) -> ApiError:
     if credentials is None:
-        raise ApiError(
+        return ApiError(
             401,
             "unauthorized",
             "send an API key as `Authorization: Bearer <key>` "
             "(create one with `jobfleet apikey create`)",
         )
+    return ApiError(401, "unauthorized", "the API key is unknown, revoked or wrong")
+
+
+def _authorize(conn: Connection, credentials: Credentials, scope: str) -> None:
+    if credentials is None:
+        raise _unauthorized(credentials)
     key = apikeys.verify_key(conn, credentials.credentials)
     if key is None:
-        raise ApiError(401, "unauthorized", "the API key is unknown, revoked or wrong")
+        raise _unauthorized(credentials)
     if scope not in key.scopes:
         raise ApiError(
             403,
@@ -222,7 +268,7 @@ def _job_routes(app: FastAPI, access: Callable[[str], Any], config: Settings) ->
         responses=responses(401, 403, 404, 422, 429, 503),
         summary="A job with its attempts, progress and result",
     )
-    def get_job(job_id: int, conn: Connection = can_read) -> dict[str, Any]:
+    def get_job(job_id: JobId, conn: Connection = can_read) -> dict[str, Any]:
         return admin.show_job(conn, job_id)
 
     @app.get(
@@ -237,7 +283,8 @@ def _job_routes(app: FastAPI, access: Callable[[str], Any], config: Settings) ->
         queue: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
         limit: Annotated[int, Query(ge=1, le=LIST_MAX)] = 50,
         after: Annotated[
-            int | None, Query(ge=1, description="the `next_after` of the previous page")
+            int | None,
+            Query(ge=1, le=ID_MAX, description="the `next_after` of the previous page"),
         ] = None,
         conn: Connection = can_read,
     ) -> JobPage:
@@ -263,7 +310,9 @@ def _job_routes(app: FastAPI, access: Callable[[str], Any], config: Settings) ->
         },
         summary="Cancel a job: a queued one at once, a running one by stopping its worker",
     )
-    def cancel_job(job_id: int, response: Response, conn: Connection = can_cancel) -> CancelResult:
+    def cancel_job(
+        job_id: JobId, response: Response, conn: Connection = can_cancel
+    ) -> CancelResult:
         state = admin.cancel(conn, job_id)
         if state == "running":
             response.status_code = 202
@@ -311,8 +360,15 @@ def _health_routes(app: FastAPI, connection: Callable[..., Any]) -> None:
         return Response(body, media_type=content_type)
 
 
+# Methods counted by name in the request metrics; any other a client makes up is `other`, so
+# a caller cannot grow /metrics with labels of its own choosing.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+
+
 class RequestMetrics:
-    """Counts and times every request by method, route template and status."""
+    """Counts and times every request by method, route template and status. Every label is
+    from a fixed set: a known method or `other`, a route's template (never the raw path) or
+    `unmatched`, and a status this API answers with."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -335,6 +391,7 @@ class RequestMetrics:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
+            method = scope["method"] if scope["method"] in KNOWN_METHODS else "other"
             m = metrics.metrics()
-            m.http_requests.labels(scope["method"], template, str(status)).inc()
-            m.http_duration.labels(scope["method"], template).observe(time.perf_counter() - start)
+            m.http_requests.labels(method, template, str(status)).inc()
+            m.http_duration.labels(method, template).observe(time.perf_counter() - start)

@@ -28,7 +28,8 @@ DESCRIPTIONS = {
     409: "The job is already finished and cannot be cancelled",
     413: "The request body is over the size limit",
     422: "A field is invalid; `field` names it",
-    429: "Over the key's rate limit; retry after `Retry-After` seconds",
+    429: "Over the key's rate limit, or too many requests without a valid key from this "
+    "address; retry after `Retry-After` seconds",
     500: "An unexpected error on our side (logged; never a user mistake)",
     503: "The database is not answering, or its schema is out of date",
 }

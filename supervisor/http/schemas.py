@@ -6,7 +6,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from jobfleet.options import IDEMPOTENCY_KEY_MAX, MAX_ATTEMPTS_LIMIT, PRIORITY_MAX, PRIORITY_MIN
+from jobfleet.options import (
+    DELAY_MAX_SECONDS,
+    IDEMPOTENCY_KEY_MAX,
+    MAX_ATTEMPTS_LIMIT,
+    PRIORITY_MAX,
+    PRIORITY_MIN,
+    TIMEOUT_MAX_SECONDS,
+)
 
 State = Literal["queued", "running", "succeeded", "cancelled", "dead"]
 Outcome = Literal["succeeded", "failed", "crashed", "timed_out", "lost", "cancelled"]
@@ -25,14 +32,27 @@ class NewJob(BaseModel):
     priority: int | None = Field(
         default=None, strict=True, ge=PRIORITY_MIN, le=PRIORITY_MAX, description="higher runs first"
     )
-    delay: float | None = Field(default=None, strict=True, ge=0, description="seconds from now")
-    run_at: str | None = Field(default=None, description="ISO 8601; instead of delay")
+    delay: float | None = Field(
+        default=None,
+        strict=True,
+        ge=0,
+        le=DELAY_MAX_SECONDS,
+        description="seconds from now (at most 100 years)",
+    )
+    run_at: str | None = Field(
+        default=None, description="ISO 8601, in the years 2 to 9998 (UTC); instead of delay"
+    )
     max_attempts: int | None = Field(default=None, strict=True, ge=1, le=MAX_ATTEMPTS_LIMIT)
     timeout: float | None = Field(
-        default=None, strict=True, gt=0, description="seconds per attempt"
+        default=None,
+        strict=True,
+        gt=0,
+        le=TIMEOUT_MAX_SECONDS,
+        description="seconds per attempt (at most a year)",
     )
     backoff: str | None = Field(
-        default=None, description="exponential | linear | fixed, optionally ':SECONDS'"
+        default=None,
+        description="exponential | linear | fixed, optionally ':SECONDS' (at most 7 days)",
     )
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=IDEMPOTENCY_KEY_MAX)
 
