@@ -15,12 +15,16 @@ from typing import Any
 
 import psycopg
 import pytest
+from fastapi.testclient import TestClient
 
 from jobfleet import polling
 from jobfleet import settings as settings_module
 from jobfleet.db import database_url, with_dbname
 from jobfleet.migrate import migrate
 from jobfleet.node_process import NodeProcess
+from jobfleet.settings import load_settings
+from jobfleet.supervisor.http.app import create_app
+from tests.http_support import bearer, make_key
 
 ROOT = Path(__file__).resolve().parent.parent
 JOBFLEET = str(Path(sys.executable).parent / "jobfleet")
@@ -187,3 +191,19 @@ def job_states(conn: psycopg.Connection[Any]) -> dict[int, str]:
 
 def all_finished(conn: psycopg.Connection[Any]) -> bool:
     return scalar(conn, "SELECT count(*) FROM jobs WHERE state IN ('queued', 'running')") == 0
+
+
+# -- the HTTP API in process (FastAPI's test client) ------------------------------------------
+
+
+@pytest.fixture
+def client(conn: psycopg.Connection[Any], db_url: str) -> Iterator[TestClient]:
+    """The API with a small body limit, on this worker's database with empty tables."""
+    with TestClient(create_app(db_url, load_settings(max_request_bytes=64 * 1024))) as c:
+        yield c
+
+
+@pytest.fixture
+def key(conn: psycopg.Connection[Any]) -> dict[str, str]:
+    """Headers with a key of every scope but admin."""
+    return bearer(make_key(conn, "all", "enqueue,read,cancel"))

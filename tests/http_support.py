@@ -1,0 +1,20 @@
+"""What the HTTP API tests share: keys and their headers (the `client` and `key` fixtures are
+in conftest.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+from jobfleet import apikeys
+
+
+def make_key(conn: psycopg.Connection[Any], name: str, scopes: str, rate: str | None = None) -> str:
+    return apikeys.create_key(
+        conn, name, apikeys.parse_scopes(scopes), None if rate is None else apikeys.parse_rate(rate)
+    )
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
