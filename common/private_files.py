@@ -28,22 +28,34 @@ def describe_owner(uid: int) -> str:
         return f"uid {uid}"
 
 
-def private_dir_problem(path: Path, uid: int) -> str | None:
-    """What keeps `path` from being a directory only `uid` can use, or None."""
+def _seen_problem(path: Path) -> tuple[os.stat_result | None, str | None]:
+    """`path` as lstat sees it, or why it is no directory of its own (never followed)."""
     try:
         info = os.lstat(path)
     except OSError as exc:
-        return f"cannot be inspected: {exc.strerror}"
+        return None, f"cannot be inspected: {exc.strerror}"
     if stat.S_ISLNK(info.st_mode):
-        return "is a symbolic link"
+        return None, "is a symbolic link"
     if not stat.S_ISDIR(info.st_mode):
-        return "is not a directory"
+        return None, "is not a directory"
+    return info, None
+
+
+def _owner_problem(info: os.stat_result, uid: int) -> str | None:
     if info.st_uid != uid:
         return f"is owned by {describe_owner(info.st_uid)}, not {describe_owner(uid)}"
-    mode = stat.S_IMODE(info.st_mode)
-    if mode != 0o700:
-        return f"has mode {mode:04o}, not 0700"
     return None
+
+
+def private_dir_problem(path: Path, uid: int) -> str | None:
+    """What keeps `path` from being a directory only `uid` can use, or None."""
+    info, problem = _seen_problem(path)
+    if info is None:
+        return problem
+    mode = stat.S_IMODE(info.st_mode)
+    return _owner_problem(info, uid) or (
+        f"has mode {mode:04o}, not 0700" if mode != 0o700 else None
+    )
 
 
 def claim_private_dir(path: Path, uid: int, gid: int) -> str | None:
@@ -63,14 +75,9 @@ def claim_private_dir(path: Path, uid: int, gid: int) -> str | None:
         made = False
     except OSError as exc:
         return f"cannot be made: {exc.strerror}"
-    try:
-        seen = os.lstat(path)
-    except OSError as exc:
-        return f"cannot be inspected: {exc.strerror}"
-    if stat.S_ISLNK(seen.st_mode):
-        return "is a symbolic link"
-    if not stat.S_ISDIR(seen.st_mode):
-        return "is not a directory"
+    seen, problem = _seen_problem(path)
+    if seen is None:
+        return problem
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     except OSError as exc:
@@ -82,8 +89,8 @@ def claim_private_dir(path: Path, uid: int, gid: int) -> str | None:
         if made and info.st_uid == os.geteuid() != uid:
             os.fchown(fd, uid, gid)
             info = os.fstat(fd)
-        if info.st_uid != uid:
-            return f"is owned by {describe_owner(info.st_uid)}, not {describe_owner(uid)}"
+        if (problem := _owner_problem(info, uid)) is not None:
+            return problem
         mode = stat.S_IMODE(info.st_mode)
         if mode & 0o022:
             return f"has mode {mode:04o}: others could have put files in it"
