@@ -48,7 +48,7 @@ class HttpChild:
         fd = self.sock.fileno()
         os.set_inheritable(fd, True)
         env = {**os.environ, "JOBFLEET_DATABASE_URL": self.url}
-        argv = [sys.executable, "-m", "jobfleet.supervisor.http", "--fd", str(fd)]
+        argv = [sys.executable, "-m", "jobfleet.http", "--fd", str(fd)]
         argv += ["--role", self.role]
         self.pid = os.posix_spawn(sys.executable, argv, env, setsid=True)
         self.started = time.monotonic()

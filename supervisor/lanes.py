@@ -20,11 +20,11 @@ from typing import Any
 from jobfleet.log import get_logger
 from jobfleet.queries import sql
 from jobfleet.settings import Settings
-from jobfleet.store import Statement, claim_statement, claimed_jobs
 from jobfleet.supervisor.database import DatabaseDown, ManagedConnection, StatementError
 from jobfleet.supervisor.node import Node
 from jobfleet.supervisor.outbox import Outbox, run_pipelined
 from jobfleet.supervisor.pool import TICK_SECONDS, WorkerPool
+from jobfleet.supervisor.store import Statement, claim_statement, claimed_jobs
 from jobfleet.supervisor.tally import Tally
 from jobfleet.supervisor.waker import Waker
 

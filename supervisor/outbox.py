@@ -21,14 +21,14 @@ from jobfleet.jobs import SUCCESS_FINISHED, SUCCESS_STARTED, AttemptResult, Succ
 from jobfleet.log import get_logger
 from jobfleet.queries import sql
 from jobfleet.settings import Settings
-from jobfleet.store import (
+from jobfleet.supervisor.database import DatabaseDown, ManagedConnection, StatementError
+from jobfleet.supervisor.store import (
     Statement,
     failure_statement,
     record_statements,
     release_statement,
     success_statement,
 )
-from jobfleet.supervisor.database import DatabaseDown, ManagedConnection, StatementError
 from jobfleet.text import clean_text
 
 log = get_logger("jobfleet.supervisor")

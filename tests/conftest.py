@@ -20,10 +20,10 @@ from fastapi.testclient import TestClient
 from jobfleet import polling
 from jobfleet import settings as settings_module
 from jobfleet.db import database_url, with_dbname
+from jobfleet.http.app import create_app
 from jobfleet.migrate import migrate
 from jobfleet.node_process import NodeProcess
 from jobfleet.settings import load_settings
-from jobfleet.supervisor.http.app import create_app
 from tests.http_support import bearer, make_key
 
 ROOT = Path(__file__).resolve().parent.parent

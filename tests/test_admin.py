@@ -13,7 +13,7 @@ from jobfleet import admin
 from jobfleet.errors import JobfleetError, JobNotFound
 from jobfleet.jobs import AttemptResult
 from jobfleet.settings import load_settings
-from jobfleet.store import claim, record
+from jobfleet.supervisor.store import claim, record
 from tests.conftest import scalar
 
 CONFIG = load_settings()

@@ -8,7 +8,7 @@ from typing import Any
 import psycopg
 
 import jobfleet
-from jobfleet.store import claim
+from jobfleet.supervisor.store import claim
 from tests.conftest import scalar, wait_until
 
 ALL = ["echo", "noop", "fail", "flaky", "sleep"]

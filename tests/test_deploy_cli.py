@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from jobfleet.supervisor.cli.parser import build_parser
+from jobfleet.cli.parser import build_parser
 from tests.deploy_files import command_lines
 
 COMMANDS = list(command_lines())

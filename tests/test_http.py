@@ -9,10 +9,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from jobfleet import apikeys
+from jobfleet.http.app import create_app
 from jobfleet.jobs import AttemptResult
 from jobfleet.settings import load_settings
-from jobfleet.store import claim, record
-from jobfleet.supervisor.http.app import create_app
+from jobfleet.supervisor.store import claim, record
 from tests.conftest import scalar
 from tests.http_support import bearer, make_key
 from tests.tcp_proxy import Proxy, proxied_url

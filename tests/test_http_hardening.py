@@ -10,8 +10,8 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
+from jobfleet.http.app import create_app
 from jobfleet.settings import load_settings
-from jobfleet.supervisor.http.app import create_app
 from tests.conftest import Cli, scalar
 from tests.http_support import bearer, make_key
 from tests.tcp_proxy import Proxy, proxied_url
@@ -213,7 +213,7 @@ def test_requests_without_a_well_formed_key_are_401_without_the_database(
 def test_an_address_that_keeps_failing_to_sign_in_gets_429_before_any_lookup(
     conn: psycopg.Connection[Any], db_url: str
 ) -> None:
-    from jobfleet.supervisor.http.limits import AddressLimit
+    from jobfleet.http.limits import AddressLimit
 
     good = bearer(make_key(conn, "good", "read"))
     unknown = bearer("jf_" + "0" * 16 + "_" + "A" * 43)

@@ -10,7 +10,7 @@ import pytest
 import jobfleet
 from jobfleet.jobs import AttemptResult
 from jobfleet.settings import load_settings
-from jobfleet.store import claim, record, release
+from jobfleet.supervisor.store import claim, record, release
 from tests.conftest import scalar
 
 CONFIG = load_settings(backoff_base_seconds=10, backoff_max_seconds=3600)

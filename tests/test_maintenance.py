@@ -11,7 +11,6 @@ from typing import Any, TypeVar
 import psycopg
 
 import jobfleet
-from jobfleet.store import claim
 from jobfleet.supervisor.maintenance.heartbeat import Heartbeat
 from jobfleet.supervisor.maintenance.leadership import Leadership
 from jobfleet.supervisor.maintenance.lease_reaper import LeaseReaper, Reaped
@@ -19,6 +18,7 @@ from jobfleet.supervisor.maintenance.lease_renewal import LeaseRenewal, Renewed
 from jobfleet.supervisor.maintenance.pruner import Pruner
 from jobfleet.supervisor.maintenance.queue_gauges import QueueGauges
 from jobfleet.supervisor.node import Node
+from jobfleet.supervisor.store import claim
 from jobfleet.worker.registry import HandlerSpec
 from tests.conftest import scalar
 

@@ -13,9 +13,9 @@ import psycopg
 import jobfleet
 from jobfleet.jobs import AttemptResult, Success
 from jobfleet.settings import load_settings
-from jobfleet.store import claim
 from jobfleet.supervisor.database import ManagedConnection
 from jobfleet.supervisor.outbox import Outbox
+from jobfleet.supervisor.store import claim
 
 NODE = "t"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jobfleet.supervisor.http.limits import AddressLimit, client_address
+from jobfleet.http.limits import AddressLimit, client_address
 
 
 class Clock:

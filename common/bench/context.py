@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from jobfleet.supervisor.bench.progress import Progress
+from jobfleet.bench.progress import Progress
 
 
 @dataclass(frozen=True)

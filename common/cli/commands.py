@@ -10,6 +10,7 @@ import sys
 from typing import Any, BinaryIO
 
 from jobfleet import admin, apikeys
+from jobfleet.cli.render import dumps, job_details, short, table
 from jobfleet.db import connect, database_url, mask_password
 from jobfleet.enqueue import enqueue, enqueue_many
 from jobfleet.errors import JobfleetError
@@ -17,7 +18,6 @@ from jobfleet.metrics import use_directory
 from jobfleet.migrate import check_schema, migrate
 from jobfleet.options import MAX_JSON_DEPTH, check_name, parse_duration
 from jobfleet.settings import Settings
-from jobfleet.supervisor.cli.render import dumps, job_details, short, table
 from jobfleet.supervisor.http_child import HttpChild
 from jobfleet.wait import wait_for_terminal
 
@@ -73,7 +73,7 @@ def cmd_supervisor(args: argparse.Namespace, config: Settings) -> int:
 
 def _http_children(args: argparse.Namespace, url: str) -> list[HttpChild]:
     """Bind the HTTP ports now, so a port in use fails the start with a clear message."""
-    from jobfleet.supervisor.http.server import bind
+    from jobfleet.http.server import bind
 
     if args.http_port is not None and args.http_port == args.metrics_port:
         raise ValueError(
@@ -88,7 +88,7 @@ def _http_children(args: argparse.Namespace, url: str) -> list[HttpChild]:
 
 
 def cmd_api(args: argparse.Namespace, config: Settings) -> int:
-    from jobfleet.supervisor.http.server import bind, serve
+    from jobfleet.http.server import bind, serve
 
     url = database_url(config)
     with connect(url, config=config) as conn:
@@ -345,7 +345,7 @@ def cmd_db(args: argparse.Namespace, config: Settings) -> int:
 
 
 def cmd_drill(args: argparse.Namespace, config: Settings) -> int:
-    from jobfleet.supervisor.drill.run import DrillOptions, run_drill
+    from jobfleet.drill.run import DrillOptions, run_drill
 
     options = DrillOptions(
         nodes=args.nodes,
@@ -359,7 +359,7 @@ def cmd_drill(args: argparse.Namespace, config: Settings) -> int:
 
 
 def cmd_bench(args: argparse.Namespace, config: Settings) -> int:
-    from jobfleet.supervisor.bench.runner import run_bench
+    from jobfleet.bench.runner import run_bench
 
     return run_bench(args, config)
 

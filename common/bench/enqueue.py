@@ -17,15 +17,15 @@ from typing import Any
 import psycopg
 
 import jobfleet
-from jobfleet.node_process import jobfleet_command
-from jobfleet.supervisor.bench import scratch
-from jobfleet.supervisor.bench.context import Context
-from jobfleet.supervisor.bench.nodes import (
+from jobfleet.bench import scratch
+from jobfleet.bench.context import Context
+from jobfleet.bench.nodes import (
     BenchError,
     BenchNode,
     started_nodes,
     wait_until,
 )
+from jobfleet.node_process import jobfleet_command
 
 # Bulk runs alternate and the best of each counts: a shared machine's noise hits both alike.
 BULK_ROUNDS = 2

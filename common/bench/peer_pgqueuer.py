@@ -10,10 +10,10 @@ from typing import Any
 
 from psycopg.conninfo import conninfo_to_dict
 
-from jobfleet.supervisor.bench.context import Context
-from jobfleet.supervisor.bench.nodes import BenchError
-from jobfleet.supervisor.bench.peers import module_argv, rate, run_workers
-from jobfleet.supervisor.bench.scratch import scalar
+from jobfleet.bench.context import Context
+from jobfleet.bench.nodes import BenchError
+from jobfleet.bench.peers import module_argv, rate, run_workers
+from jobfleet.bench.scratch import scalar
 
 BATCH_SIZE = 100
 ENQUEUE_BATCH = 1000

@@ -13,7 +13,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from jobfleet.supervisor.http.errors import error_response
+from jobfleet.http.errors import error_response
 
 
 class BodyTooLarge(Exception):

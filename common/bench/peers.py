@@ -17,9 +17,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from jobfleet.supervisor.bench import scratch, throughput
-from jobfleet.supervisor.bench.context import Context
-from jobfleet.supervisor.bench.nodes import BenchError
+from jobfleet.bench import scratch, throughput
+from jobfleet.bench.context import Context
+from jobfleet.bench.nodes import BenchError
 
 PEERS: dict[str, tuple[str, ...]] = {
     "procrastinate": ("procrastinate",),
@@ -36,7 +36,7 @@ def missing(modules: Sequence[str]) -> list[str]:
 def run(ctx: Context) -> dict[str, Any]:
     if all(missing(mods) for mods in PEERS.values()):
         return {"skipped": "peers not installed: pip install '.[bench]' (or `make bench`)"}
-    from jobfleet.supervisor.bench import peer_celery, peer_pgqueuer, peer_procrastinate
+    from jobfleet.bench import peer_celery, peer_pgqueuer, peer_procrastinate
 
     for name in (*PEERS, "kombu"):  # their INFO lines (one per batch deferred) are noise here
         logging.getLogger(name).setLevel(logging.WARNING)

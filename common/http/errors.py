@@ -14,9 +14,9 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from jobfleet.errors import DatabaseUnavailable, JobfleetError, JobNotFound, SchemaOutOfDate
+from jobfleet.http.schemas import Error
 from jobfleet.log import get_logger
 from jobfleet.options import OptionError
-from jobfleet.supervisor.http.schemas import Error
 
 log = get_logger("jobfleet.http")
 
@@ -86,7 +86,7 @@ def _location(loc: tuple[Any, ...]) -> str:
 def _body_too_large(exc: BaseException) -> bool:
     """FastAPI turns an exception raised while reading the body into a 400; the size limit's
     is one of them (see limits.py)."""
-    from jobfleet.supervisor.http.limits import BodyTooLarge
+    from jobfleet.http.limits import BodyTooLarge
 
     cause = exc.__cause__
     return isinstance(cause, BodyTooLarge)

@@ -1,4 +1,4 @@
-"""The supervisor's HTTP child: `python -m jobfleet.supervisor.http --fd N --role api|metrics`.
+"""The supervisor's HTTP child: `python -m jobfleet.http --fd N --role api|metrics`.
 
 It inherits the listening socket, the database URL (JOBFLEET_DATABASE_URL) and the metrics
 directory (PROMETHEUS_MULTIPROC_DIR) from the supervisor.
@@ -11,9 +11,9 @@ import socket
 import sys
 
 from jobfleet.db import database_url
+from jobfleet.http.server import die_with_parent, serve
 from jobfleet.log import setup_logging
 from jobfleet.settings import load_settings
-from jobfleet.supervisor.http.server import die_with_parent, serve
 
 
 def main() -> int:

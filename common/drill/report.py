@@ -7,11 +7,11 @@ from typing import Any
 
 import psycopg
 
-from jobfleet.supervisor.cli.render import table
-from jobfleet.supervisor.drill import queries
-from jobfleet.supervisor.drill.faults import KILL_CHILD, Fault
-from jobfleet.supervisor.drill.invariants import Check
-from jobfleet.supervisor.drill.workload import KINDS
+from jobfleet.cli.render import table
+from jobfleet.drill import queries
+from jobfleet.drill.faults import KILL_CHILD, Fault
+from jobfleet.drill.invariants import Check
+from jobfleet.drill.workload import KINDS
 
 # Attempts that did not succeed, by outcome (the successes are the `succeeded` column).
 OUTCOMES = ("failed", "crashed", "lost")

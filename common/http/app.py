@@ -23,14 +23,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from jobfleet import admin, apikeys, metrics
 from jobfleet.db import Connection, connection_options
 from jobfleet.enqueue import enqueue_job
-from jobfleet.migrate import check_schema
-from jobfleet.options import ID_MAX
-from jobfleet.queries import sql
-from jobfleet.settings import Settings
-from jobfleet.supervisor.http import errors
-from jobfleet.supervisor.http.errors import ApiError, responses
-from jobfleet.supervisor.http.limits import AddressLimit, BodySizeLimit, client_address
-from jobfleet.supervisor.http.schemas import (
+from jobfleet.http import errors
+from jobfleet.http.errors import ApiError, responses
+from jobfleet.http.limits import AddressLimit, BodySizeLimit, client_address
+from jobfleet.http.schemas import (
     CancelResult,
     CreatedJobs,
     Health,
@@ -42,6 +38,10 @@ from jobfleet.supervisor.http.schemas import (
     Ready,
     State,
 )
+from jobfleet.migrate import check_schema
+from jobfleet.options import ID_MAX
+from jobfleet.queries import sql
+from jobfleet.settings import Settings
 
 Role = Literal["api", "metrics"]
 POOL_MAX = 8

@@ -50,7 +50,7 @@ def serve(sock: socket.socket, url: str, config: Settings, role: str) -> None:
     """Serve until SIGTERM or SIGINT (uvicorn finishes the requests in flight)."""
     import uvicorn
 
-    from jobfleet.supervisor.http.app import create_app
+    from jobfleet.http.app import create_app
 
     app = create_app(url, config, role)  # type: ignore[arg-type]
     server = uvicorn.Server(

@@ -7,10 +7,10 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from jobfleet.supervisor.bench.context import Context
-from jobfleet.supervisor.bench.nodes import BenchError
-from jobfleet.supervisor.bench.peers import module_argv, rate, run_workers
-from jobfleet.supervisor.bench.scratch import scalar
+from jobfleet.bench.context import Context
+from jobfleet.bench.nodes import BenchError
+from jobfleet.bench.peers import module_argv, rate, run_workers
+from jobfleet.bench.scratch import scalar
 
 CONCURRENCY = 16
 DEFER_BATCH = 1000

@@ -7,10 +7,10 @@ import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from jobfleet.drill.workload import QUEUE
 from jobfleet.node_process import NodeProcess
-from jobfleet.supervisor.drill.workload import QUEUE
 
-HANDLERS = "jobfleet.supervisor.drill.handlers"
+HANDLERS = "jobfleet.worker.drill_handlers"
 
 
 @dataclass

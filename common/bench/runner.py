@@ -16,8 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from jobfleet.settings import Settings
-from jobfleet.supervisor.bench import (
+from jobfleet.bench import (
     SCENARIOS,
     ceiling,
     enqueue,
@@ -29,9 +28,10 @@ from jobfleet.supervisor.bench import (
     scratch,
     throughput,
 )
-from jobfleet.supervisor.bench.context import QUICK, Context, Sizes
-from jobfleet.supervisor.bench.nodes import node_logs
-from jobfleet.supervisor.bench.progress import Progress
+from jobfleet.bench.context import QUICK, Context, Sizes
+from jobfleet.bench.nodes import node_logs
+from jobfleet.bench.progress import Progress
+from jobfleet.settings import Settings
 
 Scenario = Callable[[Context], dict[str, Any]]
 RUNNERS: dict[str, Scenario] = {

@@ -332,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_bench(commands: Any) -> None:
-    from jobfleet.supervisor.bench import SCENARIOS
+    from jobfleet.bench import SCENARIOS
 
     bench = commands.add_parser(
         "bench",

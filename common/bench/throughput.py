@@ -13,10 +13,10 @@ from typing import Any
 
 import psycopg
 
-from jobfleet.supervisor.bench import scratch
-from jobfleet.supervisor.bench.ceiling import median_round
-from jobfleet.supervisor.bench.context import Context
-from jobfleet.supervisor.bench.nodes import BenchNode, started_nodes, wait_until
+from jobfleet.bench import scratch
+from jobfleet.bench.ceiling import median_round
+from jobfleet.bench.context import Context
+from jobfleet.bench.nodes import BenchNode, started_nodes, wait_until
 
 # A burst drain that has not ended by then is stuck, not slow.
 DRAIN_TIMEOUT = 300.0

@@ -11,9 +11,9 @@ from typing import Any
 
 import psycopg
 
-from jobfleet.store import claim_statement, success_statement
-from jobfleet.supervisor.bench import scratch
-from jobfleet.supervisor.bench.context import Context
+from jobfleet.bench import scratch
+from jobfleet.bench.context import Context
+from jobfleet.supervisor.store import claim_statement, success_statement
 
 DRAINERS = 2
 BATCH = 500

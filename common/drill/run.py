@@ -20,15 +20,15 @@ from typing import Any, TextIO
 import psycopg
 
 from jobfleet.db import connect, database_url
+from jobfleet.drill import queries
+from jobfleet.drill.faults import Chaos, Fault, plan
+from jobfleet.drill.invariants import check_all, count
+from jobfleet.drill.nodes import LocalNode
+from jobfleet.drill.report import checks_table, faults_table, workload_table
+from jobfleet.drill.workload import QUEUE, enqueue_workload
 from jobfleet.errors import JobfleetError
 from jobfleet.migrate import migrate
 from jobfleet.settings import Settings
-from jobfleet.supervisor.drill import queries
-from jobfleet.supervisor.drill.faults import Chaos, Fault, plan
-from jobfleet.supervisor.drill.invariants import check_all, count
-from jobfleet.supervisor.drill.nodes import LocalNode
-from jobfleet.supervisor.drill.report import checks_table, faults_table, workload_table
-from jobfleet.supervisor.drill.workload import QUEUE, enqueue_workload
 
 # Short leases and quick beats so that a lost node's jobs come back within seconds.
 LEASE_SECONDS = 3.0

@@ -49,10 +49,10 @@ def _leave(code: int) -> NoReturn:
 
 
 def _main(argv: Sequence[str] | None, leave_at_once: bool) -> int:
+    from jobfleet.cli.commands import COMMANDS, EXIT_FAILED
+    from jobfleet.cli.parser import build_parser
     from jobfleet.log import setup_logging
     from jobfleet.settings import load_settings
-    from jobfleet.supervisor.cli.commands import COMMANDS, EXIT_FAILED
-    from jobfleet.supervisor.cli.parser import build_parser
 
     args = build_parser().parse_args(argv)
     config = None

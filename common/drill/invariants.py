@@ -8,9 +8,9 @@ from typing import Any
 
 import psycopg
 
-from jobfleet.supervisor.drill import queries
-from jobfleet.supervisor.drill.faults import Fault
-from jobfleet.supervisor.drill.workload import KINDS
+from jobfleet.drill import queries
+from jobfleet.drill.faults import Fault
+from jobfleet.drill.workload import KINDS
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,9 @@ from typing import Any
 
 import psycopg
 
-from jobfleet.supervisor.drill import queries
-from jobfleet.supervisor.drill.nodes import LocalNode
-from jobfleet.supervisor.drill.workload import QUEUE
+from jobfleet.drill import queries
+from jobfleet.drill.nodes import LocalNode
+from jobfleet.drill.workload import QUEUE
 
 KILL_CHILD = "kill worker"
 KILL_NODE = "kill node"

@@ -16,9 +16,9 @@ from typing import Any
 import psycopg
 
 import jobfleet
-from jobfleet.supervisor.bench import scratch
-from jobfleet.supervisor.bench.context import Context
-from jobfleet.supervisor.bench.nodes import BenchNode, started_nodes, wait_until
+from jobfleet.bench import scratch
+from jobfleet.bench.context import Context
+from jobfleet.bench.nodes import BenchNode, started_nodes, wait_until
 
 WAIT_SECONDS = 60.0
 # Long enough never to finish while we watch; the job is killed, never completed.

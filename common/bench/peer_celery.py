@@ -16,10 +16,10 @@ import tempfile
 import time
 from typing import Any
 
-from jobfleet.supervisor.bench.context import Context
-from jobfleet.supervisor.bench.enqueue import free_port
-from jobfleet.supervisor.bench.nodes import BenchError, wait_until
-from jobfleet.supervisor.bench.peers import RUN_TIMEOUT, rate
+from jobfleet.bench.context import Context
+from jobfleet.bench.enqueue import free_port
+from jobfleet.bench.nodes import BenchError, wait_until
+from jobfleet.bench.peers import RUN_TIMEOUT, rate
 
 PREFETCH_MULTIPLIER = 128
 QUEUE = "celery"

@@ -1,6 +1,6 @@
 """BENCHMARKS.md and its plots from a `jobfleet bench --json` result (what `make bench` runs):
 
-    python -m jobfleet.supervisor.bench.docs docs/bench/results.json [BENCHMARKS.md]
+    python -m jobfleet.bench.docs docs/bench/results.json [BENCHMARKS.md]
 
 Everything above the notes marker is regenerated; the notes below it are kept. Plots need
 matplotlib (the [bench] extra); without it the tables are still written.
@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from jobfleet.supervisor.bench import report
+from jobfleet.bench import report
 
 NOTES_MARKER = "<!-- notes below are kept by `make bench` -->"
 PLOTS = {

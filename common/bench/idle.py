@@ -15,9 +15,9 @@ from typing import Any
 
 import psycopg
 
-from jobfleet.supervisor.bench import scratch
-from jobfleet.supervisor.bench.context import Context
-from jobfleet.supervisor.bench.nodes import BenchNode, started_nodes, wait_until
+from jobfleet.bench import scratch
+from jobfleet.bench.context import Context
+from jobfleet.bench.nodes import BenchNode, started_nodes, wait_until
 
 COMMITS = "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
 # The probe reads the counter twice; the first read's own commit lands inside the window.
