@@ -16,10 +16,13 @@ MAX_FRAME = 256 * 1024 * 1024
 
 # Parent -> child
 JOBS = "jobs"  # (JOBS, [(id, attempt, type, payload_json, timeout), ...])
+# Both ways: the parent's (BYE,) asks a child to leave once its jobs are done; the child's
+# (BYE, reason) says it leaves ("drained", or why it recycles itself). Jobs it held but never
+# started are released by the parent when it reaps the child.
+BYE = "bye"
 # Child -> parent
 DONE = "done"  # (DONE, [Success tuple, ...], [AttemptResult of a failure, ...])
 PROGRESS = "progress"  # (PROGRESS, job_id, attempt, fraction, message)
-BYE = "bye"  # (BYE, reason, [ids of jobs handed back unstarted])
 
 
 def encode(message: Any) -> bytes:
