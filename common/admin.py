@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from jobfleet.errors import JobfleetError, JobNotFound
+from jobfleet.jobs import iso
 from jobfleet.options import STATES, check_name, check_state
 from jobfleet.queries import sql
 from jobfleet.settings import settings
 
 LIST_LIMIT_MAX = 10_000
-
-
-def iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
 
 
 def show_job(conn: Any, job_id: int, *, attempts: bool = True) -> dict[str, Any]:

@@ -13,10 +13,10 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from jobfleet.errors import JobfleetError
+from jobfleet.jobs import iso
 from jobfleet.options import check_name
 from jobfleet.queries import sql
 
@@ -116,8 +116,8 @@ def list_keys(conn: Any) -> list[dict[str, Any]]:
                 "key_id": key_id,
                 "scopes": list(scopes),
                 "rate_per_second": rate,
-                "created_at": _iso(created_at),
-                "revoked_at": _iso(revoked_at),
+                "created_at": iso(created_at),
+                "revoked_at": iso(revoked_at),
             }
         )
     return keys
@@ -173,7 +173,3 @@ def format_rate(rate_per_second: float | None) -> str:
         if rate_per_second * seconds >= 1 or unit == "h":
             return f"{rate_per_second * seconds:.6g}/{unit}"
     raise AssertionError("unreachable")
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None

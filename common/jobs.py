@@ -41,6 +41,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def iso(value: datetime | None) -> str | None:
+    """A time as the JSON shapes carry it (ISO 8601), None as null."""
+    return value.isoformat() if value is not None else None
+
+
 # A success as it travels in bulk: (job id, attempt, result JSON, pid, started, finished), the
 # times as whole microseconds since the epoch (an int prints three times faster than a float).
 # Successes are the hot path; a tuple is a fraction of the cost of an object to build, pickle

@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from jobfleet.cli import render
+
 Scenarios = dict[str, dict[str, Any]]
 # name: (what it compares, comparison, threshold); None where there is no target.
 TARGETS: dict[str, tuple[str, str, float] | None] = {
@@ -290,12 +292,7 @@ def ratio_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Aligned columns, nothing cut short (the CLI's table shortens long cells)."""
-    cells = [list(headers), *[list(r) for r in rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    return "\n".join(
-        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
-    )
+    return render.table(headers, rows, whole=True)
 
 
 def text(results: dict[str, Any]) -> str:

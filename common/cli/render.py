@@ -15,8 +15,11 @@ def short(value: Any, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    cells = [[str(h) for h in headers]] + [[short(c) for c in row] for row in rows]
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, whole: bool = False) -> str:
+    """Aligned columns; long cells shortened to their last line's first 60 characters, unless
+    `whole` (the bench's figures are never cut)."""
+    cell = str if whole else short
+    cells = [[str(h) for h in headers]] + [[cell(c) for c in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     lines = [
         "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
