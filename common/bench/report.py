@@ -146,141 +146,150 @@ def _median_of(rounds: Any) -> str:
     return f", median of {len(rounds)}" if isinstance(rounds, list) and len(rounds) > 1 else ""
 
 
+Lines = list[tuple[str, str]]  # (measurement, figure) of one scenario
+JPS = "jobs/s"
+
+
 def _rows_of(name: str, r: dict[str, Any]) -> list[tuple[str, str, str]]:
-    jps = "jobs/s"
-    if name == "ceiling":
-        return [
-            (
-                name,
-                f"{r['jobs']:,} jobs, {r['drainers']} drainers, batch {r['batch']}"
-                f"{_median_of(r.get('rounds'))}",
-                f"{_num(r['jobs_per_s'])} {jps}",
-            )
-        ]
-    if name == "drain":
-        return [
-            (
-                name,
-                f"{d['jobs']:,} noop, {r['workers']} workers{_median_of(d.get('rounds'))}",
-                f"{_num(d['jobs_per_s'])} {jps} steady, {_num(d['wall_jobs_per_s'])} start-to-exit",
-            )
-            for d in r["runs"]
-        ]
-    if name == "cpu":
-        return [
-            (
-                name,
-                f"{r['jobs']} x {r['ms_per_job']} ms, {r['workers']} workers",
-                f"{r['span_seconds']:.2f} s vs ideal {r['ideal_seconds']:.2f} s "
-                f"({r['span_vs_ideal']:.3f}x; start-to-exit {r['wall_vs_ideal']:.3f}x)",
-            )
-        ]
-    if name == "enqueue":
-        lines = [
-            (
-                name,
-                "jobfleet.enqueue, a transaction each",
-                f"{_num(r['single']['jobs_per_s'])} {jps}",
-            ),
-            (name, "jobfleet.enqueue_many (COPY)", f"{_num(r['bulk']['jobs_per_s'])} {jps}"),
-            (name, "raw COPY, same rows", f"{_num(r['raw_copy']['jobs_per_s'])} {jps}"),
-        ]
-        http = r["http"]
-        if "skipped" in http or "error" in http:
-            lines.append((name, "HTTP", str(http.get("skipped") or http.get("error"))))
-        else:
-            lines.append((name, "HTTP POST /jobs", f"{_num(http['single']['jobs_per_s'])} {jps}"))
+    lines = SCENARIO_LINES.get(name)
+    return [] if lines is None else [(name, what, figure) for what, figure in lines(r)]
+
+
+def _steady_and_wall(run: dict[str, Any]) -> str:
+    return f"{_num(run['jobs_per_s'])} {JPS} steady, {_num(run['wall_jobs_per_s'])} start-to-exit"
+
+
+def _ceiling(r: dict[str, Any]) -> Lines:
+    what = f"{r['jobs']:,} jobs, {r['drainers']} drainers, batch {r['batch']}"
+    return [(what + _median_of(r.get("rounds")), f"{_num(r['jobs_per_s'])} {JPS}")]
+
+
+def _drain(r: dict[str, Any]) -> Lines:
+    return [
+        (
+            f"{d['jobs']:,} noop, {r['workers']} workers{_median_of(d.get('rounds'))}",
+            _steady_and_wall(d),
+        )
+        for d in r["runs"]
+    ]
+
+
+def _cpu(r: dict[str, Any]) -> Lines:
+    return [
+        (
+            f"{r['jobs']} x {r['ms_per_job']} ms, {r['workers']} workers",
+            f"{r['span_seconds']:.2f} s vs ideal {r['ideal_seconds']:.2f} s "
+            f"({r['span_vs_ideal']:.3f}x; start-to-exit {r['wall_vs_ideal']:.3f}x)",
+        )
+    ]
+
+
+def _enqueue(r: dict[str, Any]) -> Lines:
+    lines = [
+        ("jobfleet.enqueue, a transaction each", f"{_num(r['single']['jobs_per_s'])} {JPS}"),
+        ("jobfleet.enqueue_many (COPY)", f"{_num(r['bulk']['jobs_per_s'])} {JPS}"),
+        ("raw COPY, same rows", f"{_num(r['raw_copy']['jobs_per_s'])} {JPS}"),
+    ]
+    http = r["http"]
+    if "skipped" in http or "error" in http:
+        return [*lines, ("HTTP", str(http.get("skipped") or http.get("error")))]
+    return [
+        *lines,
+        ("HTTP POST /jobs", f"{_num(http['single']['jobs_per_s'])} {JPS}"),
+        (
+            f"HTTP POST /jobs:batch ({http['batch']['per_request']} a request)",
+            f"{_num(http['batch']['jobs_per_s'])} {JPS}",
+        ),
+    ]
+
+
+def _latency(r: dict[str, Any]) -> Lines:
+    lines = []
+    for mode, label in (("idle", "idle, one at a time"), ("load", "under load")):
+        m = r[mode]
+        extra = f", {_num(m['offered_jobs_per_s'])} jobs/s offered" if mode == "load" else ""
+        for what in ("start", "finish"):
+            p = m[f"{what}_ms"]
             lines.append(
                 (
-                    name,
-                    f"HTTP POST /jobs:batch ({http['batch']['per_request']} a request)",
-                    f"{_num(http['batch']['jobs_per_s'])} {jps}",
+                    f"enqueue -> {what}, {label}{extra}",
+                    f"p50 {_num(p.get('p50'), 2)} / p95 {_num(p.get('p95'), 2)} / "
+                    f"p99 {_num(p.get('p99'), 2)} ms",
                 )
             )
-        return lines
-    if name == "latency":
-        out = []
-        for mode, label in (("idle", "idle, one at a time"), ("load", "under load")):
-            m = r[mode]
-            extra = f", {_num(m['offered_jobs_per_s'])} jobs/s offered" if mode == "load" else ""
-            for what in ("start", "finish"):
-                p = m[f"{what}_ms"]
-                out.append(
-                    (
-                        name,
-                        f"enqueue -> {what}, {label}{extra}",
-                        f"p50 {_num(p.get('p50'), 2)} / p95 {_num(p.get('p95'), 2)} / "
-                        f"p99 {_num(p.get('p99'), 2)} ms",
-                    )
-                )
-        return out
-    if name == "backlog":
-        return [
-            (
-                name,
-                f"{r['drain']:,} off the top of {b['backlog']:,} queued",
-                f"{_num(b['jobs_per_s'])} {jps}",
-            )
-            for b in r["runs"]
-        ]
-    if name == "nodes":
-        return [
-            (
-                name,
-                f"{n['nodes']} node(s) x {r['workers']} workers",
-                f"{_num(n['jobs_per_s'])} {jps} steady, {_num(n['wall_jobs_per_s'])} start-to-exit",
-            )
-            for n in r["by_nodes"]
-        ] + [
-            (
-                name,
-                f"1 node x {w['workers']} workers",
-                f"{_num(w['jobs_per_s'])} {jps} steady, {_num(w['wall_jobs_per_s'])} start-to-exit",
-            )
-            for w in r["by_workers"]
-        ]
-    if name == "recovery":
-        return [
-            (
-                name,
-                "kill -9 child -> job running again",
-                f"median {_num(r['child_median_ms'], 1)} ms ({len(r['child_ms'])} kills)",
-            ),
-            (
-                name,
-                f"kill -9 node -> running elsewhere (lease {r['lease_seconds']:g} s, "
-                f"reaper every {r['reaper_interval_seconds']:g} s)",
-                f"median {_num(r['node_median_ms'])} ms ({len(r['node_ms'])} kills)",
-            ),
-        ]
-    if name == "idle":
-        return [
-            (
-                name,
-                f"idle node, {r['workers']} workers, {r['seconds_measured']:.0f} s",
-                f"{r['cpu_percent']:.2f} % CPU, {r['queries_per_s']:.1f} queries/s",
-            )
-        ]
-    if name == "peers":
-        out = [
-            (
-                name,
-                f"{p}, {r['jobs']:,} noop, {r['workers']} worker processes",
-                f"{_num(v['jobs_per_s'])} {jps}"
-                if "jobs_per_s" in v
-                else str(v.get("skipped") or v.get("error")),
-            )
-            for p, v in r["peers"].items()
-        ]
-        return [
-            (
-                name,
-                f"jobfleet, {r['jobs']:,} noop, {r['workers']} workers",
-                f"{_num(r['jobfleet']['jobs_per_s'])} {jps}",
-            ),
-            *out,
-        ]
-    return []
+    return lines
+
+
+def _backlog(r: dict[str, Any]) -> Lines:
+    return [
+        (f"{r['drain']:,} off the top of {b['backlog']:,} queued", f"{_num(b['jobs_per_s'])} {JPS}")
+        for b in r["runs"]
+    ]
+
+
+def _nodes(r: dict[str, Any]) -> Lines:
+    by_nodes = [
+        (f"{n['nodes']} node(s) x {r['workers']} workers", _steady_and_wall(n))
+        for n in r["by_nodes"]
+    ]
+    by_workers = [
+        (f"1 node x {w['workers']} workers", _steady_and_wall(w)) for w in r["by_workers"]
+    ]
+    return by_nodes + by_workers
+
+
+def _recovery(r: dict[str, Any]) -> Lines:
+    return [
+        (
+            "kill -9 child -> job running again",
+            f"median {_num(r['child_median_ms'], 1)} ms ({len(r['child_ms'])} kills)",
+        ),
+        (
+            f"kill -9 node -> running elsewhere (lease {r['lease_seconds']:g} s, "
+            f"reaper every {r['reaper_interval_seconds']:g} s)",
+            f"median {_num(r['node_median_ms'])} ms ({len(r['node_ms'])} kills)",
+        ),
+    ]
+
+
+def _idle(r: dict[str, Any]) -> Lines:
+    return [
+        (
+            f"idle node, {r['workers']} workers, {r['seconds_measured']:.0f} s",
+            f"{r['cpu_percent']:.2f} % CPU, {r['queries_per_s']:.1f} queries/s",
+        )
+    ]
+
+
+def _peers(r: dict[str, Any]) -> Lines:
+    ours = (
+        f"jobfleet, {r['jobs']:,} noop, {r['workers']} workers",
+        f"{_num(r['jobfleet']['jobs_per_s'])} {JPS}",
+    )
+    return [ours] + [
+        (
+            f"{p}, {r['jobs']:,} noop, {r['workers']} worker processes",
+            f"{_num(v['jobs_per_s'])} {JPS}"
+            if "jobs_per_s" in v
+            else str(v.get("skipped") or v.get("error")),
+        )
+        for p, v in r["peers"].items()
+    ]
+
+
+# What each scenario's result says, a line a figure.
+SCENARIO_LINES: dict[str, Callable[[dict[str, Any]], Lines]] = {
+    "ceiling": _ceiling,
+    "drain": _drain,
+    "cpu": _cpu,
+    "enqueue": _enqueue,
+    "latency": _latency,
+    "backlog": _backlog,
+    "nodes": _nodes,
+    "recovery": _recovery,
+    "idle": _idle,
+    "peers": _peers,
+}
 
 
 def ratio_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
