@@ -12,6 +12,7 @@ from jobfleet.conninfo import conninfo_problem
 from jobfleet.conninfo import mask_password as mask_password
 from jobfleet.errors import ConfigError, DatabaseUnavailable
 from jobfleet.settings import Settings, settings
+from jobfleet.tolerant import tolerate
 
 Connection = psycopg.Connection[TupleRow]
 
@@ -58,18 +59,23 @@ def connect(
     if url is None and not config.database_url:
         url = database_url(config)
         try:
-            return psycopg.connect(url, autocommit=autocommit, **options)
+            return _tolerant(psycopg.connect(url, autocommit=autocommit, **options))
         except psycopg.OperationalError:
             url = database_url(config, verify=True)  # stale pid file: start it for real
     url = url or database_url(config)
     try:
-        return psycopg.connect(url, autocommit=autocommit, **options)
+        return _tolerant(psycopg.connect(url, autocommit=autocommit, **options))
     except psycopg.OperationalError as exc:
         raise unavailable(url, exc, config) from None
     except psycopg.ProgrammingError:  # libpq cannot parse it; its message may quote a password
         raise ConfigError(
             f"the database URL {mask_password(url)} cannot be used: {conninfo_problem(url)}"
         ) from None
+
+
+def _tolerant(conn: Connection) -> Connection:
+    tolerate(conn)  # rows with values Python cannot hold still read (jobfleet.tolerant)
+    return conn
 
 
 def which_database(config: Settings) -> str | None:

@@ -41,9 +41,10 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def iso(value: datetime | None) -> str | None:
-    """A time as the JSON shapes carry it (ISO 8601), None as null."""
-    return value.isoformat() if value is not None else None
+def iso(value: datetime | str | None) -> str | None:
+    """A time as the JSON shapes carry it (ISO 8601), None as null; one Python cannot hold
+    comes as PostgreSQL's text ('infinity', a year past 9999: see jobfleet.tolerant)."""
+    return value.isoformat() if isinstance(value, datetime) else value
 
 
 # A success as it travels in bulk: (job id, attempt, result JSON, pid, started, finished), the

@@ -31,7 +31,10 @@ def text_problem(text: str) -> str | None:
 def clean_text(text: str, limit_bytes: int | None = None) -> str:
     """`text` with NUL and lone surrogates replaced by U+FFFD and, with `limit_bytes`, cut to
     at most that many bytes of UTF-8. The cut is in the middle, with a note saying how much
-    went: a traceback's head says where it began and its tail what was raised."""
+    went: a traceback's head says where it began and its tail what was raised. Always a plain
+    str: a subclass of str from a handler may not survive the trip to the supervisor."""
+    if type(text) is not str:
+        text = str.__str__(text)
     if _UNSTORABLE.search(text) is not None:
         text = _UNSTORABLE.sub(REPLACEMENT, text)
     if limit_bytes is None or len(text) <= limit_bytes // 4:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Callable
 from itertools import repeat
 from typing import Any, cast
 
@@ -38,8 +39,10 @@ class ChildTalk:
         outbox: Outbox,
         tally: Tally,
         waker: Waker,
+        on_garbled: Callable[[Child, str], None],
     ) -> None:
         self.node = node
+        self.on_garbled = on_garbled  # a child sent what cannot be read: it must go
         self.slots = slots
         self.dispatcher = dispatcher
         self.outbox = outbox
@@ -59,6 +62,10 @@ class ChildTalk:
                 self._on_message(child, protocol.decode(await reader.readexactly(size)))
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
+        except Exception as exc:  # a frame that does not decode, a message of no known shape
+            # Whatever is in its socket now cannot be trusted: the child goes, and the job it
+            # runs is recorded with this cause (never a reader that stopped in silence).
+            self.on_garbled(child, f"{type(exc).__name__}: {exc}"[:300])
         finally:
             child.eof.set()
 

@@ -97,12 +97,22 @@ class Control:
             reaped = await self.db.run(self.reaper.run_once)
         except DatabaseDown:
             return
+        except StatementError as exc:  # the reaper's next round tries again
+            self._refused(exc)
+            return
         if reaped:
             self._count_lost(reaped)
             log.warning(
                 "requeued jobs of an earlier run of this node",
                 extra={"node": self.node.name, "jobs": len(reaped)},
             )
+
+    def _refused(self, exc: StatementError) -> None:
+        self.tally.statement_errors["maintenance"] += 1
+        log.error(
+            "a maintenance statement was refused by the database",
+            extra={"node": self.node.name, "reason": str(exc)},
+        )
 
     def _count_lost(self, reaped: list[Reaped]) -> None:
         self.lanes.more_work_may_exist()  # requeued attempts may be ready at once
@@ -132,11 +142,7 @@ class Control:
                 except DatabaseDown:
                     pass
                 except StatementError as exc:  # the next tick tries again; the node goes on
-                    self.tally.statement_errors["maintenance"] += 1
-                    log.error(
-                        "a maintenance statement was refused by the database",
-                        extra={"node": self.node.name, "reason": str(exc)},
-                    )
+                    self._refused(exc)
                 continue
             if self.lanes.in_flight() and await self.lanes.lane_step(self.db):
                 continue

@@ -72,7 +72,9 @@ class WorkerPool:
         self.outbox = outbox
         self.tally = tally
         self.waker = waker  # the lanes: room in the children, outcomes to write
-        self.talk = ChildTalk(node.name, self.slots, self.dispatcher, outbox, tally, waker)
+        self.talk = ChildTalk(
+            node.name, self.slots, self.dispatcher, outbox, tally, waker, self._garbled
+        )
         self.on_change = on_change
         self.on_other_exit = on_other_exit
         self.accepting = True  # False once draining: no new children, no new jobs
@@ -83,6 +85,15 @@ class WorkerPool:
 
     def _fields(self, **extra: Any) -> dict[str, Any]:
         return {"node": self.node.name, **extra}
+
+    def _garbled(self, child: Child, what: str) -> None:
+        """A child sent a message that cannot be read: kill it, recording the job it runs."""
+        if child.kill is not None or child.exit_status is not None:
+            return
+        view = self.slots.read(child.slot)
+        job = child.assigned.get(view.job_id) if view.job_id else None
+        reason = f"worker sent a message the supervisor cannot read ({what})"
+        self.kill_child(child, "crashed", reason, job)
 
     def drain(self, grace_deadline: float) -> None:
         """No new children or jobs; ask every child to leave once its jobs are done, and

@@ -181,3 +181,54 @@ def test_what_a_failure_means_for_its_job_is_decided_in_one_place(
     assert after(False, True, 1, 3) == "dead"
     assert after(True, False, 1, 3) == "cancelled"
     assert after(True, True, 3, 3) == "cancelled"  # a cancel request wins
+
+
+THREADS = """
+import threading, time
+from jobfleet.worker import handler
+
+@handler("chatty")
+def chatty(payload, ctx):
+    # The thread outlives the handler: its progress goes out while the result does.
+    end = time.monotonic() + 1.0
+
+    def report():
+        while time.monotonic() < end:
+            ctx.progress(1.0, "p" * 4000)  # 1.0: never throttled
+
+    threading.Thread(target=report, daemon=True).start()
+    time.sleep(0.2)
+    return "r" * 900_000
+
+@handler("garbler")
+def garbler(payload):
+    import gc
+    loop = next(o for o in gc.get_objects() if type(o).__name__ == "ChildLoop")
+    loop.sock.sendall(b"\\x00\\x00\\x00\\x07garbage")
+    time.sleep(60)
+"""
+
+
+def test_progress_from_a_handlers_own_threads_never_garbles_the_channel(
+    conn: psycopg.Connection[Any], fleet: Any, tmp_path: Any
+) -> None:
+    env = handler_module(tmp_path, "threads", THREADS)
+    jobs = jobfleet.enqueue_many(conn, "chatty", [None] * 8, max_attempts=1)
+    node = fleet("a", "--workers", "2", "--handlers", "threads", "--burst", env=env)
+    assert node.wait(60) == 0, node.log()[-3000:]
+    states = scalar(conn, "SELECT array_agg(DISTINCT state) FROM jobs WHERE id = ANY(%s)", (jobs,))
+    assert states == ["succeeded"], node.log()[-3000:]
+
+
+def test_a_worker_that_sends_garbage_is_killed_and_its_job_recorded(
+    conn: psycopg.Connection[Any], fleet: Any, tmp_path: Any
+) -> None:
+    env = handler_module(tmp_path, "threads", THREADS)
+    job = jobfleet.enqueue(conn, "garbler", max_attempts=1)
+    after = jobfleet.enqueue(conn, "chatty")
+    node = fleet("a", "--workers", "1", "--handlers", "threads", env=env)
+    wait_until(lambda: _job(conn, job)[0] == "dead", timeout=30, what="the garbling job to end")
+    error = _job(conn, job)[2]
+    assert "worker sent a message the supervisor cannot read" in error, error
+    wait_until(lambda: _job(conn, after)[0] == "succeeded", timeout=30, what="the next job")
+    assert node.proc.poll() is None

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import time
 import traceback
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
 
 from jobfleet.jobs import AttemptResult, Success
-from jobfleet.options import encode_json
+from jobfleet.options import OptionError, encode_json
 from jobfleet.text import clean_text
 from jobfleet.worker.context import JobContext, ProgressSink
 from jobfleet.worker.registry import HandlerSpec
@@ -19,7 +19,7 @@ def execute(
     job_id: int,
     attempt: int,
     type: str,
-    payload: Any,
+    payload_json: str,
     handlers: Mapping[str, HandlerSpec],
     *,
     max_result_bytes: int,
@@ -28,10 +28,12 @@ def execute(
     cancelled: Callable[[], bool] | None = None,
     pid: int | None = None,
 ) -> Success | AttemptResult:
-    """Call the job's handler. A success comes back as a Success tuple (the hot path: no
-    objects, no datetimes); an exception, or a result that cannot be stored, as a failed
-    AttemptResult with the traceback or the reason (cleaned of what PostgreSQL cannot store,
-    cut to `max_error_bytes`). `pid` is the worker's, for the record."""
+    """Decode the payload and call the job's handler. A success comes back as a Success tuple
+    (the hot path: no objects, no datetimes); anything else as a failed AttemptResult with the
+    traceback or the reason (cleaned of what PostgreSQL cannot store, cut to
+    `max_error_bytes`): an exception, a payload or a result that cannot be read or stored.
+    Nothing a handler does or returns escapes from here. `pid` is the worker's, for the
+    record."""
     started = time.time_ns() // 1000  # microseconds: see Success
     spec = handlers.get(type)
     if spec is None:  # claims ask only for known types; this guards a registry that changed
@@ -45,20 +47,24 @@ def execute(
             final=True,
         )
     try:
+        payload = None if payload_json == "null" else json.loads(payload_json)
+    except Exception as exc:  # nested past the decoder's depth, a number past int's digits
+        reason = f"the payload cannot be read: {_describe(exc)}"
+        return _failure(job_id, attempt, started, spec, reason, max_error_bytes, final=True)
+    try:
         if spec.takes_context:
             ctx = JobContext(job_id, attempt, progress_sink=progress_sink, cancelled=cancelled)
             value = spec.fn(payload, ctx)
         else:
             value = spec.fn(payload)
-    except Exception:
-        error = traceback.format_exc().rstrip()
-        return _failure(job_id, attempt, started, spec, error, max_error_bytes)
+    except Exception as exc:
+        return _failure(job_id, attempt, started, spec, _traceback(exc), max_error_bytes)
     try:
         body = "null" if value is None else encode_json("result", value, max_result_bytes)
-    except ValueError as exc:
+    except Exception as exc:  # not JSON, too big or deep, or an object whose encoding raises
         # Final: the handler has run, and running it again (a card charged twice) is what a
         # user fears most from a value that could never be stored anyway.
-        reason = f"the handler's return value cannot be stored: {exc}"
+        reason = f"the handler's return value cannot be stored: {_describe(exc)}"
         return _failure(job_id, attempt, started, spec, reason, max_error_bytes, final=True)
     return (job_id, attempt, body, pid, started, time.time_ns() // 1000)
 
@@ -83,3 +89,22 @@ def _failure(
         backoff_seconds=spec.backoff_seconds if spec else None,
         started_at=datetime.fromtimestamp(started / 1e6, UTC),
     )
+
+
+def _traceback(raised: BaseException) -> str:
+    """The traceback, or what can be said of the exception when formatting it fails too (a
+    code object's filename with a NUL in it, a __notes__ that raises)."""
+    try:
+        return "".join(traceback.format_exception(raised)).rstrip()
+    except Exception as why:
+        return f"{_describe(raised)}\n(its traceback could not be formatted: {type(why).__name__})"
+
+
+def _describe(exc: BaseException) -> str:
+    """`Type: message`, even for an exception whose str() raises."""
+    try:
+        text = str(exc)
+    except Exception:
+        text = "<its message could not be read>"
+    name = type(exc).__qualname__
+    return f"{name}: {text}" if not isinstance(exc, OptionError) else text

@@ -6,7 +6,7 @@ supervisor and ends when the supervisor goes (its socket closes, or the parent-d
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
 import os
 import signal
@@ -61,6 +61,7 @@ class ChildLoop:
         self.jobs_done = 0
         self.stop_requested = False
         self._last_progress: dict[int, float] = {}
+        self._sending = threading.Lock()
 
     def run(self) -> NoReturn:
         code = 0
@@ -84,8 +85,9 @@ class ChildLoop:
         except SystemExit as exc:  # a handler called sys.exit(): exit as it asked
             code = exc.code if isinstance(exc.code, int) else 1
         except BaseException:
-            log.exception("worker child failed", extra={"worker": self.index})
-            code = 70
+            code = 70  # first: logging the failure may fail too
+            with contextlib.suppress(BaseException):
+                log.exception("worker child failed", extra={"worker": self.index})
         finally:
             os._exit(code)
 
@@ -130,7 +132,7 @@ class ChildLoop:
                 job_id,
                 attempt,
                 type_,
-                None if payload_json == "null" else json.loads(payload_json),
+                payload_json,
                 handlers,
                 max_result_bytes=max_result_bytes,
                 max_error_bytes=max_error_bytes,
@@ -162,8 +164,12 @@ class ChildLoop:
         self._send((protocol.PROGRESS, job_id, attempt, fraction, message))
 
     def _send(self, message: Any) -> None:
+        frame = protocol.encode(message)
         try:
-            self.sock.sendall(protocol.encode(message))
+            # One frame at a time: a handler's own threads report progress too, and frames
+            # interleaved on the socket would be garbage to the supervisor.
+            with self._sending:
+                self.sock.sendall(frame)
         except OSError:
             raise _Stop from None  # the supervisor is gone
 

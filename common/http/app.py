@@ -42,6 +42,7 @@ from jobfleet.migrate import check_schema
 from jobfleet.options import ID_MAX
 from jobfleet.queries import sql
 from jobfleet.settings import Settings
+from jobfleet.tolerant import tolerate
 
 Role = Literal["api", "metrics"]
 POOL_MAX = 8
@@ -79,6 +80,7 @@ def create_app(url: str, config: Settings, role: Role = "api") -> ASGIApp:
         open=False,
         timeout=POOL_WAIT_SECONDS,
         check=ConnectionPool.check_connection,  # a restarted database: no dead connections
+        configure=tolerate,  # rows with values Python cannot hold still read
         name=f"jobfleet-{role}",
     )
 

@@ -76,7 +76,8 @@ WITH retried AS (
     UPDATE jobs
     SET state = 'queued', run_at = now(), started_at = NULL, finished_at = NULL,
         cancel_requested = false,
-        max_attempts = attempt + (max_attempts - attempt_base), attempt_base = attempt
+        max_attempts = least(attempt::bigint + (max_attempts - attempt_base), 2147483647),
+        attempt_base = attempt
     WHERE state = 'dead' AND (%(all)s OR id = %(id)s)
     RETURNING id
 ), told AS (

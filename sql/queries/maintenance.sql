@@ -81,6 +81,11 @@ WITH expired AS (
     SELECT id, attempt, CASE WHEN state = 'cancelled' THEN 'cancelled' ELSE 'lost' END, error,
            split_part(locked_by, '/', 1), NULL, started_at, now()
     FROM lost
+    -- An attempt recorded before (its job's attempt set back by hand, say) is overwritten by
+    -- the newer outcome rather than failing the whole batch on the key.
+    ON CONFLICT (job_id, attempt) DO UPDATE
+    SET outcome = EXCLUDED.outcome, error = EXCLUDED.error, node = EXCLUDED.node,
+        pid = EXCLUDED.pid, started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at
 ), told AS (  -- idle nodes hear of the requeued ones at once
     SELECT pg_notify('jobfleet_jobs', '') WHERE EXISTS (SELECT 1 FROM lost WHERE state = 'queued')
 )

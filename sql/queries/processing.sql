@@ -16,7 +16,8 @@ WITH picked AS (
 )
 UPDATE jobs j
 SET state = 'running',
-    attempt = j.attempt + 1,
+    -- Never past what an integer holds: one row set by hand must not fail every claim.
+    attempt = least(j.attempt, 2147483646) + 1,
     locked_by = %(node)s,
     started_at = now(),
     lease_expires_at = now() + make_interval(secs => %(lease_seconds)s)
@@ -100,6 +101,11 @@ WITH failed AS (
     SELECT id, attempt, CASE WHEN state = 'cancelled' THEN 'cancelled' ELSE outcome END, error,
            %(node)s, pid, started_at, finished_at
     FROM failed
+    -- An attempt recorded before (its job's attempt set back by hand, say) is overwritten by
+    -- the newer outcome rather than failing the whole batch on the key.
+    ON CONFLICT (job_id, attempt) DO UPDATE
+    SET outcome = EXCLUDED.outcome, error = EXCLUDED.error, node = EXCLUDED.node,
+        pid = EXCLUDED.pid, started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at
 )
 -- What became of each (for the metrics): back in the queue, dead or cancelled; and, for a
 -- retry, how many seconds until it falls due (the node that failed it claims it then).

@@ -167,11 +167,16 @@ def test_a_result_nested_too_deeply_fails_the_attempt_as_cannot_be_stored() -> N
 
     spec = HandlerSpec(type="deeper", fn=deeper, takes_context=False)
     ok = execute(
-        1, 1, "deeper", nested(MAX_JSON_DEPTH - 1), {"deeper": spec}, max_result_bytes=10**6
+        1,
+        1,
+        "deeper",
+        json.dumps(nested(MAX_JSON_DEPTH - 1)),
+        {"deeper": spec},
+        max_result_bytes=10**6,
     )
     assert not isinstance(ok, AttemptResult)
     failed = execute(
-        1, 1, "deeper", nested(MAX_JSON_DEPTH), {"deeper": spec}, max_result_bytes=10**6
+        1, 1, "deeper", json.dumps(nested(MAX_JSON_DEPTH)), {"deeper": spec}, max_result_bytes=10**6
     )
     assert isinstance(failed, AttemptResult) and failed.outcome == "failed"
     assert failed.error is not None

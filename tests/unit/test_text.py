@@ -40,3 +40,15 @@ def test_clean_text_reports_how_much_was_cut() -> None:
     tail = rest.partition("]\n")[2]
     assert rest.startswith(f"{10_000 - len(head) - len(tail)} bytes cut")
     assert 900 < len(cleaned) <= 1000
+
+
+def test_clean_text_gives_a_plain_str_for_a_subclass() -> None:
+    class Odd(str):
+        def __new__(cls, a: str, b: str) -> Odd:  # pickle could not rebuild it
+            return str.__new__(cls, a + b)
+
+        def __str__(self) -> str:
+            return self
+
+    cleaned = clean_text(Odd("hello ", "world"))
+    assert type(cleaned) is str and cleaned == "hello world"
