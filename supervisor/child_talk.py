@@ -73,6 +73,7 @@ class ChildTalk:
         kind = message[0]
         if kind == protocol.DONE:
             _, successes, failures = message
+            child.reported += len(successes) + len(failures)
             doomed = child.kill.job.id if child.kill and child.kill.job else None
             assigned = child.assigned
             tally = self.tally

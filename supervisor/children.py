@@ -40,6 +40,7 @@ class Child:
     assigned: dict[int, ClaimedJob] = field(default_factory=dict)
     kill: KillPlan | None = None
     bye: str | None = None  # the reason it gave for leaving on its own (drained, recycled)
+    reported: int = 0  # outcomes read from it: its slot's jobs_done less this ran unreported
     exit_status: int | None = None
     eof: asyncio.Event = field(default_factory=asyncio.Event)
 

@@ -4,6 +4,7 @@ tests/unit/ asks directly."""
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -81,6 +82,22 @@ def death_verdict(status: int, plan: KillPlan | None) -> Verdict:
     # A worker that left cleanly when asked needs no "(exit code 0)" on the record.
     clean = os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
     return Verdict(plan.outcome, plan.reason if clean else f"{plan.reason} ({cause})", plan.final)
+
+
+def unreported_outcome(status: int) -> Verdict:
+    """What a job means that the child finished but whose outcome died with it (its slot
+    counted it done; its report never came): it ran, so its attempt is spent and recorded, and
+    retried like a crash."""
+    return Verdict(
+        "crashed",
+        f"worker {describe_exit(status)} after this job had finished, before its outcome "
+        "reached the supervisor (the job may have done its work)",
+    )
+
+
+def log_level(outcome: str) -> int:
+    """A cancel is someone's request, logged as news; a death or a kill is a warning."""
+    return logging.INFO if outcome == "cancelled" else logging.WARNING
 
 
 def death_expected(*, said_bye: bool, killed: bool, held_running_job: bool) -> bool:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import signal
 import time
@@ -27,7 +26,9 @@ from jobfleet.supervisor.decisions import (
     death_expected,
     death_verdict,
     kill_verdict,
+    log_level,
     spawn_delay,
+    unreported_outcome,
 )
 from jobfleet.supervisor.dispatch import Dispatcher
 from jobfleet.supervisor.node import Node
@@ -236,7 +237,7 @@ class WorkerPool:
             job_started=started,
         )
         log.log(
-            _level(outcome),
+            log_level(outcome),
             "stopping worker",
             extra=self._fields(
                 worker=child.pid,
@@ -296,7 +297,7 @@ class WorkerPool:
             spec = self.node.handlers.get(running.type)
             self.outbox.add_result(verdict.record(running, child.pid, started, spec))
             log.log(
-                _level(verdict.outcome),
+                log_level(verdict.outcome),
                 "job's worker died" if plan is None else "job's worker stopped",
                 extra=self._fields(
                     worker=child.pid,
@@ -306,7 +307,14 @@ class WorkerPool:
                     reason=verdict.reason,
                 ),
             )
-        # Jobs it held but had not started (or finished without reporting): run them again.
+        # Jobs it finished whose outcomes died with it ran: their attempts are recorded (and
+        # retried), never released as if they had not. The rest it never started: released.
+        unreported = max(0, view.jobs_done - child.reported)
+        ran = unreported_outcome(status)
+        for job in list(child.assigned.values())[:unreported]:
+            child.assigned.pop(job.id)
+            spec = self.node.handlers.get(job.type)
+            self.outbox.add_result(ran.record(job, child.pid, time.time(), spec))
         self.outbox.add_releases((j.id, j.attempt) for j in child.assigned.values())
         child.assigned.clear()
         expected = death_expected(
@@ -387,8 +395,3 @@ class WorkerPool:
             child.assigned.update(zip(map(JOB_ID, batch), batch, strict=True))
             send(child, (protocol.JOBS, list(map(FOR_CHILD, batch))))
         return len(jobs)
-
-
-def _level(outcome: Any) -> int:
-    """A cancel is someone's request, logged as news; a death or a kill is a warning."""
-    return logging.INFO if outcome == "cancelled" else logging.WARNING

@@ -232,3 +232,42 @@ def test_a_worker_that_sends_garbage_is_killed_and_its_job_recorded(
     assert "worker sent a message the supervisor cannot read" in error, error
     wait_until(lambda: _job(conn, after)[0] == "succeeded", timeout=30, what="the next job")
     assert node.proc.poll() is None
+
+
+BATCH_MATES = """
+import os
+from jobfleet.worker import handler
+
+@handler("side")
+def side(payload):
+    with open(payload["file"], "a") as f:
+        f.write("ran\\n")
+
+@handler("die")
+def die(payload):
+    os._exit(3)
+"""
+
+
+def test_a_job_that_finished_before_its_worker_died_is_recorded_not_released(
+    conn: psycopg.Connection[Any], fleet: Any, tmp_path: Any
+) -> None:
+    """Its outcome was still in the worker when it died: the job ran, so its attempt is spent
+    and recorded (and retried), never handed back as if it had not run."""
+    env = handler_module(tmp_path, "mates", BATCH_MATES)
+    ran = tmp_path / "ran.txt"
+    side = jobfleet.enqueue(conn, "side", {"file": str(ran)}, priority=10)
+    die = jobfleet.enqueue(conn, "die", priority=9, max_attempts=1)
+    # One worker, nothing learned yet: the two go out together, side first.
+    node = fleet("a", "--workers", "1", "--handlers", "mates", env=env)
+    wait_until(lambda: _job(conn, side)[0] == "succeeded", timeout=30, what="side to succeed")
+    assert _job(conn, die)[0] == "dead"
+    outcomes = conn.execute(
+        "SELECT attempt, outcome, error FROM job_attempts WHERE job_id = %s ORDER BY attempt",
+        (side,),
+    ).fetchall()
+    # It ran twice (at least once, as promised), and both runs are on the record.
+    assert ran.read_text().count("ran") == 2
+    assert [o[:2] for o in outcomes] == [(1, "crashed"), (2, "succeeded")], outcomes
+    assert "after this job had finished" in outcomes[0][2]
+    assert node.proc.poll() is None

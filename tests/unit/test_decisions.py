@@ -133,3 +133,15 @@ def test_a_verdict_records_the_attempt_with_the_types_backoff() -> None:
     )
     assert record.started_at == datetime.fromtimestamp(1_700_000_000, UTC)
     assert Verdict("crashed", "x").record(job, 1, 0.0, None).backoff is None
+
+
+def test_a_job_whose_outcome_died_with_its_worker_is_a_crash_that_says_so() -> None:
+    import logging
+
+    from jobfleet.supervisor.decisions import log_level, unreported_outcome
+
+    verdict = unreported_outcome(_exit(3))
+    assert verdict.outcome == "crashed" and not verdict.final
+    assert verdict.reason.startswith("worker exit code 3 after this job had finished")
+    assert log_level("cancelled") == logging.INFO
+    assert log_level("crashed") == log_level("timed_out") == logging.WARNING
