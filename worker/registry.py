@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Callable, Iterable
+import sys
+import traceback
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -103,19 +105,40 @@ def registered() -> dict[str, HandlerSpec]:
 DEFAULT_HANDLER_MODULES = ("jobfleet.worker.examples",)
 
 
-def load_handlers(modules: Iterable[str]) -> dict[str, HandlerSpec]:
-    """Import the handler modules; return every registered handler by type."""
+def load_handlers(
+    modules: Iterable[str], *, search_first: Sequence[str] = ()
+) -> dict[str, HandlerSpec]:
+    """Import the handler modules, looking in `search_first` before the rest of sys.path;
+    return every registered handler by type. A module that is not found is named with where
+    it was looked for; one whose own import fails, with its traceback."""
+    for folder in reversed(search_first):
+        if folder in sys.path:
+            sys.path.remove(folder)
+        sys.path.insert(0, folder)
     for name in modules:
         try:
             importlib.import_module(name)
-        except ImportError as exc:
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not (name == exc.name or name.startswith(exc.name + ".")):
+                raise _failed_import(name) from exc  # the module imports something missing
+            where = ", ".join(search_first) or "sys.path"
             raise ImportError(
-                f"cannot import handler module {name!r}: {exc}. Pass an importable module "
-                "path to --handlers (the current directory is on the path)."
+                f"cannot import handler module {name!r}: no module named {exc.name!r} in "
+                f"{where} or the installed packages. Pass an importable module path to "
+                "--handlers, and add its folder with --pythonpath if it is not the working "
+                "directory."
             ) from exc
+        except Exception as exc:
+            raise _failed_import(name) from exc
     if not _REGISTRY:
         raise ValueError(
             f"no handlers registered by {', '.join(modules)}: decorate functions with "
             "@jobfleet.worker.handler('type')"
         )
     return registered()
+
+
+def _failed_import(name: str) -> ImportError:
+    """The module was found, but running it failed: its traceback says where and why."""
+    text = traceback.format_exc().rstrip()
+    return ImportError(f"importing handler module {name!r} failed:\n{text}")

@@ -36,6 +36,15 @@ def cmd_migrate(args: argparse.Namespace, config: Settings) -> int:
     return 0
 
 
+def _pythonpath(value: str | None) -> list[str]:
+    """--pythonpath's folders, then the working directory (as `python -m` has it)."""
+    folders = [os.path.abspath(d) for d in (value or "").split(os.pathsep) if d]
+    for folder in folders:
+        if not os.path.isdir(folder):
+            raise ValueError(f"--pythonpath {folder!r} is not a folder")
+    return [*folders, os.getcwd()]
+
+
 def cmd_supervisor(args: argparse.Namespace, config: Settings) -> int:
     import asyncio
 
@@ -44,9 +53,7 @@ def cmd_supervisor(args: argparse.Namespace, config: Settings) -> int:
     from jobfleet.worker.registry import load_handlers
 
     modules = [m.strip() for m in args.handlers.split(",") if m.strip()]
-    if os.getcwd() not in sys.path:  # `--handlers mymodule` from the project directory
-        sys.path.insert(0, os.getcwd())
-    handlers = load_handlers(modules)
+    handlers = load_handlers(modules, search_first=_pythonpath(args.pythonpath))
     queues = _names("queue", args.queues)
     name = args.node_name or config.node_name or default_node_name()
     source = "--node-name" if args.node_name else "JOBFLEET_NODE_NAME"

@@ -113,8 +113,20 @@ def positive_float(text: str) -> float:
     return value
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("jobfleet")
+    except PackageNotFoundError:  # run from a tree that was never installed
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="jobfleet", description=DESCRIPTION, epilog=EPILOG)
+    parser.add_argument(
+        "--version", action="version", version=f"jobfleet {_version()}", help="print the version"
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     commands.add_parser(
@@ -134,6 +146,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="jobfleet.worker.examples",
         metavar="MODULE[,MODULE]",
         help="modules whose @handler functions this node runs (default: jobfleet.worker.examples)",
+    )
+    sup.add_argument(
+        "--pythonpath",
+        default=None,
+        metavar="DIR[:DIR]",
+        help="folders to import handler modules from, searched first (the working directory "
+        "comes next, as with python -m)",
     )
     sup.add_argument(
         "--queues",
