@@ -1,9 +1,11 @@
 """jobfleet: a job-processing system on PostgreSQL.
 
-Applications import this package to enqueue jobs inside their own transactions and to wait for
-results; handlers are registered with `jobfleet.worker.handler`.
+Applications import this package to enqueue jobs inside their own transactions, wait for their
+results, look at them, cancel and retry them; handlers are registered with
+`jobfleet.worker.handler`.
 """
 
+from jobfleet.client import cancel, get, retry
 from jobfleet.enqueue import enqueue, enqueue_many
 from jobfleet.errors import (
     ConfigError,
@@ -22,8 +24,11 @@ __all__ = [
     "JobNotFound",
     "JobfleetError",
     "SchemaOutOfDate",
+    "cancel",
     "enqueue",
     "enqueue_many",
+    "get",
+    "retry",
     "wait",
 ]
 __version__ = "0.1.0"

@@ -115,3 +115,13 @@ def with_dbname(url: str, dbname: str) -> str:
     params = conninfo_to_dict(url)
     params["dbname"] = dbname
     return make_conninfo("", **params)
+
+
+def require_sync(conn: Any, call: str) -> None:
+    """A connection the synchronous API can use; an asyncio one is a TypeError naming the call
+    of jobfleet.aio to use instead (else psycopg fails on a coroutine, far from the cause)."""
+    if isinstance(conn, psycopg.AsyncConnection):
+        raise TypeError(
+            f"jobfleet.{call}() takes a psycopg.Connection; for an AsyncConnection use "
+            f"`await jobfleet.aio.{call}(...)`"
+        )

@@ -12,6 +12,7 @@ from typing import Any
 
 import psycopg
 
+from jobfleet.db import require_sync
 from jobfleet.errors import JobfleetError
 from jobfleet.options import EnqueueOptions, check_name, check_options, encode_json
 from jobfleet.queries import sql
@@ -40,6 +41,7 @@ def enqueue_job(
 ) -> tuple[int, bool]:
     """`enqueue`, also saying whether the job is new (False: its idempotency key was taken).
     `payload_limit` overrides JOBFLEET_MAX_PAYLOAD_BYTES (a server's own settings)."""
+    require_sync(conn, "enqueue")
     check_name("type", type)
     checked = check_options(**options)
     body = encode_json("payload", payload, payload_limit or settings().max_payload_bytes)
@@ -66,6 +68,7 @@ def enqueue_many(
     Takes enqueue's options except idempotency_key, applied to every job. Every payload is
     checked before anything is written.
     """
+    require_sync(conn, "enqueue_many")
     check_name("type", type)
     if options.get("idempotency_key") is not None:
         raise ValueError("idempotency_key is not supported by enqueue_many: use enqueue per job")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from jobfleet.db import connect
+import psycopg
+
+from jobfleet.db import connect, require_sync
 from jobfleet.errors import JobFailed, JobNotFound
 from jobfleet.queries import sql
 
@@ -15,35 +17,52 @@ MAX_POLL_SECONDS = 0.5
 
 
 def wait_for_terminal(
-    job_id: int, timeout: float | None = None, url: str | None = None
+    job_id: int,
+    timeout: float | None = None,
+    url: str | None = None,
+    *,
+    conn: psycopg.Connection[Any] | None = None,
 ) -> tuple[str, Any, str | None]:
-    """Block until the job is succeeded, cancelled or dead; return (state, result, error)."""
+    """Block until the job is succeeded, cancelled or dead; return (state, result, error).
+    Polls on `conn` if given (as is: it should not hold a snapshot, such as an open REPEATABLE
+    READ transaction), else on a connection of its own."""
+    if conn is not None:
+        return _poll(conn, job_id, timeout)
+    with connect(url, autocommit=True) as own:
+        return _poll(own, job_id, timeout)
+
+
+def _poll(conn: Any, job_id: int, timeout: float | None) -> tuple[str, Any, str | None]:
     deadline = None if timeout is None else time.monotonic() + timeout
     pause = FIRST_POLL_SECONDS
-    with connect(url, autocommit=True) as conn:
-        while True:
-            row = conn.execute(sql("job_wait_state"), {"id": job_id}).fetchone()
-            if row is None:
-                raise JobNotFound(job_id)
-            state, result, error = row
-            if state in ("succeeded", "cancelled", "dead"):
-                return state, result, error
-            if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(f"job {job_id} is still {state} after {timeout:g} s")
-                pause = min(pause, left)
-            time.sleep(pause)
-            pause = min(pause * 2, MAX_POLL_SECONDS)
+    while True:
+        row = conn.execute(sql("job_wait_state"), {"id": job_id}).fetchone()
+        if row is None:
+            raise JobNotFound(job_id)
+        state, result, error = row
+        if state in ("succeeded", "cancelled", "dead"):
+            return state, result, error
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"job {job_id} is still {state} after {timeout:g} s")
+            pause = min(pause, left)
+        time.sleep(pause)
+        pause = min(pause * 2, MAX_POLL_SECONDS)
 
 
-def wait(job_id: int, timeout: float | None = None) -> Any:
-    """The result of the job once it succeeded.
+def wait(
+    job_id: int, timeout: float | None = None, *, conn: psycopg.Connection[Any] | None = None
+) -> Any:
+    """The result of the job once it succeeded (polling on `conn` if given, else on a
+    connection of its own).
 
     Raises JobFailed (with the state and last error) for a dead or cancelled job, TimeoutError
     when `timeout` seconds pass first, JobNotFound for an id that does not exist.
     """
-    state, result, error = wait_for_terminal(job_id, timeout)
+    if conn is not None:
+        require_sync(conn, "wait")
+    state, result, error = wait_for_terminal(job_id, timeout, conn=conn)
     if state != "succeeded":
         raise JobFailed(job_id, state, error)
     return result

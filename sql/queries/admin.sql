@@ -94,3 +94,19 @@ RETURNING id;
 
 -- name: queue_counts
 SELECT queue, state, count(*) FROM jobs GROUP BY queue, state;
+
+-- name: retry_job
+-- A dead or cancelled job back to the queue with a fresh budget of attempts (attempt numbers
+-- keep counting, so the first run's history stays); idle nodes are told.
+WITH retried AS (
+    UPDATE jobs
+    SET state = 'queued', run_at = now(), started_at = NULL, finished_at = NULL,
+        cancel_requested = false,
+        max_attempts = least(attempt::bigint + (max_attempts - attempt_base), 2147483647),
+        attempt_base = attempt
+    WHERE id = %(id)s AND state IN ('dead', 'cancelled')
+    RETURNING id
+), told AS (
+    SELECT pg_notify('jobfleet_jobs', '') WHERE EXISTS (SELECT 1 FROM retried)
+)
+SELECT id FROM retried LEFT JOIN told ON true;
