@@ -5,6 +5,7 @@ results, look at them, cancel and retry them; handlers are registered with
 `jobfleet.worker.handler`.
 """
 
+from jobfleet import aio
 from jobfleet.client import cancel, get, retry
 from jobfleet.enqueue import enqueue, enqueue_many
 from jobfleet.errors import (
@@ -24,6 +25,7 @@ __all__ = [
     "JobNotFound",
     "JobfleetError",
     "SchemaOutOfDate",
+    "aio",
     "cancel",
     "enqueue",
     "enqueue_many",

@@ -20,8 +20,17 @@ def show_job(conn: Any, job_id: int, *, attempts: bool = True) -> dict[str, Any]
     row = cur.fetchone()
     if row is None:
         raise JobNotFound(job_id)
-    job = dict(zip([c.name for c in cur.description], row, strict=True))
-    history = _attempts(conn, job_id) if attempts else []
+    names = [c.name for c in cur.description]
+    history: list[dict[str, Any]] = []
+    if attempts:
+        found = conn.execute(sql("attempts_of_job"), {"id": job_id})
+        history = attempt_shapes([c.name for c in found.description], found.fetchall())
+    return job_shape(names, row, history)
+
+
+def job_shape(names: list[str], row: Any, history: list[dict[str, Any]]) -> dict[str, Any]:
+    """A `job_by_id` row and its attempts as `jobs show --json` shows them."""
+    job = dict(zip(names, row, strict=True))
     return {
         "id": job["id"],
         "type": job["type"],
@@ -48,14 +57,13 @@ def show_job(conn: Any, job_id: int, *, attempts: bool = True) -> dict[str, Any]
     }
 
 
-def _attempts(conn: Any, job_id: int) -> list[dict[str, Any]]:
-    cur = conn.execute(sql("attempts_of_job"), {"id": job_id})
-    names = [c.name for c in cur.description]
-    rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
-    for attempt in rows:
+def attempt_shapes(names: list[str], rows: list[Any]) -> list[dict[str, Any]]:
+    """`attempts_of_job` rows as `jobs show --json` shows them."""
+    shaped = [dict(zip(names, r, strict=True)) for r in rows]
+    for attempt in shaped:
         attempt["started_at"] = iso(attempt["started_at"])
         attempt["finished_at"] = iso(attempt["finished_at"])
-    return rows
+    return shaped
 
 
 def list_jobs(
@@ -127,11 +135,24 @@ def cancel(conn: Any, job_id: int) -> str:
     row = conn.execute(sql("cancel_job"), {"id": job_id}).fetchone()
     if row is not None:
         return str(row[0])
-    current = conn.execute(sql("job_state"), {"id": job_id}).fetchone()
+    raise cancel_refused(job_id, conn.execute(sql("job_state"), {"id": job_id}).fetchone())
+
+
+def cancel_refused(job_id: int, current: Any) -> JobfleetError:
+    """Why a cancel changed nothing, from the job's `job_state` row (None: no such job)."""
     if current is None:
-        raise JobNotFound(job_id)
-    raise JobfleetError(
+        return JobNotFound(job_id)
+    return JobfleetError(
         f"job {job_id} {_finished_as(current[0])}; only queued or running jobs can be cancelled"
+    )
+
+
+def retry_refused(job_id: int, current: Any) -> JobfleetError:
+    """Why a retry changed nothing, from the job's `job_state` row (None: no such job)."""
+    if current is None:
+        return JobNotFound(job_id)
+    return JobfleetError(
+        f"job {job_id} is {current[0]}; only dead or cancelled jobs can be retried"
     )
 
 

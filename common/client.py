@@ -12,7 +12,6 @@ import psycopg
 
 from jobfleet import admin
 from jobfleet.db import connect, require_sync
-from jobfleet.errors import JobfleetError, JobNotFound
 from jobfleet.queries import sql
 
 T = TypeVar("T")
@@ -52,11 +51,6 @@ def retry(job_id: int, *, conn: psycopg.Connection[Any] | None = None) -> str:
     def work(c: Any) -> str:
         if c.execute(sql("retry_job"), {"id": job_id}).fetchone() is not None:
             return "queued"
-        current = c.execute(sql("job_state"), {"id": job_id}).fetchone()
-        if current is None:
-            raise JobNotFound(job_id)
-        raise JobfleetError(
-            f"job {job_id} is {current[0]}; only dead or cancelled jobs can be retried"
-        )
+        raise admin.retry_refused(job_id, c.execute(sql("job_state"), {"id": job_id}).fetchone())
 
     return _on(conn, "retry", work)

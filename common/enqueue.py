@@ -1,12 +1,13 @@
 """Putting jobs in the queue, inside the caller's own transaction.
 
 Nothing here commits, rolls back or opens a connection: a job enqueued with a business change
-commits with it or vanishes with it.
+commits with it or vanishes with it. What is checked and built is the same for a blocking
+connection (here) and an asyncio one (jobfleet.aio): the pure steps below serve both.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -42,22 +43,13 @@ def enqueue_job(
     """`enqueue`, also saying whether the job is new (False: its idempotency key was taken).
     `payload_limit` overrides JOBFLEET_MAX_PAYLOAD_BYTES (a server's own settings)."""
     require_sync(conn, "enqueue")
-    check_name("type", type)
-    checked = check_options(**options)
-    body = encode_json("payload", payload, payload_limit or settings().max_payload_bytes)
-    params = {"type": type, "payload": body, **checked.as_params()}
+    params = one_job(type, payload, options, payload_limit)
     row = conn.execute(sql("enqueue"), params).fetchone()
     if row is not None:
         return int(row[0]), True
-    existing = conn.execute(
-        sql("job_id_by_idempotency_key"), {"key": checked.idempotency_key}
-    ).fetchone()
-    if existing is None:  # the holder of the key is not visible to this transaction's snapshot
-        raise JobfleetError(
-            f"idempotency key {checked.idempotency_key!r} is taken by a job this transaction "
-            "cannot see (REPEATABLE READ or SERIALIZABLE snapshot); retry the transaction"
-        )
-    return int(existing[0]), False
+    key = params["idempotency_key"]
+    existing = conn.execute(sql("job_id_by_idempotency_key"), {"key": key}).fetchone()
+    return existing_job(existing, key), False
 
 
 def enqueue_many(
@@ -69,6 +61,47 @@ def enqueue_many(
     checked before anything is written.
     """
     require_sync(conn, "enqueue_many")
+    checked, bodies = many_jobs(type, payloads, options)
+    if not bodies:
+        return []
+    defaults = conn.execute(sql("type_defaults"), {"type": type}).fetchone()
+    now = conn.execute(sql("db_now")).fetchone() if checked.run_at is None else None
+    row = conn.execute(sql("reserve_job_ids"), {"n": len(bodies)}).fetchone()
+    ids: list[int] = row[0] if row else []
+    values = row_values(checked, defaults, now[0] if now else None)
+    with conn.cursor() as cur, cur.copy(sql("copy_jobs")) as copy:
+        for block in copy_blocks(type, values, ids, bodies):
+            copy.write(block)
+    return ids
+
+
+# -- the pure steps (jobfleet.aio takes them too) --------------------------------------------
+
+
+def one_job(
+    type: str, payload: Any, options: dict[str, Any], payload_limit: int | None = None
+) -> dict[str, Any]:
+    """The checked parameters of the `enqueue` statement; ValueError naming what is wrong."""
+    check_name("type", type)
+    checked = check_options(**options)
+    body = encode_json("payload", payload, payload_limit or settings().max_payload_bytes)
+    return {"type": type, "payload": body, **checked.as_params()}
+
+
+def existing_job(row: Any, key: str | None) -> int:
+    """The id of the job that holds an idempotency key, from its lookup's row."""
+    if row is None:  # the holder of the key is not visible to this transaction's snapshot
+        raise JobfleetError(
+            f"idempotency key {key!r} is taken by a job this transaction cannot see "
+            "(REPEATABLE READ or SERIALIZABLE snapshot); retry the transaction"
+        )
+    return int(row[0])
+
+
+def many_jobs(
+    type: str, payloads: Iterable[Any], options: dict[str, Any]
+) -> tuple[EnqueueOptions, list[str]]:
+    """The checked options and every payload's JSON, before anything is written."""
     check_name("type", type)
     if options.get("idempotency_key") is not None:
         raise ValueError("idempotency_key is not supported by enqueue_many: use enqueue per job")
@@ -80,19 +113,37 @@ def enqueue_many(
             bodies.append(encode_json("payload", payload, limit))
         except ValueError as exc:
             raise ValueError(f"payload #{index + 1}: {exc}") from None
-    if not bodies:
-        return []
-    values = _resolved_row_values(conn, type, checked)
-    row = conn.execute(sql("reserve_job_ids"), {"n": len(bodies)}).fetchone()
-    ids: list[int] = row[0] if row else []
-    # COPY's text format, written in blocks: one Python call per block, not per row. Every
-    # column but the id and the payload is the same on each row.
+    return checked, bodies
+
+
+def row_values(checked: EnqueueOptions, defaults: Any, now: datetime | None) -> tuple[Any, ...]:
+    """The columns COPY writes for every row, with the type's defaults (its `type_defaults`
+    row, or None) filled in; `now` is the database's clock, for a delay."""
+    t_queue, t_priority, t_max, t_timeout, t_backoff, t_backoff_s = defaults or (None,) * 6
+    run_at = checked.run_at
+    if run_at is None:
+        assert now is not None
+        run_at = now + timedelta(seconds=checked.delay or 0)
+    return (
+        _first(checked.queue, t_queue, "default"),
+        _first(checked.priority, t_priority, 0),
+        run_at,
+        _first(checked.max_attempts, t_max, 5),
+        _first(checked.timeout, t_timeout),
+        _first(checked.backoff, t_backoff),
+        _first(checked.backoff_seconds, t_backoff_s),
+    )
+
+
+def copy_blocks(
+    type: str, values: tuple[Any, ...], ids: list[int], bodies: list[str]
+) -> Iterator[str]:
+    """The rows in COPY's text format, in blocks: one write per block, not per row. Every
+    column but the id and the payload is the same on each row."""
     middle = "\t" + "\t".join(_copy_field(v) for v in (type, *values)) + "\t"
     lines = [f"{i}{middle}{_copy_text(b)}\n" for i, b in zip(ids, bodies, strict=True)]
-    with conn.cursor() as cur, cur.copy(sql("copy_jobs")) as copy:
-        for start in range(0, len(lines), COPY_BLOCK_ROWS):
-            copy.write("".join(lines[start : start + COPY_BLOCK_ROWS]))
-    return ids
+    for start in range(0, len(lines), COPY_BLOCK_ROWS):
+        yield "".join(lines[start : start + COPY_BLOCK_ROWS])
 
 
 def _copy_text(text: str) -> str:
@@ -109,28 +160,6 @@ def _copy_field(value: Any) -> str:
     if isinstance(value, datetime):
         return value.isoformat()
     return str(value)
-
-
-def _resolved_row_values(
-    conn: psycopg.Connection[Any], type: str, checked: EnqueueOptions
-) -> tuple[Any, ...]:
-    """The columns COPY writes for every row, with the type's defaults filled in."""
-    row = conn.execute(sql("type_defaults"), {"type": type}).fetchone()
-    t_queue, t_priority, t_max, t_timeout, t_backoff, t_backoff_s = row or (None,) * 6
-    run_at = checked.run_at
-    if run_at is None:
-        now = conn.execute(sql("db_now")).fetchone()
-        assert now is not None
-        run_at = now[0] + timedelta(seconds=checked.delay or 0)
-    return (
-        _first(checked.queue, t_queue, "default"),
-        _first(checked.priority, t_priority, 0),
-        run_at,
-        _first(checked.max_attempts, t_max, 5),
-        _first(checked.timeout, t_timeout),
-        _first(checked.backoff, t_backoff),
-        _first(checked.backoff_seconds, t_backoff_s),
-    )
 
 
 def _first(*values: Any) -> Any:

@@ -36,5 +36,14 @@ def _json_or_note(data: bytes | bytearray | memoryview | str) -> Any:
 
 def tolerate(conn: psycopg.Connection[Any]) -> None:
     """Load this connection's timestamps and JSON tolerantly (see the module's docstring)."""
+    _register(conn)
+
+
+def tolerate_async(conn: psycopg.AsyncConnection[Any]) -> None:
+    """`tolerate` for an asyncio connection."""
+    _register(conn)
+
+
+def _register(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> None:
     conn.adapters.register_loader("timestamptz", _TimestamptzOrText)
     set_json_loads(_json_or_note, conn)

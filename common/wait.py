@@ -9,6 +9,7 @@ import psycopg
 
 from jobfleet.db import connect, require_sync
 from jobfleet.errors import JobFailed, JobNotFound
+from jobfleet.jobs import TERMINAL_STATES
 from jobfleet.queries import sql
 
 # Start by checking often (short jobs finish in milliseconds), back off to spare the database.
@@ -40,7 +41,7 @@ def _poll(conn: Any, job_id: int, timeout: float | None) -> tuple[str, Any, str 
         if row is None:
             raise JobNotFound(job_id)
         state, result, error = row
-        if state in ("succeeded", "cancelled", "dead"):
+        if state in TERMINAL_STATES:
             return state, result, error
         if deadline is not None:
             left = deadline - time.monotonic()
