@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from jobfleet.jobs import ClaimedJob, Outcome
+from jobfleet.worker.hooks import EXIT_START_HOOK_FAILED
 from jobfleet.worker.loop import ChildConfig, ChildLoop
 from jobfleet.worker.registry import HandlerSpec
 from jobfleet.worker.slots import SlotTable
@@ -100,5 +101,8 @@ def describe_exit(status: int) -> str:
             name = "unknown"
         return f"killed by signal {sig} ({name})"
     if os.WIFEXITED(status):
-        return f"exit code {os.WEXITSTATUS(status)}"
+        code = os.WEXITSTATUS(status)
+        if code == EXIT_START_HOOK_FAILED:
+            return f"exit code {code} (its on_worker_start hook failed: see its traceback)"
+        return f"exit code {code}"
     return f"ended with wait status {status}"

@@ -21,6 +21,7 @@ from jobfleet.jobs import AttemptResult, Success
 from jobfleet.processes import die_with_parent
 from jobfleet.worker import protocol
 from jobfleet.worker.execute import execute
+from jobfleet.worker.hooks import EXIT_START_HOOK_FAILED, start_hooks, stop_hooks
 from jobfleet.worker.registry import HandlerSpec
 from jobfleet.worker.slots import SlotTable
 
@@ -42,6 +43,10 @@ class ChildConfig:
 
 
 class _Stop(Exception):
+    pass
+
+
+class _StartHookFailed(Exception):
     pass
 
 
@@ -67,6 +72,15 @@ class ChildLoop:
         code = 0
         try:
             self._prepare_process()
+            for hook in start_hooks():
+                try:
+                    hook()
+                except Exception:
+                    log.exception(
+                        "a worker start hook failed; this worker is not used",
+                        extra={"worker": self.index, "hook": getattr(hook, "__name__", hook)},
+                    )
+                    raise _StartHookFailed from None
             while True:
                 message = protocol.recv_frame(self.sock)
                 if message is None:  # the supervisor is gone
@@ -82,6 +96,8 @@ class ChildLoop:
                     break
         except _Stop:
             pass
+        except _StartHookFailed:
+            code = EXIT_START_HOOK_FAILED
         except SystemExit as exc:  # a handler called sys.exit(): exit as it asked
             code = exc.code if isinstance(exc.code, int) else 1
         except BaseException:
@@ -89,7 +105,20 @@ class ChildLoop:
             with contextlib.suppress(BaseException):
                 log.exception("worker child failed", extra={"worker": self.index})
         finally:
+            if code == 0:
+                self._run_stop_hooks()
             os._exit(code)
+
+    def _run_stop_hooks(self) -> None:
+        for hook in stop_hooks():
+            try:
+                hook()
+            except Exception:
+                with contextlib.suppress(BaseException):
+                    log.exception(
+                        "a worker stop hook failed",
+                        extra={"worker": self.index, "hook": getattr(hook, "__name__", hook)},
+                    )
 
     def _prepare_process(self) -> None:
         # Ctrl-C in a terminal signals the whole group; the supervisor decides for us.
