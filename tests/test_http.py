@@ -332,3 +332,18 @@ def test_the_openapi_document_lists_every_status_with_the_error_body(
         )
         if str(response.status_code) in ERROR_STATUSES:
             assert set(response.json()) >= {"error", "message"}
+
+
+def test_docs_and_redoc_are_served_with_every_asset_local(client: TestClient) -> None:
+    import re
+
+    for page in ("/docs", "/redoc"):
+        html = client.get(page)
+        assert html.status_code == 200 and "text/html" in html.headers["content-type"]
+        assert not re.search(r"""(src|href)=["']?(https?:)?//""", html.text), html.text
+        assets = re.findall(r"""(?:src|href)=["']?(/[^"' >]+)""", html.text)
+        assert any(a.endswith(".js") for a in assets), html.text
+        for asset in assets:
+            served = client.get(asset)
+            assert served.status_code == 200 and len(served.content) > 1000, asset
+        assert "/openapi.json" in html.text

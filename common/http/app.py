@@ -8,7 +8,6 @@ they call the same code as the CLI, so the two cannot disagree. `role="metrics"`
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Annotated, Any, Literal
@@ -18,14 +17,15 @@ import psycopg_pool.pool
 from fastapi import Depends, FastAPI, Path, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg_pool import ConnectionPool
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp
 
 from jobfleet import admin, apikeys, metrics
 from jobfleet.db import Connection, connection_options
 from jobfleet.enqueue import enqueue_job
-from jobfleet.http import errors
+from jobfleet.http import docs, errors
 from jobfleet.http.errors import ApiError, responses
 from jobfleet.http.limits import AddressLimit, BodySizeLimit, client_address
+from jobfleet.http.request_metrics import RequestMetrics
 from jobfleet.http.schemas import (
     CancelResult,
     CreatedJobs,
@@ -104,6 +104,8 @@ def create_app(url: str, config: Settings, role: Role = "api") -> ASGIApp:
         # `curl -d '{...}'` sends no JSON content type; the body is JSON all the same.
         strict_content_type=False,
         redirect_slashes=False,  # /jobs/ is a 404 with the error body, not a bare 307
+        docs_url=None,  # ours, with local assets (http/docs.py)
+        redoc_url=None,
     )
     errors.install(app)
 
@@ -164,6 +166,7 @@ def create_app(url: str, config: Settings, role: Role = "api") -> ASGIApp:
 
     if role == "api":
         _job_routes(app, access, config)
+        docs.install(app)
     _health_routes(app, connection)
     # Metrics outermost, so a 413 the size limit answers is counted too.
     return RequestMetrics(BodySizeLimit(app, config.max_request_bytes))
@@ -360,40 +363,3 @@ def _health_routes(app: FastAPI, connection: Callable[..., Any]) -> None:
     def prometheus_metrics() -> Response:
         body, content_type = metrics.exposition()
         return Response(body, media_type=content_type)
-
-
-# Methods counted by name in the request metrics; any other a client makes up is `other`, so
-# a caller cannot grow /metrics with labels of its own choosing.
-KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
-
-
-class RequestMetrics:
-    """Counts and times every request by method, route template and status. Every label is
-    from a fixed set: a known method or `other`, a route's template (never the raw path) or
-    `unmatched`, and a status this API answers with."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        status = 500
-
-        async def watched_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, watched_send)
-        finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
-            method = scope["method"] if scope["method"] in KNOWN_METHODS else "other"
-            m = metrics.metrics()
-            m.http_requests.labels(method, template, str(status)).inc()
-            m.http_duration.labels(method, template).observe(time.perf_counter() - start)
