@@ -168,10 +168,15 @@ def load_settings(**overrides: object) -> Settings:
 NOT_SETTINGS = frozenset({"JOBFLEET_HANDLERS", "JOBFLEET_BENCH_CELERY_BROKER"})
 
 
+_warned: set[str] = set()  # each misspelt name is said once per process, however often read
+
+
 def _warn_unknown(environ: Mapping[str, str]) -> None:
     """A misspelled setting would be ignored in silence and its default used: say so."""
     known = {f"JOBFLEET_{name.upper()}" for name in Settings.model_fields} | NOT_SETTINGS
-    for name in sorted(n for n in environ if n.startswith("JOBFLEET_") and n not in known):
+    unknown = {n for n in environ if n.startswith("JOBFLEET_") and n not in known} - _warned
+    _warned.update(unknown)
+    for name in sorted(unknown):
         guess = difflib.get_close_matches(name, known, n=1)
         hint = f" (did you mean {guess[0]}?)" if guess else ""
         print(f"jobfleet: warning: {name} is not a setting and is ignored{hint}", file=sys.stderr)

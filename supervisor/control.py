@@ -78,7 +78,7 @@ class Control:
         self.queue_gauges = QueueGauges()
         self.next_gauges = time.monotonic() + GAUGES_FIRST_AFTER_SECONDS
         self.next_summary = 0.0
-        self.summarised = (0, 0)
+        self.summarised = (0, 0, 0)
         # The leader's figures for the queue gauges (empty on other nodes; see metrics.py).
         self.gauges: dict[str, Any] = {}
 
@@ -173,7 +173,8 @@ class Control:
     def log_summary(self) -> None:
         """Progress a person can see: what this node finished since the last summary."""
         now = time.monotonic()
-        done = (self.lanes.finished_ok, self.lanes.finished_bad)
+        lanes = self.lanes
+        done = (lanes.finished_ok, lanes.finished_bad, lanes.finished_cancelled)
         if now < self.next_summary or done == self.summarised:
             return
         self.next_summary = now + SUMMARY_EVERY_SECONDS
@@ -183,6 +184,7 @@ class Control:
                 "node": self.node.name,
                 "succeeded": done[0] - self.summarised[0],
                 "failed": done[1] - self.summarised[1],
+                "cancelled": done[2] - self.summarised[2],
                 "busy": self.pool.busy(),
             },
         )

@@ -93,7 +93,7 @@ class Lanes:
         # Bumped by more_work_may_exist(); a burst node's look found nothing elsewhere as of
         # clear_epoch (see _burst_done).
         self.work_epoch, self.clear_epoch = 0, -1
-        self.finished_ok = self.finished_bad = 0
+        self.finished_ok = self.finished_bad = self.finished_cancelled = 0
         self.late_results = 0
 
     def _fields(self, **extra: Any) -> dict[str, Any]:
@@ -241,14 +241,16 @@ class Lanes:
             flushed = await self.outbox.flush(db, self.node.name, self.config)
         finally:
             self.flushing = False
+        cancelled = sum(1 for f in flushed.failures if f.outcome == "cancelled")
         self.finished_ok += flushed.succeeded
-        self.finished_bad += len(flushed.failures)
+        self.finished_bad += len(flushed.failures) - cancelled
+        self.finished_cancelled += cancelled
         if flushed.statement_errors:
             self.tally.statement_errors["record"] += flushed.statement_errors
         for failure in flushed.failures[:FAILURES_LOGGED_PER_FLUSH]:
             last_line = (failure.error or "").strip().splitlines()[-1:] or [""]
             log.info(
-                "job attempt failed",
+                "job attempt cancelled" if failure.outcome == "cancelled" else "job attempt failed",
                 extra=self._fields(
                     job=failure.job_id,
                     attempt=failure.attempt,
@@ -259,7 +261,7 @@ class Lanes:
             )
         if len(flushed.failures) > FAILURES_LOGGED_PER_FLUSH:
             log.info(
-                "more attempts failed",
+                "more attempts failed or were cancelled",
                 extra=self._fields(count=len(flushed.failures) - FAILURES_LOGGED_PER_FLUSH),
             )
         if flushed.requeued:  # a retry or a released job may be ready at once

@@ -163,6 +163,7 @@ class Supervisor:
             extra=self._fields(
                 succeeded=self.lanes.finished_ok,
                 failed=self.lanes.finished_bad,
+                cancelled=self.lanes.finished_cancelled,
                 late_results=self.lanes.late_results,
             ),
         )

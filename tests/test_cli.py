@@ -372,3 +372,10 @@ def test_a_usage_error_points_at_the_help_of_the_command_in_use(cli: Cli) -> Non
     assert nested.stderr.strip().endswith("(see jobfleet jobs show --help)")
     unknown = cli("nope")
     assert unknown.stderr.strip().endswith("(see jobfleet --help)")
+
+
+def test_a_misspelt_setting_is_warned_about_once(cli: Cli) -> None:
+    result = cli("status", env={"JOBFLEET_LEASE_SECOND": "10"})
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "JOBFLEET_LEASE_SECOND " in line]
+    assert len(warnings) == 1 and "did you mean JOBFLEET_LEASE_SECONDS?" in warnings[0], warnings

@@ -205,3 +205,6 @@ def test_cancelling_a_running_job_stops_it_and_replaces_its_worker(
     [(attempt, outcome, _, error)] = attempts(conn, job)
     assert (attempt, outcome) == (1, "cancelled") and "cancelled while running" in error
     wait_until(lambda: node.children() and node.children() != [child], what="a new worker")
+    # Logged as what it was, not as a failure.
+    logged = wait_until(lambda: "job attempt cancelled" in node.log() and node.log())
+    assert f"job={job}" in logged and "job attempt failed" not in logged
