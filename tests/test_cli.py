@@ -379,3 +379,21 @@ def test_a_misspelt_setting_is_warned_about_once(cli: Cli) -> None:
     assert result.returncode == 0, result.stderr
     warnings = [line for line in result.stderr.splitlines() if "JOBFLEET_LEASE_SECOND " in line]
     assert len(warnings) == 1 and "did you mean JOBFLEET_LEASE_SECONDS?" in warnings[0], warnings
+
+
+def test_bad_input_is_refused_before_any_database_is_reached(cli: Cli, tmp_path: Path) -> None:
+    """With no database to reach at all, bad input still gets its own message and exit 2."""
+    nowhere = {"JOBFLEET_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"}
+    for args in (
+        ("enqueue", "bad type!"),
+        ("enqueue", "echo", "--priority", "99999"),
+        ("enqueue", "echo", "--delay", "1e300"),
+        ("enqueue", "echo", "--payload", '"\\u0000"'),
+    ):
+        refused = cli(*args, env=nowhere)
+        assert refused.returncode == 2, (args, refused.stderr)
+        assert "cannot connect" not in refused.stderr, (args, refused.stderr)
+    jsonl = tmp_path / "bad.jsonl"
+    jsonl.write_text('{"ok": 1}\n"\\u0000"\n')
+    refused = cli("enqueue", "echo", "--from-jsonl", str(jsonl), env=nowhere)
+    assert refused.returncode == 2 and "cannot connect" not in refused.stderr, refused.stderr

@@ -12,7 +12,7 @@ from typing import Any, BinaryIO
 from jobfleet import admin, apikeys
 from jobfleet.cli.render import dumps, job_details, short, table
 from jobfleet.db import connect, database_url, mask_password
-from jobfleet.enqueue import enqueue, enqueue_many
+from jobfleet.enqueue import enqueue, enqueue_many, many_jobs, one_job
 from jobfleet.errors import JobfleetError
 from jobfleet.metrics import use_directory
 from jobfleet.migrate import check_schema, migrate
@@ -167,11 +167,14 @@ def cmd_enqueue(args: argparse.Namespace, config: Settings) -> int:
         if args.idempotency_key is not None:
             raise ValueError("--idempotency-key cannot be used with --from-jsonl")
         payloads = _read_jsonl(args.from_jsonl)
+        many_jobs(args.type, payloads, options)  # refused before a database is reached
         with connect(config=config) as conn:
             ids = enqueue_many(conn, args.type, payloads, **options)
         print(len(ids))
         return 0
     payload = _parse_json("--payload", args.payload) if args.payload is not None else None
+    # Checked before a database is reached (or the embedded one started for nothing).
+    one_job(args.type, payload, {**options, "idempotency_key": args.idempotency_key})
     with connect(config=config) as conn:
         job = enqueue(conn, args.type, payload, idempotency_key=args.idempotency_key, **options)
     print(job)
