@@ -226,4 +226,6 @@ def test_the_api_alone_serves_jobs_without_workers(cli: Cli, conn: psycopg.Conne
         assert scalar(conn, "SELECT count(*) FROM nodes") == 0  # an API host runs no jobs
     finally:
         api.send_signal(signal.SIGTERM)
-        api.wait(15)
+        _, stderr = api.communicate(timeout=15)
+    assert api.returncode == 0
+    assert "http serving" in stderr and "http stopped" in stderr, stderr  # says when it stops

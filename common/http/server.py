@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import socket
+from typing import Any
 
 from jobfleet import processes
 from jobfleet.log import get_logger
@@ -65,7 +67,16 @@ def serve(sock: socket.socket, url: str, config: Settings, role: str) -> None:
     )
     host, port = sock.getsockname()[:2]
     log.info("http serving", extra={"role": role, "host": host, "port": port})
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT, then raises the signal again to the
+    # handler it found: with this one there, the process goes on to say it stopped and exits 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _already_handled)
     server.run(sockets=[sock])
+    log.info("http stopped", extra={"role": role, "host": host, "port": port})
+
+
+def _already_handled(signum: int, frame: Any) -> None:
+    pass
 
 
 def die_with_parent() -> None:
