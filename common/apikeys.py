@@ -22,9 +22,10 @@ from jobfleet.queries import sql
 
 SCOPES = ("enqueue", "read", "cancel")
 PREFIX = "jf"
-# The burst a rate allows: a tenth of a second's worth, at least one request. A small burst keeps
-# the rate honoured over short windows (a client measured over 3 s sees the rate, not 2x it).
-BURST_SECONDS = 0.1
+# The burst a rate allows: a second's worth, at least one request, so `--rate 20/s` lets 20
+# back-to-back requests through, as a user reads it (a tenth of a second's refused the third).
+# Over any window of T seconds a client sees at most rate x T + one second's worth.
+BURST_SECONDS = 1.0
 # A key's rate: more than a million requests a second is no limit at all (leave it out).
 RATE_MAX = 1_000_000.0
 _KEY = re.compile(rf"^{PREFIX}_([0-9a-f]{{16}})_([A-Za-z0-9_-]{{20,128}})$")

@@ -64,18 +64,13 @@ def error_response(
     errors: list[dict[str, str]] | None = None,
     retry_after: float | None = None,
 ) -> JSONResponse:
+    # HTTP's Retry-After is whole seconds, never 0; the body says the same, not a different
+    # figure a client would have to choose between.
+    wait = None if retry_after is None else max(1, math.ceil(retry_after))
     body = Error.model_validate(
-        {
-            "error": code,
-            "message": message,
-            "field": field,
-            "errors": errors,
-            "retry_after": retry_after,
-        }
+        {"error": code, "message": message, "field": field, "errors": errors, "retry_after": wait}
     ).model_dump(exclude_none=True)
-    headers = {}
-    if retry_after is not None:  # HTTP wants whole seconds; never tell a client 0
-        headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+    headers = {} if wait is None else {"Retry-After": str(wait)}
     return JSONResponse(body, status_code=status, headers=headers)
 
 
