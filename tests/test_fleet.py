@@ -11,7 +11,7 @@ import psycopg
 
 import jobfleet
 from tests.conftest import all_finished, scalar, wait_until
-from tests.fleet_support import FAST, attempts, handler_module, running_count, running_on
+from tests.fleet_support import FAST, attempts, handler_module, running_on
 
 
 def test_killed_child_is_replaced_and_its_job_retried(
@@ -104,11 +104,13 @@ def test_silent_child_is_killed_and_replaced(conn: psycopg.Connection[Any], flee
 def test_sigterm_drains_running_jobs_and_releases_the_rest(
     conn: psycopg.Connection[Any], fleet: Any
 ) -> None:
-    ids = jobfleet.enqueue_many(conn, "sleep", [{"seconds": 1}] * 6)
+    ids = jobfleet.enqueue_many(conn, "progress", [{"steps": 4, "seconds": 0.25}] * 6)
     node = fleet("a", "--workers", "1", env=FAST)
+    # Started in its worker for certain (its first progress report is in), not only claimed:
+    # a claimed job the worker has not begun is handed back by the drain, as it should be.
     wait_until(
-        lambda: running_count(conn),
-        what="a job to start",
+        lambda: scalar(conn, "SELECT count(*) FROM jobs WHERE progress IS NOT NULL"),
+        what="a job to report progress",
     )
     node.signal(signal.SIGTERM)
     assert node.wait(30) == 0, node.log()
