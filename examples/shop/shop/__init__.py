@@ -1,0 +1,1 @@
+"""An application that puts jobfleet to work: a web shop whose orders send receipts."""

@@ -1,0 +1,115 @@
+"""A user's path from `pip install` to a job done in their own app: a wheel of this project,
+installed (not editable) into a fresh venv outside the repository, runs the example shop
+(examples/shop): its FastAPI app enqueues with jobfleet.aio inside the request's transaction,
+and a supervisor started from another folder runs its handlers with --pythonpath."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from tests.conftest import ROOT, wait_until
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _post(url: str) -> tuple[int, Any]:
+    request = urllib.request.Request(url, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def _answers(url: str) -> bool:
+    try:
+        urllib.request.urlopen(url, timeout=1).close()
+    except urllib.error.HTTPError:
+        return True  # it answered, if only with an error
+    except OSError:
+        return False
+    return True
+
+
+def test_an_app_installed_from_the_wheel_runs_its_jobs(
+    conn: psycopg.Connection[Any], db_url: str, tmp_path: Path
+) -> None:
+    wheels, venv = tmp_path / "wheels", tmp_path / "venv"
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "wheel", "--no-deps", "-w", wheels, ROOT], check=True, timeout=300)
+    subprocess.run([sys.executable, "-m", "venv", venv], check=True, timeout=120)
+    [wheel] = wheels.glob("jobfleet-*.whl")
+    vpip = [venv / "bin/python", "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run([*vpip, "install", wheel], check=True, timeout=600)
+    where = subprocess.run(
+        [venv / "bin/python", "-c", "import jobfleet.sql, jobfleet; print(jobfleet.__file__)"],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout  # fmt: skip
+    assert where.startswith(str(venv)), where  # the installed copy, not the repository's
+
+    app = tmp_path / "app"
+    shutil.copytree(ROOT / "examples" / "shop", app)
+    conn.execute((app / "schema.sql").read_text())
+    env = {"JOBFLEET_DATABASE_URL": db_url, "SHOP_DATABASE_URL": db_url, "PATH": "/usr/bin:/bin"}
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    subprocess.run([venv / "bin/jobfleet", "migrate"], env=env, check=True, timeout=60)
+    port = _free_port()
+    web = subprocess.Popen(
+        [venv / "bin/python", "-m", "uvicorn", "shop.web:app", "--port", str(port)],
+        cwd=app, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    node = subprocess.Popen(
+        [venv / "bin/jobfleet", "supervisor", "--workers", "2", "--node-name", "shop",
+         "--handlers", "shop.jobs", "--pythonpath", str(app)],
+        cwd=elsewhere, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_until(lambda: _answers(f"{base}/docs"), timeout=60, what="the shop to answer")
+        placed = [_post(f"{base}/orders?item=book{n}") for n in range(6)]
+        assert all(status == 200 for status, _ in placed), placed
+        declined = _post(f"{base}/orders?item=pen&declined=true")
+        assert declined == (402, {"detail": "payment declined"})
+        orders = [r[0] for r in conn.execute("SELECT item FROM orders ORDER BY id")]
+        assert orders == [f"book{n}" for n in range(6)]  # the declined one vanished
+        jobs = [body["job"] for _, body in placed]
+        assert sorted(r[0] for r in conn.execute("SELECT id FROM jobs")) == sorted(jobs)
+        with urllib.request.urlopen(
+            f"{base}/orders/{placed[0][1]['order']}/receipt?job={jobs[0]}", timeout=60
+        ) as response:
+            assert json.loads(response.read())["order"] == placed[0][1]["order"]
+        wait_until(
+            lambda: (
+                conn.execute(
+                    "SELECT count(*) FROM jobs WHERE state = 'succeeded' AND id = ANY(%s)", (jobs,)
+                ).fetchone()
+                == (len(jobs),)
+            ),
+            timeout=60,
+            what="every receipt to be sent",
+        )
+        results = [
+            r[0] for r in conn.execute("SELECT result FROM jobs WHERE id = ANY(%s)", (jobs,))
+        ]
+        # Each worker's own mailer, made by its start hook after the fork.
+        assert all(r["mailer_of"] == r["pid"] for r in results), results
+    finally:
+        for process in (node, web):
+            process.terminate()
+        node.wait(30)
+        web.wait(30)
