@@ -67,6 +67,7 @@ def test_a_job_posted_over_http_runs_and_its_result_comes_back(
     node = fleet("web", "--workers", "2", "--http-port", str(port), env=FAST)
     base = f"http://127.0.0.1:{port}"
     wait_until(lambda: answers(f"{base}/healthz"), what="the HTTP child to answer")
+    assert f"host=127.0.0.1 port={port}" in node.log()  # this host only, unless told otherwise
     key = new_key(cli, "client", "enqueue,read,cancel")
 
     assert call("POST", f"{base}/jobs", None, {"type": "echo"})[0] == 401
@@ -174,7 +175,7 @@ def test_a_port_in_use_fails_the_start_with_a_clear_message(
         port = taken.getsockname()[1]
         result = cli("supervisor", "--http-port", str(port), "--burst", timeout=60)
     assert result.returncode == 2
-    assert f"port {port} on 0.0.0.0 is in use" in result.stderr
+    assert f"port {port} on 127.0.0.1 is in use" in result.stderr  # the default address
     assert scalar(conn, "SELECT count(*) FROM nodes") == 0  # nothing written
 
 

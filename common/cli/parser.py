@@ -183,9 +183,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sup.add_argument(
         "--http-host",
-        default="0.0.0.0",
+        default="127.0.0.1",
         metavar="HOST",
-        help="address the HTTP ports listen on (default: 0.0.0.0, every interface)",
+        help="address the HTTP ports listen on (default: 127.0.0.1, this host only; 0.0.0.0 "
+        "for every interface)",
     )
     sup.add_argument(
         "--burst",
@@ -284,7 +285,10 @@ def build_parser() -> argparse.ArgumentParser:
     api = commands.add_parser("api", help="serve the HTTP API alone (for API-only hosts)")
     api.add_argument("--port", type=port, required=True, metavar="P")
     api.add_argument(
-        "--host", default="0.0.0.0", metavar="HOST", help="default: 0.0.0.0, every interface"
+        "--host",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="default: 127.0.0.1, this host only; 0.0.0.0 for every interface",
     )
 
     key = commands.add_parser("apikey", help="API keys for the HTTP API: create, list, revoke")
