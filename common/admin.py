@@ -47,7 +47,10 @@ def job_shape(names: list[str], row: Any, history: list[dict[str, Any]]) -> dict
         "backoff": job["backoff"],
         "idempotency_key": job["idempotency_key"],
         "cancel_requested": job["cancel_requested"],
-        "node": job["locked_by"],
+        # The node as `status` names it (holding the job, else the one it succeeded on); the
+        # run of it holding the lease (a restart is a new one) apart.
+        "node": (job["locked_by"] or "").partition("/")[0] or job["attempt_node"],
+        "run": (job["locked_by"] or "").partition("/")[2] or None,
         "lease_expires_at": iso(job["lease_expires_at"]),
         "payload": job["payload"],
         "result": job["result"],
@@ -72,21 +75,31 @@ def list_jobs(
     state: str | None = None,
     type: str | None = None,
     queue: str | None = None,
+    node: str | None = None,
     limit: int = 50,
     before: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Newest first; `before` (an id) pages backwards."""
+    """Newest first; `before` (an id) pages backwards; `node`: held or run by that node."""
     if state is not None:
         check_state(state)
     if type is not None:
         check_name("type", type)
     if queue is not None:
         check_name("queue", queue)
+    if node is not None:
+        check_name("node", node)
     if not 1 <= limit <= LIST_LIMIT_MAX:
         raise ValueError(f"limit {limit} is out of range: use 1 to {LIST_LIMIT_MAX}")
     cur = conn.execute(
         sql("list_jobs"),
-        {"state": state, "type": type, "queue": queue, "limit": limit, "before": before},
+        {
+            "state": state,
+            "type": type,
+            "queue": queue,
+            "node": node,
+            "limit": limit,
+            "before": before,
+        },
     )
     names = [c.name for c in cur.description]
     jobs = []

@@ -397,3 +397,21 @@ def test_bad_input_is_refused_before_any_database_is_reached(cli: Cli, tmp_path:
     jsonl.write_text('{"ok": 1}\n"\\u0000"\n')
     refused = cli("enqueue", "echo", "--from-jsonl", str(jsonl), env=nowhere)
     assert refused.returncode == 2 and "cannot connect" not in refused.stderr, refused.stderr
+
+
+def test_jobs_name_their_node_as_status_does_and_list_by_it(
+    conn: psycopg.Connection[Any], cli: Cli
+) -> None:
+    import jobfleet
+    from jobfleet.supervisor.store import claim
+
+    held, other = jobfleet.enqueue(conn, "echo"), jobfleet.enqueue(conn, "noop")
+    claim(conn, holder="n1/66d80f7a", types=["echo"], queues=None, limit=1, lease_seconds=60)
+    shown = cli.json("jobs", "show", str(held))
+    assert (shown["node"], shown["run"]) == ("n1", "66d80f7a")
+    assert cli.json("jobs", "show", str(other))["node"] is None
+    assert [j["id"] for j in cli.json("jobs", "list", "--node", "n1")] == [held]
+    assert {j["id"]: j["node"] for j in cli.json("jobs", "list")} == {held: "n1", other: None}
+    header = cli.ok("jobs", "list").splitlines()[0].split()
+    assert header[:7] == ["id", "type", "queue", "state", "pri", "attempt", "node"]
+    assert cli("jobs", "list", "--node", "bad name!").returncode == 2

@@ -251,7 +251,12 @@ def cmd_jobs(args: argparse.Namespace, config: Settings) -> int:
     if args.jobs_command == "list":
         with connect(config=config) as conn:
             jobs = admin.list_jobs(
-                conn, state=args.state, type=args.type, queue=args.queue, limit=args.limit
+                conn,
+                state=args.state,
+                type=args.type,
+                queue=args.queue,
+                node=args.node,
+                limit=args.limit,
             )
         if args.json:
             print(dumps(jobs))
@@ -264,14 +269,14 @@ def cmd_jobs(args: argparse.Namespace, config: Settings) -> int:
                     j["state"],
                     j["priority"],
                     f"{j['attempt']}/{j['max_attempts']}",
+                    j["node"],
                     j["run_at"],
                     short(j["error"], 50),
                 )
                 for j in jobs
             ]
-            print(
-                table(["id", "type", "queue", "state", "pri", "attempt", "run_at", "error"], rows)
-            )
+            headers = ["id", "type", "queue", "state", "pri", "attempt", "node", "run_at", "error"]
+            print(table(headers, rows))
         return 0
     if args.jobs_command == "show":
         with connect(config=config) as conn:

@@ -250,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     jl.add_argument("--state", default=None, metavar="S", help=f"one of {', '.join(STATES)}")
     jl.add_argument("--type", default=None, metavar="T")
     jl.add_argument("--queue", default=None, metavar="Q")
+    jl.add_argument("--node", default=None, metavar="N", help="jobs held or run by this node")
     jl.add_argument("--limit", type=list_limit, default=50, metavar="N", help="default 50")
     jl.add_argument("--json", action="store_true")
     js = jobs_cmds.add_parser("show", help="one job with its attempts")

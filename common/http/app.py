@@ -286,6 +286,7 @@ def _job_routes(app: FastAPI, access: Callable[[str], Any], config: Settings) ->
         state: State | None = None,
         type: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
         queue: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
+        node: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
         limit: Annotated[int, Query(ge=1, le=LIST_MAX)] = 50,
         after: Annotated[
             int | None,
@@ -295,7 +296,7 @@ def _job_routes(app: FastAPI, access: Callable[[str], Any], config: Settings) ->
     ) -> JobPage:
         try:
             jobs = admin.list_jobs(
-                conn, state=state, type=type, queue=queue, limit=limit, before=after
+                conn, state=state, type=type, queue=queue, node=node, limit=limit, before=after
             )
         except ValueError as exc:
             option = getattr(exc, "option", "query")

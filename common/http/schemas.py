@@ -95,6 +95,9 @@ class JobSummary(BaseModel):
     created_at: str | None
     finished_at: str | None
     error: str | None
+    node: str | None = Field(
+        description="the node holding the job while it runs, else the one it succeeded on"
+    )
 
 
 class Job(JobSummary):
@@ -105,7 +108,7 @@ class Job(JobSummary):
     backoff: str | None
     idempotency_key: str | None
     cancel_requested: bool
-    node: str | None = Field(description="the run holding the job's lease, while it runs")
+    run: str | None = Field(description="which run of the node holds the job's lease")
     lease_expires_at: str | None
     payload: Any
     result: Any

@@ -24,7 +24,8 @@ SELECT state, result, error FROM jobs WHERE id = %(id)s;
 -- name: job_by_id
 SELECT id, type, queue, state, priority, attempt, max_attempts, run_at, created_at,
        started_at, finished_at, timeout_seconds, backoff, backoff_seconds, payload, result,
-       error, progress, idempotency_key, cancel_requested, locked_by, lease_expires_at
+       error, progress, idempotency_key, cancel_requested, locked_by, lease_expires_at,
+       attempt_node
 FROM jobs WHERE id = %(id)s;
 
 -- name: attempts_of_job
@@ -32,12 +33,17 @@ SELECT attempt, outcome, node, pid, started_at, finished_at, error
 FROM job_attempts WHERE job_id = %(id)s ORDER BY attempt;
 
 -- name: list_jobs
+-- `node`: the node holding the job (its lease holder's node), else the one whose attempt
+-- succeeded; a filter on it reads rows in id order until the page is full.
 SELECT id, type, queue, state, priority, attempt, max_attempts, run_at, created_at,
-       finished_at, error
+       finished_at, error,
+       coalesce(nullif(split_part(locked_by, '/', 1), ''), attempt_node) AS node
 FROM jobs
 WHERE (%(state)s::text IS NULL OR state = %(state)s)
   AND (%(type)s::text IS NULL OR type = %(type)s)
   AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+  AND (%(node)s::text IS NULL
+       OR coalesce(nullif(split_part(locked_by, '/', 1), ''), attempt_node) = %(node)s)
   AND (%(before)s::bigint IS NULL OR id < %(before)s)
 ORDER BY id DESC
 LIMIT %(limit)s;
