@@ -43,7 +43,7 @@ def test_the_drill_refuses_a_database_with_other_jobs(
 ) -> None:
     job = jobfleet.enqueue(conn, "echo", {"mine": True})
     result = cli("drill", "--nodes", "2", "--jobs", "50", "--duration", "2")
-    assert result.returncode == 1
+    assert result.returncode == 2  # a refusal of the command as given, like bad input
     assert "--yes" in result.stderr
     assert scalar(conn, "SELECT count(*) FROM jobs") == 1
     assert scalar(conn, "SELECT state FROM jobs WHERE id = %s", (job,)) == "queued"
@@ -54,3 +54,13 @@ def test_the_drill_needs_two_nodes(cli: Cli, conn: psycopg.Connection[Any]) -> N
     assert result.returncode == 2
     assert "--nodes" in result.stderr
     assert scalar(conn, "SELECT count(*) FROM jobs") == 0
+
+
+def test_cleanup_removes_the_drills_jobs_after_its_report(
+    cli: Cli, conn: psycopg.Connection[Any]
+) -> None:
+    result = cli("drill", "--nodes", "2", "--jobs", "60", "--duration", "3", "--cleanup")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "every invariant holds" in result.stdout
+    assert "removed the drill's 60 jobs (--cleanup)" in result.stdout
+    assert scalar(conn, "SELECT count(*) FROM jobs WHERE queue = %s", (DRILL_QUEUE,)) == 0

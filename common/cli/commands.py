@@ -369,6 +369,7 @@ def cmd_drill(args: argparse.Namespace, config: Settings) -> int:
         seed=args.seed,
         workers=args.workers,
         yes=args.yes,
+        cleanup=args.cleanup,
     )
     return run_drill(options, config)
 

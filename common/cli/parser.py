@@ -345,6 +345,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run even though the database holds jobs outside the drill's queue",
     )
+    drill.add_argument(
+        "--cleanup",
+        action="store_true",
+        help="delete the drill's jobs once its report is printed (they are kept to look at)",
+    )
 
     add_bench(commands)
 

@@ -26,7 +26,6 @@ from jobfleet.drill.invariants import check_all, count
 from jobfleet.drill.nodes import LocalNode
 from jobfleet.drill.report import checks_table, faults_table, workload_table
 from jobfleet.drill.workload import QUEUE, enqueue_workload
-from jobfleet.errors import JobfleetError
 from jobfleet.migrate import migrate
 from jobfleet.settings import Settings
 
@@ -61,6 +60,7 @@ class DrillOptions:
     seed: int | None = None
     workers: int = 2
     yes: bool = False
+    cleanup: bool = False  # delete the drill's jobs once the report is printed
 
 
 def run_drill(
@@ -106,6 +106,9 @@ def run_drill(
         print(workload_table(conn, ids) + "\n", file=out)
         print(faults_table(drill.faults, drill.started) + "\n", file=out)
         print(checks_table(checks) + "\n", file=out)
+        if options.cleanup:
+            removed = conn.execute(queries.FORGET_PREVIOUS_DRILL, {"queue": QUEUE}).rowcount
+            print(f"removed the drill's {removed} jobs (--cleanup)", file=out)
     ok = all(c.ok for c in checks)
     if ok:
         shutil.rmtree(logs, ignore_errors=True)
@@ -197,8 +200,8 @@ def _refuse_foreign_jobs(conn: psycopg.Connection[Any], yes: bool) -> None:
     if yes or conn.execute(queries.JOBS_TABLE_EXISTS).fetchone() != (True,):
         return
     foreign = count(conn, queries.FOREIGN_JOBS, {"queue": QUEUE})
-    if foreign:
-        raise JobfleetError(
+    if foreign:  # a refusal of the command as given: exit 2, like any bad input
+        raise ValueError(
             f"this database holds {foreign} jobs outside the drill's queue {QUEUE!r}: the "
             "drill starts real nodes on it, which take part in its maintenance. Point "
             "JOBFLEET_DATABASE_URL at a scratch database, or pass --yes to run it here anyway"
