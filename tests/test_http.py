@@ -149,6 +149,14 @@ def test_a_body_that_is_not_json_is_400(client: TestClient, key: dict[str, str])
     )
     assert response.status_code == 400
     assert response.json()["error"] == "bad_request"
+    # The README's words: another content type is a 422 on `body` saying which to send.
+    form = client.post(
+        "/jobs",
+        content=b'{"type": "echo"}',
+        headers={**key, "Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert form.status_code == 422 and form.json()["field"] == "body"
+    assert "Content-Type: application/json" in form.json()["message"]
 
 
 def test_unknown_jobs_and_routes_are_404_as_json(client: TestClient, key: dict[str, str]) -> None:
