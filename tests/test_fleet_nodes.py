@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from typing import Any
 
 import psycopg
 
 import jobfleet
-from tests.conftest import all_finished, scalar, wait_until
+from jobfleet import admin
+from tests.conftest import Cli, all_finished, scalar, wait_until
 from tests.fleet_support import FAST, attempts, double_successes, running_count, running_on
 
 
@@ -131,8 +133,6 @@ def test_lost_database_connections_lose_nothing(conn: psycopg.Connection[Any], f
 def test_leader_prunes_finished_jobs_past_retention(
     conn: psycopg.Connection[Any], fleet: Any
 ) -> None:
-    from jobfleet import admin
-
     old_ok, old_cancelled, recent, dead = (jobfleet.enqueue(conn, "echo") for _ in range(4))
     admin.cancel(conn, old_cancelled)
     # As if made three hours ago: the old ones finished two hours ago, `recent` just now.
@@ -244,3 +244,21 @@ def test_a_killed_nodes_metrics_directory_is_removed_by_the_next_node(
         what="the second node's metrics directory",
     )
     assert not left.exists()
+
+
+def test_status_shows_busy_workers_as_they_are_not_as_of_the_last_heartbeat(
+    conn: psycopg.Connection[Any], fleet: Any, cli: Cli
+) -> None:
+    def busy() -> int:
+        nodes = cli.json("status")["nodes"]
+        return int(nodes[0]["busy"]) if nodes else -1
+
+    fleet("a", "--workers", "2")  # heartbeats every 5 s
+    wait_until(lambda: busy() == 0, what="the node to show up idle")
+    job = jobfleet.enqueue(conn, "sleep", {"seconds": 30})
+    wait_until(lambda: running_on(conn, job), what="the job to start")
+    started = time.monotonic()
+    wait_until(lambda: busy() == 1, timeout=10, what="status to show the busy worker")
+    assert time.monotonic() - started < 1.5  # not at the next heartbeat, seconds later
+    assert admin.cancel(conn, job) == "running"
+    wait_until(lambda: busy() == 0, timeout=10, what="status to show it idle again")
