@@ -72,11 +72,11 @@ def lateness(conn: psycopg.Connection[Any], jobs: list[int]) -> dict[int, float]
 
 
 # An idle node's polls back off: 0.05, 0.15, 0.35, 0.75, 1.55, 3.15, 6.35 s ... after its
-# first empty claim, here up to one every 30 s. These tests put due times between 1.55 and
-# 3.15 s (or later, between later polls), where a poll would find them well over half a
-# second late: only the announcements can start them on time.
+# first empty claim, here up to one every 30 s. These tests put due times between the polls
+# at 3.15 and 6.35 s, where a poll would find them well over a second late: only the
+# announcements can start them on time.
 QUIET = {"JOBFLEET_IDLE_POLL_SECONDS": "30"}
-ON_TIME = 0.5
+ON_TIME = 1.0
 
 
 def test_an_idle_node_starts_announced_jobs_when_they_fall_due(
@@ -85,7 +85,7 @@ def test_an_idle_node_starts_announced_jobs_when_they_fall_due(
     """Jobs scheduled by an enqueue are announced (the soonest of each statement)."""
     fleet("a", "--workers", "1", env=QUIET)
     wait_until(lambda: scalar(conn, "SELECT count(*) FROM nodes") == 1, what="the node")
-    later = [jobfleet.enqueue(conn, "echo", {"n": n}, delay=2.2 + n / 5) for n in range(2)]
+    later = [jobfleet.enqueue(conn, "echo", {"n": n}, delay=4.2 + n / 5) for n in range(2)]
     late = lateness(conn, later)
     assert all(0 <= s < ON_TIME for s in late.values()), late
 
@@ -96,7 +96,7 @@ def test_an_idle_node_retries_a_failed_job_when_its_backoff_ends(
     """The node that recorded the failure learns when the retry falls due."""
     fleet("a", "--workers", "1", env=QUIET)
     wait_until(lambda: scalar(conn, "SELECT count(*) FROM nodes") == 1, what="the node")
-    flaky = jobfleet.enqueue(conn, "flaky", {"fail_times": 1}, backoff="fixed:2.2")
+    flaky = jobfleet.enqueue(conn, "flaky", {"fail_times": 1}, backoff="fixed:4.2")
     late = lateness(conn, [flaky])
     assert 0 <= late[flaky] < ON_TIME, late
 
