@@ -33,4 +33,15 @@ __all__ = [
     "retry",
     "wait",
 ]
-__version__ = "0.1.0"
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("jobfleet")
+    except PackageNotFoundError:  # a tree that was never installed
+        return "unknown"
+
+
+__version__ = _version()  # one source: pyproject.toml's, as installed

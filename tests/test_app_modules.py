@@ -17,6 +17,7 @@ from tests.conftest import JOBFLEET, ROOT, Cli, scalar
 def test_version_prints_the_installed_version(cli: Cli) -> None:
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     assert cli.ok("--version").strip() == f"jobfleet {version}"
+    assert jobfleet.__version__ == version
 
 
 def test_pythonpath_folders_are_searched_first_from_any_working_directory(

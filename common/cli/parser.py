@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+import jobfleet
 from jobfleet.options import ID_MAX, STATES
 
 DESCRIPTION = (
@@ -113,19 +114,13 @@ def positive_float(text: str) -> float:
     return value
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("jobfleet")
-    except PackageNotFoundError:  # run from a tree that was never installed
-        return "unknown"
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="jobfleet", description=DESCRIPTION, epilog=EPILOG)
     parser.add_argument(
-        "--version", action="version", version=f"jobfleet {_version()}", help="print the version"
+        "--version",
+        action="version",
+        version=f"jobfleet {jobfleet.__version__}",
+        help="print the version",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
