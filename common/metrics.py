@@ -71,112 +71,133 @@ def directory() -> str | None:
 
 
 @dataclass(frozen=True)
-class _Metrics:
-    enqueued: Any
-    started: Any
-    succeeded: Any
-    failed: Any
-    retried: Any
-    dead: Any
-    cancelled: Any
-    lost: Any
-    progress_updates: Any
-    duration: Any
-    wait: Any
-    child_crashes: Any
-    child_restarts: Any
-    late_completions: Any
-    lease_renewals: Any
-    database_errors: Any
-    statement_errors: Any
-    claim_batch_size: Any
-    http_requests: Any
-    http_duration: Any
-    rate_limited: Any
+class Definition:
+    """One metric: a counter, or a histogram when it has buckets. prometheus-client adds
+    `_total` to a counter's name in the exposition."""
+
+    name: str
+    doc: str
+    labels: tuple[str, ...]
+    buckets: tuple[float, ...] | None = None
+
+
+# Every counter and histogram, under the key code uses (`metrics().<key>`, and the field of the
+# same name in the supervisor's Tally). Adding a metric is one line here; tests check that the
+# README lists it. The node-level gauges are the snapshot's (SnapshotCollector below).
+NODE = ("node",)
+DEFINITIONS: dict[str, Definition] = {
+    "enqueued": Definition(
+        "jobfleet_jobs_enqueued", "Jobs enqueued (HTTP API, CLI, Python API).", JOB_LABELS
+    ),
+    "started": Definition(
+        "jobfleet_jobs_started", "Attempts started (jobs claimed by a node).", JOB_LABELS
+    ),
+    "succeeded": Definition("jobfleet_jobs_succeeded", "Attempts that succeeded.", JOB_LABELS),
+    "failed": Definition(
+        "jobfleet_jobs_failed",
+        "Attempts that failed, crashed or timed out.",
+        (*JOB_LABELS, "outcome"),
+    ),
+    "retried": Definition(
+        "jobfleet_jobs_retried", "Failed attempts whose job went back to the queue.", JOB_LABELS
+    ),
+    "dead": Definition(
+        "jobfleet_jobs_dead", "Jobs that ended dead (attempts spent or final).", JOB_LABELS
+    ),
+    "cancelled": Definition(
+        "jobfleet_jobs_cancelled", "Jobs that ended cancelled while running.", JOB_LABELS
+    ),
+    "lost": Definition(
+        "jobfleet_jobs_lost", "Attempts lost: their lease expired (node died).", JOB_LABELS
+    ),
+    "progress_updates": Definition(
+        "jobfleet_job_progress_updates", "Progress reports written for running jobs.", JOB_LABELS
+    ),
+    "duration": Definition(
+        "jobfleet_job_duration_seconds",
+        "How long handlers ran (finished attempts).",
+        JOB_LABELS,
+        DURATION_BUCKETS,
+    ),
+    "wait": Definition(
+        "jobfleet_job_wait_seconds",
+        "How long jobs waited between becoming ready (run_at) and starting.",
+        JOB_LABELS,
+        DURATION_BUCKETS,
+    ),
+    "child_crashes": Definition(
+        "jobfleet_child_crashes", "Worker processes that died unexpectedly.", NODE
+    ),
+    "child_restarts": Definition(
+        "jobfleet_child_restarts",
+        "Worker processes replaced, by why the old one went.",
+        (*NODE, "reason"),
+    ),
+    "late_completions": Definition(
+        "jobfleet_late_completions",
+        "Outcomes dropped because their attempt had been replaced (fenced off).",
+        NODE,
+    ),
+    "lease_renewals": Definition(
+        "jobfleet_lease_renewals", "Job leases renewed by this node.", NODE
+    ),
+    "database_errors": Definition(
+        "jobfleet_database_errors",
+        "Database operations that failed (connection lost, timeout).",
+        (*NODE, "operation"),
+    ),
+    "statement_errors": Definition(
+        "jobfleet_statement_errors",
+        "Statements the database refused on their data (each batch's bad rows isolated "
+        "and recorded apart; the node goes on).",
+        (*NODE, "statement"),
+    ),
+    "claim_batch_size": Definition(
+        "jobfleet_claim_batch_size",
+        "Jobs per claim statement that found work.",
+        NODE,
+        BATCH_BUCKETS,
+    ),
+    "http_requests": Definition(
+        "jobfleet_http_requests",
+        "HTTP requests answered, by route and status.",
+        ("method", "route", "status"),
+    ),
+    "http_duration": Definition(
+        "jobfleet_http_request_duration_seconds",
+        "HTTP request latency.",
+        ("method", "route"),
+        DURATION_BUCKETS,
+    ),
+    "rate_limited": Definition(
+        "jobfleet_rate_limited", "Requests refused with 429, by API key name.", ("key",)
+    ),
+}
+
+
+class Metrics:
+    """The prometheus-client objects of DEFINITIONS, by key: `metrics().retried`."""
+
+    def __init__(self, objects: dict[str, Any]) -> None:
+        self._objects = objects
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return self._objects[key]
+        except KeyError:
+            raise AttributeError(f"no metric {key!r} in DEFINITIONS") from None
 
 
 @cache
-def metrics() -> _Metrics:
-    from prometheus_client import Counter as PCounter
-    from prometheus_client import Histogram
+def metrics() -> Metrics:
+    from prometheus_client import Counter, Histogram
 
-    def jobs(name: str, doc: str, *extra: str) -> Any:
-        return PCounter(name, doc, (*JOB_LABELS, *extra))
+    def make(d: Definition) -> Any:
+        if d.buckets is None:
+            return Counter(d.name, d.doc, d.labels)
+        return Histogram(d.name, d.doc, d.labels, buckets=d.buckets)
 
-    return _Metrics(
-        enqueued=jobs("jobfleet_jobs_enqueued", "Jobs enqueued (HTTP API, CLI, Python API)."),
-        started=jobs("jobfleet_jobs_started", "Attempts started (jobs claimed by a node)."),
-        succeeded=jobs("jobfleet_jobs_succeeded", "Attempts that succeeded."),
-        failed=jobs(
-            "jobfleet_jobs_failed", "Attempts that failed, crashed or timed out.", "outcome"
-        ),
-        retried=jobs("jobfleet_jobs_retried", "Failed attempts whose job went back to the queue."),
-        dead=jobs("jobfleet_jobs_dead", "Jobs that ended dead (attempts spent or final)."),
-        cancelled=jobs("jobfleet_jobs_cancelled", "Jobs that ended cancelled while running."),
-        lost=jobs("jobfleet_jobs_lost", "Attempts lost: their lease expired (node died)."),
-        progress_updates=jobs(
-            "jobfleet_job_progress_updates", "Progress reports written for running jobs."
-        ),
-        duration=Histogram(
-            "jobfleet_job_duration_seconds",
-            "How long handlers ran (finished attempts).",
-            JOB_LABELS,
-            buckets=DURATION_BUCKETS,
-        ),
-        wait=Histogram(
-            "jobfleet_job_wait_seconds",
-            "How long jobs waited between becoming ready (run_at) and starting.",
-            JOB_LABELS,
-            buckets=DURATION_BUCKETS,
-        ),
-        child_crashes=PCounter(
-            "jobfleet_child_crashes", "Worker processes that died unexpectedly.", ("node",)
-        ),
-        child_restarts=PCounter(
-            "jobfleet_child_restarts",
-            "Worker processes replaced, by why the old one went.",
-            ("node", "reason"),
-        ),
-        late_completions=PCounter(
-            "jobfleet_late_completions",
-            "Outcomes dropped because their attempt had been replaced (fenced off).",
-            ("node",),
-        ),
-        lease_renewals=PCounter(
-            "jobfleet_lease_renewals", "Job leases renewed by this node.", ("node",)
-        ),
-        database_errors=PCounter(
-            "jobfleet_database_errors",
-            "Database operations that failed (connection lost, timeout).",
-            ("node", "operation"),
-        ),
-        statement_errors=PCounter(
-            "jobfleet_statement_errors",
-            "Statements the database refused on their data (each batch's bad rows isolated "
-            "and recorded apart; the node goes on).",
-            ("node", "statement"),
-        ),
-        claim_batch_size=Histogram(
-            "jobfleet_claim_batch_size",
-            "Jobs per claim statement that found work.",
-            ("node",),
-            buckets=BATCH_BUCKETS,
-        ),
-        http_requests=PCounter(
-            "jobfleet_http_requests",
-            "HTTP requests answered, by route and status.",
-            ("method", "route", "status"),
-        ),
-        http_duration=Histogram(
-            "jobfleet_http_request_duration_seconds",
-            "HTTP request latency.",
-            ("method", "route"),
-            buckets=DURATION_BUCKETS,
-        ),
-        rate_limited=PCounter(
-            "jobfleet_rate_limited", "Requests refused with 429, by API key name.", ("key",)
-        ),
-    )
+    return Metrics({key: make(d) for key, d in DEFINITIONS.items()})
 
 
 # Distinct (type, queue) label sets one process counts enqueues under. Both come from

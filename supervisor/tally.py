@@ -7,11 +7,18 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import partial
 
 from jobfleet.jobs import TYPE_QUEUE, WAITED, ClaimedJob
-from jobfleet.metrics import BATCH_BUCKETS, DURATION_BUCKETS, metrics, observe_many
+from jobfleet.metrics import (
+    BATCH_BUCKETS,
+    DEFINITIONS,
+    DURATION_BUCKETS,
+    NODE,
+    metrics,
+    observe_many,
+)
 
 
 class _Buckets:
@@ -26,7 +33,13 @@ class _Buckets:
 
 @dataclass
 class Tally:
-    """What a supervisor counted since it last published. Plain numbers: cheap per job."""
+    """What a supervisor counted since it last published. Plain numbers: cheap per job.
+
+    Each field but `node` is named after the metric it feeds (metrics.DEFINITIONS), and
+    `publish` goes by the field's kind: a Counter of label tuples (or of one label), an int,
+    a table of histogram buckets per label set, or one histogram's buckets. The `node` label
+    comes first where the metric has one, so counting a metric of a node is `+= 1`.
+    """
 
     node: str
     started: Counter[tuple[str, str]] = field(default_factory=Counter)
@@ -37,9 +50,9 @@ class Tally:
     cancelled: Counter[tuple[str, str]] = field(default_factory=Counter)
     lost: Counter[tuple[str, str]] = field(default_factory=Counter)
     progress_updates: Counter[tuple[str, str]] = field(default_factory=Counter)
-    durations: dict[tuple[str, str], _Buckets] = field(default_factory=dict)
-    waits: dict[tuple[str, str], _Buckets] = field(default_factory=dict)
-    batch_sizes: _Buckets = field(default_factory=lambda: _Buckets(len(BATCH_BUCKETS) + 1))
+    duration: dict[tuple[str, str], _Buckets] = field(default_factory=dict)
+    wait: dict[tuple[str, str], _Buckets] = field(default_factory=dict)
+    claim_batch_size: _Buckets = field(default_factory=lambda: _Buckets(len(BATCH_BUCKETS) + 1))
     child_crashes: int = 0
     child_restarts: Counter[str] = field(default_factory=Counter)
     late_completions: int = 0
@@ -48,16 +61,16 @@ class Tally:
     statement_errors: Counter[str] = field(default_factory=Counter)
 
     def observe_duration(self, key: tuple[str, str], seconds: float) -> None:
-        _observe(self.durations, key, seconds)
+        _observe(self.duration, key, seconds)
 
     def observe_wait(self, key: tuple[str, str], seconds: float) -> None:
-        _observe(self.waits, key, seconds)
+        _observe(self.wait, key, seconds)
 
     def observe_durations(self, key: tuple[str, str], seconds: list[float]) -> None:
-        _observe_all(self.durations, key, seconds)
+        _observe_all(self.duration, key, seconds)
 
     def observe_waits(self, key: tuple[str, str], seconds: list[float]) -> None:
-        _observe_all(self.waits, key, seconds)
+        _observe_all(self.wait, key, seconds)
 
     def count_started(self, jobs: Sequence[ClaimedJob]) -> None:
         """A claimed batch handed to the children: by the batch, in C loops (map, Counter),
@@ -72,57 +85,39 @@ class Tally:
                 self.observe_wait((job.type, job.queue), job.waited)
 
     def observe_batch(self, size: int) -> None:
-        self.batch_sizes.counts[bisect_left(BATCH_BUCKETS, size)] += 1
-        self.batch_sizes.total += size
+        self.claim_batch_size.counts[bisect_left(BATCH_BUCKETS, size)] += 1
+        self.claim_batch_size.total += size
 
     def publish(self) -> None:
         """Write everything counted so far to the metric files, and start again from zero."""
         m = metrics()
-        for counter, counts in (
-            (m.started, self.started),
-            (m.succeeded, self.succeeded),
-            (m.failed, self.failed),
-            (m.retried, self.retried),
-            (m.dead, self.dead),
-            (m.cancelled, self.cancelled),
-            (m.lost, self.lost),
-            (m.progress_updates, self.progress_updates),
-        ):
-            for labels, n in counts.items():
-                counter.labels(*labels).inc(n)
-            counts.clear()
-        for histogram, observed in ((m.duration, self.durations), (m.wait, self.waits)):
-            for labels, buckets in observed.items():
-                observe_many(histogram.labels(*labels), buckets.counts, buckets.total)
-            observed.clear()
-        if self.batch_sizes.total:
-            observe_many(
-                m.claim_batch_size.labels(self.node),
-                self.batch_sizes.counts,
-                self.batch_sizes.total,
-            )
-            self.batch_sizes = _Buckets(len(BATCH_BUCKETS) + 1)
-        if self.child_crashes:
-            m.child_crashes.labels(self.node).inc(self.child_crashes)
-            self.child_crashes = 0
-        for reason, n in self.child_restarts.items():
-            m.child_restarts.labels(self.node, reason).inc(n)
-        self.child_restarts.clear()
-        if self.late_completions:
-            m.late_completions.labels(self.node).inc(self.late_completions)
-            self.late_completions = 0
-        if self.lease_renewals:
-            m.lease_renewals.labels(self.node).inc(self.lease_renewals)
-            self.lease_renewals = 0
-        for operation, n in self.database_errors.items():
-            m.database_errors.labels(self.node, operation).inc(n)
-        self.database_errors.clear()
-        for statement, n in self.statement_errors.items():
-            m.statement_errors.labels(self.node, statement).inc(n)
-        self.statement_errors.clear()
-        # Label sets a scrape should show from the start, even at zero.
-        m.late_completions.labels(self.node)
-        m.child_crashes.labels(self.node)
+        for counted in fields(self):
+            if counted.name == "node":
+                continue
+            metric = getattr(m, counted.name)
+            node = (self.node,) if DEFINITIONS[counted.name].labels[:1] == NODE else ()
+            value = getattr(self, counted.name)
+            if isinstance(value, Counter):
+                for labels, n in value.items():
+                    metric.labels(*node, *_as_tuple(labels)).inc(n)
+                value.clear()
+            elif isinstance(value, int):
+                # Shown from the first scrape on, even at zero.
+                child = metric.labels(*node)
+                if value:
+                    child.inc(value)
+                    setattr(self, counted.name, 0)
+            elif isinstance(value, dict):
+                for labels, buckets in value.items():
+                    observe_many(metric.labels(*node, *labels), buckets.counts, buckets.total)
+                value.clear()
+            elif value.total:
+                observe_many(metric.labels(*node), value.counts, value.total)
+                setattr(self, counted.name, _Buckets(len(value.counts)))
+
+
+def _as_tuple(labels: str | tuple[str, ...]) -> tuple[str, ...]:
+    return labels if isinstance(labels, tuple) else (labels,)
 
 
 def _buckets(table: dict[tuple[str, str], _Buckets], key: tuple[str, str]) -> _Buckets:

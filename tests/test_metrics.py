@@ -18,7 +18,7 @@ def test_bulk_observations_equal_one_by_one_observations() -> None:
     tally = Tally("n")
     for v in values:
         tally.observe_duration(("echo", "default"), v)
-    buckets = tally.durations[("echo", "default")]
+    buckets = tally.duration[("echo", "default")]
     observe_many(b.labels("echo"), buckets.counts, buckets.total)
 
     def samples(registry: CollectorRegistry) -> list[str]:
