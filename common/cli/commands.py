@@ -7,10 +7,20 @@ import json
 import os
 import shutil
 import sys
+from operator import itemgetter
 from typing import Any, BinaryIO
 
 from jobfleet import admin, apikeys
-from jobfleet.cli.render import dumps, job_details, short, table
+from jobfleet.cli.render import (
+    DEAD_JOB_COLUMNS,
+    JOB_COLUMNS,
+    NODE_COLUMNS,
+    columns,
+    dumps,
+    job_details,
+    listing,
+    short,
+)
 from jobfleet.db import connect, database_url, mask_password
 from jobfleet.enqueue import enqueue, enqueue_many, many_jobs, one_job
 from jobfleet.errors import JobfleetError
@@ -23,6 +33,16 @@ from jobfleet.wait import wait_for_terminal
 
 EXIT_FAILED = 1
 EXIT_TIMEOUT = 124
+
+
+API_KEY_COLUMNS = columns(
+    ("NAME", itemgetter("name")),
+    ("KEY ID", itemgetter("key_id")),
+    ("SCOPES", lambda k: ",".join(k["scopes"])),
+    ("RATE", lambda k: apikeys.format_rate(k["rate_per_second"])),
+    ("CREATED", itemgetter("created_at")),
+    ("REVOKED", lambda k: k["revoked_at"] or ""),
+)
 
 
 def cmd_migrate(args: argparse.Namespace, config: Settings) -> int:
@@ -118,25 +138,7 @@ def cmd_apikey(args: argparse.Namespace, config: Settings) -> int:
             print(key)
         elif args.apikey_command == "list":
             keys = apikeys.list_keys(conn)
-            if args.json:
-                print(dumps(keys))
-            else:
-                print(
-                    table(
-                        ["NAME", "KEY ID", "SCOPES", "RATE", "CREATED", "REVOKED"],
-                        [
-                            [
-                                k["name"],
-                                k["key_id"],
-                                ",".join(k["scopes"]),
-                                apikeys.format_rate(k["rate_per_second"]),
-                                k["created_at"],
-                                k["revoked_at"] or "",
-                            ]
-                            for k in keys
-                        ],
-                    )
-                )
+            print(listing(keys, API_KEY_COLUMNS, as_json=args.json))
         else:
             apikeys.revoke_key(conn, args.name)
             conn.commit()
@@ -224,19 +226,7 @@ def cmd_status(args: argparse.Namespace, config: Settings) -> int:
     counts = report["counts"]
     print("jobs: " + "  ".join(f"{state}={n}" for state, n in counts.items()))
     if report["nodes"]:
-        rows = [
-            (
-                n["name"],
-                n["hostname"],
-                n["pid"],
-                n["workers"],
-                n["busy"],
-                ",".join(n["queues"]) if n["queues"] else "*",
-                n["last_heartbeat"],
-            )
-            for n in report["nodes"]
-        ]
-        print(table(["node", "host", "pid", "workers", "busy", "queues", "last heartbeat"], rows))
+        print(listing(report["nodes"], NODE_COLUMNS, as_json=False))
     else:
         print("nodes: none alive (start one with `jobfleet supervisor`)")
     if report["unhandled_types"]:
@@ -258,25 +248,7 @@ def cmd_jobs(args: argparse.Namespace, config: Settings) -> int:
                 node=args.node,
                 limit=args.limit,
             )
-        if args.json:
-            print(dumps(jobs))
-        else:
-            rows = [
-                (
-                    j["id"],
-                    j["type"],
-                    j["queue"],
-                    j["state"],
-                    j["priority"],
-                    f"{j['attempt']}/{j['max_attempts']}",
-                    j["node"],
-                    j["run_at"],
-                    short(j["error"], 50),
-                )
-                for j in jobs
-            ]
-            headers = ["id", "type", "queue", "state", "pri", "attempt", "node", "run_at", "error"]
-            print(table(headers, rows))
+        print(listing(jobs, JOB_COLUMNS, as_json=args.json))
         return 0
     if args.jobs_command == "show":
         with connect(config=config) as conn:
@@ -318,21 +290,7 @@ def cmd_dlq(args: argparse.Namespace, config: Settings) -> int:
     with connect(config=config) as conn:
         if args.dlq_command == "list":
             jobs = admin.dlq_list(conn, args.limit)
-            if args.json:
-                print(dumps(jobs))
-            else:
-                rows = [
-                    (
-                        j["id"],
-                        j["type"],
-                        j["queue"],
-                        j["attempt"],
-                        j["finished_at"],
-                        short(j["last_error"], 60),
-                    )
-                    for j in jobs
-                ]
-                print(table(["id", "type", "queue", "attempts", "died", "last error"], rows))
+            print(listing(jobs, DEAD_JOB_COLUMNS, as_json=args.json))
             return 0
         if args.dlq_command == "retry":
             ids = admin.dlq_retry(conn, None if args.all else args.id)

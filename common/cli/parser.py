@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import jobfleet
 from jobfleet.options import ID_MAX, STATES
@@ -55,21 +55,24 @@ class Parser(argparse.ArgumentParser):
         return str(sub.prog)
 
 
-def positive_int(text: str) -> int:
+Number = TypeVar("Number", int, float)
+
+
+def _number(text: str, kind: type[Number], what: str) -> Number:
     try:
-        value = int(text)
+        return kind(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+
+
+def positive_int(text: str) -> int:
+    if (value := _number(text, int, "a whole number")) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} must be 1 or more")
     return value
 
 
 def job_id(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a job id (a whole number)") from None
+    value = _number(text, int, "a job id (a whole number)")
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a job id (ids start at 1)")
     if value > ID_MAX:
@@ -81,28 +84,20 @@ def list_limit(text: str) -> int:
     """How many rows a listing prints: 1 to LIST_LIMIT_MAX."""
     from jobfleet.admin import LIST_LIMIT_MAX
 
-    value = positive_int(text)
-    if value > LIST_LIMIT_MAX:
+    if (value := positive_int(text)) > LIST_LIMIT_MAX:
         raise argparse.ArgumentTypeError(f"{text!r} is too many: use 1 to {LIST_LIMIT_MAX}")
     return value
 
 
 def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    value = _number(text, float, "a number of seconds")
     if value < 0 or value != value:
         raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
     return value
 
 
 def port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 1 <= value <= 65535:
+    if not 1 <= (value := _number(text, int, "a port number")) <= 65535:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port: use 1 to 65535")
     return value
 

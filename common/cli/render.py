@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from operator import itemgetter
 from typing import Any
 
 
@@ -25,6 +26,56 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, whole: bool 
         "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
     ]
     return "\n".join(lines)
+
+
+# A listing's columns: a header and how a row (a dict from admin.py) gives its cell.
+Column = tuple[str, Callable[[dict[str, Any]], Any]]
+
+
+def columns(*spec: str | Column) -> tuple[Column, ...]:
+    """Columns from headers that name the row's field, or (header, cell) pairs."""
+    return tuple((c, itemgetter(c)) if isinstance(c, str) else c for c in spec)
+
+
+def listing(rows: Sequence[dict[str, Any]], shown: Sequence[Column], *, as_json: bool) -> str:
+    """The rows as JSON (every field), or as a table of the shown columns."""
+    if as_json:
+        return dumps(rows)
+    return table([h for h, _ in shown], [[cell(row) for _, cell in shown] for row in rows])
+
+
+def _joined(field: str, empty: str = "") -> Callable[[dict[str, Any]], str]:
+    return lambda row: ",".join(row[field]) if row[field] else empty
+
+
+JOB_COLUMNS = columns(
+    "id",
+    "type",
+    "queue",
+    "state",
+    ("pri", itemgetter("priority")),
+    ("attempt", lambda j: f"{j['attempt']}/{j['max_attempts']}"),
+    "node",
+    "run_at",
+    ("error", lambda j: short(j["error"], 50)),
+)
+DEAD_JOB_COLUMNS = columns(
+    "id",
+    "type",
+    "queue",
+    ("attempts", itemgetter("attempt")),
+    ("died", itemgetter("finished_at")),
+    ("last error", lambda j: short(j["last_error"], 60)),
+)
+NODE_COLUMNS = columns(
+    ("node", itemgetter("name")),
+    ("host", itemgetter("hostname")),
+    "pid",
+    "workers",
+    "busy",
+    ("queues", _joined("queues", "*")),
+    ("last heartbeat", itemgetter("last_heartbeat")),
+)
 
 
 def dumps(value: Any) -> str:
