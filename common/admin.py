@@ -180,9 +180,20 @@ def dlq_list(conn: Any, limit: int = 100) -> list[dict[str, Any]]:
     return jobs
 
 
+# What can be queued again: from the dead-letter queue, dead jobs; one job by id (`retry`),
+# a dead or a cancelled one.
+DLQ_STATES = ["dead"]
+RETRYABLE_STATES = ["dead", "cancelled"]
+
+
+def requeue_params(job_id: int | None, states: list[str]) -> dict[str, Any]:
+    """The `requeue_jobs` statement's parameters: one job, or all (job_id None)."""
+    return {"states": states, "all": job_id is None, "id": job_id or 0}
+
+
 def dlq_retry(conn: Any, job_id: int | None) -> list[int]:
     """Queue dead jobs again (one, or all when job_id is None) with a fresh attempt budget."""
-    ids = [r[0] for r in conn.execute(sql("dlq_retry"), {"all": job_id is None, "id": job_id or 0})]
+    ids = [r[0] for r in conn.execute(sql("requeue_jobs"), requeue_params(job_id, DLQ_STATES))]
     if job_id is not None and not ids:
         current = conn.execute(sql("job_state"), {"id": job_id}).fetchone()
         if current is None:

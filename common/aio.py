@@ -119,7 +119,14 @@ async def cancel(job_id: int, *, conn: AsyncConnection | None = None) -> str:
 async def retry(job_id: int, *, conn: AsyncConnection | None = None) -> str:
     """`jobfleet.retry`: a dead or cancelled job back to the queue; returns "queued"."""
     async with _connection(conn, "retry") as c:
-        if await (await c.execute(sql("retry_job"), {"id": job_id})).fetchone() is not None:
+        if (
+            await (
+                await c.execute(
+                    sql("requeue_jobs"), admin.requeue_params(job_id, admin.RETRYABLE_STATES)
+                )
+            ).fetchone()
+            is not None
+        ):
             return "queued"
         current = await (await c.execute(sql("job_state"), {"id": job_id})).fetchone()
         raise admin.retry_refused(job_id, current)

@@ -49,7 +49,12 @@ def retry(job_id: int, *, conn: psycopg.Connection[Any] | None = None) -> str:
     "queued". Any other state is a JobfleetError saying which."""
 
     def work(c: Any) -> str:
-        if c.execute(sql("retry_job"), {"id": job_id}).fetchone() is not None:
+        if (
+            c.execute(
+                sql("requeue_jobs"), admin.requeue_params(job_id, admin.RETRYABLE_STATES)
+            ).fetchone()
+            is not None
+        ):
             return "queued"
         raise admin.retry_refused(job_id, c.execute(sql("job_state"), {"id": job_id}).fetchone())
 

@@ -82,22 +82,6 @@ FROM dead_jobs
 ORDER BY finished_at DESC, id DESC
 LIMIT %(limit)s;
 
--- name: dlq_retry
--- Re-run dead jobs with a fresh budget of attempts; attempt numbers keep counting so the
--- history of the first run stays. Idle nodes are told.
-WITH retried AS (
-    UPDATE jobs
-    SET state = 'queued', run_at = now(), started_at = NULL, finished_at = NULL,
-        cancel_requested = false,
-        max_attempts = least(attempt::bigint + (max_attempts - attempt_base), 2147483647),
-        attempt_base = attempt
-    WHERE state = 'dead' AND (%(all)s OR id = %(id)s)
-    RETURNING id
-), told AS (
-    SELECT pg_notify('jobfleet_jobs', '') WHERE EXISTS (SELECT 1 FROM retried)
-)
-SELECT id FROM retried LEFT JOIN told ON true;
-
 -- name: dlq_purge
 DELETE FROM jobs
 WHERE state = 'dead'
@@ -108,16 +92,17 @@ RETURNING id;
 -- name: queue_counts
 SELECT queue, state, count(*) FROM jobs GROUP BY queue, state;
 
--- name: retry_job
--- A dead or cancelled job back to the queue with a fresh budget of attempts (attempt numbers
--- keep counting, so the first run's history stays); idle nodes are told.
+-- name: requeue_jobs
+-- Jobs that ended (dead, or also cancelled: `states`) back to the queue with a fresh budget of
+-- attempts: one (`id`), or every one in those states (`all`). Attempt numbers keep counting,
+-- so the first run's history stays; idle nodes are told.
 WITH retried AS (
     UPDATE jobs
     SET state = 'queued', run_at = now(), started_at = NULL, finished_at = NULL,
         cancel_requested = false,
         max_attempts = least(attempt::bigint + (max_attempts - attempt_base), 2147483647),
         attempt_base = attempt
-    WHERE id = %(id)s AND state IN ('dead', 'cancelled')
+    WHERE state = ANY(%(states)s::text[]) AND (%(all)s OR id = %(id)s)
     RETURNING id
 ), told AS (
     SELECT pg_notify('jobfleet_jobs', '') WHERE EXISTS (SELECT 1 FROM retried)
