@@ -18,3 +18,10 @@ def make_key(conn: psycopg.Connection[Any], name: str, scopes: str, rate: str | 
 
 def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
+
+
+def assert_refused_naming(response: Any, field: str) -> None:
+    """A 422 whose body names the field at fault and says what is wrong with it."""
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == field
+    assert response.json()["message"]

@@ -14,7 +14,7 @@ from jobfleet.jobs import AttemptResult
 from jobfleet.settings import load_settings
 from jobfleet.supervisor.store import claim, record
 from tests.conftest import scalar
-from tests.http_support import bearer, make_key
+from tests.http_support import assert_refused_naming, bearer, make_key
 from tests.tcp_proxy import Proxy, proxied_url
 
 ERROR_STATUSES = {"400", "401", "403", "404", "409", "413", "422", "429", "500", "503"}
@@ -119,10 +119,7 @@ def test_a_key_without_the_scope_is_403_and_nothing_is_written(
 def test_a_bad_field_is_422_naming_it(
     client: TestClient, key: dict[str, str], conn: psycopg.Connection[Any], body: Any, field: str
 ) -> None:
-    response = client.post("/jobs", json=body, headers=key)
-    assert response.status_code == 422, response.text
-    assert response.json()["field"] == field
-    assert response.json()["message"]
+    assert_refused_naming(client.post("/jobs", json=body, headers=key), field)
     assert scalar(conn, "SELECT count(*) FROM jobs") == 0
 
 

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from jobfleet.http.app import create_app
 from jobfleet.settings import load_settings
 from tests.conftest import Cli, scalar
-from tests.http_support import bearer, make_key
+from tests.http_support import assert_refused_naming, bearer, make_key
 from tests.tcp_proxy import Proxy, proxied_url
 
 
@@ -32,9 +32,7 @@ from tests.tcp_proxy import Proxy, proxied_url
 def test_options_beyond_what_can_be_stored_are_422_and_nothing_is_written(
     client: TestClient, key: dict[str, str], conn: psycopg.Connection[Any], body: Any, field: str
 ) -> None:
-    response = client.post("/jobs", json=body, headers=key)
-    assert response.status_code == 422, response.text
-    assert response.json()["field"] == field
+    assert_refused_naming(client.post("/jobs", json=body, headers=key), field)
     batch = client.post("/jobs:batch", json={"jobs": [{"type": "echo"}, body]}, headers=key)
     assert batch.status_code == 422 and batch.json()["field"].startswith("body.jobs.1")
     assert scalar(conn, "SELECT count(*) FROM jobs") == 0

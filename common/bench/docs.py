@@ -188,13 +188,35 @@ def _ok(s: dict[str, Any], name: str) -> dict[str, Any] | None:
     return r if isinstance(r, dict) and "error" not in r and "skipped" not in r else None
 
 
-def _scaling(s: dict[str, Any], path: Path) -> bool:
-    r = _ok(s, "nodes")
+def _chart(s: dict[str, Any], name: str, **subplots: Any) -> tuple[dict[str, Any], Any, Any] | None:
+    """The scenario's results with a new figure and its axes, or None when it has no figures."""
+    r = _ok(s, name)
     if r is None:
-        return False
+        return None
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
+    fig, axes = plt.subplots(**subplots)
+    return r, fig, axes
+
+
+def _label(
+    ax: Any, x: str | None, y: str, *, title: str | None = None, lines: bool = False
+) -> None:
+    """Axis names and title; a chart of lines also gets a grid and its legend."""
+    if x:
+        ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    if title:
+        ax.set_title(title)
+    if lines:
+        ax.grid(alpha=0.3)
+        ax.legend()
+
+
+def _scaling(s: dict[str, Any], path: Path) -> bool:
+    if (chart := _chart(s, "nodes", ncols=2, figsize=(9, 3.5))) is None:
+        return False
+    r, fig, (left, right) = chart
     for ax, runs, key, label in (
         (left, r["by_workers"], "workers", "workers (one node)"),
         (right, r["by_nodes"], "nodes", f"nodes ({r['workers']} workers each)"),
@@ -202,23 +224,17 @@ def _scaling(s: dict[str, Any], path: Path) -> bool:
         xs = [run[key] for run in runs]
         ax.plot(xs, [run["jobs_per_s"] for run in runs], "o-", label="steady")
         ax.plot(xs, [run["wall_jobs_per_s"] for run in runs], "s--", label="start-to-exit")
-        ax.set_xlabel(label)
-        ax.set_ylabel("jobs/s")
         ax.set_xticks(xs)
         ax.set_ylim(bottom=0)
-        ax.grid(alpha=0.3)
-        ax.legend()
+        _label(ax, label, "jobs/s", lines=True)
     fig.suptitle("No-op throughput")
     return _save(fig, path)
 
 
 def _latency(s: dict[str, Any], path: Path) -> bool:
-    r = _ok(s, "latency")
-    if r is None:
+    if (chart := _chart(s, "latency", figsize=(7, 4))) is None:
         return False
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
+    r, fig, ax = chart
     for mode, label in (("idle", "idle"), ("load", "under load")):
         for what, style in (("start", "-"), ("finish", "--")):
             values = r[mode][f"{what}_cdf_ms"]
@@ -226,41 +242,29 @@ def _latency(s: dict[str, Any], path: Path) -> bool:
                 ys = [(i + 1) / len(values) for i in range(len(values))]
                 ax.step(values, ys, style, where="post", label=f"enqueue -> {what}, {label}")
     ax.set_xscale("log")
-    ax.set_xlabel("ms (log scale)")
-    ax.set_ylabel("fraction of jobs")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    ax.set_title("Latency CDF")
+    _label(ax, "ms (log scale)", "fraction of jobs", title="Latency CDF", lines=True)
     return _save(fig, path)
 
 
 def _backlog(s: dict[str, Any], path: Path) -> bool:
-    r = _ok(s, "backlog")
-    if r is None:
+    if (chart := _chart(s, "backlog", figsize=(5, 3.5))) is None:
         return False
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    r, fig, ax = chart
     labels = [f"{run['backlog']:,}" for run in r["runs"]]
     ax.bar(labels, [run["jobs_per_s"] for run in r["runs"]])
-    ax.set_xlabel(f"jobs queued beneath the {r['drain']:,} drained")
-    ax.set_ylabel("jobs/s")
-    ax.set_title("Backlog scaling")
+    _label(ax, f"jobs queued beneath the {r['drain']:,} drained", "jobs/s", title="Backlog scaling")
     return _save(fig, path)
 
 
 def _peers(s: dict[str, Any], path: Path) -> bool:
-    r = _ok(s, "peers")
-    if r is None:
+    if (chart := _chart(s, "peers", figsize=(6, 3.5))) is None:
         return False
-    import matplotlib.pyplot as plt
-
+    r, fig, ax = chart
     names = ["jobfleet"] + [n for n, v in r["peers"].items() if "jobs_per_s" in v]
     rates = [r["jobfleet"]["jobs_per_s"]] + [r["peers"][n]["jobs_per_s"] for n in names[1:]]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.bar(names, rates)
-    ax.set_ylabel("jobs/s")
-    ax.set_title(f"No-op drain, {r['jobs']:,} jobs, {r['workers']} worker processes")
+    title = f"No-op drain, {r['jobs']:,} jobs, {r['workers']} worker processes"
+    _label(ax, None, "jobs/s", title=title)
     return _save(fig, path)
 
 
