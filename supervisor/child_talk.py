@@ -15,6 +15,7 @@ from jobfleet.jobs import (
     SUCCESS_JOB_ID,
     SUCCESS_STARTED,
     TYPE_QUEUE,
+    AttemptResult,
     ClaimedJob,
     Success,
 )
@@ -90,10 +91,12 @@ class ChildTalk:
                     )
             self.dispatcher.observe(successes, failures)
             self.waker.wake()
+        elif kind == protocol.LANE_DONE:
+            self._on_beside_outcomes(child, message[1], message[2])
         elif kind == protocol.PROGRESS:
             _, job_id, attempt, fraction, text = message
             self.outbox.add_progress(job_id, attempt, fraction, text)
-            job = child.assigned.get(job_id)
+            job = child.held(job_id)
             if job is not None:
                 self.tally.progress_updates[(job.type, job.queue)] += 1
         elif kind == protocol.BYE:
@@ -102,6 +105,36 @@ class ChildTalk:
                 "worker leaving",
                 extra={"node": self.node, "worker": child.pid, "reason": message[1]},
             )
+
+    def _on_beside_outcomes(
+        self, child: Child, successes: list[Success], failures: list[AttemptResult]
+    ) -> None:
+        """Outcomes of jobs run beside the child's main thread: few at a time, one by one."""
+        doomed = child.kill.job.id if child.kill and child.kill.job else None
+        tally = self.tally
+        for success in successes:
+            job_id = success[0]
+            job = child.drop_beside(job_id) if job_id != doomed else None
+            if job is None:
+                continue  # settled when its child is reaped, or already otherwise
+            self.outbox.add_success(success)
+            key = (job.type, job.queue)
+            tally.succeeded[key] += 1
+            tally.observe_duration(
+                key, (success[SUCCESS_FINISHED] - success[SUCCESS_STARTED]) / 1e6
+            )
+        for failure in failures:
+            if failure.job_id == doomed:
+                continue
+            job = child.drop_beside(failure.job_id)
+            if job is None:
+                continue
+            failure.pid = child.pid
+            self.outbox.add_result(failure)
+            tally.observe_duration(
+                (job.type, job.queue), (failure.finished_at - failure.started_at).total_seconds()
+            )
+        self.waker.wake()
 
     def _settle_successes(
         self, assigned: dict[int, ClaimedJob], successes: list[Success], doomed: int | None

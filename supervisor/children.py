@@ -7,6 +7,7 @@ import contextlib
 import os
 import signal
 import socket
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -37,8 +38,14 @@ class Child:
     sock: socket.socket
     writer: asyncio.StreamWriter | None = None
     reader: asyncio.Task[None] | None = None
-    # Jobs handed to this child and not yet reported, in the order it runs them.
+    # Jobs handed to this child for its main thread and not yet reported, in the order it
+    # runs them.
     assigned: dict[int, ClaimedJob] = field(default_factory=dict)
+    # Jobs of async and threaded types handed to it and not yet reported, and how many of
+    # each type; those it was asked to cancel, with when they must have ended (monotonic).
+    beside: dict[int, ClaimedJob] = field(default_factory=dict)
+    beside_held: Counter[str] = field(default_factory=Counter)
+    cancel_by: dict[int, float] = field(default_factory=dict)
     kill: KillPlan | None = None
     bye: str | None = None  # the reason it gave for leaving on its own (drained, recycled)
     reported: int = 0  # outcomes read from it: its slot's jobs_done less this ran unreported
@@ -48,6 +55,23 @@ class Child:
     @property
     def in_flight(self) -> int:
         return len(self.assigned)
+
+    @property
+    def holding(self) -> int:
+        return len(self.assigned) + len(self.beside)
+
+    def held(self, job_id: int) -> ClaimedJob | None:
+        """The job, if this child holds it (in its main thread's queue or beside)."""
+        job = self.assigned.get(job_id)
+        return job if job is not None else self.beside.get(job_id)
+
+    def drop_beside(self, job_id: int) -> ClaimedJob | None:
+        """Forget a job run beside the main thread (its outcome came, or it was settled)."""
+        job = self.beside.pop(job_id, None)
+        if job is not None:
+            self.beside_held[job.type] -= 1
+            self.cancel_by.pop(job_id, None)
+        return job
 
     def signal(self, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError):

@@ -41,36 +41,77 @@ class Verdict:
 
 
 @dataclass(frozen=True)
+class RunningJob:
+    """A job a live child runs now, as its slot says (monotonic seconds)."""
+
+    job_id: int
+    started: float
+    timeout: float | None  # its timeout, if it has one
+    # Seconds past the timeout before the child is killed over it: the worker times out an
+    # async job itself (its task is cancelled), and is killed only if that does not end it.
+    # 0 for the main thread's job and a thread's: neither can be stopped but by the kill.
+    timeout_grace: float = 0.0
+    cancel_by: float | None = None  # cancelled: it must have ended by then
+
+
+@dataclass(frozen=True)
 class ChildFacts:
     """What the supervisor knows of a live child at one instant (monotonic seconds)."""
 
     now: float
     heartbeat: float  # the child's last beat
     stall_ended: float  # when the supervisor itself last came back from a pause
-    running: bool  # it runs a job now
-    job_started: float  # when that job started
-    timeout: float | None  # that job's timeout, if it has one
+    running: tuple[RunningJob, ...] = ()
+
+
+@dataclass(frozen=True)
+class Kill:
+    """Kill the child: `job` (None: no one job) is recorded with the verdict; every other job
+    it runs, as a bystander (bystander_verdict)."""
+
+    verdict: Verdict
+    job: int | None = None
 
 
 def kill_verdict(
     facts: ChildFacts, *, silent_after: float, grace_deadline: float | None, grace_seconds: float
-) -> Verdict | None:
+) -> Kill | None:
     """Should this child be killed now, and why? None: leave it be.
 
     Silence is measured from the later of its last beat and the end of a pause of the
     supervisor (SIGSTOP, a stalled host stop the children too); a job over its timeout is
-    timed out; after the drain's grace period every child goes, busy or not."""
+    timed out, and one cancelled that has not ended by its time is cancelled; after the
+    drain's grace period every child goes, busy or not."""
     silent = facts.now - max(facts.heartbeat, facts.stall_ended)
     if silent > silent_after:
-        return Verdict("crashed", f"worker stopped responding: no heartbeat for {silent:.1f} s")
-    if facts.running and facts.timeout and facts.now - facts.job_started > facts.timeout:
-        return Verdict("timed_out", f"timeout after {facts.timeout:g} s")
+        return Kill(
+            Verdict("crashed", f"worker stopped responding: no heartbeat for {silent:.1f} s")
+        )
+    for job in facts.running:
+        if job.timeout and facts.now - job.started > job.timeout + job.timeout_grace:
+            return Kill(Verdict("timed_out", f"timeout after {job.timeout:g} s"), job.job_id)
+    for job in facts.running:
+        if job.cancel_by is not None and facts.now > job.cancel_by:
+            return Kill(Verdict("cancelled", "cancelled while running", final=True), job.job_id)
     if grace_deadline is not None and facts.now > grace_deadline:
-        return Verdict(
-            "crashed",
-            f"killed at shutdown: still running after the {grace_seconds:g} s grace period",
+        return Kill(
+            Verdict(
+                "crashed",
+                f"killed at shutdown: still running after the {grace_seconds:g} s grace period",
+            )
         )
     return None
+
+
+def bystander_verdict(status: int, plan: KillPlan | None) -> Verdict:
+    """What a child's death means for a job it ran beside the one it died over (or beside
+    others, when it died on its own): a crash, saying what brought the worker down."""
+    if plan is None or plan.job is None:
+        return death_verdict(status, plan)
+    return Verdict(
+        "crashed",
+        f"its worker was stopped over job {plan.job.id} ({plan.reason}; {describe_exit(status)})",
+    )
 
 
 def death_verdict(status: int, plan: KillPlan | None) -> Verdict:

@@ -1,5 +1,10 @@
 """How many jobs to claim and which child gets which.
 
+Jobs of async and threaded types (`concurrency`) run beside a child's main thread: of each
+such type a child holds up to BESIDE_HELD_PER_SLOT times its concurrency (as many waiting as
+running), and the type is claimed for once some child has room for half its concurrency, so
+that claims come in useful sizes. The rest of this note is about the main thread's jobs.
+
 Short jobs travel in batches sized so a batch takes about TARGET_BATCH_SECONDS to run, and each
 child holds two batches (one running, one waiting) so it never waits on the database. (At 0.1 s,
 50 ms jobs went one a batch: a claim for every job.) Long
@@ -9,10 +14,18 @@ child is idle.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from typing import Protocol, TypeVar
 
-from jobfleet.jobs import SUCCESS_FINISHED, SUCCESS_STARTED, AttemptResult, ClaimedJob, Success
+from jobfleet.jobs import (
+    JOB_ID,
+    SUCCESS_FINISHED,
+    SUCCESS_STARTED,
+    AttemptResult,
+    ClaimedJob,
+    Success,
+)
 
 TARGET_BATCH_SECONDS = 0.2
 MAX_BATCH = 1000
@@ -22,12 +35,74 @@ PREFETCH_BELOW_SECONDS = 1.0
 SMOOTHING = 0.2
 
 
+BESIDE_HELD_PER_SLOT = 2
+
+
 class HasAssigned(Protocol):
     @property
     def in_flight(self) -> int: ...
 
 
+class HoldsBeside(Protocol):
+    @property
+    def beside_held(self) -> Counter[str]: ...
+
+
 C = TypeVar("C", bound=HasAssigned)
+B = TypeVar("B", bound=HoldsBeside)
+
+
+def beside_room(children: Sequence[HoldsBeside], limits: Mapping[str, int]) -> dict[str, int]:
+    """How many jobs of each async or threaded type (`limits`: its concurrency) to claim now;
+    types with no room worth a claim are left out."""
+    room: dict[str, int] = {}
+    for type, concurrency in limits.items():
+        held = BESIDE_HELD_PER_SLOT * concurrency
+        free = [max(0, held - c.beside_held[type]) for c in children]
+        if any(f >= max(1, concurrency // 2) for f in free):
+            room[type] = sum(free)
+    return room
+
+
+def assign_beside(
+    jobs: Sequence[ClaimedJob], children: Sequence[B], limits: Mapping[str, int]
+) -> tuple[list[tuple[B, list[ClaimedJob]]], list[ClaimedJob]]:
+    """Deal jobs of async and threaded types to the children with the most room for each
+    type, evenly; return the deals and whatever did not fit (to be released)."""
+    by_type: dict[str, list[ClaimedJob]] = {}
+    for job in jobs:
+        by_type.setdefault(job.type, []).append(job)
+    deals: list[tuple[B, list[ClaimedJob]]] = []
+    leftovers: list[ClaimedJob] = []
+    for type, batch in by_type.items():
+        held = BESIDE_HELD_PER_SLOT * limits.get(type, 0)
+        dealt, rest = _deal(batch, children, [max(0, held - c.beside_held[type]) for c in children])
+        deals.extend(dealt)
+        leftovers.extend(rest)
+    return deals, leftovers
+
+
+T = TypeVar("T")
+
+
+def _deal(
+    jobs: Sequence[ClaimedJob], children: Sequence[T], room: list[int]
+) -> tuple[list[tuple[T, list[ClaimedJob]]], list[ClaimedJob]]:
+    """Deal the jobs (in pickup order) to the children with the most room, spreading them
+    evenly: an even share each first, then whatever room is left."""
+    free = dict(zip(map(id, children), room, strict=True))
+    order = sorted(children, key=lambda c: -free[id(c)])
+    deals: list[tuple[T, list[ClaimedJob]]] = []
+    position = 0
+    share = max(1, -(-len(jobs) // max(1, len(order))))  # an even share, rounded up
+    for rounds in (share, max(room, default=0)):
+        for child in order:
+            take = min(free[id(child)], rounds, len(jobs) - position)
+            if take > 0:
+                deals.append((child, list(jobs[position : position + take])))
+                free[id(child)] -= take
+                position += take
+    return deals, list(jobs[position:])
 
 
 class Dispatcher:
@@ -75,16 +150,43 @@ class Dispatcher:
         """Deal the jobs (in pickup order) to the children with the most room, spreading them
         evenly; return the deals and whatever did not fit (to be released)."""
         limit = self.per_child
-        room = {id(c): max(0, limit - c.in_flight) for c in children}
-        order = sorted(children, key=lambda c: -room[id(c)])
-        deals: list[tuple[C, list[ClaimedJob]]] = []
-        position = 0
-        share = max(1, -(-len(jobs) // max(1, len(order))))  # an even share, rounded up
-        for rounds in (share, limit):
-            for child in order:
-                take = min(room[id(child)], rounds, len(jobs) - position)
-                if take > 0:
-                    deals.append((child, list(jobs[position : position + take])))
-                    room[id(child)] -= take
-                    position += take
-        return deals, list(jobs[position:])
+        return _deal(jobs, children, [max(0, limit - c.in_flight) for c in children])
+
+
+class Holder(HasAssigned, HoldsBeside, Protocol):
+    @property
+    def assigned(self) -> dict[int, ClaimedJob]: ...
+
+    @property
+    def beside(self) -> dict[int, ClaimedJob]: ...
+
+
+H = TypeVar("H", bound=Holder)
+
+
+def deal_out(
+    jobs: Sequence[ClaimedJob],
+    children: Sequence[H],
+    dispatcher: Dispatcher,
+    beside_limits: Mapping[str, int],
+) -> tuple[dict[H, list[ClaimedJob]], list[ClaimedJob]]:
+    """Deal a claim's jobs to the children, for their main threads or beside them, note
+    what each child now holds, and return each child's batch and what did not fit."""
+    if beside_limits:
+        main = [j for j in jobs if j.type not in beside_limits]
+        extra, extra_leftovers = assign_beside(
+            [j for j in jobs if j.type in beside_limits], children, beside_limits
+        )
+    else:
+        main, extra, extra_leftovers = list(jobs), [], []
+    deals, leftovers = dispatcher.assign(main, children)
+    batches: dict[H, list[ClaimedJob]] = {}
+    for child, batch in deals:
+        child.assigned.update(zip(map(JOB_ID, batch), batch, strict=True))
+        batches[child] = batch
+    for child, batch in extra:
+        for job in batch:
+            child.beside[job.id] = job
+            child.beside_held[job.type] += 1
+        batches[child] = batches.get(child, []) + batch
+    return batches, [*leftovers, *extra_leftovers]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -83,7 +84,9 @@ class Lanes:
             ManagedConnection(f"lane-{n + 1}", url, config, raw_json=True) for n in range(LANES)
         ]
         self.flushing = False
-        self.claiming = 0  # jobs asked for by claims in flight
+        # Jobs asked for by claims in flight: for the main threads' types (""), and for each
+        # async or threaded type.
+        self.claiming: Counter[str] = Counter()
         self.idle_wait = IDLE_POLL_MIN
         self.next_poll = 0.0
         self.work_hint = True  # there may be work: claim without waiting out the idle backoff
@@ -141,8 +144,8 @@ class Lanes:
         try:
             if self.outbox and not self.flushing and self._write_after(time.monotonic()) <= 0:
                 await self._flush(db)
-            elif (claim := self._claim_statement()) is not None:
-                await self._claim(db, claim)
+            elif claims := self._claim_statements():
+                await self._claim(db, claims)
             else:
                 return False
         except DatabaseDown:
@@ -182,35 +185,54 @@ class Lanes:
             self.next_poll = due
             self.waker.wake()  # lanes waiting out a longer backoff recompute their pause
 
-    def _claim_statement(self) -> Statement | None:
-        """The claim for the room the children have now (less what claims in flight will
-        bring), or None: no room, or an idle backoff not yet over."""
+    def _claim_statements(self) -> list[tuple[str, Statement]]:
+        """The claims for the room the children have now (less what claims in flight will
+        bring), each with what it claims for: the types the workers' main threads run (""),
+        and each async or threaded type apart, so that none waits behind another's backlog.
+        Empty: no room, or an idle backoff not yet over."""
         if time.monotonic() < self.next_poll:
-            return None
-        want = self.pool.room() - self.claiming
-        if want <= 0 or (self.claiming and want < self.pool.dispatcher.batch):
-            return None
-        return claim_statement(
-            holder=self.holder,
-            types=self.node.types,
-            queues=self.node.queues,
-            limit=want,
-            lease_seconds=self.config.lease_seconds,
-        )
+            return []
+        pool, claiming = self.pool, self.claiming
+        wanted: list[tuple[str, list[str], int]] = []
+        if pool.main_types:
+            want = pool.room() - claiming[""]
+            if want > 0 and not (claiming[""] and want < pool.dispatcher.batch):
+                wanted.append(("", pool.main_types, want))
+        for type, room in pool.beside_room().items():
+            if not claiming[type]:
+                wanted.append((type, [type], room))
+        return [
+            (
+                key,
+                claim_statement(
+                    holder=self.holder,
+                    types=types,
+                    queues=self.node.queues,
+                    limit=want,
+                    lease_seconds=self.config.lease_seconds,
+                ),
+            )
+            for key, types, want in wanted
+        ]
 
-    async def _claim(self, db: ManagedConnection, statement: Statement) -> None:
-        want = statement[1]["limit"]
-        self.claiming += want
+    async def _claim(self, db: ManagedConnection, claims: list[tuple[str, Statement]]) -> None:
+        wants = Counter({key: statement[1]["limit"] for key, statement in claims})
+        self.claiming.update(wants)
         try:
-            rows = await db.run(lambda conn: run_pipelined(conn, [statement]))
+            rows = await db.run(lambda conn: run_pipelined(conn, [s for _, s in claims]))
         finally:
-            self.claiming -= want
-        jobs = claimed_jobs(rows[0])
+            self.claiming.subtract(wants)
+        jobs = [job for claimed in rows for job in claimed_jobs(claimed)]
         dispatched = self.pool.hand_out(jobs)
         # A short claim means the queue ran dry: a burst node looks elsewhere now, while its
         # last jobs run, and is done once they are written. (Not while another lane claims:
         # the rows that claim holds would still look ready.)
-        if self.burst and len(jobs) < want and not self.claiming and await self._burst_done(db):
+        if (
+            self.burst
+            and len(jobs) < wants.total()
+            and not self.claims_in_flight()
+            and await self._burst_done(db)
+        ):
             self.on_burst_done("burst: nothing left to run")
             return
         if dispatched:
@@ -232,7 +254,15 @@ class Lanes:
 
     def in_flight(self) -> bool:
         """Jobs held by children, outcomes waiting or being written, claims under way."""
-        return self.pool.holds_jobs() or bool(self.outbox) or self.flushing or bool(self.claiming)
+        return (
+            self.pool.holds_jobs()
+            or bool(self.outbox)
+            or self.flushing
+            or bool(self.claims_in_flight())
+        )
+
+    def claims_in_flight(self) -> int:
+        return sum(self.claiming.values())
 
     async def _flush(self, db: ManagedConnection) -> None:
         """Write what waits: outcomes, releases, progress."""

@@ -16,23 +16,22 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from jobfleet.jobs import FOR_CHILD, JOB_ID, ClaimedJob
+from jobfleet.jobs import FOR_CHILD, ClaimedJob
 from jobfleet.log import get_logger
 from jobfleet.settings import Settings
 from jobfleet.supervisor.child_talk import ChildTalk
 from jobfleet.supervisor.children import Child, KillPlan, describe_exit, fork_child
 from jobfleet.supervisor.decisions import (
-    ChildFacts,
     death_expected,
-    death_verdict,
     kill_verdict,
     log_level,
     spawn_delay,
-    unreported_outcome,
 )
-from jobfleet.supervisor.dispatch import Dispatcher
+from jobfleet.supervisor.dispatch import Dispatcher, beside_room, deal_out
 from jobfleet.supervisor.node import Node
 from jobfleet.supervisor.outbox import Outbox
+from jobfleet.supervisor.settlement import settle
+from jobfleet.supervisor.sight import child_facts, running_count
 from jobfleet.supervisor.tally import Tally
 from jobfleet.supervisor.waker import Waker
 from jobfleet.worker import protocol
@@ -66,7 +65,11 @@ class WorkerPool:
         self.node = node
         self.config = config
         self.desired = workers
-        self.slots = SlotTable(max(64, 4 * workers))
+        # Async and threaded types: their concurrency, the room a child has for each.
+        self.beside_limits = {
+            t: spec.concurrency for t, spec in node.handlers.items() if spec.concurrent
+        }
+        self.slots = SlotTable(max(64, 4 * workers), entries=sum(self.beside_limits.values()))
         self.free_slots = list(range(self.slots.size))
         self.children: dict[int, Child] = {}
         self.dispatcher = Dispatcher()
@@ -120,7 +123,7 @@ class WorkerPool:
             return
         alive = self.staying_children()
         if len(alive) > self.desired:
-            for child in sorted(alive, key=lambda c: c.in_flight)[: len(alive) - self.desired]:
+            for child in sorted(alive, key=lambda c: c.holding)[: len(alive) - self.desired]:
                 self._ask_to_leave(child)
             return
         missing = self.desired - len(alive)
@@ -188,32 +191,24 @@ class WorkerPool:
                     plan.sigkilled = True
                     child.signal(signal.SIGKILL)
                 continue
-            view = self.slots.read(child.slot)
-            job = child.assigned.get(view.job_id) if view.job_id else None
-            facts = ChildFacts(
+            facts = child_facts(
+                child,
+                self.slots,
+                self.node.handlers,
                 now=now,
-                heartbeat=view.heartbeat,
                 stall_ended=self.stall_ended,
-                running=job is not None,
-                job_started=view.started,
-                timeout=self._timeout_of(job) if job is not None else None,
+                kill_grace=self.config.kill_grace_seconds,
             )
-            verdict = kill_verdict(
+            kill = kill_verdict(
                 facts,
                 silent_after=self.config.child_silent_after,
                 grace_deadline=self.grace_deadline,
                 grace_seconds=self.config.grace_seconds,
             )
-            if verdict is not None:
-                self.kill_child(child, verdict.outcome, verdict.reason, job)
-
-    def _timeout_of(self, job: ClaimedJob) -> float | None:
-        """The job's own timeout, else its handler's (for jobs enqueued before any node
-        published the type's defaults)."""
-        if job.timeout:
-            return job.timeout
-        spec = self.node.handlers.get(job.type)
-        return spec.timeout if spec else None
+            if kill is not None:
+                culprit = child.held(kill.job) if kill.job is not None else None
+                v = kill.verdict
+                self.kill_child(child, v.outcome, v.reason, culprit, final=v.final)
 
     def kill_child(
         self,
@@ -280,47 +275,38 @@ class WorkerPool:
             child.sock.close()
         self.children.pop(child.pid, None)
         status = child.exit_status or 0
-        view = self.slots.read(child.slot)
         plan = child.kill
-        running = child.assigned.get(view.job_id) if view.job_id else None
-        if plan is not None and plan.job is not None and plan.job.id in child.assigned:
-            running = plan.job
-        if running is not None:
-            child.assigned.pop(running.id)
-            verdict = death_verdict(status, plan)
-            # The slot says when the job started (on the shared monotonic clock).
-            started = (
-                time.time() - (time.monotonic() - view.started)
-                if view.job_id == running.id
-                else (plan.job_started if plan is not None else time.time())
-            )
-            spec = self.node.handlers.get(running.type)
-            self.outbox.add_result(verdict.record(running, child.pid, started, spec))
+        view = self.slots.read(child.slot)
+        done = settle(
+            child,
+            status,
+            view,
+            self.slots.running_entries(child.slot),
+            self.node.handlers,
+            wall_now=time.time(),
+            monotonic_now=time.monotonic(),
+        )
+        for job, verdict, result in done.cut_short:
+            self.outbox.add_result(result)
             log.log(
                 log_level(verdict.outcome),
                 "job's worker died" if plan is None else "job's worker stopped",
                 extra=self._fields(
                     worker=child.pid,
-                    job=running.id,
-                    attempt=running.attempt,
+                    job=job.id,
+                    attempt=job.attempt,
                     outcome=verdict.outcome,
                     reason=verdict.reason,
                 ),
             )
-        # Jobs it finished whose outcomes died with it ran: their attempts are recorded (and
-        # retried), never released as if they had not. The rest it never started: released.
-        unreported = max(0, view.jobs_done - child.reported)
-        ran = unreported_outcome(status)
-        for job in list(child.assigned.values())[:unreported]:
-            child.assigned.pop(job.id)
-            spec = self.node.handlers.get(job.type)
-            self.outbox.add_result(ran.record(job, child.pid, time.time(), spec))
-        self.outbox.add_releases((j.id, j.attempt) for j in child.assigned.values())
-        child.assigned.clear()
+        for result in done.unreported:
+            self.outbox.add_result(result)
+        self.outbox.add_releases(done.releases)
+        ran_jobs = bool(done.cut_short)
         expected = death_expected(
             said_bye=child.bye is not None,
             killed=plan is not None,
-            held_running_job=running is not None,
+            held_running_job=ran_jobs,
         )
         if plan is not None:
             self.tally.child_restarts[plan.outcome] += 1
@@ -330,7 +316,7 @@ class WorkerPool:
             self.tally.child_crashes += 1
             self.tally.child_restarts["crashed"] += 1
             self.deaths.append(time.monotonic())
-            if running is None:
+            if not ran_jobs:
                 log.warning(
                     "worker died while idle",
                     extra=self._fields(worker=child.pid, cause=describe_exit(status)),
@@ -354,29 +340,46 @@ class WorkerPool:
 
     def cancel_running(self, job_id: int, attempt: int | None = None) -> None:
         """Stop a running job someone cancelled, if one of our children runs it: set its
-        cooperative flag, and kill the child after the kill grace unless the job returns."""
+        cooperative flag (an async job's task is cancelled), and kill the child after the kill
+        grace unless the job ends by then. One run beside others kills it only then."""
         for child in self.children.values():
-            job = child.assigned.get(job_id)
+            job = child.held(job_id)
             if job is None or (attempt is not None and job.attempt != attempt):
                 continue
-            if child.kill is None and self.slots.set_cancel(child.slot, job_id):
+            if job.id in child.beside:
+                self.slots.set_entry_cancel(child.slot, job.id, job.attempt)
+                self.talk.send(child, (protocol.CANCEL, job.id, job.attempt))
+                child.cancel_by[job.id] = time.monotonic() + self.config.kill_grace_seconds
+            elif child.kill is None and self.slots.set_cancel(child.slot, job_id):
                 self.kill_child(child, "cancelled", "cancelled while running", job, final=True)
             return
 
     def busy(self) -> int:
-        return sum(1 for c in self.children.values() if self.slots.read(c.slot).job_id)
+        """Jobs running now in all children (the main threads' and those beside them)."""
+        return running_count(self.children.values(), self.slots)
 
     def holds_jobs(self) -> bool:
-        return any(c.assigned for c in self.children.values())
+        return any(c.assigned or c.beside for c in self.children.values())
 
     def held_job_ids(self) -> list[int]:
-        return [job_id for child in self.children.values() for job_id in child.assigned]
+        return [job_id for c in self.children.values() for job_id in (*c.assigned, *c.beside)]
 
     # -- handing out work --
 
+    @property
+    def main_types(self) -> list[str]:
+        """The types the children's main threads run (all but async and threaded ones)."""
+        return [t for t in self.node.types if t not in self.beside_limits]
+
     def room(self) -> int:
-        """How many jobs to claim for the children now (0 when draining)."""
+        """How many jobs to claim for the children's main threads now (0 when draining)."""
         return self.dispatcher.capacity(self.live_children()) if self.accepting else 0
+
+    def beside_room(self) -> dict[str, int]:
+        """How many jobs of each async or threaded type to claim now (none when draining)."""
+        if not self.accepting or not self.beside_limits:
+            return {}
+        return beside_room(self.live_children(), self.beside_limits)
 
     def hand_out(self, jobs: Sequence[ClaimedJob]) -> int:
         """Deal claimed jobs to the children, a batch message each, and count them; what
@@ -387,11 +390,11 @@ class WorkerPool:
         if not self.accepting:  # a drain began while the claim ran: give them back
             self.outbox.add_releases((j.id, j.attempt) for j in jobs)
             return 0
-        deals, leftovers = self.dispatcher.assign(jobs, self.live_children())
+        batches, leftovers = deal_out(
+            jobs, self.live_children(), self.dispatcher, self.beside_limits
+        )
         self.outbox.add_releases((j.id, j.attempt) for j in leftovers)
         self.tally.count_started(jobs)
-        send = self.talk.send
-        for child, batch in deals:
-            child.assigned.update(zip(map(JOB_ID, batch), batch, strict=True))
-            send(child, (protocol.JOBS, list(map(FOR_CHILD, batch))))
+        for child, batch in batches.items():
+            self.talk.send(child, (protocol.JOBS, list(map(FOR_CHILD, batch))))
         return len(jobs)

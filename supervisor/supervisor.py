@@ -233,7 +233,7 @@ class Supervisor:
         if (
             self.state is not State.DRAINING
             or self.pool.children
-            or lanes.claiming
+            or lanes.claims_in_flight()
             or lanes.flushing
         ):
             return

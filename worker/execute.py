@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import json
 import time
 import traceback
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from typing import Any
 
-from jobfleet.jobs import AttemptResult, Success
+from jobfleet.jobs import AttemptResult, Outcome, Success
 from jobfleet.options import OptionError, encode_json
 from jobfleet.text import clean_text
 from jobfleet.worker.context import JobContext, ProgressSink
@@ -35,22 +38,10 @@ def execute(
     Nothing a handler does or returns escapes from here. `pid` is the worker's, for the
     record."""
     started = time.time_ns() // 1000  # microseconds: see Success
-    spec = handlers.get(type)
-    if spec is None:  # claims ask only for known types; this guards a registry that changed
-        return _failure(
-            job_id,
-            attempt,
-            started,
-            None,
-            f"no handler for job type {type!r}",
-            max_error_bytes,
-            final=True,
-        )
-    try:
-        payload = None if payload_json == "null" else json.loads(payload_json)
-    except Exception as exc:  # nested past the decoder's depth, a number past int's digits
-        reason = f"the payload cannot be read: {_describe(exc)}"
-        return _failure(job_id, attempt, started, spec, reason, max_error_bytes, final=True)
+    call = _prepare(job_id, attempt, type, payload_json, handlers, started, max_error_bytes)
+    if isinstance(call, AttemptResult):
+        return call
+    spec, payload = call
     try:
         if spec.takes_context:
             ctx = JobContext(job_id, attempt, progress_sink=progress_sink, cancelled=cancelled)
@@ -59,6 +50,103 @@ def execute(
             value = spec.fn(payload)
     except Exception as exc:
         return _failure(job_id, attempt, started, spec, _traceback(exc), max_error_bytes)
+    return _conclude(job_id, attempt, started, spec, value, pid, max_result_bytes, max_error_bytes)
+
+
+async def execute_async(
+    job_id: int,
+    attempt: int,
+    type: str,
+    payload_json: str,
+    handlers: Mapping[str, HandlerSpec],
+    *,
+    timeout: float | None,
+    max_result_bytes: int,
+    max_error_bytes: int = 64 * 1024,
+    progress_sink: ProgressSink | None = None,
+    cancelled: Callable[[], bool] | None = None,
+    pid: int | None = None,
+) -> Success | AttemptResult:
+    """`execute` for an `async def` handler, awaited on the worker's event loop: past
+    `timeout` seconds its task is cancelled and the attempt is `timed_out`; cancelled because
+    someone cancelled the job (`cancelled()` is true), the attempt is `cancelled`."""
+    started = time.time_ns() // 1000
+    call = _prepare(job_id, attempt, type, payload_json, handlers, started, max_error_bytes)
+    if isinstance(call, AttemptResult):
+        return call
+    spec, payload = call
+    deadline = asyncio.timeout(timeout)
+    try:
+        async with deadline:
+            if spec.takes_context:
+                ctx = JobContext(job_id, attempt, progress_sink=progress_sink, cancelled=cancelled)
+                value = await spec.fn(payload, ctx)
+            else:
+                value = await spec.fn(payload)
+    except TimeoutError as exc:
+        if not deadline.expired():  # the handler's own timeout, not the job's: a failure
+            return _failure(job_id, attempt, started, spec, _traceback(exc), max_error_bytes)
+        return _ended(job_id, attempt, started, spec, "timed_out", f"timeout after {timeout:g} s")
+    except asyncio.CancelledError:
+        if cancelled is None or not cancelled():
+            raise  # the worker itself is going: not this job's outcome
+        return cancelled_outcome(job_id, attempt, started, spec)
+    except Exception as exc:
+        return _failure(job_id, attempt, started, spec, _traceback(exc), max_error_bytes)
+    return _conclude(job_id, attempt, started, spec, value, pid, max_result_bytes, max_error_bytes)
+
+
+CANCELLED_REASON = "cancelled while running"
+
+
+def cancelled_outcome(
+    job_id: int, attempt: int, started: int, spec: HandlerSpec | None
+) -> AttemptResult:
+    """A job someone cancelled while it ran: final, whatever the handler did after."""
+    return _ended(job_id, attempt, started, spec, "cancelled", CANCELLED_REASON, final=True)
+
+
+def _prepare(
+    job_id: int,
+    attempt: int,
+    type: str,
+    payload_json: str,
+    handlers: Mapping[str, HandlerSpec],
+    started: int,
+    max_error_bytes: int,
+) -> tuple[HandlerSpec, Any] | AttemptResult:
+    """The job's handler and its decoded payload, or the failure that stops it before."""
+    spec = handlers.get(type)
+    if spec is None:  # claims ask only for known types; this guards a registry that changed
+        reason = f"no handler for job type {type!r}"
+        return _failure(job_id, attempt, started, None, reason, max_error_bytes, final=True)
+    try:
+        payload = None if payload_json == "null" else json.loads(payload_json)
+    except Exception as exc:  # nested past the decoder's depth, a number past int's digits
+        reason = f"the payload cannot be read: {_describe(exc)}"
+        return _failure(job_id, attempt, started, spec, reason, max_error_bytes, final=True)
+    return spec, payload
+
+
+def _conclude(
+    job_id: int,
+    attempt: int,
+    started: int,
+    spec: HandlerSpec,
+    value: Any,
+    pid: int | None,
+    max_result_bytes: int,
+    max_error_bytes: int,
+) -> Success | AttemptResult:
+    """The handler returned `value`: a success carrying it, if it can be stored."""
+    if value is not None and inspect.isawaitable(value):
+        if inspect.iscoroutine(value):
+            value.close()  # never awaited: no "was never awaited" warning on top
+        reason = (
+            "the handler returned an awaitable instead of a value: declare it `async def` "
+            "so that jobfleet awaits it on the worker's event loop"
+        )
+        return _failure(job_id, attempt, started, spec, reason, max_error_bytes, final=True)
     try:
         body = "null" if value is None else encode_json("result", value, max_result_bytes)
     except Exception as exc:  # not JSON, too big or deep, or an object whose encoding raises
@@ -67,6 +155,28 @@ def execute(
         reason = f"the handler's return value cannot be stored: {_describe(exc)}"
         return _failure(job_id, attempt, started, spec, reason, max_error_bytes, final=True)
     return (job_id, attempt, body, pid, started, time.time_ns() // 1000)
+
+
+def _ended(
+    job_id: int,
+    attempt: int,
+    started: int,
+    spec: HandlerSpec | None,
+    outcome: Outcome,
+    reason: str,
+    *,
+    final: bool = False,
+) -> AttemptResult:
+    return AttemptResult(
+        job_id,
+        attempt,
+        outcome,
+        error=reason,
+        final=final,
+        backoff=spec.backoff if spec else None,
+        backoff_seconds=spec.backoff_seconds if spec else None,
+        started_at=datetime.fromtimestamp(started / 1e6, UTC),
+    )
 
 
 def _failure(
@@ -79,15 +189,8 @@ def _failure(
     *,
     final: bool = False,
 ) -> AttemptResult:
-    return AttemptResult(
-        job_id,
-        attempt,
-        "failed",
-        error=clean_text(error, max_error_bytes),
-        final=final,
-        backoff=spec.backoff if spec else None,
-        backoff_seconds=spec.backoff_seconds if spec else None,
-        started_at=datetime.fromtimestamp(started / 1e6, UTC),
+    return _ended(
+        job_id, attempt, started, spec, "failed", clean_text(error, max_error_bytes), final=final
     )
 
 

@@ -1,7 +1,11 @@
-"""The child's life: receive batches of jobs, run them one by one, send back the outcomes.
+"""The child's life: receive batches of jobs, run them, send back the outcomes.
 
 A child is a pure executor: no database, no decisions. It runs in a process forked by the
 supervisor and ends when the supervisor goes (its socket closes, or the parent-death signal).
+Its main thread runs the jobs of plain handlers one by one, in the order they came. When the
+node has async or threaded types (`concurrency`), their jobs run beside it (concurrent.py),
+and a reader thread takes the supervisor's messages so that they start while the main thread
+is busy.
 """
 
 from __future__ import annotations
@@ -9,17 +13,19 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import queue
 import signal
 import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from jobfleet.jobs import AttemptResult, Success
 from jobfleet.processes import die_with_parent
 from jobfleet.worker import protocol
+from jobfleet.worker.concurrent import ConcurrentJobs, RunLimits
 from jobfleet.worker.execute import execute
 from jobfleet.worker.hooks import EXIT_START_HOOK_FAILED, start_hooks, stop_hooks
 from jobfleet.worker.registry import HandlerSpec
@@ -30,6 +36,10 @@ log = logging.getLogger("jobfleet.worker")
 # Outcomes of short jobs wait to travel together; a slow job's outcome leaves at once.
 FLUSH_AFTER_SECONDS = 0.02
 PROGRESS_EVERY_SECONDS = 0.25
+# With jobs running beside it, the idle main thread looks up this often for a stop request.
+STOP_CHECK_SECONDS = 0.1
+_TICK = ("tick",)
+PROGRESS_JOBS_KEPT = 10_000
 
 
 @dataclass(frozen=True)
@@ -67,6 +77,8 @@ class ChildLoop:
         self.stop_requested = False
         self._last_progress: dict[int, float] = {}
         self._sending = threading.Lock()
+        self.beside: ConcurrentJobs | None = None
+        self._beside_types = frozenset(t for t, spec in handlers.items() if spec.concurrent)
 
     def run(self) -> NoReturn:
         code = 0
@@ -81,18 +93,15 @@ class ChildLoop:
                         extra={"worker": self.index, "hook": getattr(hook, "__name__", hook)},
                     )
                     raise _StartHookFailed from None
-            while True:
-                message = protocol.recv_frame(self.sock)
-                if message is None:  # the supervisor is gone
-                    break
+            for message in self._messages():  # until the supervisor is gone
                 if message[0] == protocol.JOBS:
                     self._run_batch(message[1])
                 if self.stop_requested or self.slots.draining(self.index):
-                    self._send((protocol.BYE, "drained"))
+                    self._leave("drained")
                     break
                 reason = self._recycle_reason()
                 if reason:
-                    self._send((protocol.BYE, reason))
+                    self._leave(reason)
                     break
         except _Stop:
             pass
@@ -108,6 +117,57 @@ class ChildLoop:
             if code == 0:
                 self._run_stop_hooks()
             os._exit(code)
+
+    def _messages(self) -> Iterator[Any]:
+        """The supervisor's messages for the main thread, until its socket closes."""
+        if self.beside is None:
+            while (message := protocol.recv_frame(self.sock)) is not None:
+                yield message
+            return
+        inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        threading.Thread(target=self._read, args=(inbox,), name="reader", daemon=True).start()
+        while True:
+            try:
+                message = inbox.get(timeout=STOP_CHECK_SECONDS)
+            except queue.Empty:
+                yield _TICK
+                continue
+            if message is None:
+                return
+            if isinstance(message, BaseException):
+                raise message
+            yield message
+
+    def _read(self, inbox: queue.SimpleQueue[Any]) -> None:
+        """The reader thread: jobs of async and threaded types go to run beside the main
+        thread at once, the rest to the main thread in their order."""
+        assert self.beside is not None
+        beside, beside_types = self.beside, self._beside_types
+        try:
+            while (message := protocol.recv_frame(self.sock)) is not None:
+                kind = message[0]
+                if kind == protocol.JOBS:
+                    mine = []
+                    for job in message[1]:
+                        if job[2] in beside_types:
+                            beside.submit(job)
+                        else:
+                            mine.append(job)
+                    if mine:
+                        inbox.put((protocol.JOBS, mine))
+                elif kind == protocol.CANCEL:
+                    beside.cancel(message[1], message[2])
+                else:
+                    inbox.put(message)
+        except BaseException as exc:  # a frame that cannot be read: the main thread fails
+            inbox.put(exc)
+        inbox.put(None)
+
+    def _leave(self, reason: str) -> None:
+        """Let every job started beside the main thread end, then say goodbye."""
+        if self.beside is not None:
+            self.beside.drain()
+        self._send((protocol.BYE, reason))
 
     def _run_stop_hooks(self) -> None:
         for hook in stop_hooks():
@@ -129,6 +189,17 @@ class ChildLoop:
         die_with_parent()
         if os.getppid() == 1:
             raise _Stop
+        if self._beside_types:
+            self.beside = ConcurrentJobs(
+                slots=self.slots,
+                index=self.index,
+                handlers=self.handlers,
+                limits=RunLimits(
+                    self.config.max_result_bytes, self.config.max_error_bytes, os.getpid()
+                ),
+                send=self._send,
+                progress=self._progress,
+            )
         self.slots.beat(self.index)
         threading.Thread(target=self._beat, name="heartbeat", daemon=True).start()
 
@@ -139,6 +210,8 @@ class ChildLoop:
     def _beat(self) -> None:
         while True:
             self.slots.beat(self.index)
+            if self.beside is not None:
+                self.beside.check_loop()
             time.sleep(self.config.heartbeat_seconds)
 
     def _run_batch(self, jobs: list[tuple[Any, ...]]) -> None:
@@ -189,7 +262,9 @@ class ChildLoop:
         now = time.monotonic()
         if fraction < 1.0 and now - self._last_progress.get(job_id, 0.0) < PROGRESS_EVERY_SECONDS:
             return  # throttled: a tight loop reporting progress costs nothing
-        self._last_progress = {job_id: now}
+        if len(self._last_progress) > PROGRESS_JOBS_KEPT:
+            self._last_progress.clear()
+        self._last_progress[job_id] = now
         self._send((protocol.PROGRESS, job_id, attempt, fraction, message))
 
     def _send(self, message: Any) -> None:
@@ -203,8 +278,9 @@ class ChildLoop:
             raise _Stop from None  # the supervisor is gone
 
     def _recycle_reason(self) -> str | None:
-        if self.config.max_jobs and self.jobs_done >= self.config.max_jobs:
-            return f"recycled after {self.jobs_done} jobs"
+        done = self.jobs_done + (self.beside.done if self.beside is not None else 0)
+        if self.config.max_jobs and done >= self.config.max_jobs:
+            return f"recycled after {done} jobs"
         if self.config.max_rss_bytes:
             rss = _rss_bytes()
             if rss > self.config.max_rss_bytes:

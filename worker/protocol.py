@@ -16,12 +16,16 @@ MAX_FRAME = 256 * 1024 * 1024
 
 # Parent -> child
 JOBS = "jobs"  # (JOBS, [(id, attempt, type, payload_json, timeout), ...])
+CANCEL = "cancel"  # (CANCEL, job_id, attempt): stop a job run beside the main thread
 # Both ways: the parent's (BYE,) asks a child to leave once its jobs are done; the child's
 # (BYE, reason) says it leaves ("drained", or why it recycles itself). Jobs it held but never
 # started are released by the parent when it reaps the child.
 BYE = "bye"
 # Child -> parent
 DONE = "done"  # (DONE, [Success tuple, ...], [AttemptResult of a failure, ...])
+# The same for jobs run beside the main thread (async, threaded): not counted in the slot's
+# jobs_done, which counts the main thread's jobs, in the order they were handed out.
+LANE_DONE = "lane_done"
 PROGRESS = "progress"  # (PROGRESS, job_id, attempt, fraction, message)
 
 

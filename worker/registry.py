@@ -26,6 +26,16 @@ class HandlerSpec:
     backoff_seconds: float | None = None
     queue: str | None = None
     priority: int | None = None
+    # Jobs of this type one worker runs at once: on its event loop for an `async def`, on as
+    # many threads for a plain function. 1 (and a plain function): one at a time, in the
+    # worker's main thread, as every job ran before.
+    concurrency: int = 1
+    is_async: bool = False
+
+    @property
+    def concurrent(self) -> bool:
+        """Run beside the worker's other jobs (async or threaded), not in its main thread."""
+        return self.is_async or self.concurrency > 1
 
     def defaults_row(self) -> dict[str, Any]:
         """This type's defaults as the job_types table stores them."""
@@ -51,14 +61,20 @@ def handler(
     backoff: str | None = None,
     queue: str | None = None,
     priority: int | None = None,
+    concurrency: int = 1,
 ) -> Callable[[F], F]:
     """Register `fn` as the handler of jobs of `type`.
 
     The options are the type's defaults; a job's own options at enqueue win over them. A
     function with a second parameter receives the job's context (id, attempt, progress,
     cancellation, logger).
+
+    `concurrency`: how many jobs of this type one worker process runs at once. On an
+    `async def` handler they share the worker's event loop; on a plain function they run on
+    that many threads of the worker. Default 1: one at a time, in the worker's main thread.
     """
     check_name("type", type)
+    concurrency = check_concurrency(concurrency)
     checked = check_options(
         timeout=timeout,
         max_attempts=max_attempts,
@@ -92,10 +108,23 @@ def handler(
             backoff_seconds=checked.backoff_seconds,
             queue=checked.queue,
             priority=checked.priority,
+            concurrency=concurrency,
+            is_async=inspect.iscoroutinefunction(fn),
         )
         return fn
 
     return register
+
+
+CONCURRENCY_MAX = 1000
+
+
+def check_concurrency(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"concurrency must be a whole number, not {value!r}")
+    if not 1 <= value <= CONCURRENCY_MAX:
+        raise ValueError(f"concurrency must be 1 to {CONCURRENCY_MAX}, not {value}")
+    return value
 
 
 def registered() -> dict[str, HandlerSpec]:

@@ -9,7 +9,10 @@ from jobfleet.supervisor.children import KillPlan
 from jobfleet.supervisor.decisions import (
     CRASH_BACKOFF_MAX_SECONDS,
     ChildFacts,
+    Kill,
+    RunningJob,
     Verdict,
+    bystander_verdict,
     death_expected,
     death_verdict,
     kill_verdict,
@@ -19,22 +22,29 @@ from jobfleet.supervisor.decisions import (
 SILENT_AFTER = 2.0
 
 
-def facts(**changes: object) -> ChildFacts:
-    base: dict[str, object] = {
-        "now": 100.0,
-        "heartbeat": 99.5,
-        "stall_ended": 0.0,
-        "running": True,
-        "job_started": 95.0,
-        "timeout": None,
-    }
-    return ChildFacts(**{**base, **changes})  # type: ignore[arg-type]
+def facts(
+    *,
+    running: bool = True,
+    job_started: float = 95.0,
+    timeout: float | None = None,
+    heartbeat: float = 99.5,
+    stall_ended: float = 0.0,
+    beside: tuple[RunningJob, ...] = (),
+) -> ChildFacts:
+    """A child beating at 99.5 at time 100, running job 1 since 95 in its main thread."""
+    main = (RunningJob(1, job_started, timeout),) if running else ()
+    return ChildFacts(100.0, heartbeat, stall_ended, (*main, *beside))
 
 
-def verdict(f: ChildFacts, grace_deadline: float | None = None) -> Verdict | None:
+def kill(f: ChildFacts, grace_deadline: float | None = None) -> Kill | None:
     return kill_verdict(
         f, silent_after=SILENT_AFTER, grace_deadline=grace_deadline, grace_seconds=30
     )
+
+
+def verdict(f: ChildFacts, grace_deadline: float | None = None) -> Verdict | None:
+    found = kill(f, grace_deadline)
+    return found.verdict if found is not None else None
 
 
 def test_a_beating_child_within_its_timeout_is_left_alone() -> None:
@@ -145,3 +155,43 @@ def test_a_job_whose_outcome_died_with_its_worker_is_a_crash_that_says_so() -> N
     assert verdict.reason.startswith("worker exit code 3 after this job had finished")
     assert log_level("cancelled") == logging.INFO
     assert log_level("crashed") == log_level("timed_out") == logging.WARNING
+
+
+def test_the_job_over_its_timeout_is_named_among_those_beside_it() -> None:
+    beside = (RunningJob(7, 99.0, 10.0), RunningJob(8, 90.0, 4.0))
+    assert kill(facts(running=False, beside=beside)) == Kill(
+        Verdict("timed_out", "timeout after 4 s"), 8
+    )
+    assert kill(facts(running=False, beside=beside[:1])) is None
+
+
+def test_an_async_job_is_left_the_grace_to_time_itself_out() -> None:
+    # Its worker cancels its task at the timeout; the supervisor steps in only past the grace.
+    late = RunningJob(9, 95.0, 4.0, timeout_grace=2.0)
+    assert kill(facts(running=False, beside=(late,))) is None
+    later = RunningJob(9, 93.0, 4.0, timeout_grace=2.0)
+    assert kill(facts(running=False, beside=(later,))) == Kill(
+        Verdict("timed_out", "timeout after 4 s"), 9
+    )
+
+
+def test_a_cancelled_job_that_has_not_ended_in_time_gets_its_worker_killed() -> None:
+    assert kill(facts(running=False, beside=(RunningJob(5, 95.0, None, cancel_by=100.5),))) is None
+    assert kill(facts(running=False, beside=(RunningJob(5, 95.0, None, cancel_by=99.0),))) == Kill(
+        Verdict("cancelled", "cancelled while running", final=True), 5
+    )
+
+
+def test_jobs_beside_the_one_a_worker_is_killed_over_are_crashes_that_name_it() -> None:
+    from jobfleet.jobs import ClaimedJob
+
+    culprit = ClaimedJob(8, "fetch", "default", 0, 1, 4.0, "null")
+    plan = KillPlan("timed_out", "timeout after 4 s", culprit, 0.0)
+    assert bystander_verdict(signal.SIGKILL, plan) == Verdict(
+        "crashed",
+        "its worker was stopped over job 8 (timeout after 4 s; killed by signal 9 (SIGKILL))",
+    )
+    # A death of its own, or a kill over no one job, is what it is for every job.
+    assert bystander_verdict(signal.SIGKILL, None) == death_verdict(signal.SIGKILL, None)
+    silent = KillPlan("crashed", "worker stopped responding", None, 0.0)
+    assert bystander_verdict(_exit(0), silent) == Verdict("crashed", "worker stopped responding")

@@ -1,0 +1,61 @@
+"""What the supervisor sees of a live child, gathered from its slot for the decisions
+(decisions.py): its heartbeat and every job it runs, with each one's timeout and deadlines."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from jobfleet.jobs import ClaimedJob
+from jobfleet.supervisor.children import Child
+from jobfleet.supervisor.decisions import ChildFacts, RunningJob
+from jobfleet.worker.registry import HandlerSpec
+from jobfleet.worker.slots import SlotTable
+
+
+def timeout_of(job: ClaimedJob, handlers: Mapping[str, HandlerSpec]) -> float | None:
+    """The job's own timeout, else its handler's (for jobs enqueued before any node published
+    the type's defaults)."""
+    if job.timeout:
+        return job.timeout
+    spec = handlers.get(job.type)
+    return spec.timeout if spec else None
+
+
+def child_facts(
+    child: Child,
+    slots: SlotTable,
+    handlers: Mapping[str, HandlerSpec],
+    *,
+    now: float,
+    stall_ended: float,
+    kill_grace: float,
+) -> ChildFacts:
+    view = slots.read(child.slot)
+    running = []
+    main = child.assigned.get(view.job_id) if view.job_id else None
+    if main is not None:
+        running.append(RunningJob(main.id, view.started, timeout_of(main, handlers)))
+    for entry in slots.running_entries(child.slot):
+        job = child.beside.get(entry.job_id)
+        if job is None or entry.finished or job.attempt != entry.attempt:
+            continue
+        spec = handlers.get(job.type)
+        running.append(
+            RunningJob(
+                job.id,
+                entry.started,
+                timeout_of(job, handlers),
+                # The worker cancels an async job's task at its timeout: a kill only if not.
+                timeout_grace=kill_grace if spec is not None and spec.is_async else 0.0,
+                cancel_by=child.cancel_by.get(job.id),
+            )
+        )
+    return ChildFacts(now, view.heartbeat, stall_ended, tuple(running))
+
+
+def running_count(children: Iterable[Child], slots: SlotTable) -> int:
+    """Jobs running now in these children: their main threads' and those beside them."""
+    return sum(
+        bool(slots.read(c.slot).job_id) + sum(not e.finished for e in slots.running_entries(c.slot))
+        for c in children
+    )

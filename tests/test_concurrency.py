@@ -1,0 +1,184 @@
+"""Many jobs per worker: async handlers on the worker's event loop, plain ones on threads
+(`concurrency=`), with real workers, real kills and real signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any
+
+import psycopg
+
+import jobfleet
+from tests.conftest import all_finished, scalar, wait_until
+from tests.fleet_support import attempts, handler_module
+
+HANDLERS = """
+import asyncio, os, time
+from jobfleet.worker import handler
+
+@handler("nap", concurrency=100)
+async def nap(payload, ctx):
+    started = time.time()
+    ctx.progress(0.01, str(os.getpid()))
+    if ctx.attempt == 1:
+        await asyncio.sleep(payload["seconds"])
+    return {"started": started, "ended": time.time(), "pid": os.getpid()}
+
+@handler("overrun", concurrency=10, timeout=0.5, max_attempts=1)
+async def overrun(payload):
+    await asyncio.sleep(60)
+
+@handler("stoppable", concurrency=10)
+async def stoppable(payload, ctx):
+    ctx.progress(0.01)
+    await asyncio.sleep(60)
+
+@handler("io", concurrency=4)
+def io(payload, ctx):
+    ctx.progress(0.01)
+    if ctx.attempt == 1:
+        time.sleep(payload["seconds"])
+    return {"pid": os.getpid()}
+
+@handler("stuck", concurrency=2, timeout=0.5, max_attempts=1)
+def stuck(payload, ctx):
+    ctx.progress(0.01)
+    time.sleep(60)
+
+@handler("not_awaited", max_attempts=1)
+def not_awaited(payload):
+    return asyncio.sleep(0)
+"""
+
+
+def started(conn: psycopg.Connection[Any], ids: list[int]) -> int:
+    """How many of the jobs have reported that they run (their first progress)."""
+    return int(
+        scalar(
+            conn,
+            "SELECT count(*) FROM jobs WHERE id = ANY(%s) AND state = 'running' "
+            "AND progress IS NOT NULL",
+            (ids,),
+        )
+    )
+
+
+def most_at_once(spans: list[tuple[float, float]]) -> int:
+    """The most intervals that were open at one instant."""
+    events = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans])
+    open_now = peak = 0
+    for _, step in events:
+        open_now += step
+        peak = max(peak, open_now)
+    return peak
+
+
+def test_async_jobs_overlap_in_each_worker(
+    conn: psycopg.Connection[Any], fleet: Any, tmp_path: Any
+) -> None:
+    env = handler_module(tmp_path, "many_handlers", HANDLERS)
+    ids = jobfleet.enqueue_many(conn, "nap", [{"seconds": 0.5}] * 200)
+    node = fleet("a", "--workers", "2", "--burst", "--handlers", "many_handlers", env=env)
+    assert node.wait(120) == 0, node.log_tail()
+    results = [r for (r,) in conn.execute("SELECT result FROM jobs WHERE id = ANY(%s)", (ids,))]
+    assert len(results) == 200 and all(r is not None for r in results)
+    # 200 jobs of 0.5 s, one at a time on 2 workers, take 50 s: here far more ran at once.
+    assert most_at_once([(r["started"], r["ended"]) for r in results]) >= 100
+    assert len({r["pid"] for r in results}) == 2
+    assert scalar(conn, "SELECT count(*) FROM job_attempt_log WHERE job_id = ANY(%s)", (ids,)) == 0
+
+
+def test_a_timeout_or_a_cancel_leaves_the_other_jobs_of_the_worker_alone(
+    conn: psycopg.Connection[Any], fleet: Any, tmp_path: Any
+) -> None:
+    env = handler_module(tmp_path, "many_handlers", HANDLERS)
+    overrun = jobfleet.enqueue(conn, "overrun")
+    stoppable = jobfleet.enqueue(conn, "stoppable")
+    naps = jobfleet.enqueue_many(conn, "nap", [{"seconds": 1.5}] * 20)
+    fleet("a", "--workers", "1", "--handlers", "many_handlers", env=env)
+    wait_until(lambda: started(conn, [stoppable]) == 1, what="the job to cancel to start")
+    assert jobfleet.cancel(stoppable, conn=conn) == "running"
+    wait_until(lambda: all_finished(conn), timeout=60, what="every job to end")
+
+    assert attempts(conn, overrun)[0][1:2] == ("timed_out",)
+    assert "timeout after 0.5 s" in attempts(conn, overrun)[0][3]
+    assert scalar(conn, "SELECT state FROM jobs WHERE id = %s", (stoppable,)) == "cancelled"
+    assert attempts(conn, stoppable)[0][1] == "cancelled"
+    # The worker was never replaced: every nap ran once, in the one worker, and succeeded.
+    rows = conn.execute("SELECT state, attempt, result FROM jobs WHERE id = ANY(%s)", (naps,))
+    naps_seen = rows.fetchall()
+    assert {(state, attempt) for state, attempt, _ in naps_seen} == {("succeeded", 1)}
+    assert len({result["pid"] for _, _, result in naps_seen}) == 1
+
+
+def test_kill_9_of_a_worker_holding_50_async_jobs_records_50_crashes_and_runs_them_again(
+    conn: psycopg.Connection[Any], fleet: Any, tmp_path: Any
+) -> None:
+    env = handler_module(tmp_path, "many_handlers", HANDLERS)
+    ids = jobfleet.enqueue_many(conn, "nap", [{"seconds": 60}] * 50)
+    fleet("a", "--workers", "1", "--handlers", "many_handlers", env=env)
+    wait_until(lambda: started(conn, ids) == 50, what="50 jobs running in the worker")
+    (pid,) = {
+        int(m)
+        for (m,) in conn.execute(
+            "SELECT progress->>'message' FROM jobs WHERE id = ANY(%s)", (ids,)
+        )
+    }
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: all_finished(conn), timeout=60, what="the jobs to run again")
+    for job in ids:
+        history = attempts(conn, job)
+        assert [(a, outcome) for a, outcome, _, _ in history] == [(1, "crashed"), (2, "succeeded")]
+        assert "killed by signal 9" in history[0][3]
+
+
+def test_a_thread_that_overruns_its_timeout_gets_its_worker_replaced(
+    conn: psycopg.Connection[Any], fleet: Any, tmp_path: Any
+) -> None:
+    env = handler_module(tmp_path, "many_handlers", HANDLERS)
+    ios = jobfleet.enqueue_many(conn, "io", [{"seconds": 30}] * 3)
+    fleet("a", "--workers", "1", "--handlers", "many_handlers", env=env)
+    wait_until(lambda: started(conn, ios) == 3, what="the threaded jobs to start")
+    stuck = jobfleet.enqueue(conn, "stuck")
+    wait_until(lambda: all_finished(conn), timeout=60, what="every job to end")
+
+    (only,) = attempts(conn, stuck)
+    assert only[1] == "timed_out" and "timeout after 0.5 s" in only[3]
+    # As the README says: the jobs beside it were cut short, recorded as crashes naming the
+    # job that brought the worker down, and ran again.
+    for job in ios:
+        first, second = attempts(conn, job)
+        assert first[1] == "crashed" and f"stopped over job {stuck}" in first[3]
+        assert second[1] == "succeeded"
+
+
+def test_sigterm_drains_every_job_in_flight_and_hands_back_the_waiting(
+    conn: psycopg.Connection[Any], fleet: Any, tmp_path: Any
+) -> None:
+    # 10 running at once (io: 4 threads, nap: up to 100 on the loop), more waiting.
+    env = handler_module(tmp_path, "many_handlers", HANDLERS)
+    ios = jobfleet.enqueue_many(conn, "io", [{"seconds": 1.0}] * 8)
+    naps = jobfleet.enqueue_many(conn, "nap", [{"seconds": 1.0}] * 6)
+    node = fleet("a", "--workers", "1", "--handlers", "many_handlers", env=env)
+    wait_until(lambda: started(conn, ios + naps) >= 10, what="jobs to start")
+    node.signal(signal.SIGTERM)
+    assert node.wait(60) == 0, node.log_tail()
+    states = dict(conn.execute("SELECT id, state FROM jobs WHERE id = ANY(%s)", (ios + naps,)))
+    assert all(states[n] == "succeeded" for n in naps)
+    # Every job that started finished; those still waiting for a thread went back unspent.
+    assert set(states.values()) <= {"succeeded", "queued"}
+    assert scalar(conn, "SELECT count(*) FROM job_attempt_log") == 0
+    unspent = scalar(conn, "SELECT count(*) FROM jobs WHERE state = 'queued' AND attempt = 0")
+    assert unspent == sum(1 for s in states.values() if s == "queued")
+
+
+def test_a_plain_handler_that_returns_a_coroutine_is_told_to_be_async(
+    conn: psycopg.Connection[Any], fleet: Any, tmp_path: Any
+) -> None:
+    env = handler_module(tmp_path, "many_handlers", HANDLERS)
+    job = jobfleet.enqueue(conn, "not_awaited")
+    node = fleet("a", "--workers", "1", "--burst", "--handlers", "many_handlers", env=env)
+    assert node.wait(60) == 0, node.log_tail()
+    state, error = conn.execute("SELECT state, error FROM jobs WHERE id = %s", (job,)).fetchone()
+    assert state == "dead" and "declare it `async def`" in error

@@ -1,0 +1,269 @@
+"""The jobs a worker runs beside its main thread's: those of `async def` handlers on one event
+loop (a thread of its own), those of plain handlers with `concurrency=N` on N threads per type.
+
+Each running job holds an entry of the worker's slot (slots.py) from its start until its
+outcome is sent, so the supervisor knows at every moment what ran, and what a death cut short.
+A job handed to the worker waits here, started by no one, until its type has room: at a death
+or a drain it goes back to the queue without spending an attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from jobfleet.jobs import AttemptResult, Success
+from jobfleet.worker import protocol
+from jobfleet.worker.execute import cancelled_outcome, execute, execute_async
+from jobfleet.worker.registry import HandlerSpec
+from jobfleet.worker.slots import SlotTable
+
+log = logging.getLogger("jobfleet.worker")
+
+# The event loop notes the time this often; the heartbeat thread warns when it stops.
+LOOP_TICK_SECONDS = 0.1
+LOOP_BLOCKED_WARN_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class RunLimits:
+    max_result_bytes: int
+    max_error_bytes: int
+    pid: int
+
+
+class ConcurrentJobs:
+    def __init__(
+        self,
+        *,
+        slots: SlotTable,
+        index: int,
+        handlers: Mapping[str, HandlerSpec],
+        limits: RunLimits,
+        send: Callable[[Any], None],
+        progress: Callable[[int, int, float, str | None], None],
+    ) -> None:
+        self.slots = slots
+        self.index = index
+        self.handlers = handlers
+        self.limits = limits
+        self.send = send
+        self.progress = progress
+        self._lock = threading.Condition()
+        self._free = list(range(slots.entries))
+        self._entry_of: dict[tuple[int, int], int] = {}  # (job id, attempt) -> entry
+        self._cancel_asked: set[tuple[int, int]] = set()
+        self.waiting_or_running = 0
+        self.done = 0
+        self.stopping = False  # draining: what has not started is handed back
+        self._executors: dict[str, ThreadPoolExecutor] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._gates: dict[str, asyncio.Semaphore] = {}
+        self._tasks: dict[tuple[int, int], asyncio.Task[None]] = {}
+        self.loop_tick = time.monotonic()
+        self._blocked_warned = False
+
+    # -- from the worker's reader --
+
+    def submit(self, job: tuple[Any, ...]) -> None:
+        spec = self.handlers[job[2]]
+        with self._lock:
+            self.waiting_or_running += 1
+        if spec.is_async:
+            loop = self._event_loop()
+            loop.call_soon_threadsafe(self._start_task, job, spec)
+        else:
+            executor = self._executors.get(spec.type)
+            if executor is None:
+                executor = self._executors[spec.type] = ThreadPoolExecutor(
+                    spec.concurrency, thread_name_prefix=f"jobfleet-{spec.type}"
+                )
+            executor.submit(self._run_in_thread, job)
+
+    def cancel(self, job_id: int, attempt: int) -> None:
+        """Someone cancelled this job: an async one's task is cancelled, a threaded one sees
+        `ctx.cancelled()`; one not started yet ends cancelled without running."""
+        key = (job_id, attempt)
+        with self._lock:
+            self._cancel_asked.add(key)
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._cancel_task, key)
+
+    def drain(self) -> None:
+        """Start nothing more, and return once every job started here has ended and its
+        outcome is sent; the jobs that never started are handed back."""
+        with self._lock:
+            self.stopping = True
+            self._lock.wait_for(lambda: self.waiting_or_running == 0)
+
+    def running(self) -> int:
+        with self._lock:
+            return len(self._entry_of)
+
+    # -- running one job --
+
+    def _begin(self, job: tuple[Any, ...]) -> int | None:
+        """Take an entry for the job and mark it started; None: hand it back unstarted."""
+        with self._lock:
+            if self.stopping:
+                self._ended_locked()
+                return None
+            entry = self._free.pop()
+            self._entry_of[(job[0], job[1])] = entry
+        self.slots.start_entry(self.index, entry, job[0], job[1])
+        return entry
+
+    def _end(self, job: tuple[Any, ...], entry: int, outcome: Success | AttemptResult) -> None:
+        """Report the outcome, then free the entry: a death in between leaves the entry
+        saying the job ran to its end."""
+        key = (job[0], job[1])
+        slots, index = self.slots, self.index
+        cancelled = slots.entry_cancelled(index, entry) or key in self._cancel_asked
+        if cancelled and not (
+            isinstance(outcome, AttemptResult) and outcome.outcome == "cancelled"
+        ):
+            # Asked to stop, it returned: cancelled all the same, as in the main thread.
+            started = _started_us(outcome)
+            outcome = cancelled_outcome(job[0], job[1], started, self.handlers.get(job[2]))
+        slots.finish_entry(index, entry)
+        if isinstance(outcome, AttemptResult):
+            self.send((protocol.LANE_DONE, [], [outcome]))
+        else:
+            self.send((protocol.LANE_DONE, [outcome], []))
+        slots.clear_entry(index, entry)
+        with self._lock:
+            del self._entry_of[key]
+            self._cancel_asked.discard(key)
+            self._free.append(entry)
+            self.done += 1
+            self._ended_locked()
+
+    def _ended_locked(self) -> None:
+        self.waiting_or_running -= 1
+        if self.waiting_or_running == 0:
+            self._lock.notify_all()
+
+    def _run_in_thread(self, job: tuple[Any, ...]) -> None:
+        entry = self._begin(job)
+        if entry is None:
+            return
+        job_id, attempt, type_, payload_json, *_ = job
+        if (job_id, attempt) in self._cancel_asked:
+            outcome: Success | AttemptResult = cancelled_outcome(
+                job_id, attempt, time.time_ns() // 1000, self.handlers.get(type_)
+            )
+        else:
+            outcome = execute(
+                job_id,
+                attempt,
+                type_,
+                payload_json,
+                self.handlers,
+                max_result_bytes=self.limits.max_result_bytes,
+                max_error_bytes=self.limits.max_error_bytes,
+                progress_sink=self.progress,
+                cancelled=lambda: self.slots.entry_cancelled(self.index, entry),
+                pid=self.limits.pid,
+            )
+        self._end(job, entry, outcome)
+
+    # -- the event loop --
+
+    def _event_loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                threading.Thread(
+                    target=self._run_loop, args=(loop,), name="jobfleet-asyncio", daemon=True
+                ).start()
+                self._loop = loop
+            return self._loop
+
+    def _run_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        asyncio.set_event_loop(loop)
+        loop.call_soon(self._tick)
+        loop.run_forever()
+
+    def _tick(self) -> None:
+        self.loop_tick = time.monotonic()
+        assert self._loop is not None
+        self._loop.call_later(LOOP_TICK_SECONDS, self._tick)
+
+    def _start_task(self, job: tuple[Any, ...], spec: HandlerSpec) -> None:
+        gate = self._gates.get(spec.type)
+        if gate is None:
+            gate = self._gates[spec.type] = asyncio.Semaphore(spec.concurrency)
+        key = (job[0], job[1])
+        self._tasks[key] = asyncio.get_running_loop().create_task(self._run_task(job, gate))
+
+    async def _run_task(self, job: tuple[Any, ...], gate: asyncio.Semaphore) -> None:
+        key = (job[0], job[1])
+        try:
+            async with gate:
+                entry = self._begin(job)
+                if entry is None:
+                    return
+                job_id, attempt, type_, payload_json, timeout, *_ = job
+                spec = self.handlers[type_]
+                if key in self._cancel_asked:
+                    outcome: Success | AttemptResult = cancelled_outcome(
+                        job_id, attempt, time.time_ns() // 1000, spec
+                    )
+                else:
+                    outcome = await execute_async(
+                        job_id,
+                        attempt,
+                        type_,
+                        payload_json,
+                        self.handlers,
+                        timeout=timeout or spec.timeout,
+                        max_result_bytes=self.limits.max_result_bytes,
+                        max_error_bytes=self.limits.max_error_bytes,
+                        progress_sink=self.progress,
+                        cancelled=lambda: key in self._cancel_asked,
+                        pid=self.limits.pid,
+                    )
+                self._end(job, entry, outcome)
+        finally:
+            self._tasks.pop(key, None)
+
+    def _cancel_task(self, key: tuple[int, int]) -> None:
+        task = self._tasks.get(key)
+        if task is not None and key in self._entry_of:
+            task.cancel("jobfleet: the job was cancelled")
+
+    def check_loop(self) -> None:
+        """From the heartbeat thread: warn (once a blocking) when an async handler keeps the
+        event loop from running, naming the async jobs it holds up."""
+        if self._loop is None:
+            return
+        blocked = time.monotonic() - self.loop_tick
+        if blocked < LOOP_BLOCKED_WARN_SECONDS:
+            self._blocked_warned = False
+            return
+        if not self._blocked_warned:
+            self._blocked_warned = True
+            with contextlib.suppress(Exception):
+                jobs = sorted(job_id for job_id, _ in self._tasks)
+                log.warning(
+                    "an async handler blocks the worker's event loop (a blocking call in "
+                    "`async def`? use `await`, or a plain handler with threads)",
+                    extra={
+                        "worker": self.index,
+                        "blocked_seconds": round(blocked, 1),
+                        "jobs": jobs,
+                    },
+                )
+
+
+def _started_us(outcome: Success | AttemptResult) -> int:
+    if isinstance(outcome, AttemptResult):
+        return round(outcome.started_at.timestamp() * 1e6)
+    return int(outcome[4])
