@@ -27,13 +27,15 @@ def execute(
     progress_sink: ProgressSink | None = None,
     cancelled: Callable[[], bool] | None = None,
     pid: int | None = None,
+    raised: Callable[[BaseException], None] | None = None,
 ) -> Success | AttemptResult:
     """Decode the payload and call the job's handler. A success comes back as a Success tuple
     (the hot path: no objects, no datetimes); anything else as a failed AttemptResult with the
     traceback or the reason (cleaned of what PostgreSQL cannot store, cut to
     `max_error_bytes`): an exception, a payload or a result that cannot be read or stored.
     Nothing a handler does or returns escapes from here. `pid` is the worker's, for the
-    record."""
+    record; `raised` is shown what the handler (or reading its payload or result) raised,
+    for the attempt's span."""
     started = time.time_ns() // 1000  # microseconds: see Success
     spec = handlers.get(type)
     if spec is None:  # claims ask only for known types; this guards a registry that changed
@@ -49,6 +51,8 @@ def execute(
     try:
         payload = None if payload_json == "null" else json.loads(payload_json)
     except Exception as exc:  # nested past the decoder's depth, a number past int's digits
+        if raised is not None:
+            raised(exc)
         reason = f"the payload cannot be read: {_describe(exc)}"
         return _failure(job_id, attempt, started, spec, reason, max_error_bytes, final=True)
     try:
@@ -58,10 +62,14 @@ def execute(
         else:
             value = spec.fn(payload)
     except Exception as exc:
+        if raised is not None:
+            raised(exc)
         return _failure(job_id, attempt, started, spec, _traceback(exc), max_error_bytes)
     try:
         body = "null" if value is None else encode_json("result", value, max_result_bytes)
     except Exception as exc:  # not JSON, too big or deep, or an object whose encoding raises
+        if raised is not None:
+            raised(exc)
         # Final: the handler has run, and running it again (a card charged twice) is what a
         # user fears most from a value that could never be stored anyway.
         reason = f"the handler's return value cannot be stored: {_describe(exc)}"
