@@ -31,6 +31,7 @@ from jobfleet.jobs import TERMINAL_STATES
 from jobfleet.queries import sql
 from jobfleet.settings import settings
 from jobfleet.tolerant import tolerate_async
+from jobfleet.tracing import current_trace_context
 from jobfleet.wait import FIRST_POLL_SECONDS, MAX_POLL_SECONDS
 
 AsyncConnection = psycopg.AsyncConnection[Any]
@@ -72,7 +73,7 @@ async def enqueue_many(
         now = await (await conn.execute(sql("db_now"))).fetchone()
     row = await (await conn.execute(sql("reserve_job_ids"), {"n": len(bodies)})).fetchone()
     ids: list[int] = row[0] if row else []
-    values = row_values(checked, defaults, now[0] if now else None)
+    values = row_values(checked, defaults, now[0] if now else None, current_trace_context())
     async with conn.cursor() as cur, cur.copy(sql("copy_jobs")) as copy:
         for block in copy_blocks(type, values, ids, bodies):
             await copy.write(block)

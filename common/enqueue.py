@@ -18,6 +18,7 @@ from jobfleet.errors import JobfleetError
 from jobfleet.options import EnqueueOptions, check_name, check_options, encode_json
 from jobfleet.queries import sql
 from jobfleet.settings import settings
+from jobfleet.tracing import current_trace_context
 
 COPY_BLOCK_ROWS = 10_000
 
@@ -68,7 +69,7 @@ def enqueue_many(
     now = conn.execute(sql("db_now")).fetchone() if checked.run_at is None else None
     row = conn.execute(sql("reserve_job_ids"), {"n": len(bodies)}).fetchone()
     ids: list[int] = row[0] if row else []
-    values = row_values(checked, defaults, now[0] if now else None)
+    values = row_values(checked, defaults, now[0] if now else None, current_trace_context())
     with conn.cursor() as cur, cur.copy(sql("copy_jobs")) as copy:
         for block in copy_blocks(type, values, ids, bodies):
             copy.write(block)
@@ -81,11 +82,17 @@ def enqueue_many(
 def one_job(
     type: str, payload: Any, options: dict[str, Any], payload_limit: int | None = None
 ) -> dict[str, Any]:
-    """The checked parameters of the `enqueue` statement; ValueError naming what is wrong."""
+    """The checked parameters of the `enqueue` statement; ValueError naming what is wrong.
+    The caller's active trace, if any, goes with the job (jobfleet.tracing)."""
     check_name("type", type)
     checked = check_options(**options)
     body = encode_json("payload", payload, payload_limit or settings().max_payload_bytes)
-    return {"type": type, "payload": body, **checked.as_params()}
+    return {
+        "type": type,
+        "payload": body,
+        **checked.as_params(),
+        "trace_context": current_trace_context(),
+    }
 
 
 def existing_job(row: Any, key: str | None) -> int:
@@ -116,9 +123,12 @@ def many_jobs(
     return checked, bodies
 
 
-def row_values(checked: EnqueueOptions, defaults: Any, now: datetime | None) -> tuple[Any, ...]:
+def row_values(
+    checked: EnqueueOptions, defaults: Any, now: datetime | None, trace_context: str | None
+) -> tuple[Any, ...]:
     """The columns COPY writes for every row, with the type's defaults (its `type_defaults`
-    row, or None) filled in; `now` is the database's clock, for a delay."""
+    row, or None) filled in; `now` is the database's clock, for a delay; `trace_context` the
+    caller's (jobfleet.tracing), the same for every job of the batch."""
     t_queue, t_priority, t_max, t_timeout, t_backoff, t_backoff_s = defaults or (None,) * 6
     run_at = checked.run_at
     if run_at is None:
@@ -132,6 +142,7 @@ def row_values(checked: EnqueueOptions, defaults: Any, now: datetime | None) -> 
         _first(checked.timeout, t_timeout),
         _first(checked.backoff, t_backoff),
         _first(checked.backoff_seconds, t_backoff_s),
+        trace_context,
     )
 
 
@@ -153,12 +164,16 @@ def _copy_text(text: str) -> str:
 
 
 def _copy_field(value: Any) -> str:
-    """A value in COPY's text format. Our values hold no tab, newline or backslash (names are
-    checked, numbers are numbers), so only NULL needs spelling out."""
+    """A value in COPY's text format. Our values hold no tab or newline (names are checked,
+    numbers are numbers, a trace context is printable ASCII in JSON), so only NULL and a
+    trace context's backslashes (JSON's escape of a quote in its tracestate) need spelling
+    out."""
     if value is None:
         return "\\N"
     if isinstance(value, datetime):
         return value.isoformat()
+    if isinstance(value, str):
+        return _copy_text(value)
     return str(value)
 
 

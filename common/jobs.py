@@ -23,6 +23,9 @@ class ClaimedJob(NamedTuple):
     timeout: float | None
     payload: Any
     waited: float = 0.0  # seconds between becoming ready (run_at) and this claim
+    # The enqueuer's W3C trace context (JSON text from the claim, a dict from a blocking
+    # claim's jsonb), or None: the worker's attempt span continues that trace.
+    trace_context: str | dict[str, str] | None = None
 
 
 def _fields(*names: str) -> itemgetter[Any]:
@@ -33,8 +36,9 @@ def _fields(*names: str) -> itemgetter[Any]:
 JOB_ID = _fields("id")
 TYPE_QUEUE = _fields("type", "queue")
 WAITED = _fields("waited")
-# What a child gets of a job: (id, attempt, type, payload JSON, timeout); see worker/protocol.
-FOR_CHILD = _fields("id", "attempt", "type", "payload", "timeout")
+# What a child gets of a job: (id, attempt, type, payload JSON, timeout, trace context); see
+# worker/protocol.
+FOR_CHILD = _fields("id", "attempt", "type", "payload", "timeout", "trace_context")
 
 
 def utcnow() -> datetime:

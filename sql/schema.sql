@@ -1,5 +1,5 @@
 -- jobfleet's current schema, to read: what the numbered migrations beside this file add up
--- to (version 5). The migrations are what runs (`jobfleet migrate`); this file is not applied
+-- to (version 6). The migrations are what runs (`jobfleet migrate`); this file is not applied
 -- by anything, and tests/test_migrate.py checks that it builds the very same schema.
 --
 -- `jobs` holds one row per job for its whole life. Rows that change often (queued -> running ->
@@ -36,7 +36,10 @@ CREATE TABLE jobs (
     attempt_node     text,
     attempt_pid      integer,
     created_at       timestamptz NOT NULL DEFAULT now(),
-    finished_at      timestamptz
+    finished_at      timestamptz,
+    -- The enqueuer's W3C trace context ({"traceparent", "tracestate"}), when it had an active
+    -- OpenTelemetry span; the worker's attempt span continues that trace. NULL: none.
+    trace_context    jsonb
 ) WITH (fillfactor = 80);
 
 -- The pickup order over ready jobs only: the index stays as small as the backlog.

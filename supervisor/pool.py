@@ -137,6 +137,7 @@ class WorkerPool:
         slot = self.free_slots.pop(0)
         config = ChildConfig(
             index=slot,
+            node=self.node.name,
             heartbeat_seconds=self.config.child_heartbeat_seconds,
             max_result_bytes=self.config.max_result_bytes,
             max_error_bytes=self.config.max_error_bytes,

@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 
 from tests.conftest import ROOT, wait_until
+from tests.user_typing import MYPY_TIMEOUT, strict_mypy_checks
 
 
 def _free_port() -> int:
@@ -45,21 +47,33 @@ def _answers(url: str) -> bool:
     return True
 
 
-def test_an_app_installed_from_the_wheel_runs_its_jobs(
-    conn: psycopg.Connection[Any], db_url: str, tmp_path: Path
-) -> None:
-    wheels, venv = tmp_path / "wheels", tmp_path / "venv"
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh venv outside the repository with a wheel of this project installed (not
+    editable), as a user's `pip install` makes it; shared by this module's tests."""
+    base = tmp_path_factory.mktemp("installed")
+    wheels, venv = base / "wheels", base / "venv"
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
     subprocess.run([*pip, "wheel", "--no-deps", "-w", wheels, ROOT], check=True, timeout=300)
     subprocess.run([sys.executable, "-m", "venv", venv], check=True, timeout=120)
     [wheel] = wheels.glob("jobfleet-*.whl")
-    vpip = [venv / "bin/python", "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run([*vpip, "install", wheel], check=True, timeout=600)
+    subprocess.run([*venv_pip(venv), "install", wheel], check=True, timeout=600)
     where = subprocess.run(
         [venv / "bin/python", "-c", "import jobfleet.sql, jobfleet; print(jobfleet.__file__)"],
         capture_output=True, text=True, check=True, timeout=60,
     ).stdout  # fmt: skip
     assert where.startswith(str(venv)), where  # the installed copy, not the repository's
+    return venv
+
+
+def venv_pip(venv: Path) -> list[Any]:
+    return [venv / "bin/python", "-m", "pip", "--disable-pip-version-check", "-q"]
+
+
+def test_an_app_installed_from_the_wheel_runs_its_jobs(
+    conn: psycopg.Connection[Any], db_url: str, tmp_path: Path, installed: Path
+) -> None:
+    venv = installed
 
     app = tmp_path / "app"
     shutil.copytree(ROOT / "examples" / "shop", app)
@@ -113,3 +127,10 @@ def test_an_app_installed_from_the_wheel_runs_its_jobs(
             process.terminate()
         node.wait(30)
         web.wait(30)
+
+
+def test_a_users_strict_mypy_passes_after_pip_install(installed: Path, tmp_path: Path) -> None:
+    """A user's `mypy --strict` on code calling the API, with jobfleet as `pip install` puts
+    it (the wheel's py.typed and annotations), from a folder outside the repository."""
+    subprocess.run([*venv_pip(installed), "install", "mypy"], check=True, timeout=MYPY_TIMEOUT)
+    strict_mypy_checks(installed / "bin/python", tmp_path)

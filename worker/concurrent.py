@@ -24,6 +24,7 @@ from jobfleet.worker import protocol
 from jobfleet.worker.execute import cancelled_outcome, execute, execute_async
 from jobfleet.worker.registry import HandlerSpec
 from jobfleet.worker.slots import SlotTable
+from jobfleet.worker.tracing import AttemptSpan, AttemptTracer
 
 log = logging.getLogger("jobfleet.worker")
 
@@ -69,6 +70,7 @@ class ConcurrentJobs:
         self._tasks: dict[tuple[int, int], asyncio.Task[None]] = {}
         self.loop_tick = time.monotonic()
         self._blocked_warned = False
+        self.tracer: AttemptTracer | None = None  # set after the start hooks, or never
 
     # -- from the worker's reader --
 
@@ -150,11 +152,18 @@ class ConcurrentJobs:
         if self.waiting_or_running == 0:
             self._lock.notify_all()
 
+    def _span(self, job: tuple[Any, ...]) -> AttemptSpan | None:
+        job_id, attempt, type_, _, timeout, trace_context = job
+        if self.tracer is None:
+            return None
+        return self.tracer.start(job_id, attempt, type_, timeout, trace_context)
+
     def _run_in_thread(self, job: tuple[Any, ...]) -> None:
         entry = self._begin(job)
         if entry is None:
             return
         job_id, attempt, type_, payload_json, *_ = job
+        span = self._span(job)
         if (job_id, attempt) in self._cancel_asked:
             outcome: Success | AttemptResult = cancelled_outcome(
                 job_id, attempt, time.time_ns() // 1000, self.handlers.get(type_)
@@ -171,7 +180,10 @@ class ConcurrentJobs:
                 progress_sink=self.progress,
                 cancelled=lambda: self.slots.entry_cancelled(self.index, entry),
                 pid=self.limits.pid,
+                raised=None if span is None else span.raised,
             )
+        if span is not None:
+            span.end(outcome, self.slots.entry_cancelled(self.index, entry))
         self._end(job, entry, outcome)
 
     # -- the event loop --
@@ -212,6 +224,7 @@ class ConcurrentJobs:
                     return
                 job_id, attempt, type_, payload_json, timeout, *_ = job
                 spec = self.handlers[type_]
+                span = self._span(job)
                 if key in self._cancel_asked:
                     outcome: Success | AttemptResult = cancelled_outcome(
                         job_id, attempt, time.time_ns() // 1000, spec
@@ -229,7 +242,10 @@ class ConcurrentJobs:
                         progress_sink=self.progress,
                         cancelled=lambda: key in self._cancel_asked,
                         pid=self.limits.pid,
+                        raised=None if span is None else span.raised,
                     )
+                if span is not None:
+                    span.end(outcome, key in self._cancel_asked)
                 self._end(job, entry, outcome)
         finally:
             self._tasks.pop(key, None)

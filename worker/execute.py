@@ -30,15 +30,17 @@ def execute(
     progress_sink: ProgressSink | None = None,
     cancelled: Callable[[], bool] | None = None,
     pid: int | None = None,
+    raised: Callable[[BaseException], None] | None = None,
 ) -> Success | AttemptResult:
     """Decode the payload and call the job's handler. A success comes back as a Success tuple
     (the hot path: no objects, no datetimes); anything else as a failed AttemptResult with the
     traceback or the reason (cleaned of what PostgreSQL cannot store, cut to
     `max_error_bytes`): an exception, a payload or a result that cannot be read or stored.
     Nothing a handler does or returns escapes from here. `pid` is the worker's, for the
-    record."""
+    record; `raised` is shown what the handler (or reading its payload or result) raised,
+    for the attempt's span."""
     started = time.time_ns() // 1000  # microseconds: see Success
-    call = _prepare(job_id, attempt, type, payload_json, handlers, started, max_error_bytes)
+    call = _prepare(job_id, attempt, type, payload_json, handlers, started, max_error_bytes, raised)
     if isinstance(call, AttemptResult):
         return call
     spec, payload = call
@@ -49,8 +51,12 @@ def execute(
         else:
             value = spec.fn(payload)
     except Exception as exc:
+        if raised is not None:
+            raised(exc)
         return _failure(job_id, attempt, started, spec, _traceback(exc), max_error_bytes)
-    return _conclude(job_id, attempt, started, spec, value, pid, max_result_bytes, max_error_bytes)
+    return _conclude(
+        job_id, attempt, started, spec, value, pid, max_result_bytes, max_error_bytes, raised
+    )
 
 
 async def execute_async(
@@ -66,12 +72,13 @@ async def execute_async(
     progress_sink: ProgressSink | None = None,
     cancelled: Callable[[], bool] | None = None,
     pid: int | None = None,
+    raised: Callable[[BaseException], None] | None = None,
 ) -> Success | AttemptResult:
     """`execute` for an `async def` handler, awaited on the worker's event loop: past
     `timeout` seconds its task is cancelled and the attempt is `timed_out`; cancelled because
     someone cancelled the job (`cancelled()` is true), the attempt is `cancelled`."""
     started = time.time_ns() // 1000
-    call = _prepare(job_id, attempt, type, payload_json, handlers, started, max_error_bytes)
+    call = _prepare(job_id, attempt, type, payload_json, handlers, started, max_error_bytes, raised)
     if isinstance(call, AttemptResult):
         return call
     spec, payload = call
@@ -85,6 +92,8 @@ async def execute_async(
                 value = await spec.fn(payload)
     except TimeoutError as exc:
         if not deadline.expired():  # the handler's own timeout, not the job's: a failure
+            if raised is not None:
+                raised(exc)
             return _failure(job_id, attempt, started, spec, _traceback(exc), max_error_bytes)
         return _ended(job_id, attempt, started, spec, "timed_out", f"timeout after {timeout:g} s")
     except asyncio.CancelledError:
@@ -92,8 +101,12 @@ async def execute_async(
             raise  # the worker itself is going: not this job's outcome
         return cancelled_outcome(job_id, attempt, started, spec)
     except Exception as exc:
+        if raised is not None:
+            raised(exc)
         return _failure(job_id, attempt, started, spec, _traceback(exc), max_error_bytes)
-    return _conclude(job_id, attempt, started, spec, value, pid, max_result_bytes, max_error_bytes)
+    return _conclude(
+        job_id, attempt, started, spec, value, pid, max_result_bytes, max_error_bytes, raised
+    )
 
 
 CANCELLED_REASON = "cancelled while running"
@@ -114,6 +127,7 @@ def _prepare(
     handlers: Mapping[str, HandlerSpec],
     started: int,
     max_error_bytes: int,
+    raised: Callable[[BaseException], None] | None,
 ) -> tuple[HandlerSpec, Any] | AttemptResult:
     """The job's handler and its decoded payload, or the failure that stops it before."""
     spec = handlers.get(type)
@@ -123,6 +137,8 @@ def _prepare(
     try:
         payload = None if payload_json == "null" else json.loads(payload_json)
     except Exception as exc:  # nested past the decoder's depth, a number past int's digits
+        if raised is not None:
+            raised(exc)
         reason = f"the payload cannot be read: {_describe(exc)}"
         return _failure(job_id, attempt, started, spec, reason, max_error_bytes, final=True)
     return spec, payload
@@ -137,6 +153,7 @@ def _conclude(
     pid: int | None,
     max_result_bytes: int,
     max_error_bytes: int,
+    raised: Callable[[BaseException], None] | None,
 ) -> Success | AttemptResult:
     """The handler returned `value`: a success carrying it, if it can be stored."""
     if value is not None and inspect.isawaitable(value):
@@ -150,6 +167,8 @@ def _conclude(
     try:
         body = "null" if value is None else encode_json("result", value, max_result_bytes)
     except Exception as exc:  # not JSON, too big or deep, or an object whose encoding raises
+        if raised is not None:
+            raised(exc)
         # Final: the handler has run, and running it again (a card charged twice) is what a
         # user fears most from a value that could never be stored anyway.
         reason = f"the handler's return value cannot be stored: {_describe(exc)}"

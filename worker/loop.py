@@ -30,6 +30,7 @@ from jobfleet.worker.execute import execute
 from jobfleet.worker.hooks import EXIT_START_HOOK_FAILED, start_hooks, stop_hooks
 from jobfleet.worker.registry import HandlerSpec
 from jobfleet.worker.slots import SlotTable
+from jobfleet.worker.tracing import AttemptTracer, attempt_tracer
 
 log = logging.getLogger("jobfleet.worker")
 
@@ -45,6 +46,7 @@ PROGRESS_JOBS_KEPT = 10_000
 @dataclass(frozen=True)
 class ChildConfig:
     index: int
+    node: str  # its supervisor's node name (for the attempt spans)
     heartbeat_seconds: float
     max_result_bytes: int
     max_error_bytes: int
@@ -79,6 +81,7 @@ class ChildLoop:
         self._sending = threading.Lock()
         self.beside: ConcurrentJobs | None = None
         self._beside_types = frozenset(t for t, spec in handlers.items() if spec.concurrent)
+        self.tracer: AttemptTracer | None = None  # set after the start hooks, or never
 
     def run(self) -> NoReturn:
         code = 0
@@ -93,6 +96,10 @@ class ChildLoop:
                         extra={"worker": self.index, "hook": getattr(hook, "__name__", hook)},
                     )
                     raise _StartHookFailed from None
+            # Once, after the hooks that may set a tracer provider: None spares every job.
+            self.tracer = attempt_tracer(self.config.node, self.handlers)
+            if self.beside is not None:
+                self.beside.tracer = self.tracer
             for message in self._messages():  # until the supervisor is gone
                 if message[0] == protocol.JOBS:
                     self._run_batch(message[1])
@@ -226,10 +233,14 @@ class ChildLoop:
         max_error_bytes = self.config.max_error_bytes
         progress, cancelled = self._progress, self._cancelled
         monotonic = time.monotonic
-        for job_id, attempt, type_, payload_json, *_ in jobs:
+        tracer = self.tracer
+        span = None
+        for job_id, attempt, type_, payload_json, timeout, trace_context in jobs:
             if self.stop_requested or draining(index) or (max_jobs and self.jobs_done >= max_jobs):
                 break  # what is left is handed back: the supervisor releases it
             start_job(index, job_id, attempt)
+            if tracer is not None:
+                span = tracer.start(job_id, attempt, type_, timeout, trace_context)
             outcome = execute(
                 job_id,
                 attempt,
@@ -241,7 +252,10 @@ class ChildLoop:
                 progress_sink=progress,
                 cancelled=cancelled,
                 pid=pid,
+                raised=None if span is None else span.raised,
             )
+            if span is not None:
+                span.end(outcome, cancelled())
             self.jobs_done += 1
             finish_job(index, self.jobs_done)
             if isinstance(outcome, AttemptResult):

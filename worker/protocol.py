@@ -15,7 +15,7 @@ HEADER = struct.Struct("!I")
 MAX_FRAME = 256 * 1024 * 1024
 
 # Parent -> child
-JOBS = "jobs"  # (JOBS, [(id, attempt, type, payload_json, timeout), ...])
+JOBS = "jobs"  # (JOBS, [(id, attempt, type, payload_json, timeout, trace_context), ...])
 CANCEL = "cancel"  # (CANCEL, job_id, attempt): stop a job run beside the main thread
 # Both ways: the parent's (BYE,) asks a child to leave once its jobs are done; the child's
 # (BYE, reason) says it leaves ("drained", or why it recycles itself). Jobs it held but never

@@ -3,9 +3,10 @@
 
 -- name: enqueue
 -- Options the caller left out (NULL) fall back to the type's registered defaults, then to the
--- table's. A repeated idempotency key inserts nothing and returns no row.
+-- table's. A repeated idempotency key inserts nothing and returns no row. trace_context is
+-- the caller's checked W3C trace context (JSON text) or NULL.
 INSERT INTO jobs (type, queue, priority, run_at, max_attempts, timeout_seconds, backoff,
-                  backoff_seconds, payload, idempotency_key)
+                  backoff_seconds, payload, idempotency_key, trace_context)
 SELECT %(type)s,
        coalesce(%(queue)s, t.queue, 'default'),
        coalesce(%(priority)s, t.priority, 0),
@@ -15,7 +16,8 @@ SELECT %(type)s,
        coalesce(%(backoff)s, t.backoff),
        coalesce(%(backoff_seconds)s, t.backoff_seconds),
        %(payload)s::jsonb,
-       %(idempotency_key)s
+       %(idempotency_key)s,
+       %(trace_context)s::jsonb
 FROM (SELECT 1) AS one
 LEFT JOIN job_types t ON t.type = %(type)s
 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
@@ -38,7 +40,7 @@ FROM generate_series(1, %(n)s) AS g;
 
 -- name: copy_jobs
 COPY jobs (id, type, queue, priority, run_at, max_attempts, timeout_seconds, backoff,
-           backoff_seconds, payload) FROM STDIN;
+           backoff_seconds, trace_context, payload) FROM STDIN;
 
 -- name: db_now
 SELECT now();

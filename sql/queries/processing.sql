@@ -23,8 +23,10 @@ SET state = 'running',
     lease_expires_at = now() + make_interval(secs => %(lease_seconds)s)
 FROM picked
 WHERE j.id = picked.id
+-- trace_context (NULL unless the enqueuer was tracing) goes to the worker for its attempt
+-- span: one more column out of the row the UPDATE has in hand, nothing more to read.
 RETURNING j.id, j.type, j.queue, j.priority, j.attempt, j.timeout_seconds, j.payload,
-          extract(epoch FROM now() - j.run_at)::float8 AS waited;
+          extract(epoch FROM now() - j.run_at)::float8 AS waited, j.trace_context;
 
 -- name: complete_batch
 -- Fenced: only the attempt that still holds the job (same attempt, still running) may finish
