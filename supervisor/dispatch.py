@@ -180,13 +180,15 @@ def deal_out(
     else:
         main, extra, extra_leftovers = list(jobs), [], []
     deals, leftovers = dispatcher.assign(main, children)
+    # A child may be dealt to more than once (an even share, then what room is left): one
+    # message each, its jobs in the order dealt.
     batches: dict[H, list[ClaimedJob]] = {}
     for child, batch in deals:
         child.assigned.update(zip(map(JOB_ID, batch), batch, strict=True))
-        batches[child] = batch
+        batches.setdefault(child, []).extend(batch)
     for child, batch in extra:
         for job in batch:
             child.beside[job.id] = job
             child.beside_held[job.type] += 1
-        batches[child] = batches.get(child, []) + batch
+        batches.setdefault(child, []).extend(batch)
     return batches, [*leftovers, *extra_leftovers]

@@ -121,9 +121,7 @@ def test_kill_9_of_a_worker_holding_50_async_jobs_records_50_crashes_and_runs_th
     wait_until(lambda: started(conn, ids) == 50, what="50 jobs running in the worker")
     (pid,) = {
         int(m)
-        for (m,) in conn.execute(
-            "SELECT progress->>'message' FROM jobs WHERE id = ANY(%s)", (ids,)
-        )
+        for (m,) in conn.execute("SELECT progress->>'message' FROM jobs WHERE id = ANY(%s)", (ids,))
     }
     os.kill(pid, signal.SIGKILL)
     wait_until(lambda: all_finished(conn), timeout=60, what="the jobs to run again")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from jobfleet.jobs import AttemptResult, ClaimedJob, Success
-from jobfleet.supervisor.dispatch import MAX_BATCH, MAX_CLAIM, Dispatcher
+from jobfleet.supervisor.dispatch import MAX_BATCH, MAX_CLAIM, Dispatcher, deal_out
 
 
 @dataclass
@@ -83,3 +84,35 @@ def test_a_small_batch_is_spread_over_the_children_not_piled_on_one() -> None:
     children = [FakeChild(name=str(n)) for n in range(4)]
     deals, left = d.assign([job(n) for n in range(10)], children)
     assert sorted(len(batch) for _, batch in deals) == [1, 3, 3, 3] and not left
+
+
+@dataclass(eq=False)
+class HoldingChild:
+    assigned: dict[int, ClaimedJob] = field(default_factory=dict)
+    beside: dict[int, ClaimedJob] = field(default_factory=dict)
+    beside_held: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self.assigned)
+
+
+def test_every_job_dealt_is_in_its_childs_batch_and_held_once() -> None:
+    # Uneven room makes the dealer come back to a child for a second helping.
+    d = Dispatcher()
+    d.observe(successes(0.001, 10), [])
+    busy, idle = HoldingChild(), HoldingChild()
+    busy.assigned = {-n: job(-n) for n in range(1, 300)}
+    jobs = [job(n) for n in range(1, 501)] + [
+        ClaimedJob(1000 + n, "fetch", "default", 0, 1, None, "null") for n in range(30)
+    ]
+    batches, leftovers = deal_out(jobs, [busy, idle], d, {"fetch": 10})
+    dealt = [j.id for batch in batches.values() for j in batch]
+    assert sorted(dealt + [j.id for j in leftovers]) == sorted(j.id for j in jobs)
+    assert len(dealt) == len(set(dealt))
+    for child, batch in batches.items():
+        held = {j.id for j in batch}
+        assert held == {i for i in child.assigned if i > 0} | set(child.beside)
+    assert sum(c.beside_held["fetch"] for c in (busy, idle)) == 30 - len(
+        [j for j in leftovers if j.type == "fetch"]
+    )
