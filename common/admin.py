@@ -129,6 +129,7 @@ def status(conn: Any) -> dict[str, Any]:
                 "pid": node["pid"],
                 "workers": node["workers"],
                 "busy": node["busy"],
+                "running": node["running"],
                 "queues": node["queues"],
                 "types": node["types"],
                 "started_at": iso(node["started_at"]),

@@ -265,6 +265,12 @@ class SnapshotCollector:
         for name, key, doc in (
             ("jobfleet_workers", "workers", "Worker processes alive on the node."),
             ("jobfleet_workers_busy", "busy", "Worker processes running a job."),
+            (
+                "jobfleet_jobs_running",
+                "running",
+                "Jobs running on the node: a worker runs one at a time, or as many as the "
+                "concurrency of its async and threaded types.",
+            ),
             ("jobfleet_leader", "leader", "1 on the node leading maintenance (lease reaper)."),
         ):
             family = GaugeMetricFamily(name, doc, labels=["node"])

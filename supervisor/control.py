@@ -185,7 +185,7 @@ class Control:
                 "succeeded": done[0] - self.summarised[0],
                 "failed": done[1] - self.summarised[1],
                 "cancelled": done[2] - self.summarised[2],
-                "busy": self.pool.busy(),
+                "running": self.pool.busy()[1],
             },
         )
         self.summarised = done
@@ -230,7 +230,7 @@ class Control:
             self.gauges = await self.db.run(self.queue_gauges.run_once)
 
     async def _beat_and_renew(self, conn: Any) -> None:
-        await self.heartbeat.run_once(conn, workers=self.pool.desired, busy=self.pool.busy())
+        await self.heartbeat.run_once(conn, workers=self.pool.desired, busy=self.pool.busy()[0])
         renewed = await self.renewal.run_once(
             conn, self.pool.held_job_ids() + self.outbox.job_ids()
         )

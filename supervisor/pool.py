@@ -31,7 +31,7 @@ from jobfleet.supervisor.dispatch import Dispatcher, beside_room, deal_out
 from jobfleet.supervisor.node import Node
 from jobfleet.supervisor.outbox import Outbox
 from jobfleet.supervisor.settlement import settle
-from jobfleet.supervisor.sight import child_facts, running_count
+from jobfleet.supervisor.sight import child_facts, running_counts
 from jobfleet.supervisor.tally import Tally
 from jobfleet.supervisor.waker import Waker
 from jobfleet.worker import protocol
@@ -91,13 +91,10 @@ class WorkerPool:
         return {"node": self.node.name, **extra}
 
     def _garbled(self, child: Child, what: str) -> None:
-        """A child sent a message that cannot be read: kill it, recording the job it runs."""
-        if child.kill is not None or child.exit_status is not None:
-            return
-        view = self.slots.read(child.slot)
-        job = child.assigned.get(view.job_id) if view.job_id else None
-        reason = f"worker sent a message the supervisor cannot read ({what})"
-        self.kill_child(child, "crashed", reason, job)
+        """A child sent a message that cannot be read: kill it, recording the jobs it runs."""
+        if child.kill is None and child.exit_status is None:
+            reason = f"worker sent a message the supervisor cannot read ({what})"
+            self.kill_child(child, "crashed", reason, None)
 
     def drain(self, grace_deadline: float) -> None:
         """No new children or jobs; ask every child to leave once its jobs are done, and
@@ -355,9 +352,10 @@ class WorkerPool:
                 self.kill_child(child, "cancelled", "cancelled while running", job, final=True)
             return
 
-    def busy(self) -> int:
-        """Jobs running now in all children (the main threads' and those beside them)."""
-        return running_count(self.children.values(), self.slots)
+    def busy(self) -> tuple[int, int]:
+        """Children running at least one job now, and the jobs they run (their main threads'
+        and those beside them)."""
+        return running_counts(self.children.values(), self.slots)
 
     def holds_jobs(self) -> bool:
         return any(c.assigned or c.beside for c in self.children.values())

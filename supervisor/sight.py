@@ -53,9 +53,14 @@ def child_facts(
     return ChildFacts(now, view.heartbeat, stall_ended, tuple(running))
 
 
-def running_count(children: Iterable[Child], slots: SlotTable) -> int:
-    """Jobs running now in these children: their main threads' and those beside them."""
-    return sum(
-        bool(slots.read(c.slot).job_id) + sum(not e.finished for e in slots.running_entries(c.slot))
-        for c in children
-    )
+def running_counts(children: Iterable[Child], slots: SlotTable) -> tuple[int, int]:
+    """How many of these children run a job now, and how many jobs they run (their main
+    threads' and those beside them)."""
+    busy = running = 0
+    for child in children:
+        jobs = bool(slots.read(child.slot).job_id) + sum(
+            not e.finished for e in slots.running_entries(child.slot)
+        )
+        busy += bool(jobs)
+        running += jobs
+    return busy, running

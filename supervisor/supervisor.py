@@ -270,12 +270,14 @@ class Supervisor:
         if path is None:
             return
         self.tally.publish()
+        busy, running = self.pool.busy()
         write_snapshot(
             path,
             {
                 "node": self.node.name,
                 "workers": len(self.pool.staying_children()),
-                "busy": self.pool.busy(),
+                "busy": busy,
+                "running": running,
                 "leader": int(self.control.is_leader),
                 **self.control.gauges,
             },

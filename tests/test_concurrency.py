@@ -10,6 +10,7 @@ from typing import Any
 import psycopg
 
 import jobfleet
+from jobfleet import admin
 from tests.conftest import all_finished, scalar, wait_until
 from tests.fleet_support import attempts, handler_module
 
@@ -119,6 +120,9 @@ def test_kill_9_of_a_worker_holding_50_async_jobs_records_50_crashes_and_runs_th
     ids = jobfleet.enqueue_many(conn, "nap", [{"seconds": 60}] * 50)
     fleet("a", "--workers", "1", "--handlers", "many_handlers", env=env)
     wait_until(lambda: started(conn, ids) == 50, what="50 jobs running in the worker")
+    # status counts the jobs as they run: 50, on its one busy worker.
+    (node,) = admin.status(conn)["nodes"]
+    assert (node["workers"], node["busy"], node["running"]) == (1, 1, 50)
     (pid,) = {
         int(m)
         for (m,) in conn.execute("SELECT progress->>'message' FROM jobs WHERE id = ANY(%s)", (ids,))

@@ -73,6 +73,7 @@ NODE_COLUMNS = columns(
     "pid",
     "workers",
     "busy",
+    "running",
     ("queues", _joined("queues", "*")),
     ("last heartbeat", itemgetter("last_heartbeat")),
 )

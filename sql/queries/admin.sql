@@ -52,17 +52,21 @@ LIMIT %(limit)s;
 SELECT state, count(*) FROM jobs GROUP BY state;
 
 -- name: live_nodes
--- `busy` as it is now, not as of the node's last heartbeat (up to 5 s old): the node's workers
--- holding a job, counted from the held jobs (the small index on leases), at most `workers`.
--- A node that prefetches short jobs counts every worker busy while it has a batch in hand.
-SELECT n.name, n.hostname, n.pid, n.workers,
-       least(n.workers, (SELECT count(*) FROM jobs j
-                         WHERE j.lease_expires_at IS NOT NULL AND j.state = 'running'
-                           AND split_part(j.locked_by, '/', 1) = n.name))::integer AS busy,
-       n.queues, n.types, n.started_at, n.last_heartbeat
-FROM nodes n
-WHERE n.last_heartbeat > now() - make_interval(secs => %(stale_after)s)
-ORDER BY n.name;
+-- `busy` and `running` as they are now, not as of the node's last heartbeat (up to 5 s old),
+-- from the jobs the node holds (the small index on leases): `running` counts them (a worker
+-- runs several at once of its async and threaded types), `busy` the workers they keep busy,
+-- at most `workers`. A node that prefetches short jobs counts every worker busy while it has a
+-- batch in hand.
+SELECT name, hostname, pid, workers, least(workers, held)::integer AS busy,
+       held::integer AS running, queues, types, started_at, last_heartbeat
+FROM (
+    SELECT n.*, (SELECT count(*) FROM jobs j
+                 WHERE j.lease_expires_at IS NOT NULL AND j.state = 'running'
+                   AND split_part(j.locked_by, '/', 1) = n.name) AS held
+    FROM nodes n
+    WHERE n.last_heartbeat > now() - make_interval(secs => %(stale_after)s)
+) n
+ORDER BY name;
 
 -- name: unhandled_types
 -- Types with ready work that no live node has a handler for.
