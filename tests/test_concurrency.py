@@ -16,7 +16,23 @@ from tests.fleet_support import attempts, handler_module
 
 HANDLERS = """
 import asyncio, os, time
-from jobfleet.worker import handler
+from jobfleet.worker import handler, on_worker_start
+
+OPENED_ON = {}
+
+@on_worker_start
+async def open_client():
+    # What an aiohttp session or an async pool needs: the loop its handlers run on.
+    OPENED_ON["loop"] = asyncio.get_running_loop()
+
+@handler("same_loop", concurrency=2)
+async def same_loop(payload):
+    return asyncio.get_running_loop() is OPENED_ON.get("loop")
+
+@handler("hog", concurrency=2, max_attempts=1)
+async def hog(payload):
+    time.sleep(payload["seconds"])  # a blocking call in async def: the loop stops
+    return "done"
 
 @handler("nap", concurrency=100)
 async def nap(payload, ctx):
@@ -184,3 +200,27 @@ def test_a_plain_handler_that_returns_a_coroutine_is_told_to_be_async(
     assert node.wait(60) == 0, node.log_tail()
     state, error = conn.execute("SELECT state, error FROM jobs WHERE id = %s", (job,)).fetchone()
     assert state == "dead" and "declare it `async def`" in error
+
+
+def test_an_async_start_hook_runs_on_the_loop_the_async_handlers_run_on(
+    conn: psycopg.Connection[Any], fleet: Any, tmp_path: Any
+) -> None:
+    env = handler_module(tmp_path, "many_handlers", HANDLERS)
+    job = jobfleet.enqueue(conn, "same_loop")
+    node = fleet("a", "--workers", "1", "--burst", "--handlers", "many_handlers", env=env)
+    assert node.wait(60) == 0, node.log_tail()
+    assert jobfleet.get(job, conn=conn)["result"] is True
+
+
+def test_a_handler_blocking_the_loop_is_warned_about_and_not_taken_for_a_hang(
+    conn: psycopg.Connection[Any], fleet: Any, tmp_path: Any
+) -> None:
+    # Blocked for longer than a silent worker is given (2 s here): its heartbeat is a thread
+    # of its own, so the worker is not killed as hung; the log says what blocks the loop.
+    env = handler_module(tmp_path, "many_handlers", HANDLERS)
+    job = jobfleet.enqueue(conn, "hog", {"seconds": 3.0})
+    node = fleet("a", "--workers", "1", "--burst", "--handlers", "many_handlers", env=env)
+    assert node.wait(60) == 0, node.log_tail()
+    assert jobfleet.get(job, conn=conn)["state"] == "succeeded"
+    assert "blocks the worker's event loop" in node.log()
+    assert f"jobs=[{job}]" in node.log() or f'"jobs": [{job}]' in node.log()

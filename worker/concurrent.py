@@ -14,7 +14,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -197,6 +197,10 @@ class ConcurrentJobs:
                 ).start()
                 self._loop = loop
             return self._loop
+
+    def run_on_loop(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
+        """Run a coroutine on the worker's event loop (a hook) and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self._event_loop()).result()
 
     def _run_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         asyncio.set_event_loop(loop)

@@ -26,14 +26,16 @@ _STOP: list[Callable[[], Any]] = []
 def on_worker_start(fn: F) -> F:
     """Run `fn()` in each worker process after the fork, before its first job. If it raises,
     the traceback is logged and that worker is not used (the supervisor starts another, more
-    slowly each time)."""
+    slowly each time). An `async def` hook runs on the worker's event loop, the one its async
+    handlers run on: open loop-bound clients (an aiohttp session, an async pool) there."""
     _START.append(fn)
     return fn
 
 
 def on_worker_stop(fn: F) -> F:
     """Run `fn()` in each worker process that leaves cleanly (drained, recycled, or its
-    supervisor gone), after its last job. Not after a kill: a killed process runs nothing."""
+    supervisor gone), after its last job. Not after a kill: a killed process runs nothing.
+    An `async def` hook runs on the worker's event loop."""
     _STOP.append(fn)
     return fn
 

@@ -10,7 +10,9 @@ is busy.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import inspect
 import logging
 import os
 import queue
@@ -18,7 +20,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -89,7 +91,7 @@ class ChildLoop:
             self._prepare_process()
             for hook in start_hooks():
                 try:
-                    hook()
+                    self._call(hook)
                 except Exception:
                     log.exception(
                         "a worker start hook failed; this worker is not used",
@@ -179,13 +181,22 @@ class ChildLoop:
     def _run_stop_hooks(self) -> None:
         for hook in stop_hooks():
             try:
-                hook()
+                self._call(hook)
             except Exception:
                 with contextlib.suppress(BaseException):
                     log.exception(
                         "a worker stop hook failed",
                         extra={"worker": self.index, "hook": getattr(hook, "__name__", hook)},
                     )
+
+    def _call(self, hook: Callable[[], Any]) -> None:
+        """A hook, on the event loop of the worker's async handlers if it is `async def`."""
+        if not inspect.iscoroutinefunction(hook):
+            hook()
+        elif self.beside is not None:
+            self.beside.run_on_loop(hook())
+        else:  # no async handlers here: a loop of its own
+            asyncio.run(hook())
 
     def _prepare_process(self) -> None:
         # Ctrl-C in a terminal signals the whole group; the supervisor decides for us.
