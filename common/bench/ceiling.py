@@ -13,7 +13,7 @@ import psycopg
 
 from jobfleet.bench import scratch
 from jobfleet.bench.context import Context
-from jobfleet.supervisor.store import claim_statement, success_statement
+from jobfleet.supervisor.store import claim_statement, run_pipelined_blocking, success_statement
 
 DRAINERS = 2
 BATCH = 500
@@ -86,15 +86,15 @@ def _drainer(url: str, holder: str, barrier: Any, results: Any) -> None:
         barrier.wait()
         started = time.time()
         while True:
-            query, params = claim_statement(
+            # As the supervisor runs them (see supervisor/store.py, run_pipelined).
+            claim = claim_statement(
                 holder=holder, types=["noop"], queues=None, limit=BATCH, lease_seconds=30
             )
-            rows = conn.execute(query, params, prepare=False).fetchall()
+            rows = run_pipelined_blocking(conn, [claim])[0]
             if not rows:
                 break
             now = time.time_ns() // 1000  # a Success's times are whole microseconds
             successes = [(row[0], row[4], "null", None, now, now) for row in rows]
-            query, params = success_statement(holder, successes)
-            conn.execute(query, params, prepare=False)
+            run_pipelined_blocking(conn, [success_statement(holder, successes)])
             done += len(rows)
         results.put((done, started, time.time()))
