@@ -46,9 +46,10 @@ BATCHES = (500, 2000)
 COPY_CHUNK = 50_000
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def plans_db(admin_url: str, worker_id: str) -> Iterator[str]:
-    """A database of this module's own: a million rows must not slow the other tests' tables."""
+    """A database of each test's own: a million rows must not slow the other tests' tables,
+    and a table analysed by an earlier test keeps its statistics through TRUNCATE."""
     name = f"jobfleet_plans_{CHECKOUT}_{worker_id}"
     _recreate(admin_url, name)
     url = with_dbname(admin_url, name)
@@ -63,8 +64,6 @@ def fresh_fill(url: str, count: int) -> psycopg.Connection[Any]:
     """`count` ready jobs in a `jobs` table that has never been analysed, by COPY as
     enqueue_many and `enqueue --from-jsonl` write them; an autocommit connection to it."""
     conn = psycopg.connect(url, autocommit=True)
-    # TRUNCATE gives the table a new file with no statistics and no size estimate.
-    conn.execute("TRUNCATE jobs, job_attempt_log RESTART IDENTITY CASCADE")
     line = b"noop\tdefault\t{}\n"
     with conn.cursor() as cur, cur.copy("COPY jobs (type, queue, payload) FROM STDIN") as copy:
         for start in range(0, count, COPY_CHUNK):
