@@ -23,9 +23,9 @@ from jobfleet.queries import sql
 from jobfleet.settings import Settings
 from jobfleet.supervisor.database import DatabaseDown, ManagedConnection, StatementError
 from jobfleet.supervisor.node import Node
-from jobfleet.supervisor.outbox import Outbox, run_pipelined
+from jobfleet.supervisor.outbox import Outbox
 from jobfleet.supervisor.pool import TICK_SECONDS, WorkerPool
-from jobfleet.supervisor.store import Statement, claim_statement, claimed_jobs
+from jobfleet.supervisor.store import Statement, claim_statement, claimed_jobs, run_pipelined
 from jobfleet.supervisor.tally import Tally
 from jobfleet.supervisor.waker import Waker
 
@@ -331,9 +331,8 @@ class Lanes:
         return self.clear_epoch == self.work_epoch and not self.in_flight()
 
     async def _soonest_scheduled(self, conn: Any) -> float | None:
-        cur = await conn.execute(sql("soonest_scheduled"), self._types_and_queues())
-        row = await cur.fetchone()
-        return None if row is None or row[0] is None else float(row[0])
+        rows = await run_pipelined(conn, [(sql("soonest_scheduled"), self._types_and_queues())])
+        return None if not rows[0] or rows[0][0][0] is None else float(rows[0][0][0])
 
     def _types_and_queues(self) -> dict[str, Any]:
         return {
@@ -342,8 +341,6 @@ class Lanes:
         }
 
     async def _nothing_elsewhere(self, conn: Any) -> bool:
-        cur = await conn.execute(
-            sql("burst_nothing_elsewhere"), {**self._types_and_queues(), "holder": self.holder}
-        )
-        row = await cur.fetchone()
-        return row is not None and bool(row[0])
+        params = {**self._types_and_queues(), "holder": self.holder}
+        rows = await run_pipelined(conn, [(sql("burst_nothing_elsewhere"), params)])
+        return bool(rows[0]) and bool(rows[0][0][0])

@@ -27,6 +27,7 @@ from jobfleet.supervisor.store import (
     failure_statement,
     record_statements,
     release_statement,
+    run_pipelined,
     success_statement,
 )
 from jobfleet.text import clean_text
@@ -306,13 +307,3 @@ def _pipelined(statements: list[Statement]) -> Callable[[Any], Awaitable[list[li
         return await run_pipelined(conn, statements)
 
     return work
-
-
-async def run_pipelined(conn: Any, statements: list[Statement]) -> list[list[Any]]:
-    """Run the statements in one round trip; return each one's rows ([] for none)."""
-    if len(statements) == 1:
-        cursors = [await conn.execute(*statements[0], prepare=False)]
-    else:
-        async with conn.pipeline():
-            cursors = [await conn.execute(q, p, prepare=False) for q, p in statements]
-    return [await cur.fetchall() if cur.description else [] for cur in cursors]

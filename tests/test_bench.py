@@ -45,8 +45,8 @@ def existing(admin_url: str, names: list[str]) -> list[str]:
     return [r[0] for r in rows]
 
 
-def test_ceiling_drain_and_cpu_drain_every_job(cli: Cli) -> None:
-    data = bench(cli, "ceiling", "drain", "cpu")
+def test_ceiling_drain_million_and_cpu_drain_every_job(cli: Cli) -> None:
+    data = bench(cli, "ceiling", "drain", "million", "cpu")
     s = data["scenarios"]
     rounds = data["sizes"]["rounds"]
     assert s["ceiling"]["drained"] == s["ceiling"]["jobs"] == s["ceiling"]["succeeded"]
@@ -64,11 +64,22 @@ def test_ceiling_drain_and_cpu_drain_every_job(cli: Cli) -> None:
         assert len(run["rounds"]) == rounds
         assert all(r["succeeded"] == run["jobs"] for r in run["rounds"])
         assert run["wall_jobs_per_s"] in [r["wall_jobs_per_s"] for r in run["rounds"]]
+    # Fresh fills are the figures; analysed ones are reported beside the ceiling and the
+    # biggest drain.
+    assert s["ceiling"]["fill"] == s["drain"]["fill"] == s["million"]["fill"] == "fresh"
+    analysed = s["ceiling"]["analysed"]
+    assert len(analysed["rounds"]) == rounds and analysed["drained"] == s["ceiling"]["jobs"]
+    assert [("analysed" in run) for run in s["drain"]["runs"]][-1:] == [True]
+    assert s["drain"]["runs"][-1]["analysed"]["succeeded"] == s["drain"]["runs"][-1]["jobs"]
+    assert s["million"]["succeeded"] == s["million"]["jobs"] == data["sizes"]["million_jobs"]
     assert s["cpu"]["succeeded"] == s["cpu"]["jobs"]
     # Pure Python work cannot beat one core per worker.
     assert s["cpu"]["span_seconds"] >= s["cpu"]["ideal_seconds"] * 0.9
     ratio(data, "noop_vs_ceiling")
     ratio(data, "noop_wall_vs_ceiling")
+    ratio(data, "million_wall_vs_ceiling")
+    ratio(data, "noop_vs_ceiling_analysed")
+    ratio(data, "noop_wall_vs_ceiling_analysed")
     assert ratio(data, "cpu_span_vs_ideal") >= 0.9
     assert ratio(data, "cpu_wall_vs_ideal") >= ratio(data, "cpu_span_vs_ideal")
     targets = {r["name"]: r for r in data["ratios"]}

@@ -9,6 +9,7 @@ them into ratios against the targets, a table and JSON, and `docs` into BENCHMAR
 SCENARIOS = (
     "ceiling",
     "drain",
+    "million",
     "cpu",
     "enqueue",
     "latency",

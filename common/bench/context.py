@@ -14,6 +14,7 @@ class Sizes:
 
     ceiling_jobs: int = 100_000
     drain_jobs: tuple[int, ...] = (20_000, 100_000)
+    million_jobs: int = 1_000_000
     # The ceiling and each drain run this many times on a fresh fill; the median is reported
     # (a run of a second or two on a shared 2-core VM varies by 10-20 %).
     rounds: int = 3
@@ -43,6 +44,7 @@ class Sizes:
 QUICK = Sizes(
     ceiling_jobs=2_000,
     drain_jobs=(500, 2_000),
+    million_jobs=5_000,
     rounds=2,
     cpu_jobs=10,
     cpu_ms=10,

@@ -37,6 +37,7 @@ Scenario = Callable[[Context], dict[str, Any]]
 RUNNERS: dict[str, Scenario] = {
     "ceiling": ceiling.run,
     "drain": throughput.run_drain,
+    "million": throughput.run_million,
     "cpu": throughput.run_cpu,
     "enqueue": enqueue.run,
     "latency": latency.run,

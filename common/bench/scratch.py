@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -81,29 +81,27 @@ def copy_rows(type: str, payload: str, count: int, run_at: datetime) -> Iterator
 COPY_JOBS = "COPY jobs (type, queue, priority, run_at, max_attempts, payload) FROM STDIN"
 
 
-def fill(url: str, count: int, *, type: str = "noop", payload: str = "null") -> None:
-    """Queue `count` ready jobs with plain COPY, then let the planner see them (ANALYZE), as a
-    queue that filled up over time would have been by autovacuum."""
+def fill(
+    url: str, count: int, *, type: str = "noop", payload: str = "null", analyse: bool = False
+) -> None:
+    """Queue `count` ready jobs with plain COPY, as a user's bulk enqueue does, and start the
+    timed part right after, as the user's supervisors would: no ANALYZE, no CHECKPOINT.
+    `analyse`: VACUUM ANALYZE first, as a queue that filled up over time would have been by
+    autovacuum (the figure reported beside the fresh one)."""
     run_at = datetime.now(UTC) - timedelta(seconds=1)
     with psycopg.connect(url, autocommit=True) as conn:
         with conn.cursor() as cur, cur.copy(COPY_JOBS) as copy:
             for chunk in copy_rows(type, payload, count, run_at):
                 copy.write(chunk)
-        conn.execute("VACUUM ANALYZE jobs")
-        checkpoint(conn)
-
-
-def checkpoint(conn: psycopg.Connection[Any]) -> None:
-    """Write the fill out now, so its checkpoint does not land in the middle of the timed
-    part. Needs superuser or pg_checkpoint; without them the run goes on as it is."""
-    with suppress(psycopg.errors.InsufficientPrivilege):
-        conn.execute("CHECKPOINT")
+        if analyse:
+            conn.execute("VACUUM ANALYZE jobs")
 
 
 def reset(url: str) -> None:
+    """Empty the tables. Statistics of earlier rounds stay (TRUNCATE keeps them): a round that
+    must start on a never-analysed table takes a scratch database of its own."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("TRUNCATE jobs, job_attempt_log, nodes RESTART IDENTITY CASCADE")
-        conn.execute("VACUUM ANALYZE jobs")
 
 
 def scalar(url: str, query: str, params: Any = None) -> Any:

@@ -67,32 +67,50 @@ def measured(url: str, jobs: int, wall: float) -> dict[str, Any]:
 
 
 def run_drain(ctx: Context) -> dict[str, Any]:
-    """Each size `rounds` times; per size, the median round of each clock (steady and start
-    to exit), and every round."""
+    """Each size `rounds` times, each round on a fresh scratch database filled by COPY and
+    drained at once, never analysed (what a user who bulk-enqueues meets); per size, the
+    median round of each clock (steady and start to exit), and every round. The biggest size
+    is also run on analysed fills, reported beside it."""
     runs = []
-    with scratch.scratch_database(ctx.server, "drain") as url:
-        for count in ctx.sizes.drain_jobs:
-            rounds = []
-            for n in range(1, ctx.sizes.rounds + 1):
-                scratch.reset(url)
-                ctx.step(f"drain: queue {count:,} noop jobs (round {n} of {ctx.sizes.rounds})")
-                scratch.fill(url, count)
-                ctx.step(f"drain: {count:,} noop jobs, {ctx.workers} workers (round {n})")
-                rounds.append(measured(url, count, burst(ctx, url)))
-            steady = median_round(rounds, "jobs_per_s")
-            wall = median_round(rounds, "wall_jobs_per_s")
-            runs.append(
-                {
-                    "jobs": count,
-                    "succeeded": min(r["succeeded"] for r in rounds),
-                    "span_seconds": steady["span_seconds"],
-                    "jobs_per_s": steady["jobs_per_s"],
-                    "wall_seconds": wall["wall_seconds"],
-                    "wall_jobs_per_s": wall["wall_jobs_per_s"],
-                    "rounds": rounds,
-                }
-            )
-    return {"workers": ctx.workers, "runs": runs}
+    for count in ctx.sizes.drain_jobs:
+        runs.append(drain_rounds(ctx, count, analyse=False))
+    if runs:
+        runs[-1]["analysed"] = drain_rounds(ctx, ctx.sizes.drain_jobs[-1], analyse=True)
+    return {"workers": ctx.workers, "fill": "fresh", "runs": runs}
+
+
+def drain_rounds(ctx: Context, count: int, *, analyse: bool) -> dict[str, Any]:
+    fill = "analysed" if analyse else "fresh"
+    rounds = []
+    for n in range(1, ctx.sizes.rounds + 1):
+        with scratch.scratch_database(ctx.server, "drain") as url:
+            ctx.step(f"drain: queue {count:,} noop jobs, {fill} (round {n} of {ctx.sizes.rounds})")
+            scratch.fill(url, count, analyse=analyse)
+            ctx.step(f"drain: {count:,} noop jobs, {ctx.workers} workers, {fill} (round {n})")
+            rounds.append(measured(url, count, burst(ctx, url)))
+    steady = median_round(rounds, "jobs_per_s")
+    wall = median_round(rounds, "wall_jobs_per_s")
+    return {
+        "jobs": count,
+        "succeeded": min(r["succeeded"] for r in rounds),
+        "span_seconds": steady["span_seconds"],
+        "jobs_per_s": steady["jobs_per_s"],
+        "wall_seconds": wall["wall_seconds"],
+        "wall_jobs_per_s": wall["wall_jobs_per_s"],
+        "rounds": rounds,
+    }
+
+
+def run_million(ctx: Context) -> dict[str, Any]:
+    """A million-job bulk enqueue drained at once by one node: COPY, then `supervisor
+    --burst` on the never-analysed table, once (a round is half a minute here)."""
+    count = ctx.sizes.million_jobs
+    with scratch.scratch_database(ctx.server, "million") as url:
+        ctx.step(f"million: queue {count:,} noop jobs, fresh")
+        scratch.fill(url, count)
+        ctx.step(f"million: {count:,} noop jobs, {ctx.workers} workers")
+        result = measured(url, count, burst(ctx, url))
+    return {"workers": ctx.workers, "fill": "fresh", **result}
 
 
 def run_cpu(ctx: Context) -> dict[str, Any]:

@@ -1,5 +1,7 @@
 -- The node registry and the maintenance services (supervisor/maintenance/): heartbeat, handler defaults, lease renewal, leadership, the lease reaper, the pruner, the queue gauges.
 -- Loaded by name with jobfleet.queries.sql(); parameters always bound (%(name)s).
+-- The statements that read `jobs` (lease renewal, the reaper, the pruner, the gauges) run after
+-- `index_plans` (processing.sql): a table no one has analysed yet must not cost a scan of it.
 
 -- name: upsert_node
 INSERT INTO nodes (name, hostname, pid, workers, busy, queues, types)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from jobfleet.queries import sql
+from jobfleet.supervisor.store import run_pipelined
 
 # Why: a batch bounds one statement's locks and time; run_once loops while batches are full.
 REAPER_BATCH = 1000
@@ -39,8 +40,7 @@ class LeaseReaper:
             "overdue": overdue,
         }
         while True:
-            cur = await conn.execute(sql("reap_lost_attempts"), params, prepare=False)
-            reaped = await cur.fetchall()
+            reaped = (await run_pipelined(conn, [(sql("reap_lost_attempts"), params)]))[0]
             total.extend(Reaped(*row) for row in reaped)
             if len(reaped) < REAPER_BATCH:
                 return total

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from jobfleet.queries import sql
+from jobfleet.supervisor.store import run_pipelined
 
 
 class Renewed(NamedTuple):
@@ -25,9 +26,6 @@ class LeaseRenewal:
         """Renew the leases on `held` that are still ours; an idle node spends no query."""
         if not held:
             return []
-        cur = await conn.execute(
-            sql("renew_leases"),
-            {"holder": self.holder, "lease_seconds": self.lease_seconds, "ids": list(held)},
-            prepare=False,
-        )
-        return [Renewed(*row) for row in await cur.fetchall()]
+        params = {"holder": self.holder, "lease_seconds": self.lease_seconds, "ids": list(held)}
+        rows = await run_pipelined(conn, [(sql("renew_leases"), params)])
+        return [Renewed(*row) for row in rows[0]]

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jobfleet.queries import sql
+from jobfleet.supervisor.store import run_pipelined
 
 # Why: one batch bounds the locks and WAL of one statement; run_once loops while batches fill.
 PRUNE_BATCH = 5000
@@ -27,10 +28,8 @@ class Pruner:
         """Delete every finished job past retention; return how many."""
         total = 0
         while True:
-            cur = await conn.execute(
-                sql("prune_finished"), {"keep": self.keep_seconds, "limit": PRUNE_BATCH}
-            )
-            pruned = len(await cur.fetchall())
+            params = {"keep": self.keep_seconds, "limit": PRUNE_BATCH}
+            pruned = len((await run_pipelined(conn, [(sql("prune_finished"), params)]))[0])
             total += pruned
             if pruned < PRUNE_BATCH:
                 return total

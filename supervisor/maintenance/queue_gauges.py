@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jobfleet.queries import sql
+from jobfleet.supervisor.store import run_pipelined
 
 GAUGED_STATES = ("queued", "running", "dead")
 # Why: the first count comes a little after start, not in a start-up rush.
@@ -20,10 +21,12 @@ class QueueGauges:
 
     async def run_once(self, conn: Any) -> dict[str, Any]:
         """The figures for the gauge snapshot (see jobfleet.metrics.SnapshotCollector)."""
-        cur = await conn.execute(sql("queue_gauges"))
+        gauged, ages = await run_pipelined(
+            conn, [(sql("queue_gauges"), {}), (sql("node_heartbeat_ages"), {})]
+        )
         counts: dict[tuple[str, str], int] = {}
         oldest: dict[str, float] = {}
-        for queue, state, count, age in await cur.fetchall():
+        for queue, state, count, age in gauged:
             counts[(queue, state)] = count
             if state == "queued":
                 oldest[queue] = age
@@ -35,8 +38,6 @@ class QueueGauges:
             for state in GAUGED_STATES
         ]
         oldest = {queue: oldest.get(queue, 0.0) for queue in self.queues_seen}
-        cur = await conn.execute(sql("node_heartbeat_ages"))
-        ages = await cur.fetchall()
         return {
             "queue_depth": depth,
             "oldest_ready_age": sorted(oldest.items()),

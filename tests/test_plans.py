@@ -1,0 +1,219 @@
+"""The hot path's plans do not depend on statistics (issue 17).
+
+Users bulk-enqueue and start their supervisors at once, long before autovacuum analyses the
+table. Each test fills a fresh `jobs` table with COPY, never analyses it (autovacuum is off
+for it here, so it cannot step in mid-test), and reads the plans PostgreSQL makes for the
+statements the supervisor runs, the way it runs them (supervisor/store.py, run_pipelined):
+the claim walks jobs_ready in its order and stops after the batch; the fenced writes, lease
+renewal and the reaper enter by key; the looks for work, the pruner and the gauges read their
+indexes, never the table. Plans, not timings: EXPLAIN does not run the statements.
+
+Each size also checks that the trap is there without the hot path's planner settings (the
+same claim, run alone, plans a sort of the backlog), so the test cannot pass by filling a
+table the planner would have handled anyway.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+import pytest
+
+from jobfleet.db import with_dbname
+from jobfleet.jobs import AttemptResult
+from jobfleet.migrate import migrate
+from jobfleet.queries import sql
+from jobfleet.supervisor.outbox import progress_statement
+from jobfleet.supervisor.store import (
+    Statement,
+    claim_statement,
+    failure_statement,
+    release_statement,
+    run_pipelined_blocking,
+    success_statement,
+)
+from tests.conftest import CHECKOUT, _drop, _recreate
+
+# The example handlers' types: a node that runs them all claims with this list.
+TYPES = ["noop", "echo", "sleep", "cpu", "fail", "flaky", "crash", "progress"]
+# Batches as the supervisor makes them: a claim sized to free room, writes as big as the rate
+# makes them (2000 ids is where complete_batch seq-scanned 100k never-analysed rows).
+BATCHES = (500, 2000)
+COPY_CHUNK = 50_000
+
+
+@pytest.fixture
+def plans_db(admin_url: str, worker_id: str) -> Iterator[str]:
+    """A database of each test's own: a million rows must not slow the other tests' tables,
+    and a table analysed by an earlier test keeps its statistics through TRUNCATE."""
+    name = f"jobfleet_plans_{CHECKOUT}_{worker_id}"
+    _recreate(admin_url, name)
+    url = with_dbname(admin_url, name)
+    with psycopg.connect(url) as conn:
+        migrate(conn)
+        conn.execute("ALTER TABLE jobs SET (autovacuum_enabled = false)")
+    yield url
+    _drop(admin_url, name)
+
+
+def fresh_fill(url: str, count: int) -> psycopg.Connection[Any]:
+    """`count` ready jobs in a `jobs` table that has never been analysed, by COPY as
+    enqueue_many and `enqueue --from-jsonl` write them; an autocommit connection to it."""
+    conn = psycopg.connect(url, autocommit=True)
+    line = b"noop\tdefault\t{}\n"
+    with conn.cursor() as cur, cur.copy("COPY jobs (type, queue, payload) FROM STDIN") as copy:
+        for start in range(0, count, COPY_CHUNK):
+            copy.write(line * min(COPY_CHUNK, count - start))
+    never_analysed = conn.execute(
+        "SELECT NOT EXISTS (SELECT FROM pg_statistic WHERE starelid = 'jobs'::regclass)"
+        " AND (SELECT last_analyze IS NULL AND last_autoanalyze IS NULL"
+        "      FROM pg_stat_user_tables WHERE relid = 'jobs'::regclass)"
+    ).fetchone()
+    assert never_analysed == (True,)
+    return conn
+
+
+def plan_of(conn: psycopg.Connection[Any], statement: Statement) -> dict[str, Any]:
+    """The plan of `statement` run as the supervisor runs it."""
+    query, params = statement
+    [[row]] = run_pipelined_blocking(conn, [("EXPLAIN (FORMAT JSON) " + query, params)])
+    plan = row[0]
+    return dict((json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"])
+
+
+def walk(
+    plan: dict[str, Any], parents: tuple[str, ...] = ()
+) -> Iterator[tuple[dict[str, Any], tuple[str, ...]]]:
+    """Every node of the plan with the node types above it."""
+    yield plan, parents
+    for child in plan.get("Plans", []):
+        yield from walk(child, (*parents, plan["Node Type"]))
+
+
+def is_scan_of_jobs(node: dict[str, Any]) -> bool:
+    return node.get("Relation Name") == "jobs" and node["Node Type"] != "ModifyTable"
+
+
+def scans_of_jobs(plan: dict[str, Any]) -> list[tuple[str, str | None, tuple[str, ...]]]:
+    return [
+        (node["Node Type"], node.get("Index Name"), parents)
+        for node, parents in walk(plan)
+        if is_scan_of_jobs(node)
+    ]
+
+
+def assert_keyed(
+    plan: dict[str, Any], allowed: set[str], what: str, *, by_key: bool = True
+) -> None:
+    """Every read of `jobs` is an index scan on one of `allowed`, and, `by_key`, one with an
+    index condition where it takes the primary key (a join could walk the whole of it
+    instead; the pruner walks it in order on purpose); nothing is sorted."""
+    kinds = [node["Node Type"] for node, _ in walk(plan)]
+    assert not [k for k in kinds if "Sort" in k], f"{what}: a sort in {kinds}"
+    scans = [(node, parents) for node, parents in walk(plan) if is_scan_of_jobs(node)]
+    assert scans, f"{what}: no scan of jobs in {kinds}"
+    for node, _ in scans:
+        kind, index = node["Node Type"], node.get("Index Name")
+        assert kind == "Index Scan" and index in allowed, f"{what}: {kind} on {index}"
+        if by_key and index == "jobs_pkey":
+            assert "Index Cond" in node, f"{what}: the whole of jobs_pkey walked"
+
+
+def assert_claim_walks_ready_index(plan: dict[str, Any], what: str) -> None:
+    """The claim's pick is Limit <- LockRows <- Index Scan on jobs_ready: the index walked in
+    its order, stopped after the batch; then the claimed rows by primary key."""
+    assert_keyed(plan, {"jobs_ready", "jobs_pkey"}, what)
+    ready = [parents for _, index, parents in scans_of_jobs(plan) if index == "jobs_ready"]
+    assert len(ready) == 1 and ready[0][-2:] == ("Limit", "LockRows"), f"{what}: {ready}"
+
+
+def claims(limit: int) -> list[tuple[str, Statement]]:
+    return [
+        (
+            "claim, every type",
+            claim_statement(holder="n/1", types=TYPES, queues=None, limit=limit, lease_seconds=30),
+        ),
+        (
+            "claim, one type and queue",
+            claim_statement(
+                holder="n/1", types=["noop"], queues=["default"], limit=limit, lease_seconds=30
+            ),
+        ),
+    ]
+
+
+def keyed_writes(size: int) -> list[tuple[str, Statement, set[str]]]:
+    """The fenced writes and lease renewal for a batch of `size` held jobs, and the reaper."""
+    ids = range(1, size + 1)
+    now = datetime.now(UTC)
+    failures = [
+        AttemptResult(i, 1, "failed", error="boom", pid=7, started_at=now, finished_at=now)
+        for i in ids
+    ]
+    pkey = {"jobs_pkey"}
+    return [
+        ("complete_batch", success_statement("n", [(i, 1, "null", 7, 1, 2) for i in ids]), pkey),
+        ("fail_batch", failure_statement("n", failures), pkey),
+        ("release_batch", release_statement([(i, 1) for i in ids]), pkey),
+        ("save_progress", progress_statement({(i, 1): (0.5, "half") for i in ids}), pkey),
+        (
+            "renew_leases",
+            (sql("renew_leases"), {"ids": list(ids), "holder": "n/1", "lease_seconds": 30}),
+            pkey,
+        ),
+        (
+            "reap_lost_attempts",
+            (
+                sql("reap_lost_attempts"),
+                {"overdue": 0, "node": "n", "holder": "n/1", "limit": 1000},
+            ),
+            {"jobs_leased", "jobs_pkey"},
+        ),
+    ]
+
+
+def looks_and_upkeep() -> list[tuple[str, Statement, set[str]]]:
+    """An idle node's and a burst node's looks for work, the pruner and the gauges."""
+    types_and_queues = {"types": TYPES, "queues": None}
+    return [
+        ("soonest_scheduled", (sql("soonest_scheduled"), types_and_queues), {"jobs_ready"}),
+        (
+            "burst_nothing_elsewhere",
+            (sql("burst_nothing_elsewhere"), {**types_and_queues, "holder": "n/1"}),
+            {"jobs_ready", "jobs_leased"},
+        ),
+        ("prune_finished", (sql("prune_finished"), {"keep": 3600, "limit": 1000}), {"jobs_pkey"}),
+        ("queue_gauges", (sql("queue_gauges"), {}), {"jobs_ready", "jobs_leased", "jobs_dead"}),
+    ]
+
+
+@pytest.mark.parametrize("rows", [10_000, 1_000_000], ids=["10k", "1M"])
+def test_hot_path_plans_are_index_driven_on_a_never_analysed_table(
+    plans_db: str, rows: int
+) -> None:
+    with fresh_fill(plans_db, rows) as conn:
+        # The trap is set: run alone, the same claim sorts the backlog.
+        query, params = claims(500)[0][1]
+        alone = conn.execute("EXPLAIN (FORMAT JSON) " + query, params).fetchone()
+        assert alone is not None
+        assert "Sort" in {node["Node Type"] for node, _ in walk(alone[0][0]["Plan"])}
+
+        assert_index_driven(conn, "never analysed")
+        # And the same plans once autovacuum has analysed it: statistics change nothing (a
+        # join here made the claim's update a walk of the whole primary key at 2000).
+        conn.execute("ANALYZE jobs")
+        assert_index_driven(conn, "analysed")
+
+
+def assert_index_driven(conn: psycopg.Connection[Any], table: str) -> None:
+    for size in BATCHES:
+        for what, statement in claims(size):
+            assert_claim_walks_ready_index(plan_of(conn, statement), f"{what}, {size}, {table}")
+        for what, statement, allowed in keyed_writes(size):
+            assert_keyed(plan_of(conn, statement), allowed, f"{what}, {size}, {table}")
+    for what, statement, allowed in looks_and_upkeep():
+        assert_keyed(plan_of(conn, statement), allowed, f"{what}, {table}", by_key=False)
