@@ -50,6 +50,10 @@ class Child:
     bye: str | None = None  # the reason it gave for leaving on its own (drained, recycled)
     reported: int = 0  # outcomes read from it: its slot's jobs_done less this ran unreported
     exit_status: int | None = None
+    # Its CPU time when last looked at, and when that was seen to grow (monotonic): a child
+    # whose heartbeat thread cannot run (a handler holding the GIL in C code) still works.
+    cpu_seconds: float = 0.0
+    cpu_grew_at: float = 0.0
     eof: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property

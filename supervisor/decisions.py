@@ -62,6 +62,9 @@ class ChildFacts:
     heartbeat: float  # the child's last beat
     stall_ended: float  # when the supervisor itself last came back from a pause
     running: tuple[RunningJob, ...] = ()
+    # When its CPU time was last seen to grow: working, if not beating (a handler holding the
+    # GIL in C code stops the heartbeat thread, not the work).
+    working: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -78,11 +81,12 @@ def kill_verdict(
 ) -> Kill | None:
     """Should this child be killed now, and why? None: leave it be.
 
-    Silence is measured from the later of its last beat and the end of a pause of the
-    supervisor (SIGSTOP, a stalled host stop the children too); a job over its timeout is
+    Silence is measured from the latest of its last beat, the last time its CPU time was
+    seen to grow, and the end of a pause of the supervisor (SIGSTOP, a stalled host stop the
+    children too): a hung child neither beats nor works. A job over its timeout is
     timed out, and one cancelled that has not ended by its time is cancelled; after the
     drain's grace period every child goes, busy or not."""
-    silent = facts.now - max(facts.heartbeat, facts.stall_ended)
+    silent = facts.now - max(facts.heartbeat, facts.stall_ended, facts.working)
     if silent > silent_after:
         return Kill(
             Verdict("crashed", f"worker stopped responding: no heartbeat for {silent:.1f} s")

@@ -6,10 +6,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from jobfleet.jobs import ClaimedJob
+from jobfleet.processes import cpu_seconds
 from jobfleet.supervisor.children import Child
 from jobfleet.supervisor.decisions import ChildFacts, RunningJob
 from jobfleet.worker.registry import HandlerSpec
 from jobfleet.worker.slots import SlotTable
+
+# A child whose beat is this late (seconds) has its CPU time looked at, once a watch round.
+SILENCE_CHECKED_AFTER = 1.0
 
 
 def timeout_of(job: ClaimedJob, handlers: Mapping[str, HandlerSpec]) -> float | None:
@@ -50,7 +54,13 @@ def child_facts(
                 cancel_by=child.cancel_by.get(job.id),
             )
         )
-    return ChildFacts(now, view.heartbeat, stall_ended, tuple(running))
+    if now - view.heartbeat > SILENCE_CHECKED_AFTER:  # not beating: is it working?
+        cpu = cpu_seconds(child.pid)
+        if cpu is not None and cpu > child.cpu_seconds:
+            if child.cpu_seconds:  # the first look is a baseline, no sign of work yet
+                child.cpu_grew_at = now
+            child.cpu_seconds = cpu
+    return ChildFacts(now, view.heartbeat, stall_ended, tuple(running), child.cpu_grew_at)
 
 
 def running_counts(children: Iterable[Child], slots: SlotTable) -> tuple[int, int]:

@@ -29,6 +29,17 @@ async def open_client():
 async def same_loop(payload):
     return asyncio.get_running_loop() is OPENED_ON.get("loop")
 
+@handler("gil_hog", max_attempts=1)
+def gil_hog(payload):
+    # One C call that holds the GIL for about `seconds`: no other thread of the worker (its
+    # heartbeat) runs meanwhile. sum() over a range never lets go of it.
+    t = time.perf_counter()
+    sum(range(1_000_000))
+    n = int(1_000_000 * payload["seconds"] / max(time.perf_counter() - t, 1e-6))
+    t = time.perf_counter()
+    sum(range(n))
+    return time.perf_counter() - t
+
 @handler("hog", concurrency=2, max_attempts=1)
 async def hog(payload):
     time.sleep(payload["seconds"])  # a blocking call in async def: the loop stops
@@ -224,3 +235,17 @@ def test_a_handler_blocking_the_loop_is_warned_about_and_not_taken_for_a_hang(
     assert jobfleet.get(job, conn=conn)["state"] == "succeeded"
     assert "blocks the worker's event loop" in node.log()
     assert f"jobs=[{job}]" in node.log() or f'"jobs": [{job}]' in node.log()
+
+
+def test_a_handler_holding_the_gil_in_c_is_working_not_hung(
+    conn: psycopg.Connection[Any], fleet: Any, tmp_path: Any
+) -> None:
+    # Its heartbeat thread cannot run for 3.5 s, past the 2 s a silent worker is given; its CPU
+    # time grows all along, so the supervisor lets it be.
+    env = handler_module(tmp_path, "many_handlers", HANDLERS)
+    job = jobfleet.enqueue(conn, "gil_hog", {"seconds": 3.5})
+    node = fleet("a", "--workers", "1", "--burst", "--handlers", "many_handlers", env=env)
+    assert node.wait(60) == 0, node.log_tail()
+    done = jobfleet.get(job, conn=conn)
+    assert done["state"] == "succeeded", done
+    assert done["result"] > 2.0  # the GIL was held longer than silence is allowed

@@ -195,3 +195,13 @@ def test_jobs_beside_the_one_a_worker_is_killed_over_are_crashes_that_name_it() 
     assert bystander_verdict(signal.SIGKILL, None) == death_verdict(signal.SIGKILL, None)
     silent = KillPlan("crashed", "worker stopped responding", None, 0.0)
     assert bystander_verdict(_exit(0), silent) == Verdict("crashed", "worker stopped responding")
+
+
+def test_a_silent_child_whose_cpu_time_grows_is_working_not_hung() -> None:
+    # A handler holding the GIL in C stops the heartbeat thread, not the work.
+    working = ChildFacts(100.0, 90.0, 0.0, (), working=99.9)
+    assert verdict(working) is None
+    stopped = ChildFacts(100.0, 90.0, 0.0, (), working=97.0)
+    assert verdict(stopped) == Verdict(
+        "crashed", "worker stopped responding: no heartbeat for 3.0 s"
+    )
