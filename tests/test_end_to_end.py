@@ -33,6 +33,9 @@ def test_burst_drains_the_examples_with_the_right_outcomes(
     noop = int(cli.ok("enqueue", "noop"))
     cpu = int(cli.ok("enqueue", "cpu", "--payload", '{"ms": 5}'))
     sleep = int(cli.ok("enqueue", "sleep", "--payload", '{"seconds": 0.01}'))
+    waits = [
+        int(cli.ok("enqueue", "async_sleep", "--payload", '{"seconds": 0.3}')) for _ in range(3)
+    ]
     later = int(cli.ok("enqueue", "echo", "--delay", "3600"))
     low = int(cli.ok("enqueue", "noop", "--priority", "0"))
     high = int(cli.ok("enqueue", "noop", "--priority", "9"))
@@ -54,8 +57,13 @@ def test_burst_drains_the_examples_with_the_right_outcomes(
     assert (flaky_job["state"], flaky_job["attempt"]) == ("succeeded", 3)
     assert [a["outcome"] for a in flaky_job["attempts"]] == ["failed", "failed", "succeeded"]
 
-    for job_id in (noop, cpu, sleep, dup):
+    for job_id in (noop, cpu, sleep, dup, *waits):
         assert cli.json("jobs", "show", str(job_id))["state"] == "succeeded"
+    # The one worker ran the async example's three jobs at once, not one after the other.
+    spans = conn.execute(
+        "SELECT started_at, finished_at FROM job_attempts WHERE job_id = ANY(%s)", (waits,)
+    ).fetchall()
+    assert max(start for start, _ in spans) < min(end for _, end in spans)
     assert cli.json("jobs", "show", str(later))["state"] == "queued"
     assert cli.json("jobs", "show", str(later))["attempts"] == []
 
@@ -63,7 +71,7 @@ def test_burst_drains_the_examples_with_the_right_outcomes(
     assert started[high] < started[low]
 
     counts = json.loads(cli.ok("status", "--json"))["counts"]
-    assert counts == {"queued": 1, "running": 0, "succeeded": 8, "cancelled": 0, "dead": 1}
+    assert counts == {"queued": 1, "running": 0, "succeeded": 11, "cancelled": 0, "dead": 1}
     assert scalar(conn, "SELECT count(*) FROM job_attempts WHERE job_id = %s", (fail,)) == 3
 
 

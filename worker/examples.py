@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import time
@@ -36,6 +37,13 @@ def sleep(payload: Any, ctx: JobContext) -> None:
     deadline = time.monotonic() + float(_dict(payload).get("seconds", 0.5))
     while (left := deadline - time.monotonic()) > 0 and not ctx.cancelled():
         time.sleep(min(left, CANCEL_CHECK_SECONDS))
+
+
+@handler("async_sleep", concurrency=50)
+async def async_sleep(payload: Any) -> None:
+    """`sleep` for I/O-bound work: up to 50 at once in each worker, on its event loop. A
+    cancel or a timeout cancels its task at once."""
+    await asyncio.sleep(float(_dict(payload).get("seconds", 0.5)))
 
 
 @handler("cpu")
