@@ -205,22 +205,26 @@ def test_sigterm_drains_every_job_in_flight_and_hands_back_the_waiting(
 def test_a_plain_handler_that_returns_a_coroutine_is_told_to_be_async(
     conn: psycopg.Connection[Any], fleet: Any, tmp_path: Any
 ) -> None:
+    job, _ = one_job_on_a_burst_node(conn, fleet, tmp_path, "not_awaited")
+    assert job["state"] == "dead" and "declare it `async def`" in job["error"]
+
+
+def one_job_on_a_burst_node(
+    conn: psycopg.Connection[Any], fleet: Any, tmp_path: Any, type: str, payload: Any = None
+) -> tuple[dict[str, Any], Any]:
+    """Run one job of `type` on a one-worker burst node to its end: the job, and the node."""
     env = handler_module(tmp_path, "many_handlers", HANDLERS)
-    job = jobfleet.enqueue(conn, "not_awaited")
+    job = jobfleet.enqueue(conn, type, payload)
     node = fleet("a", "--workers", "1", "--burst", "--handlers", "many_handlers", env=env)
     assert node.wait(60) == 0, node.log_tail()
-    state, error = conn.execute("SELECT state, error FROM jobs WHERE id = %s", (job,)).fetchone()
-    assert state == "dead" and "declare it `async def`" in error
+    return jobfleet.get(job, conn=conn), node
 
 
 def test_an_async_start_hook_runs_on_the_loop_the_async_handlers_run_on(
     conn: psycopg.Connection[Any], fleet: Any, tmp_path: Any
 ) -> None:
-    env = handler_module(tmp_path, "many_handlers", HANDLERS)
-    job = jobfleet.enqueue(conn, "same_loop")
-    node = fleet("a", "--workers", "1", "--burst", "--handlers", "many_handlers", env=env)
-    assert node.wait(60) == 0, node.log_tail()
-    assert jobfleet.get(job, conn=conn)["result"] is True
+    job, _ = one_job_on_a_burst_node(conn, fleet, tmp_path, "same_loop")
+    assert job["result"] is True
 
 
 def test_a_handler_blocking_the_loop_is_warned_about_and_not_taken_for_a_hang(
@@ -228,13 +232,10 @@ def test_a_handler_blocking_the_loop_is_warned_about_and_not_taken_for_a_hang(
 ) -> None:
     # Blocked for longer than a silent worker is given (2 s here): its heartbeat is a thread
     # of its own, so the worker is not killed as hung; the log says what blocks the loop.
-    env = handler_module(tmp_path, "many_handlers", HANDLERS)
-    job = jobfleet.enqueue(conn, "hog", {"seconds": 3.0})
-    node = fleet("a", "--workers", "1", "--burst", "--handlers", "many_handlers", env=env)
-    assert node.wait(60) == 0, node.log_tail()
-    assert jobfleet.get(job, conn=conn)["state"] == "succeeded"
+    job, node = one_job_on_a_burst_node(conn, fleet, tmp_path, "hog", {"seconds": 3.0})
+    assert job["state"] == "succeeded"
     assert "blocks the worker's event loop" in node.log()
-    assert f"jobs=[{job}]" in node.log() or f'"jobs": [{job}]' in node.log()
+    assert f"jobs=[{job['id']}]" in node.log() or f'"jobs": [{job["id"]}]' in node.log()
 
 
 def test_a_handler_holding_the_gil_in_c_is_working_not_hung(
@@ -242,10 +243,6 @@ def test_a_handler_holding_the_gil_in_c_is_working_not_hung(
 ) -> None:
     # Its heartbeat thread cannot run for 3.5 s, past the 2 s a silent worker is given; its CPU
     # time grows all along, so the supervisor lets it be.
-    env = handler_module(tmp_path, "many_handlers", HANDLERS)
-    job = jobfleet.enqueue(conn, "gil_hog", {"seconds": 3.5})
-    node = fleet("a", "--workers", "1", "--burst", "--handlers", "many_handlers", env=env)
-    assert node.wait(60) == 0, node.log_tail()
-    done = jobfleet.get(job, conn=conn)
-    assert done["state"] == "succeeded", done
-    assert done["result"] > 2.0  # the GIL was held longer than silence is allowed
+    job, _ = one_job_on_a_burst_node(conn, fleet, tmp_path, "gil_hog", {"seconds": 3.5})
+    assert job["state"] == "succeeded", job
+    assert job["result"] > 2.0  # the GIL was held longer than silence is allowed
