@@ -137,7 +137,38 @@ def status(conn: Any) -> dict[str, Any]:
             }
         )
     unhandled = [r[0] for r in conn.execute(sql("unhandled_types"), {"stale_after": stale_after})]
-    return {"counts": counts, "nodes": nodes, "unhandled_types": unhandled}
+    return {
+        "counts": counts,
+        "nodes": nodes,
+        "unhandled_types": unhandled,
+        "paused_queues": paused_queues(conn),
+    }
+
+
+def paused_queues(conn: Any) -> list[str]:
+    return [name for (name,) in conn.execute(sql("paused_queues"))]
+
+
+def queues(conn: Any) -> list[dict[str, Any]]:
+    """Every queue with jobs or paused: its counts by state (all states, zeros included) and
+    whether it is paused."""
+    counts: dict[str, dict[str, int]] = {}
+    for queue, state, n in conn.execute(sql("queue_counts")):
+        counts.setdefault(queue, dict.fromkeys(STATES, 0))[state] = n
+    paused = set(paused_queues(conn))
+    return [
+        {"queue": q, "counts": counts.get(q, dict.fromkeys(STATES, 0)), "paused": q in paused}
+        for q in sorted(counts.keys() | paused)
+    ]
+
+
+def set_paused(conn: Any, queue: str, paused: bool) -> bool:
+    """Pause or resume `queue` (a valid queue name) for every node; return whether it is
+    paused now. Pausing a queue that has no jobs yet is allowed: none will start."""
+    row = conn.execute(
+        sql("set_queue_paused"), {"name": check_name("queue", queue), "paused": paused}
+    ).fetchone()
+    return bool(row[0])
 
 
 def cancel(conn: Any, job_id: int) -> str:

@@ -20,7 +20,7 @@ from jobfleet.jobs import iso
 from jobfleet.options import check_name
 from jobfleet.queries import sql
 
-SCOPES = ("enqueue", "read", "cancel")
+SCOPES = ("enqueue", "read", "cancel", "admin")
 PREFIX = "jf"
 # The burst a rate allows: a second's worth, at least one request, so `--rate 20/s` lets 20
 # back-to-back requests through, as a user reads it (a tenth of a second's refused the third).

@@ -289,6 +289,12 @@ class SnapshotCollector:
             data.get("oldest_ready_age", []),
         )
         yield _family(
+            "jobfleet_queue_paused",
+            "1 for a queue paused (no node claims from it), 0 once resumed.",
+            ["queue"],
+            data.get("queue_paused", []),
+        )
+        yield _family(
             "jobfleet_node_heartbeat_age_seconds",
             "Seconds since each registered node's last heartbeat, as the leader sees it.",
             ["node"],

@@ -1,5 +1,5 @@
 -- jobfleet's current schema, to read: what the numbered migrations beside this file add up
--- to (version 6). The migrations are what runs (`jobfleet migrate`); this file is not applied
+-- to (version 7). The migrations are what runs (`jobfleet migrate`); this file is not applied
 -- by anything, and tests/test_migrate.py checks that it builds the very same schema.
 --
 -- `jobs` holds one row per job for its whole life. Rows that change often (queued -> running ->
@@ -110,6 +110,15 @@ CREATE TABLE job_types (
     backoff         text,
     backoff_seconds double precision,
     updated_at      timestamptz NOT NULL DEFAULT now()
+);
+
+-- Queues someone paused or resumed (a queue with no row runs). A pause is announced on the
+-- `jobfleet_queues` channel and comes back with every node's heartbeat; claims leave paused
+-- queues out, and running jobs finish.
+CREATE TABLE queues (
+    name       text PRIMARY KEY,
+    paused     boolean NOT NULL DEFAULT false,
+    changed_at timestamptz NOT NULL DEFAULT now()
 );
 
 -- API keys for the HTTP API. A key reads `jf_<key_id>_<secret>`: only the key id and a salted

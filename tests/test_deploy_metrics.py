@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
-import socket
 import urllib.error
 import urllib.request
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import psycopg
 
 import jobfleet
+from jobfleet.http.server import free_port
 from tests.conftest import Cli, scalar, wait_until
 from tests.deploy_files import used_metric_names
 
@@ -27,12 +27,6 @@ FAST = {
     "JOBFLEET_KILL_GRACE_SECONDS": "0.3",
 }
 _SUFFIXES = ("_bucket", "_sum", "_count")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def exposed_names(port: int) -> set[str]:

@@ -223,9 +223,10 @@ def test_queues_counts_by_state(client: TestClient, key: dict[str, str]) -> None
     client.post("/jobs:batch", json={"jobs": [{"type": "noop", "queue": "q1"}] * 2}, headers=key)
     client.post("/jobs", json={"type": "noop", "queue": "q2"}, headers=key)
     queues = client.get("/queues", headers=key).json()["queues"]
+    zero = {"queued": 0, "running": 0, "succeeded": 0, "cancelled": 0, "dead": 0}
     assert queues == [
-        {"queue": "q1", "counts": {"queued": 2}},
-        {"queue": "q2", "counts": {"queued": 1}},
+        {"queue": "q1", "counts": {**zero, "queued": 2}, "paused": False},
+        {"queue": "q2", "counts": {**zero, "queued": 1}, "paused": False},
     ]
 
 

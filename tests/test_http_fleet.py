@@ -14,6 +14,7 @@ from typing import Any
 
 import psycopg
 
+from jobfleet.http.server import free_port
 from tests.conftest import Cli, scalar, wait_until
 
 FAST = {
@@ -22,12 +23,6 @@ FAST = {
     "JOBFLEET_HEARTBEAT_SECONDS": "0.2",
     "JOBFLEET_KILL_GRACE_SECONDS": "0.3",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def call(

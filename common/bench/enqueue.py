@@ -7,7 +7,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from jobfleet.bench.nodes import (
     started_nodes,
     wait_until,
 )
+from jobfleet.http.server import free_port
 from jobfleet.node_process import jobfleet_command
 
 # Bulk runs alternate and the best of each counts: a shared machine's noise hits both alike.
@@ -142,12 +142,6 @@ def create_key(url: str) -> str:
     if made.returncode != 0 or not made.stdout.strip():
         raise BenchError(f"jobfleet apikey create failed: {made.stderr.strip()}")
     return made.stdout.strip().splitlines()[-1].strip()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def healthy(port: int) -> bool:

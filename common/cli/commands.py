@@ -11,6 +11,7 @@ from operator import itemgetter
 from typing import Any, BinaryIO
 
 from jobfleet import admin, apikeys
+from jobfleet.cli.flow import cmd_queues
 from jobfleet.cli.render import (
     DEAD_JOB_COLUMNS,
     JOB_COLUMNS,
@@ -229,6 +230,8 @@ def cmd_status(args: argparse.Namespace, config: Settings) -> int:
         print(listing(report["nodes"], NODE_COLUMNS, as_json=False))
     else:
         print("nodes: none alive (start one with `jobfleet supervisor`)")
+    if report["paused_queues"]:
+        print("paused queues (no node claims from them): " + ", ".join(report["paused_queues"]))
     if report["unhandled_types"]:
         print(
             "unhandled job types (queued, no live node has a handler): "
@@ -346,6 +349,7 @@ COMMANDS = {
     "jobs": cmd_jobs,
     "cancel": cmd_cancel,
     "dlq": cmd_dlq,
+    "queues": cmd_queues,
     "api": cmd_api,
     "apikey": cmd_apikey,
     "db": cmd_db,

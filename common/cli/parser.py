@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn, TypeVar
 
 import jobfleet
+from jobfleet.cli import flow
 from jobfleet.options import ID_MAX, STATES
 
 DESCRIPTION = (
@@ -272,6 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DURATION",
         help="only those dead for longer, e.g. 7d, 12h, 30m, 45s (default: all)",
     )
+
+    flow.add_parsers(commands)
 
     api = commands.add_parser("api", help="serve the HTTP API alone (for API-only hosts)")
     api.add_argument("--port", type=port, required=True, metavar="P")

@@ -25,6 +25,7 @@ from jobfleet.enqueue import enqueue_job
 from jobfleet.http import docs, errors
 from jobfleet.http.errors import ApiError, responses
 from jobfleet.http.limits import AddressLimit, BodySizeLimit, client_address
+from jobfleet.http.queue_routes import queue_routes
 from jobfleet.http.request_metrics import RequestMetrics
 from jobfleet.http.schemas import (
     CancelResult,
@@ -34,13 +35,11 @@ from jobfleet.http.schemas import (
     JobPage,
     NewJob,
     NewJobs,
-    Queues,
     Ready,
     State,
 )
 from jobfleet.migrate import check_schema
 from jobfleet.options import ID_MAX
-from jobfleet.queries import sql
 from jobfleet.settings import Settings
 from jobfleet.tolerant import tolerate
 
@@ -166,6 +165,7 @@ def create_app(url: str, config: Settings, role: Role = "api") -> ASGIApp:
 
     if role == "api":
         _job_routes(app, access, config)
+        queue_routes(app, access)
         docs.install(app)
     _health_routes(app, connection)
     # Metrics outermost, so a 413 the size limit answers is counted too.
@@ -323,20 +323,6 @@ def _job_routes(app: FastAPI, access: Callable[[str], Any], config: Settings) ->
         if state == "running":
             response.status_code = 202
         return CancelResult.model_validate({"id": job_id, "state": state})
-
-    @app.get(
-        "/queues",
-        response_model=Queues,
-        responses=responses(401, 403, 429, 503),
-        summary="Job counts per queue and state",
-    )
-    def queues(conn: Connection = can_read) -> Queues:
-        by_queue: dict[str, dict[str, int]] = {}
-        for queue, state, n in conn.execute(sql("queue_counts")):
-            by_queue.setdefault(queue, {})[state] = n
-        return Queues.model_validate(
-            {"queues": [{"queue": q, "counts": c} for q, c in sorted(by_queue.items())]}
-        )
 
 
 def _health_routes(app: FastAPI, connection: Callable[..., Any]) -> None:

@@ -138,6 +138,12 @@ class CancelResult(BaseModel):
 class QueueCounts(BaseModel):
     queue: str
     counts: dict[str, int]
+    paused: bool = Field(description="No node claims from it; its running jobs finish")
+
+
+class QueueState(BaseModel):
+    queue: str
+    paused: bool
 
 
 class Queues(BaseModel):

@@ -84,3 +84,10 @@ def die_with_parent() -> None:
     processes.die_with_parent()
     if os.getppid() == 1:  # the parent went before we asked
         os._exit(0)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (for tests and the bench)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

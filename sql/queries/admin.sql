@@ -96,6 +96,23 @@ RETURNING id;
 -- name: queue_counts
 SELECT queue, state, count(*) FROM jobs GROUP BY queue, state;
 
+-- name: paused_queues
+SELECT name FROM queues WHERE paused ORDER BY name;
+
+-- name: set_queue_paused
+-- Pause or resume a queue and tell every node at once (see 0007_queues.sql); a resume also
+-- wakes idle nodes for the jobs waiting in it.
+WITH changed AS (
+    INSERT INTO queues (name, paused) VALUES (%(name)s, %(paused)s)
+    ON CONFLICT (name) DO UPDATE SET paused = EXCLUDED.paused, changed_at = now()
+    RETURNING name, paused
+), told AS (
+    SELECT pg_notify('jobfleet_queues', %(name)s) FROM changed
+), woken AS (
+    SELECT pg_notify('jobfleet_jobs', '') FROM changed WHERE NOT paused
+)
+SELECT paused FROM changed LEFT JOIN told ON true LEFT JOIN woken ON true;
+
 -- name: requeue_jobs
 -- Jobs that ended (dead, or also cancelled: `states`) back to the queue with a fresh budget of
 -- attempts: one (`id`), or every one in those states (`all`). Attempt numbers keep counting,

@@ -10,7 +10,10 @@ ON CONFLICT (name) DO UPDATE
 SET hostname = EXCLUDED.hostname, pid = EXCLUDED.pid, workers = EXCLUDED.workers,
     busy = EXCLUDED.busy, queues = EXCLUDED.queues, types = EXCLUDED.types,
     started_at = CASE WHEN nodes.pid = EXCLUDED.pid THEN nodes.started_at ELSE now() END,
-    last_heartbeat = now();
+    last_heartbeat = now()
+-- The paused queues come back with the beat: a node that missed a pause or a resume (its
+-- connection was down when it was announced) learns of it within a heartbeat.
+RETURNING ARRAY(SELECT name FROM queues WHERE paused ORDER BY name) AS paused;
 
 -- name: delete_node
 DELETE FROM nodes WHERE name = %(name)s AND pid = %(pid)s;

@@ -24,14 +24,16 @@ SELECT set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan'
        set_config('enable_sort', 'off', true);
 
 -- name: claim
--- One statement claims a batch: the ready jobs this node may run, best first, skipping rows
--- another claimer holds. Each claim starts a new attempt under a fresh lease.
+-- One statement claims a batch: the ready jobs this node may run (not in a queue it knows is
+-- paused), best first, skipping rows another claimer holds. Each claim starts a new attempt
+-- under a fresh lease.
 WITH picked AS (
     SELECT id FROM jobs
     WHERE state = 'queued'
       AND run_at <= now()
       AND type = ANY(%(types)s::text[])
       AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
+      AND queue <> ALL(%(paused)s::text[])
     ORDER BY priority DESC, run_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -181,20 +183,22 @@ SELECT extract(epoch FROM min(run_at) - clock_timestamp())::float8
 FROM jobs
 WHERE state = 'queued' AND run_at > now()
   AND type = ANY(%(types)s::text[])
-  AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]));
+  AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
+  AND queue <> ALL(%(paused)s::text[]);
 
 -- name: database_clock
 SELECT extract(epoch FROM clock_timestamp())::float8;
 
 -- name: burst_nothing_elsewhere
--- What keeps a --burst supervisor alive besides its own jobs: one it could run that is ready,
--- or running under another holder (it may fail and come back). Each half walks its partial
--- index and stops at the first row; the ORDER BY keeps the planner on jobs_ready even when
--- its statistics still count the backlog a drain has just emptied.
+-- What keeps a --burst supervisor alive besides its own jobs: one it could run that is ready
+-- (in a queue not paused), or running under another holder (it may fail and come back). Each
+-- half walks its partial index and stops at the first row; the ORDER BY keeps the planner on
+-- jobs_ready even when its statistics still count the backlog a drain has just emptied.
 SELECT (SELECT id FROM jobs
         WHERE state = 'queued' AND run_at <= now()
           AND type = ANY(%(types)s::text[])
           AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
+          AND queue <> ALL(%(paused)s::text[])
         ORDER BY priority DESC, run_at, id
         LIMIT 1) IS NULL
    AND (SELECT id FROM jobs
