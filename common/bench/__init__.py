@@ -10,6 +10,7 @@ SCENARIOS = (
     "ceiling",
     "drain",
     "cpu",
+    "io",
     "enqueue",
     "latency",
     "backlog",
