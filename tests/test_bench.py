@@ -133,6 +133,26 @@ def test_recovery_runs_the_killed_job_again(cli: Cli) -> None:
     assert r["lease_seconds"] > 0
 
 
+def test_io_runs_every_job_ours_and_the_peers(cli: Cli) -> None:
+    data = bench(cli, "io")
+    r = data["scenarios"]["io"]
+    sizes = data["sizes"]
+    for load, jobs in (("async", sizes["io_async_jobs"]), ("threads", sizes["io_thread_jobs"])):
+        run = r[load]
+        assert run["jobs"] == jobs
+        assert run["jobfleet"]["succeeded"] == jobs
+        # No worker runs more than its concurrency at once, so nothing beats the ideal.
+        assert run["jobfleet"]["wall_seconds"] >= run["ideal_seconds"]
+        assert ratio(data, f"io_{load}_wall_vs_ideal") >= 1.0
+        # A peer either ran every job (its driver checks) or says why it did not run.
+        assert set(run["peers"]) == {"procrastinate", "pgqueuer", "celery"}
+        for peer in run["peers"].values():
+            assert "error" not in peer, peer
+            assert "skipped" in peer or (peer["jobs"] == jobs and peer["jobs_per_s"] > 0)
+        if any("jobs_per_s" in peer for peer in run["peers"].values()):
+            ratio(data, f"io_{load}_vs_best_peer")
+
+
 def test_scratch_databases_are_dropped(cli: Cli, admin_url: str) -> None:
     data = bench(cli, "drain")
     assert data["scratch_databases"], "the run made no scratch database"

@@ -11,6 +11,7 @@ SCENARIOS = (
     "drain",
     "million",
     "cpu",
+    "io",
     "enqueue",
     "latency",
     "backlog",

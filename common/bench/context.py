@@ -20,6 +20,11 @@ class Sizes:
     rounds: int = 3
     cpu_jobs: int = 400
     cpu_ms: int = 50
+    # `io`: jobs that only wait, many at once per worker (issue 18's sizes: 5 s and 10 s ideal
+    # on 2 workers at the handlers' concurrency of 100 and 20).
+    io_async_jobs: int = 5_000
+    io_thread_jobs: int = 2_000
+    io_seconds: float = 0.2
     enqueue_single: int = 2_000
     enqueue_bulk: int = 100_000
     http_single: int = 1_000
@@ -48,6 +53,9 @@ QUICK = Sizes(
     rounds=2,
     cpu_jobs=10,
     cpu_ms=10,
+    io_async_jobs=400,
+    io_thread_jobs=80,
+    io_seconds=0.05,
     enqueue_single=50,
     enqueue_bulk=2_000,
     http_single=20,

@@ -61,6 +61,15 @@ METHOD_ROWS = [
         "steady span / ideal, ideal = total CPU work / workers (start-to-exit too)",
     ),
     (
+        "io",
+        "I/O-bound jobs with `--burst` on the default workers: 5,000 async jobs that "
+        "`await asyncio.sleep(0.2)` (`concurrency=100`), then 2,000 plain ones that "
+        "`time.sleep(0.2)` on threads (`concurrency=20`); beside each, the peers on the same "
+        "jobs, worker processes and concurrency per process: procrastinate and pgqueuer with "
+        "async tasks, Celery with `--pool threads` (a worker process each)",
+        "start to exit, jobs/s, and its ratio to the ideal: jobs x 0.2 s / (workers x concurrency)",
+    ),
+    (
         "enqueue",
         "`jobfleet.enqueue`, one job per transaction; `jobfleet.enqueue_many`; a raw COPY of "
         "the same rows pre-formatted in 10k-row writes (best of 2 each); HTTP when the API "

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from jobfleet.bench import scratch, throughput
@@ -29,6 +30,21 @@ PEERS: dict[str, tuple[str, ...]] = {
 RUN_TIMEOUT = 300.0
 
 
+@dataclass(frozen=True)
+class Sleepers:
+    """The `io` scenario's load for a peer: `jobs` jobs that wait `seconds` each, on `workers`
+    processes running `concurrency` jobs each at once."""
+
+    jobs: int
+    seconds: float
+    workers: int
+    concurrency: int
+
+    @property
+    def ideal_seconds(self) -> float:
+        return self.jobs * self.seconds / (self.workers * self.concurrency)
+
+
 def missing(modules: Sequence[str]) -> list[str]:
     return [m for m in modules if importlib.util.find_spec(m) is None]
 
@@ -38,8 +54,7 @@ def run(ctx: Context) -> dict[str, Any]:
         return {"skipped": "peers not installed: pip install '.[bench]' (or `make bench`)"}
     from jobfleet.bench import peer_celery, peer_pgqueuer, peer_procrastinate
 
-    for name in (*PEERS, "kombu"):  # their INFO lines (one per batch deferred) are noise here
-        logging.getLogger(name).setLevel(logging.WARNING)
+    quiet_peer_logs()
 
     jobs, workers = ctx.sizes.peer_jobs, ctx.workers
     drivers: dict[str, Callable[[Context, str, int, int], dict[str, Any]]] = {
@@ -64,6 +79,12 @@ def run(ctx: Context) -> dict[str, Any]:
                 results[name] = {"error": f"{type(exc).__name__}: {exc}"}
     ours["jobs_per_s"] = ours["wall_jobs_per_s"]  # on the peers' terms: start to exit
     return {"jobs": jobs, "workers": workers, "jobfleet": ours, "peers": results}
+
+
+def quiet_peer_logs() -> None:
+    """Their INFO lines (one per batch deferred) are noise under the progress bar."""
+    for name in (*PEERS, "kombu"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def run_workers(argv: Sequence[str], count: int, env: Mapping[str, str] | None = None) -> float:

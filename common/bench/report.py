@@ -19,6 +19,10 @@ TARGETS: dict[str, tuple[str, str, float] | None] = {
     "noop_vs_best_peer": ("no-op drain / best peer (same jobs, workers)", ">=", 10.0),
     "cpu_span_vs_ideal": ("CPU-bound, steady / ideal (work / workers)", "<=", 1.10),
     "cpu_wall_vs_ideal": ("CPU-bound, start to exit / ideal", "<=", 1.10),
+    "io_async_wall_vs_ideal": ("I/O-bound async, start to exit / ideal", "<=", 1.15),
+    "io_threads_wall_vs_ideal": ("I/O-bound threads, start to exit / ideal", "<=", 1.15),
+    "io_async_vs_best_peer": ("I/O-bound async, jobs/s / best peer (same load)", ">=", 1.0),
+    "io_threads_vs_best_peer": ("I/O-bound threads, jobs/s / best peer (same load)", ">=", 1.0),
     "bulk_vs_raw_copy": ("enqueue_many / raw COPY", ">=", 0.5),
     "backlog_large_vs_small": ("throughput over the big backlog / the small one", ">=", 0.9),
     "idle_start_p50_ms": ("idle enqueue -> start p50 (ms)", "<=", 5.0),
@@ -69,6 +73,23 @@ def ours_for_peers(scenarios: Scenarios) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
+IO_LOADS = ("async", "threads")
+
+
+def io_ratios(scenarios: Scenarios) -> dict[str, float | None]:
+    """Per `io` load: ours against the ideal, and against the fastest peer on the same load."""
+    values: dict[str, float | None] = {}
+    for load in IO_LOADS:
+        values[f"io_{load}_wall_vs_ideal"] = _get(
+            scenarios, "io", load, "jobfleet", "wall_vs_ideal"
+        )
+        found = _get(scenarios, "io", load, "peers") or {}
+        rates = [float(r["jobs_per_s"]) for r in found.values() if "jobs_per_s" in r]
+        ours = _get(scenarios, "io", load, "jobfleet", "wall_jobs_per_s")
+        values[f"io_{load}_vs_best_peer"] = _div(ours, max(rates)) if rates else None
+    return values
+
+
 def ratios(scenarios: Scenarios) -> list[dict[str, Any]]:
     drains = _get(scenarios, "drain", "runs") or []
     biggest = max(drains, key=lambda r: r["jobs"]) if drains else None
@@ -84,6 +105,7 @@ def ratios(scenarios: Scenarios) -> list[dict[str, Any]]:
         "noop_wall_vs_ceiling_analysed": _div(analysed.get("wall_jobs_per_s"), ceiling_analysed),
         "cpu_span_vs_ideal": _get(scenarios, "cpu", "span_vs_ideal"),
         "cpu_wall_vs_ideal": _get(scenarios, "cpu", "wall_vs_ideal"),
+        **io_ratios(scenarios),
         "bulk_vs_raw_copy": _get(scenarios, "enqueue", "bulk_vs_raw_copy"),
         "backlog_large_vs_small": _div(backlog[-1]["jobs_per_s"], backlog[0]["jobs_per_s"])
         if len(backlog) >= 2
@@ -200,6 +222,37 @@ def _cpu(r: dict[str, Any]) -> Lines:
     ]
 
 
+def _io(r: dict[str, Any]) -> Lines:
+    lines: Lines = []
+    for load in IO_LOADS:
+        run = r[load]
+        what = (
+            f"{load}: {run['jobs']:,} x {r['seconds_per_job']:g} s, concurrency "
+            f"{run['concurrency']}, {r['workers']} workers (ideal {run['ideal_seconds']:.2f} s)"
+        )
+        ours = run["jobfleet"]
+        lines.append(
+            (
+                f"{what}: jobfleet",
+                f"{_num(ours['wall_jobs_per_s'])} {JPS}, {ours['wall_seconds']:.2f} s "
+                f"({ours['wall_vs_ideal']:.3f}x ideal)",
+            )
+        )
+        for peer, v in run["peers"].items():
+            if "jobs_per_s" not in v:
+                lines.append((f"{what}: {peer}", str(v.get("skipped") or v.get("error"))))
+                continue
+            how = f"{v['tasks']} tasks" if "tasks" in v else f"{v['pool']} pool"
+            lines.append(
+                (
+                    f"{what}: {peer} ({how})",
+                    f"{_num(v['jobs_per_s'])} {JPS}, {v['seconds']:.2f} s "
+                    f"({v['wall_vs_ideal']:.3f}x ideal)",
+                )
+            )
+    return lines
+
+
 def _enqueue(r: dict[str, Any]) -> Lines:
     lines = [
         ("jobfleet.enqueue, a transaction each", f"{_num(r['single']['jobs_per_s'])} {JPS}"),
@@ -299,6 +352,7 @@ SCENARIO_LINES: dict[str, Callable[[dict[str, Any]], Lines]] = {
     "drain": _drain,
     "million": _million,
     "cpu": _cpu,
+    "io": _io,
     "enqueue": _enqueue,
     "latency": _latency,
     "backlog": _backlog,

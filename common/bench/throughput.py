@@ -29,8 +29,16 @@ FROM jobs WHERE state = 'succeeded' AND id <= %(last)s
 """
 
 
-def burst(ctx: Context, url: str, *, nodes: int = 1, workers: int | None = None) -> float:
-    """Run `nodes` supervisors with --burst until all exit; the seconds from first start."""
+def burst(
+    ctx: Context,
+    url: str,
+    *,
+    nodes: int = 1,
+    workers: int | None = None,
+    extra_args: tuple[str, ...] = (),
+) -> float:
+    """Run `nodes` supervisors with --burst (and `extra_args`) until all exit; the seconds
+    from the first start."""
     with started_nodes() as started:
         for i in range(nodes):
             started.append(
@@ -39,6 +47,7 @@ def burst(ctx: Context, url: str, *, nodes: int = 1, workers: int | None = None)
                     f"bench-{i + 1}",
                     workers=workers or ctx.workers,
                     burst=True,
+                    extra_args=extra_args,
                     log_dir=ctx.log_dir,
                 )
             )
