@@ -290,7 +290,7 @@ class SnapshotCollector:
         )
         yield _family(
             "jobfleet_queue_paused",
-            "1 for a queue paused (no node claims from it), 0 once resumed.",
+            "1 for a queue paused (no node claims from it), 0 once resumed; from the leader.",
             ["queue"],
             data.get("queue_paused", []),
         )

@@ -112,9 +112,8 @@ CREATE TABLE job_types (
     updated_at      timestamptz NOT NULL DEFAULT now()
 );
 
--- Queues someone paused or resumed (a queue with no row runs). A pause is announced on the
--- `jobfleet_queues` channel and comes back with every node's heartbeat; claims leave paused
--- queues out, and running jobs finish.
+-- Queues someone paused or resumed (a queue with no row runs). Every claim reads the paused
+-- ones here and leaves them out, so a pause holds from its commit on; running jobs finish.
 CREATE TABLE queues (
     name       text PRIMARY KEY,
     paused     boolean NOT NULL DEFAULT false,

@@ -41,7 +41,6 @@ log = get_logger("jobfleet.supervisor")
 SUMMARY_EVERY_SECONDS = 10.0
 LISTEN_CHANNEL = "jobfleet_jobs"
 CANCEL_CHANNEL = "jobfleet_cancel"
-QUEUES_CHANNEL = "jobfleet_queues"  # a queue paused or resumed
 
 
 class Control:
@@ -231,10 +230,7 @@ class Control:
             self.gauges = await self.db.run(self.queue_gauges.run_once)
 
     async def _beat_and_renew(self, conn: Any) -> None:
-        paused = await self.heartbeat.run_once(
-            conn, workers=self.pool.desired, busy=self.pool.busy()[0]
-        )
-        self.lanes.queues_paused(paused)
+        await self.heartbeat.run_once(conn, workers=self.pool.desired, busy=self.pool.busy()[0])
         renewed = await self.renewal.run_once(
             conn, self.pool.held_job_ids() + self.outbox.job_ids()
         )
@@ -246,8 +242,6 @@ class Control:
     async def _start_listening(self, conn: Any) -> None:
         await conn.execute(f"LISTEN {LISTEN_CHANNEL}")
         await conn.execute(f"LISTEN {CANCEL_CHANNEL}")
-        await conn.execute(f"LISTEN {QUEUES_CHANNEL}")
-        await self._look_at_queues(conn)
         # Scheduled jobs are announced on the database's clock; learn how far ours is off.
         asked = time.time()
         cur = await conn.execute(sql("database_clock"))
@@ -261,11 +255,8 @@ class Control:
         self.lanes.more_work_may_exist()
 
     async def _hear(self, conn: Any, seconds: float) -> None:
-        look_at_queues = False
         async for note in conn.notifies(timeout=max(0.0, seconds), stop_after=1):
-            if note.channel == QUEUES_CHANNEL:
-                look_at_queues = True  # after the wait: the connection is its until then
-            elif note.channel == CANCEL_CHANNEL:
+            if note.channel == CANCEL_CHANNEL:
                 with contextlib.suppress(ValueError):
                     self.pool.cancel_running(int(note.payload))
             elif note.payload.startswith("at "):  # the soonest of jobs scheduled for later
@@ -273,12 +264,6 @@ class Control:
                     self.lanes.work_due_at(float(note.payload[3:]))
             else:
                 self.lanes.more_work_may_exist()
-        if look_at_queues:
-            await self._look_at_queues(conn)
-
-    async def _look_at_queues(self, conn: Any) -> None:
-        cur = await conn.execute(sql("paused_queues"))
-        self.lanes.queues_paused([name for (name,) in await cur.fetchall()])
 
     async def stop(self) -> None:
         with contextlib.suppress(DatabaseDown):

@@ -87,8 +87,6 @@ class Lanes:
         # Jobs asked for by claims in flight: for the main threads' types (""), and for each
         # async or threaded type.
         self.claiming: Counter[str] = Counter()
-        self.paused: list[str] = []  # queues no claim takes from (queues_paused)
-        self.ever_paused: set[str] = set()  # for the gauge: a resumed queue reads 0
         self.idle_wait = IDLE_POLL_MIN
         self.next_poll = 0.0
         self.work_hint = True  # there may be work: claim without waiting out the idle backoff
@@ -212,7 +210,6 @@ class Lanes:
                     queues=self.node.queues,
                     limit=want,
                     lease_seconds=self.config.lease_seconds,
-                    paused=self.paused,
                 ),
             )
             for key, types, want in wanted
@@ -341,19 +338,7 @@ class Lanes:
         return {
             "types": self.node.types,
             "queues": None if self.node.queues is None else list(self.node.queues),
-            "paused": self.paused,
         }
-
-    def queues_paused(self, paused: list[str]) -> None:
-        """The queues paused now (the heartbeat's answer, or a look after an announcement):
-        claims leave them out from now on; a queue resumed may have jobs ready at once."""
-        if paused != self.paused:
-            resumed = set(self.paused) - set(paused)
-            self.paused = paused
-            self.ever_paused.update(paused)
-            log.info("paused queues", extra=self._fields(paused=paused))
-            if resumed:
-                self.more_work_may_exist()
 
     async def _nothing_elsewhere(self, conn: Any) -> bool:
         params = {**self._types_and_queues(), "holder": self.holder}

@@ -46,15 +46,13 @@ def claim_statement(
     queues: Sequence[str] | None,
     limit: int,
     lease_seconds: float,
-    paused: Sequence[str] = (),
 ) -> Statement:
     """Claim up to `limit` ready jobs of `types` (in `queues`, or any queue when None; never
-    in a `paused` one) for `holder`, the lease owner written to `locked_by`."""
+    in a paused one) for `holder`, the lease owner written to `locked_by`."""
     return sql("claim"), {
         "node": holder,
         "types": list(types),
         "queues": None if queues is None else list(queues),
-        "paused": list(paused),
         "limit": limit,
         "lease_seconds": lease_seconds,
     }

@@ -271,7 +271,6 @@ class Supervisor:
             return
         self.tally.publish()
         busy, running = self.pool.busy()
-        lanes = self.lanes
         write_snapshot(
             path,
             {
@@ -279,9 +278,6 @@ class Supervisor:
                 "workers": len(self.pool.staying_children()),
                 "busy": busy,
                 "running": running,
-                "queue_paused": [
-                    (queue, int(queue in lanes.paused)) for queue in sorted(lanes.ever_paused)
-                ],
                 "leader": int(self.control.is_leader),
                 **self.control.gauges,
             },

@@ -178,7 +178,7 @@ def keyed_writes(size: int) -> list[tuple[str, Statement, set[str]]]:
 
 def looks_and_upkeep() -> list[tuple[str, Statement, set[str]]]:
     """An idle node's and a burst node's looks for work, the pruner and the gauges."""
-    types_and_queues = {"types": TYPES, "queues": None, "paused": ["held-back"]}
+    types_and_queues = {"types": TYPES, "queues": None}
     return [
         ("soonest_scheduled", (sql("soonest_scheduled"), types_and_queues), {"jobs_ready"}),
         (

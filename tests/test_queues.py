@@ -66,9 +66,7 @@ def test_a_pause_stops_every_node_claiming_within_a_second_and_a_resume_starts_t
 ) -> None:
     ids = jobfleet.enqueue_many(conn, "sleep", [{"seconds": 0.05}] * 600, queue="q")
     other = jobfleet.enqueue_many(conn, "sleep", [{"seconds": 0.05}] * 20, queue="other")
-    port = free_port()
-    fleet("a", "--workers", "1", "--metrics-port", str(port))  # beats 5 s apart: the pause
-    for name in ("b", "c"):  # must be announced
+    for name in ("a", "b", "c"):
         fleet(name, "--workers", "1")
     wait_until(
         lambda: scalar(conn, "SELECT count(*) FROM jobs WHERE state = 'succeeded'") >= 30,
@@ -88,16 +86,22 @@ def test_a_pause_stops_every_node_claiming_within_a_second_and_a_resume_starts_t
     assert (last_claim - paused_at).total_seconds() < 1.0
     left = scalar(conn, "SELECT count(*) FROM jobs WHERE queue = 'q' AND state = 'queued'")
     assert left > 0  # it was paused with work to do
-    wait_until(
-        lambda: 'jobfleet_queue_paused{queue="q"} 1.0' in scrape(port), what="the paused gauge"
-    )
 
     admin.set_paused(conn, "q", False)
     wait_until(lambda: all_finished(conn), timeout=60, what="the queue to drain once resumed")
     assert scalar(conn, "SELECT count(*) FROM jobs WHERE state <> 'succeeded'") == 0
-    wait_until(
-        lambda: 'jobfleet_queue_paused{queue="q"} 0.0' in scrape(port), what="the gauge at 0"
-    )
+
+
+def test_the_paused_gauge_shows_a_pause_and_a_resume(
+    conn: psycopg.Connection[Any], fleet: Any
+) -> None:
+    port = free_port()
+    env = {"JOBFLEET_QUEUE_STATS_SECONDS": "0.2"}
+    fleet("a", "--workers", "1", "--metrics-port", str(port), env=env)  # alone: it leads
+    admin.set_paused(conn, "q", True)
+    wait_until(lambda: 'jobfleet_queue_paused{queue="q"} 1.0' in scrape(port), what="1 paused")
+    admin.set_paused(conn, "q", False)
+    wait_until(lambda: 'jobfleet_queue_paused{queue="q"} 0.0' in scrape(port), what="0 resumed")
 
 
 def scrape(port: int) -> str:

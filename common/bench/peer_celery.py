@@ -24,9 +24,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from jobfleet.bench.context import Context
-from jobfleet.bench.enqueue import free_port
 from jobfleet.bench.nodes import BenchError, wait_until
 from jobfleet.bench.peers import RUN_TIMEOUT, Sleepers, rate
+from jobfleet.http.server import free_port
 
 PREFETCH_MULTIPLIER = 128
 QUEUE = "celery"

@@ -100,18 +100,16 @@ SELECT queue, state, count(*) FROM jobs GROUP BY queue, state;
 SELECT name FROM queues WHERE paused ORDER BY name;
 
 -- name: set_queue_paused
--- Pause or resume a queue and tell every node at once (see 0007_queues.sql); a resume also
--- wakes idle nodes for the jobs waiting in it.
+-- Pause or resume a queue (see 0007_queues.sql): claims read `queues` themselves, so a pause
+-- holds from its commit on; a resume wakes idle nodes for the jobs waiting in the queue.
 WITH changed AS (
     INSERT INTO queues (name, paused) VALUES (%(name)s, %(paused)s)
     ON CONFLICT (name) DO UPDATE SET paused = EXCLUDED.paused, changed_at = now()
     RETURNING name, paused
-), told AS (
-    SELECT pg_notify('jobfleet_queues', %(name)s) FROM changed
 ), woken AS (
     SELECT pg_notify('jobfleet_jobs', '') FROM changed WHERE NOT paused
 )
-SELECT paused FROM changed LEFT JOIN told ON true LEFT JOIN woken ON true;
+SELECT paused FROM changed LEFT JOIN woken ON true;
 
 -- name: requeue_jobs
 -- Jobs that ended (dead, or also cancelled: `states`) back to the queue with a fresh budget of

@@ -10,10 +10,7 @@ ON CONFLICT (name) DO UPDATE
 SET hostname = EXCLUDED.hostname, pid = EXCLUDED.pid, workers = EXCLUDED.workers,
     busy = EXCLUDED.busy, queues = EXCLUDED.queues, types = EXCLUDED.types,
     started_at = CASE WHEN nodes.pid = EXCLUDED.pid THEN nodes.started_at ELSE now() END,
-    last_heartbeat = now()
--- The paused queues come back with the beat: a node that missed a pause or a resume (its
--- connection was down when it was announced) learns of it within a heartbeat.
-RETURNING ARRAY(SELECT name FROM queues WHERE paused ORDER BY name) AS paused;
+    last_heartbeat = now();
 
 -- name: delete_node
 DELETE FROM nodes WHERE name = %(name)s AND pid = %(pid)s;
@@ -136,6 +133,10 @@ SELECT queue, 'running', count(*), 0 FROM jobs
 WHERE lease_expires_at IS NOT NULL AND state = 'running' GROUP BY queue
 UNION ALL
 SELECT queue, 'dead', count(*), 0 FROM jobs WHERE state = 'dead' GROUP BY queue;
+
+-- name: queues_paused_gauge
+-- Every queue ever paused or resumed: 1 while paused, 0 once resumed.
+SELECT name, paused::integer FROM queues ORDER BY name;
 
 -- name: node_heartbeat_ages
 SELECT name, extract(epoch FROM now() - last_heartbeat)::float8 FROM nodes;

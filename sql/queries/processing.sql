@@ -24,16 +24,16 @@ SELECT set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan'
        set_config('enable_sort', 'off', true);
 
 -- name: claim
--- One statement claims a batch: the ready jobs this node may run (not in a queue it knows is
--- paused), best first, skipping rows another claimer holds. Each claim starts a new attempt
--- under a fresh lease.
+-- One statement claims a batch: the ready jobs this node may run (not in a paused queue: read
+-- from `queues` by the claim itself, so a pause holds from the moment it commits), best first,
+-- skipping rows another claimer holds. Each claim starts a new attempt under a fresh lease.
 WITH picked AS (
     SELECT id FROM jobs
     WHERE state = 'queued'
       AND run_at <= now()
       AND type = ANY(%(types)s::text[])
       AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
-      AND queue <> ALL(%(paused)s::text[])
+      AND queue <> ALL(ARRAY(SELECT name FROM queues WHERE paused))
     ORDER BY priority DESC, run_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -184,7 +184,7 @@ FROM jobs
 WHERE state = 'queued' AND run_at > now()
   AND type = ANY(%(types)s::text[])
   AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
-  AND queue <> ALL(%(paused)s::text[]);
+  AND queue <> ALL(ARRAY(SELECT name FROM queues WHERE paused));
 
 -- name: database_clock
 SELECT extract(epoch FROM clock_timestamp())::float8;
@@ -198,7 +198,7 @@ SELECT (SELECT id FROM jobs
         WHERE state = 'queued' AND run_at <= now()
           AND type = ANY(%(types)s::text[])
           AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
-          AND queue <> ALL(%(paused)s::text[])
+          AND queue <> ALL(ARRAY(SELECT name FROM queues WHERE paused))
         ORDER BY priority DESC, run_at, id
         LIMIT 1) IS NULL
    AND (SELECT id FROM jobs

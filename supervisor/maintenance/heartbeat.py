@@ -1,6 +1,5 @@
 """The node heartbeat: this node's row in `nodes` (workers, busy, types, queues) is refreshed,
-so `jobfleet status` lists live nodes and the node-name guard knows this name is taken. The
-beat brings back the paused queues, which the node's claims leave out."""
+so `jobfleet status` lists live nodes and the node-name guard knows this name is taken."""
 
 from __future__ import annotations
 
@@ -15,10 +14,7 @@ from jobfleet.supervisor.node import Node
 class Heartbeat:
     node: Node
 
-    async def run_once(self, conn: Any, *, workers: int, busy: int) -> list[str]:
-        """Beat; return the queues paused now."""
-        cur = await conn.execute(
+    async def run_once(self, conn: Any, *, workers: int, busy: int) -> None:
+        await conn.execute(
             sql("upsert_node"), self.node.heartbeat_params(workers=workers, busy=busy)
         )
-        row = await cur.fetchone()
-        return list(row[0]) if row is not None else []

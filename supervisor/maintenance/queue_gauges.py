@@ -1,6 +1,7 @@
 """Queue gauges: the leader counts jobs per queue and state, the age of each queue's oldest
-ready job and every node's heartbeat age, for /metrics. Not at every beat: counting a big
-backlog costs the database as much as a few thousand jobs (JOBFLEET_QUEUE_STATS_SECONDS)."""
+ready job, every node's heartbeat age and which queues are paused, for /metrics. Not at every
+beat: counting a big backlog costs the database as much as a few thousand jobs
+(JOBFLEET_QUEUE_STATS_SECONDS)."""
 
 from __future__ import annotations
 
@@ -21,8 +22,13 @@ class QueueGauges:
 
     async def run_once(self, conn: Any) -> dict[str, Any]:
         """The figures for the gauge snapshot (see jobfleet.metrics.SnapshotCollector)."""
-        gauged, ages = await run_pipelined(
-            conn, [(sql("queue_gauges"), {}), (sql("node_heartbeat_ages"), {})]
+        gauged, ages, paused = await run_pipelined(
+            conn,
+            [
+                (sql("queue_gauges"), {}),
+                (sql("node_heartbeat_ages"), {}),
+                (sql("queues_paused_gauge"), {}),
+            ],
         )
         counts: dict[tuple[str, str], int] = {}
         oldest: dict[str, float] = {}
@@ -42,4 +48,5 @@ class QueueGauges:
             "queue_depth": depth,
             "oldest_ready_age": sorted(oldest.items()),
             "heartbeat_age": [tuple(r) for r in ages],
+            "queue_paused": [tuple(r) for r in paused],
         }
