@@ -30,7 +30,7 @@ from jobfleet.errors import JobFailed, JobNotFound
 from jobfleet.jobs import TERMINAL_STATES
 from jobfleet.queries import sql
 from jobfleet.settings import settings
-from jobfleet.tolerant import tolerate_async
+from jobfleet.tolerant import AsyncOwnLoaders, tolerate_async
 from jobfleet.tracing import current_trace_context
 from jobfleet.wait import FIRST_POLL_SECONDS, MAX_POLL_SECONDS
 
@@ -84,7 +84,7 @@ async def enqueue_many(
 async def _connection(conn: AsyncConnection | None, call: str) -> AsyncIterator[Any]:
     if conn is not None:
         _require_async(conn, call)
-        yield conn
+        yield AsyncOwnLoaders(conn)  # its transaction, jobfleet's loaders (jobfleet.tolerant)
         return
     config = settings()
     url = await asyncio.to_thread(database_url, config)  # may start the embedded cluster

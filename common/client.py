@@ -13,6 +13,7 @@ import psycopg
 from jobfleet import admin
 from jobfleet.db import connect, require_sync
 from jobfleet.queries import sql
+from jobfleet.tolerant import OwnLoaders
 
 T = TypeVar("T")
 
@@ -21,7 +22,7 @@ T = TypeVar("T")
 def _connection(conn: psycopg.Connection[Any] | None, call: str) -> Iterator[Any]:
     if conn is not None:
         require_sync(conn, call)
-        yield conn
+        yield OwnLoaders(conn)  # its transaction, jobfleet's loaders (jobfleet.tolerant)
         return
     with connect(autocommit=True) as own:
         yield own

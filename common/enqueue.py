@@ -7,7 +7,7 @@ connection (here) and an asyncio one (jobfleet.aio): the pure steps below serve 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,7 +18,7 @@ from jobfleet.errors import JobfleetError
 from jobfleet.options import EnqueueOptions, check_name, check_options, encode_json
 from jobfleet.queries import sql
 from jobfleet.settings import settings
-from jobfleet.tracing import current_trace_context
+from jobfleet.tracing import current_trace_context, job_trace_context
 
 COPY_BLOCK_ROWS = 10_000
 
@@ -39,12 +39,15 @@ def enqueue_job(
     payload: Any = None,
     *,
     payload_limit: int | None = None,
+    caller_trace: Mapping[str, str] | None = None,
     **options: Any,
 ) -> tuple[int, bool]:
     """`enqueue`, also saying whether the job is new (False: its idempotency key was taken).
-    `payload_limit` overrides JOBFLEET_MAX_PAYLOAD_BYTES (a server's own settings)."""
+    `payload_limit` overrides JOBFLEET_MAX_PAYLOAD_BYTES (a server's own settings);
+    `caller_trace` is a remote caller's W3C trace context (an HTTP request's headers), stored
+    when this process has no span of its own active (jobfleet.tracing.job_trace_context)."""
     require_sync(conn, "enqueue")
-    params = one_job(type, payload, options, payload_limit)
+    params = one_job(type, payload, options, payload_limit, caller_trace)
     row = conn.execute(sql("enqueue"), params).fetchone()
     if row is not None:
         return int(row[0]), True
@@ -80,7 +83,11 @@ def enqueue_many(
 
 
 def one_job(
-    type: str, payload: Any, options: dict[str, Any], payload_limit: int | None = None
+    type: str,
+    payload: Any,
+    options: dict[str, Any],
+    payload_limit: int | None = None,
+    caller_trace: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The checked parameters of the `enqueue` statement; ValueError naming what is wrong.
     The caller's active trace, if any, goes with the job (jobfleet.tracing)."""
@@ -91,7 +98,7 @@ def one_job(
         "type": type,
         "payload": body,
         **checked.as_params(),
-        "trace_context": current_trace_context(),
+        "trace_context": job_trace_context(caller_trace),
     }
 
 

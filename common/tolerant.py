@@ -5,7 +5,8 @@ for everyone. Such a row may have been written by hand, or before jobfleet refus
 
 Connections that read jobs for people (the CLI, the Python API, the HTTP API) load those
 values tolerantly: a timestamp Python cannot hold comes back as PostgreSQL's own text, JSON
-that cannot be decoded as a note saying so."""
+that cannot be decoded as a note saying so. So do the caller's connections those calls are
+given (`conn=`), on cursors of their own (OwnLoaders)."""
 
 from __future__ import annotations
 
@@ -44,6 +45,40 @@ def tolerate_async(conn: psycopg.AsyncConnection[Any]) -> None:
     _register(conn)
 
 
-def _register(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> None:
+def _register(
+    conn: psycopg.Connection[Any]
+    | psycopg.AsyncConnection[Any]
+    | psycopg.Cursor[Any]
+    | psycopg.AsyncCursor[Any],
+) -> None:
     conn.adapters.register_loader("timestamptz", _TimestamptzOrText)
     set_json_loads(_json_or_note, conn)
+
+
+class OwnLoaders:
+    """A caller's connection (`conn=`), read with jobfleet's loaders. Frameworks register
+    their own on the connections they hand out: Django loads jsonb as text (for its
+    JSONField) and, with USE_TZ off, timestamps without their offset. Each statement runs on a
+    new cursor of the caller's connection, in its transaction, with the loaders set on that
+    cursor alone: what jobfleet returns has one shape whatever the connection, and the
+    caller's connection is left as it was."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+
+    def execute(self, query: Any, params: Any = None) -> psycopg.Cursor[Any]:
+        cur = self.conn.cursor()
+        _register(cur)
+        return cur.execute(query, params)
+
+
+class AsyncOwnLoaders:
+    """`OwnLoaders` for an asyncio connection."""
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        self.conn = conn
+
+    async def execute(self, query: Any, params: Any = None) -> psycopg.AsyncCursor[Any]:
+        cur = self.conn.cursor()
+        _register(cur)
+        return await cur.execute(query, params)

@@ -3,7 +3,9 @@
 When the enqueuing process has OpenTelemetry and a span is active, the enqueue stores that
 span's W3C trace context on the job (`jobs.trace_context`); the worker's attempt span
 (jobfleet.worker.tracing) continues the trace from it, so a web request's trace runs on into
-its jobs. Without OpenTelemetry, or with no span active, nothing is stored.
+its jobs. Without OpenTelemetry, or with no span active, nothing is stored. The HTTP API
+also stores a web client's own `traceparent` and `tracestate` headers when it has no span
+active (job_trace_context): checked here like the rest, no OpenTelemetry needed.
 
 The stored form is W3C Trace Context whatever propagators the application configured: it is
 jobfleet's own record, written and read only by jobfleet, not a header between services.
@@ -92,3 +94,12 @@ def current_trace_context() -> str | None:
     """The caller's active trace context as the JSON text stored on a job, or None."""
     capture = _capture()
     return None if capture is None else carrier_json(capture())
+
+
+def job_trace_context(remote: Mapping[str, Any] | None = None) -> str | None:
+    """What an enqueue stores: this process's active trace context, else `remote`, a remote
+    caller's (the `traceparent` and `tracestate` headers of a POST /jobs), checked alike. An
+    active span comes first: in an API process that traces its requests it is the request's
+    own span, itself a child of the caller's, so the trace keeps the API's hop. Without one,
+    the headers are stored as they came (checked); OpenTelemetry is not needed for that."""
+    return current_trace_context() or carrier_json(remote)

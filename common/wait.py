@@ -11,6 +11,7 @@ from jobfleet.db import connect, require_sync
 from jobfleet.errors import JobFailed, JobNotFound
 from jobfleet.jobs import TERMINAL_STATES
 from jobfleet.queries import sql
+from jobfleet.tolerant import OwnLoaders
 
 # Start by checking often (short jobs finish in milliseconds), back off to spare the database.
 FIRST_POLL_SECONDS = 0.01
@@ -28,7 +29,7 @@ def wait_for_terminal(
     Polls on `conn` if given (as is: it should not hold a snapshot, such as an open REPEATABLE
     READ transaction), else on a connection of its own."""
     if conn is not None:
-        return _poll(conn, job_id, timeout)
+        return _poll(OwnLoaders(conn), job_id, timeout)  # jobfleet's loaders (jobfleet.tolerant)
     with connect(url, autocommit=True) as own:
         return _poll(own, job_id, timeout)
 

@@ -18,8 +18,11 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.conftest import ROOT, wait_until
+from tests.conftest import ROOT, scalar, wait_until
 from tests.user_typing import MYPY_TIMEOUT, strict_mypy_checks
+
+# What a wheel is not built from: the checkout's venv, caches and earlier builds.
+NOT_SOURCE = (".git", ".venv", "build", "*.egg-info", "*_cache", "__pycache__")
 
 
 def _free_port() -> int:
@@ -54,7 +57,11 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("installed")
     wheels, venv = base / "wheels", base / "venv"
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run([*pip, "wheel", "--no-deps", "-w", wheels, ROOT], check=True, timeout=300)
+    # pip builds in the source tree (its build/ folder): two test processes building at once
+    # collide there, so each builds from a copy of its own.
+    source = base / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*NOT_SOURCE))
+    subprocess.run([*pip, "wheel", "--no-deps", "-w", wheels, source], check=True, timeout=300)
     subprocess.run([sys.executable, "-m", "venv", venv], check=True, timeout=120)
     [wheel] = wheels.glob("jobfleet-*.whl")
     subprocess.run([*venv_pip(venv), "install", wheel], check=True, timeout=600)
@@ -64,6 +71,16 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ).stdout  # fmt: skip
     assert where.startswith(str(venv)), where  # the installed copy, not the repository's
     return venv
+
+
+@pytest.fixture(scope="module")
+def frameworks(installed: Path) -> Path:
+    """The installed venv with Django and SQLAlchemy as an app would have them (one pip call);
+    they are the recipes' dependencies, never jobfleet's."""
+    subprocess.run(
+        [*venv_pip(installed), "install", "django", "sqlalchemy"], check=True, timeout=600
+    )
+    return installed
 
 
 def venv_pip(venv: Path) -> list[Any]:
@@ -127,6 +144,39 @@ def test_an_app_installed_from_the_wheel_runs_its_jobs(
             process.terminate()
         node.wait(30)
         web.wait(30)
+
+
+@pytest.mark.parametrize("recipe", ["django_enqueue.py", "sqlalchemy_enqueue.py"])
+def test_a_frameworks_transaction_takes_its_jobs_with_it(
+    recipe: str, conn: psycopg.Connection[Any], db_url: str, tmp_path: Path, frameworks: Path
+) -> None:
+    """The README's recipes for Django and SQLAlchemy, run as written (examples/recipes/) from
+    a folder outside the repository: an order and its job commit together in the framework's
+    transaction, or neither is written; and get on the framework's connection shows the job
+    in the contract's shape."""
+    script = tmp_path / recipe
+    shutil.copy(ROOT / "examples" / "recipes" / recipe, script)
+    env = {"DATABASE_URL": db_url, "JOBFLEET_DATABASE_URL": db_url, "PATH": "/usr/bin:/bin"}
+    try:
+        done = subprocess.run(
+            [frameworks / "bin/python", script],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        report = json.loads(done.stdout)
+        committed, rolled_back = report["committed"], report["rolled_back"]
+        orders = [r[0] for r in conn.execute("SELECT id FROM recipe_orders ORDER BY id")]
+        assert orders == [committed["order"]]  # the declined order vanished
+        ready = conn.execute(
+            "SELECT id, type, payload FROM jobs WHERE state = 'queued' AND run_at <= now()"
+        ).fetchall()
+        assert ready == [(committed["job"], "send_receipt", {"order": committed["order"]})]
+        assert scalar(conn, "SELECT count(*) FROM jobs WHERE id = %s", (rolled_back["job"],)) == 0
+        shown = report["shown"]
+        assert (shown["id"], shown["state"]) == (committed["job"], "queued")
+        assert shown["payload"] == {"order": committed["order"]}  # JSON, not Django's text
+    finally:
+        conn.execute("DROP TABLE IF EXISTS recipe_orders")
 
 
 def test_a_users_strict_mypy_passes_after_pip_install(installed: Path, tmp_path: Path) -> None:

@@ -318,6 +318,12 @@ def test_the_openapi_document_lists_every_status_with_the_error_body(
             schema = documented[status]["content"]["application/json"]["schema"]
             assert schema == {"$ref": "#/components/schemas/Error"}, (path, method, status)
     assert "bearer" in str(spec["components"]["securitySchemes"]).lower()
+    for path in ("/jobs", "/jobs:batch"):  # a web client's trace context, optional
+        headers = [p for p in paths[path]["post"]["parameters"] if p["in"] == "header"]
+        assert [(h["name"], h["required"]) for h in headers] == [
+            ("traceparent", False),
+            ("tracestate", False),
+        ]
 
     # And what the API answers is what it documents: statuses and bodies.
     reader = bearer(make_key(conn, "reader", "read"))

@@ -8,8 +8,10 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg.types.string import TextLoader
 
 import jobfleet
+import jobfleet.aio
 from jobfleet.jobs import AttemptResult
 from jobfleet.supervisor.store import claim, record
 
@@ -99,3 +101,35 @@ def test_an_asyncio_connection_is_pointed_at_jobfleet_aio(db_url: str) -> None:
         return messages
 
     assert len(asyncio.run(calls())) == 6
+
+
+def test_a_frameworks_loaders_on_the_callers_connection_do_not_change_the_shapes(
+    conn: psycopg.Connection[Any], db_url: str
+) -> None:
+    """Django registers its own loaders on the connection it hands out (jsonb as text, for
+    its JSONField): get and wait on it still return JSON as Python values, and the
+    framework's connection keeps its loaders."""
+    job_id = jobfleet.enqueue(conn, "echo", {"n": 1})
+    _run(conn, job_id, AttemptResult(job_id, 1, "succeeded", result_json='{"ok": true}'))
+    query = "SELECT payload FROM jobs WHERE id = %s"
+
+    def as_text(app: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> None:
+        for oid in ("json", "jsonb"):
+            app.adapters.register_loader(oid, TextLoader)
+
+    with psycopg.connect(db_url) as app:
+        as_text(app)
+        shown = jobfleet.get(job_id, conn=app)
+        assert (shown["payload"], shown["result"]) == ({"n": 1}, {"ok": True})
+        assert jobfleet.wait(job_id, timeout=5, conn=app) == {"ok": True}
+        assert app.execute(query, (job_id,)).fetchone() == ('{"n": 1}',)
+
+    async def from_asyncio() -> tuple[Any, Any, Any]:
+        async with await psycopg.AsyncConnection.connect(db_url) as aapp:
+            as_text(aapp)
+            shown = await jobfleet.aio.get(job_id, conn=aapp)
+            result = await jobfleet.aio.wait(job_id, timeout=5, conn=aapp)
+            own = await (await aapp.execute(query, (job_id,))).fetchone()
+            return shown["payload"], result, own
+
+    assert asyncio.run(from_asyncio()) == ({"n": 1}, {"ok": True}, ('{"n": 1}',))

@@ -1,6 +1,8 @@
 """Tracing, enqueue side: every enqueue path stores the caller's active trace context on the
 job (checked: a malformed traceparent stores nothing, an oversized tracestate is dropped),
-and nothing when no span is active or OpenTelemetry is not installed."""
+and nothing when no span is active or OpenTelemetry is not installed. POST /jobs also stores
+a web client's `traceparent` and `tracestate` headers, checked alike, with or without
+OpenTelemetry on the API host."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from fastapi.testclient import TestClient
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -21,6 +24,8 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, Trace
 
 import jobfleet
 from jobfleet import tracing
+from jobfleet.http.app import create_app
+from jobfleet.settings import load_settings
 from tests.conftest import scalar
 
 
@@ -156,3 +161,104 @@ def test_without_opentelemetry_enqueue_works_and_records_nothing(
     assert len(ids) == 3
     rows = conn.execute("SELECT trace_context FROM jobs WHERE id = ANY(%s)", (ids,)).fetchall()
     assert rows == [(None,)] * 3
+
+
+# -- POST /jobs continues a web client's trace from its headers ------------------------------
+
+CALLER = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+def test_post_jobs_stores_the_callers_traceparent_and_tracestate(
+    client: TestClient, key: dict[str, str], conn: psycopg.Connection[Any]
+) -> None:
+    headers = {**key, "traceparent": CALLER, "tracestate": "rojo=00f067aa0ba902b7"}
+    one = client.post("/jobs", json={"type": "echo"}, headers=headers)
+    assert one.status_code == 201, one.text
+    batch = client.post(
+        "/jobs:batch", json={"jobs": [{"type": "echo"}, {"type": "noop"}]}, headers=headers
+    )
+    assert batch.status_code == 201, batch.text
+    expected = {"traceparent": CALLER, "tracestate": "rojo=00f067aa0ba902b7"}
+    for job_id in [one.json()["id"], *batch.json()["ids"]]:
+        assert stored(conn, job_id) == expected, job_id
+    # A tracestate in several header lines is one list; no header, no trace.
+    split = [("traceparent", CALLER), ("tracestate", "a=1"), ("tracestate", "b=2")]
+    again = client.post("/jobs", json={"type": "echo"}, headers=[*key.items(), *split])
+    assert stored(conn, again.json()["id"]) == {"traceparent": CALLER, "tracestate": "a=1,b=2"}
+    plain = client.post("/jobs", json={"type": "echo"}, headers=key)
+    assert stored(conn, plain.json()["id"]) is None
+
+
+@pytest.mark.parametrize(
+    "trace_headers",
+    [
+        {"traceparent": "x" * 10_000},
+        {"traceparent": CALLER.upper()},
+        {"traceparent": CALLER + "-extra"},
+        {"traceparent": "ff" + CALLER[2:]},
+        {"traceparent": "00-00000000000000000000000000000000-00f067aa0ba902b7-01"},
+        {"traceparent": "", "tracestate": "a=b"},
+        {"tracestate": "a=b"},
+    ],
+)
+def test_post_jobs_ignores_a_bad_traceparent_and_enqueues_untraced(
+    client: TestClient,
+    key: dict[str, str],
+    conn: psycopg.Connection[Any],
+    trace_headers: dict[str, str],
+) -> None:
+    one = client.post("/jobs", json={"type": "echo"}, headers={**key, **trace_headers})
+    assert one.status_code == 201, one.text
+    batch = client.post(
+        "/jobs:batch", json={"jobs": [{"type": "echo"}]}, headers={**key, **trace_headers}
+    )
+    assert batch.status_code == 201, batch.text
+    assert scalar(conn, "SELECT count(*) FROM jobs") == 2
+    assert scalar(conn, "SELECT count(*) FROM jobs WHERE trace_context IS NOT NULL") == 0
+
+
+def test_post_jobs_drops_an_oversized_tracestate_and_keeps_the_trace(
+    client: TestClient, key: dict[str, str], conn: psycopg.Connection[Any]
+) -> None:
+    for state in ["k=" + "v" * 600, "a=\x7f"]:
+        headers = {**key, "traceparent": CALLER, "tracestate": state}
+        one = client.post("/jobs", json={"type": "echo"}, headers=headers)
+        assert one.status_code == 201, one.text
+        assert stored(conn, one.json()["id"]) == {"traceparent": CALLER}
+
+
+def test_an_api_process_that_traces_stores_its_own_span_over_the_header(
+    conn: psycopg.Connection[Any], db_url: str, key: dict[str, str], tracer: trace.Tracer
+) -> None:
+    """Under opentelemetry-instrument the request's server span is active in the handler (a
+    child of the caller's): the job continues from it, keeping the API's hop in the trace."""
+    app = create_app(db_url, load_settings())
+    spans: list[trace.Span] = []
+
+    async def instrumented(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await app(scope, receive, send)
+        with tracer.start_as_current_span("POST /jobs") as span:
+            spans.append(span)
+            await app(scope, receive, send)
+
+    with TestClient(instrumented) as traced:
+        one = traced.post("/jobs", json={"type": "echo"}, headers={**key, "traceparent": CALLER})
+    assert one.status_code == 201, one.text
+    assert stored(conn, one.json()["id"]) == {"traceparent": traceparent(spans[0])}
+
+
+def test_post_jobs_stores_the_header_without_opentelemetry_in_jobfleet(
+    client: TestClient,
+    key: dict[str, str],
+    conn: psycopg.Connection[Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The stored value is the checked header, not something OpenTelemetry makes: with
+    jobfleet's capture as it is when `import opentelemetry` fails, the header still goes on
+    the job. (FastAPI 0.165 imports the OpenTelemetry API itself, so an API process cannot be
+    run without it; this is the branch jobfleet takes when it is missing.)"""
+    monkeypatch.setattr(tracing, "_capture", lambda: None)
+    one = client.post("/jobs", json={"type": "echo"}, headers={**key, "traceparent": CALLER})
+    assert one.status_code == 201, one.text
+    assert stored(conn, one.json()["id"]) == {"traceparent": CALLER}

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 import psycopg_pool.base
 import psycopg_pool.pool
-from fastapi import Depends, FastAPI, Path, Query, Request, Response
+from fastapi import Depends, FastAPI, Header, Path, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg_pool import ConnectionPool
 from starlette.types import ASGIApp
@@ -213,6 +213,34 @@ def _authorize(conn: Connection, credentials: Credentials, scope: str) -> None:
         )
 
 
+def _caller_trace(
+    request: Request,
+    traceparent: Annotated[
+        str | None,
+        Header(
+            description="The caller's W3C trace context, stored on the job so its attempts "
+            "continue the trace; a malformed one is ignored (the job is enqueued untraced)"
+        ),
+    ] = None,
+    tracestate: Annotated[
+        str | None,
+        Header(description="W3C vendor trace state, kept with a valid `traceparent`"),
+    ] = None,
+) -> dict[str, str] | None:
+    """The request's W3C trace context headers, unchecked: the enqueue checks them as it
+    checks its own (jobfleet.tracing), and a bad one is never an error. A tracestate sent as
+    several header lines is one list (RFC 9110 joins them with commas)."""
+    if traceparent is None:
+        return None
+    carrier = {"traceparent": traceparent}
+    if tracestate is not None:
+        carrier["tracestate"] = ",".join(request.headers.getlist("tracestate"))
+    return carrier
+
+
+caller_trace_dep = Depends(_caller_trace)
+
+
 def _job_routes(app: FastAPI, access: Callable[[str], Any], config: Settings) -> None:
     limit = config.max_payload_bytes
     can_enqueue, can_read, can_cancel = access("enqueue"), access("read"), access("cancel")
@@ -228,10 +256,13 @@ def _job_routes(app: FastAPI, access: Callable[[str], Any], config: Settings) ->
         summary="Enqueue a job",
     )
     def create_job(
-        new: NewJob, response: Response, conn: Connection = can_enqueue
+        new: NewJob,
+        response: Response,
+        conn: Connection = can_enqueue,
+        trace: dict[str, str] | None = caller_trace_dep,
     ) -> dict[str, Any]:
         job_id, created = enqueue_job(
-            conn, new.type, new.payload, payload_limit=limit, **new.options()
+            conn, new.type, new.payload, payload_limit=limit, caller_trace=trace, **new.options()
         )
         job = admin.show_job(conn, job_id, attempts=not created)
         if created:
@@ -247,13 +278,22 @@ def _job_routes(app: FastAPI, access: Callable[[str], Any], config: Settings) ->
         responses=responses(400, 401, 403, 413, 422, 429, 503),
         summary="Enqueue many jobs in one transaction (all or none)",
     )
-    def create_jobs(batch: NewJobs, conn: Connection = can_enqueue) -> CreatedJobs:
+    def create_jobs(
+        batch: NewJobs,
+        conn: Connection = can_enqueue,
+        trace: dict[str, str] | None = caller_trace_dep,
+    ) -> CreatedJobs:
         ids, created, counted = [], [], []
         with conn.transaction():  # all or none
             for index, new in enumerate(batch.jobs):
                 try:
                     job_id, is_new = enqueue_job(
-                        conn, new.type, new.payload, payload_limit=limit, **new.options()
+                        conn,
+                        new.type,
+                        new.payload,
+                        payload_limit=limit,
+                        caller_trace=trace,
+                        **new.options(),
                     )
                 except ValueError as exc:  # the transaction rolls back: nothing is written
                     option = getattr(exc, "option", None)
