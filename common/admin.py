@@ -162,6 +162,23 @@ def queues(conn: Any) -> list[dict[str, Any]]:
     ]
 
 
+def cron_list(conn: Any) -> list[dict[str, Any]]:
+    """The periodic jobs: schedule, last and next tick, the last job, and whether a live node
+    still declares the schedule."""
+    cur = conn.execute(sql("cron_list"), {"stale_after": 3 * settings().node_heartbeat})
+    return [
+        {
+            "type": type,
+            "schedule": schedule,
+            "last_run": iso(last_run),
+            "next_run": iso(next_run),
+            "last_job": last_job,
+            "active": active,
+        }
+        for type, schedule, last_run, next_run, last_job, active in cur
+    ]
+
+
 def set_paused(conn: Any, queue: str, paused: bool) -> bool:
     """Pause or resume `queue` (a valid queue name) for every node; return whether it is
     paused now. Pausing a queue that has no jobs yet is allowed: none will start."""

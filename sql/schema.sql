@@ -1,5 +1,5 @@
 -- jobfleet's current schema, to read: what the numbered migrations beside this file add up
--- to (version 7). The migrations are what runs (`jobfleet migrate`); this file is not applied
+-- to (version 8). The migrations are what runs (`jobfleet migrate`); this file is not applied
 -- by anything, and tests/test_migrate.py checks that it builds the very same schema.
 --
 -- `jobs` holds one row per job for its whole life. Rows that change often (queued -> running ->
@@ -96,7 +96,9 @@ CREATE TABLE nodes (
     queues         text[],                 -- NULL: every queue
     types          text[]      NOT NULL,   -- job types this node has handlers for
     started_at     timestamptz NOT NULL DEFAULT now(),
-    last_heartbeat timestamptz NOT NULL DEFAULT now()
+    last_heartbeat timestamptz NOT NULL DEFAULT now(),
+    -- The periodic jobs its handlers declare: {type: {"schedule": ..., "payload": ...}}.
+    schedules      jsonb       NOT NULL DEFAULT '{}'
 );
 
 -- Per-type defaults registered by supervisors from their handlers (@handler options);
@@ -118,6 +120,19 @@ CREATE TABLE queues (
     name       text PRIMARY KEY,
     paused     boolean NOT NULL DEFAULT false,
     changed_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- Periodic jobs: each type's next tick due and the last one enqueued, kept by the leader. The
+-- schedules themselves are what live nodes declare (nodes.schedules): a schedule lasts as long
+-- as a live node declares it. A tick is enqueued with an idempotency key naming it, in the
+-- transaction that moves next_run on: never twice, and missed ticks collapse into one.
+CREATE TABLE schedules (
+    type       text PRIMARY KEY,
+    schedule   text NOT NULL,         -- "cron 0 3 * * *" or "every 30" (jobfleet.schedules)
+    next_run   timestamptz NOT NULL,
+    last_run   timestamptz,           -- the last tick enqueued
+    last_job   bigint,                -- the job enqueued for it
+    updated_at timestamptz NOT NULL DEFAULT now()
 );
 
 -- API keys for the HTTP API. A key reads `jf_<key_id>_<secret>`: only the key id and a salted

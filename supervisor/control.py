@@ -32,6 +32,7 @@ from jobfleet.supervisor.maintenance.lease_reaper import LeaseReaper, Reaped
 from jobfleet.supervisor.maintenance.lease_renewal import LeaseRenewal
 from jobfleet.supervisor.maintenance.pruner import PRUNE_INTERVAL_SECONDS, Pruner
 from jobfleet.supervisor.maintenance.queue_gauges import GAUGES_FIRST_AFTER_SECONDS, QueueGauges
+from jobfleet.supervisor.maintenance.scheduler import Scheduler
 from jobfleet.supervisor.node import Node
 from jobfleet.supervisor.outbox import Outbox
 from jobfleet.supervisor.pool import WorkerPool
@@ -76,6 +77,8 @@ class Control:
         self.pruner = Pruner(keep_seconds=config.retention_seconds)
         self.next_prune = 0.0
         self.queue_gauges = QueueGauges()
+        self.scheduler = Scheduler(node.name, stale_after=3 * config.node_heartbeat)
+        self.next_schedule: float | None = None  # when the soonest periodic tick falls due
         self.next_gauges = time.monotonic() + GAUGES_FIRST_AFTER_SECONDS
         self.next_summary = 0.0
         self.summarised = (0, 0, 0)
@@ -135,6 +138,15 @@ class Control:
         next_tick = 0.0
         while True:
             now = time.monotonic()
+            if self.next_schedule is not None and now >= self.next_schedule:
+                try:
+                    await self._schedule()
+                except DatabaseDown:
+                    self.next_schedule = now + 1.0
+                except StatementError as exc:
+                    self._refused(exc)
+                    self.next_schedule = now + 1.0
+                continue
             if now >= next_tick:
                 next_tick = now + max(0.05, self.interval)
                 try:
@@ -150,7 +162,8 @@ class Control:
                 if self.listening_on != self.db.generation or not self.db.connected:
                     await self.db.run(self._start_listening)
                 else:
-                    await self._listen_until_woken(next_tick - now)
+                    due = min(next_tick, self.next_schedule or next_tick)
+                    await self._listen_until_woken(due - now)
             except DatabaseDown:
                 await asyncio.sleep(min(1.0, max(0.05, self.db.retry_at - time.monotonic())))
 
@@ -221,6 +234,10 @@ class Control:
                         "leader": self.is_leader,
                     },
                 )
+        if self.is_leader:
+            await self._schedule()
+        else:
+            self.next_schedule = None
         if not self.is_leader:
             self.gauges = {}
         elif self.gauges_wanted and time.monotonic() >= self.next_gauges:
@@ -228,6 +245,14 @@ class Control:
             # counting a big backlog costs the database as much as a few thousand jobs.
             self.next_gauges = time.monotonic() + self.config.queue_stats_seconds
             self.gauges = await self.db.run(self.queue_gauges.run_once)
+
+    async def _schedule(self) -> None:
+        """The leader's periodic jobs: enqueue the ticks due, and wake for the next."""
+        if not self.is_leader:
+            self.next_schedule = None
+            return
+        wait = await self.db.run(self.scheduler.run_once)
+        self.next_schedule = None if wait is None else time.monotonic() + max(0.0, wait)
 
     async def _beat_and_renew(self, conn: Any) -> None:
         await self.heartbeat.run_once(conn, workers=self.pool.desired, busy=self.pool.busy()[0])

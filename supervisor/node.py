@@ -8,6 +8,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from psycopg.types.json import Jsonb
+
 from jobfleet.errors import JobfleetError
 from jobfleet.processes import alive
 from jobfleet.queries import sql
@@ -40,6 +42,16 @@ class Node:
             "busy": busy,
             "queues": None if self.queues is None else list(self.queues),
             "types": self.types,
+            "schedules": Jsonb(self.schedules),
+        }
+
+    @property
+    def schedules(self) -> dict[str, dict[str, Any]]:
+        """The periodic jobs this node's handlers declare, as its row in `nodes` holds them."""
+        return {
+            spec.type: {"schedule": spec.schedule, "payload": spec.cron_payload}
+            for spec in self.handlers.values()
+            if spec.schedule is not None
         }
 
     def register(self, conn: Any, *, workers: int, stale_after: float) -> None:

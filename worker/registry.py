@@ -10,7 +10,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from jobfleet.options import check_name, check_options
+from jobfleet.options import check_name, check_options, encode_json
+from jobfleet.schedules import schedule_of
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -31,6 +32,10 @@ class HandlerSpec:
     # worker's main thread, as every job ran before.
     concurrency: int = 1
     is_async: bool = False
+    # A periodic job's schedule ("cron 0 3 * * *", "every 30"; see jobfleet.schedules) and
+    # the payload each of its jobs gets.
+    schedule: str | None = None
+    cron_payload: Any = None
 
     @property
     def concurrent(self) -> bool:
@@ -62,6 +67,9 @@ def handler(
     queue: str | None = None,
     priority: int | None = None,
     concurrency: int = 1,
+    cron: str | None = None,
+    every: float | None = None,
+    cron_payload: Any = None,
 ) -> Callable[[F], F]:
     """Register `fn` as the handler of jobs of `type`.
 
@@ -72,9 +80,15 @@ def handler(
     `concurrency`: how many jobs of this type one worker process runs at once. On an
     `async def` handler they share the worker's event loop; on a plain function they run on
     that many threads of the worker. Default 1: one at a time, in the worker's main thread.
+
+    `cron` (five fields, UTC) or `every` (seconds, at least 1) make it a periodic job: one job
+    a tick for the whole cluster, with `cron_payload` as its payload.
     """
     check_name("type", type)
     concurrency = check_concurrency(concurrency)
+    schedule = schedule_of(cron, every)
+    if cron_payload is not None:
+        encode_json("cron_payload", cron_payload, CRON_PAYLOAD_MAX_BYTES)
     checked = check_options(
         timeout=timeout,
         max_attempts=max_attempts,
@@ -110,6 +124,8 @@ def handler(
             priority=checked.priority,
             concurrency=concurrency,
             is_async=inspect.iscoroutinefunction(fn),
+            schedule=schedule,
+            cron_payload=cron_payload,
         )
         return fn
 
@@ -117,6 +133,8 @@ def handler(
 
 
 CONCURRENCY_MAX = 1000
+# A periodic job's payload is published with its node's heartbeat row: kept small.
+CRON_PAYLOAD_MAX_BYTES = 64 * 1024
 
 
 def check_concurrency(value: object) -> int:

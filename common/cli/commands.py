@@ -11,7 +11,7 @@ from operator import itemgetter
 from typing import Any, BinaryIO
 
 from jobfleet import admin, apikeys
-from jobfleet.cli.flow import cmd_queues
+from jobfleet.cli.flow import cmd_cron, cmd_queues
 from jobfleet.cli.render import (
     DEAD_JOB_COLUMNS,
     JOB_COLUMNS,
@@ -350,6 +350,7 @@ COMMANDS = {
     "cancel": cmd_cancel,
     "dlq": cmd_dlq,
     "queues": cmd_queues,
+    "cron": cmd_cron,
     "api": cmd_api,
     "apikey": cmd_apikey,
     "db": cmd_db,

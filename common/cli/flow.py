@@ -1,4 +1,4 @@
-"""Flow control from the command line: queues (list, pause, resume)."""
+"""Flow control from the command line: queues (list, pause, resume) and periodic jobs."""
 
 from __future__ import annotations
 
@@ -18,6 +18,15 @@ QUEUE_COLUMNS = columns(
 )
 
 
+CRON_COLUMNS = columns(
+    "type",
+    "schedule",
+    ("last run", lambda c: c["last_run"] or "-"),
+    ("next run", lambda c: c["next_run"] if c["active"] else "- (no live node declares it)"),
+    ("last job", lambda c: c["last_job"] or "-"),
+)
+
+
 def add_parsers(commands: Any) -> None:
     queues = commands.add_parser("queues", help="queues: list them, pause or resume one")
     queue_cmds = queues.add_subparsers(dest="queues_command", metavar="SUBCOMMAND", required=True)
@@ -29,6 +38,16 @@ def add_parsers(commands: Any) -> None:
     ):
         cmd = queue_cmds.add_parser(verb, help=what)
         cmd.add_argument("queue", metavar="Q")
+    cron = commands.add_parser("cron", help="periodic jobs (@handler(cron=..., every=...))")
+    cron_cmds = cron.add_subparsers(dest="cron_command", metavar="SUBCOMMAND", required=True)
+    cl = cron_cmds.add_parser("list", help="each periodic job's schedule, last and next run")
+    cl.add_argument("--json", action="store_true")
+
+
+def cmd_cron(args: argparse.Namespace, config: Settings) -> int:
+    with connect(config=config) as conn:
+        print(listing(admin.cron_list(conn), CRON_COLUMNS, as_json=args.json))
+    return 0
 
 
 def cmd_queues(args: argparse.Namespace, config: Settings) -> int:

@@ -127,3 +127,13 @@ WITH retried AS (
     SELECT pg_notify('jobfleet_jobs', '') WHERE EXISTS (SELECT 1 FROM retried)
 )
 SELECT id FROM retried LEFT JOIN told ON true;
+
+-- name: cron_list
+-- Periodic jobs: each schedule with its last and next tick, and whether a live node declares
+-- it still (one no node declares any more enqueues nothing).
+SELECT s.type, s.schedule, s.last_run, s.next_run, s.last_job,
+       EXISTS (SELECT 1 FROM nodes n
+               WHERE n.schedules ? s.type
+                 AND n.last_heartbeat > now() - make_interval(secs => %(stale_after)s)) AS active
+FROM schedules s
+ORDER BY s.type;

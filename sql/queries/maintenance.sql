@@ -4,11 +4,13 @@
 -- `index_plans` (processing.sql): a table no one has analysed yet must not cost a scan of it.
 
 -- name: upsert_node
-INSERT INTO nodes (name, hostname, pid, workers, busy, queues, types)
-VALUES (%(name)s, %(hostname)s, %(pid)s, %(workers)s, %(busy)s, %(queues)s, %(types)s)
+INSERT INTO nodes (name, hostname, pid, workers, busy, queues, types, schedules)
+VALUES (%(name)s, %(hostname)s, %(pid)s, %(workers)s, %(busy)s, %(queues)s, %(types)s,
+        %(schedules)s)
 ON CONFLICT (name) DO UPDATE
 SET hostname = EXCLUDED.hostname, pid = EXCLUDED.pid, workers = EXCLUDED.workers,
     busy = EXCLUDED.busy, queues = EXCLUDED.queues, types = EXCLUDED.types,
+    schedules = EXCLUDED.schedules,
     started_at = CASE WHEN nodes.pid = EXCLUDED.pid THEN nodes.started_at ELSE now() END,
     last_heartbeat = now();
 
@@ -140,3 +142,32 @@ SELECT name, paused::integer FROM queues ORDER BY name;
 
 -- name: node_heartbeat_ages
 SELECT name, extract(epoch FROM now() - last_heartbeat)::float8 FROM nodes;
+
+-- name: declared_schedules
+-- The periodic jobs live nodes declare, one schedule per type (the newest node's when nodes
+-- disagree, as in a rolling deploy), beside the state the leader keeps for it, and the time.
+SELECT d.type, d.schedule, d.payload, s.schedule, s.next_run, now()
+FROM (
+    SELECT DISTINCT ON (e.key) e.key AS type, e.value->>'schedule' AS schedule,
+           e.value->'payload' AS payload
+    FROM nodes n CROSS JOIN LATERAL jsonb_each(n.schedules) e
+    WHERE n.last_heartbeat > now() - make_interval(secs => %(stale_after)s)
+    ORDER BY e.key, n.started_at DESC
+) d
+LEFT JOIN schedules s ON s.type = d.type;
+
+-- name: set_schedule
+-- A schedule declared for the first time, or changed: its first tick is the next one.
+INSERT INTO schedules (type, schedule, next_run) VALUES (%(type)s, %(schedule)s, %(next_run)s)
+ON CONFLICT (type) DO UPDATE
+SET schedule = EXCLUDED.schedule, next_run = EXCLUDED.next_run, updated_at = now();
+
+-- name: advance_schedule
+-- Move a due schedule on to its next tick, only if no one did (the tick `due` is still its
+-- next): in the transaction that enqueues the tick's job.
+UPDATE schedules SET last_run = next_run, next_run = %(next_run)s, updated_at = now()
+WHERE type = %(type)s AND next_run = %(due)s
+RETURNING type;
+
+-- name: schedule_enqueued
+UPDATE schedules SET last_job = %(job)s WHERE type = %(type)s;
