@@ -25,7 +25,14 @@ import psycopg
 
 from jobfleet import admin
 from jobfleet.db import connection_options, database_url
-from jobfleet.enqueue import copy_blocks, existing_job, many_jobs, one_job, row_values
+from jobfleet.enqueue import (
+    add_and_find,
+    copy_blocks,
+    existing_job,
+    many_jobs,
+    one_job,
+    row_values,
+)
 from jobfleet.errors import JobFailed, JobNotFound
 from jobfleet.jobs import TERMINAL_STATES
 from jobfleet.queries import sql
@@ -51,12 +58,12 @@ async def enqueue(conn: AsyncConnection, type: str, payload: Any = None, **optio
     """`jobfleet.enqueue` in the caller's asyncio transaction; the same options and checks."""
     _require_async(conn, "enqueue")
     params = one_job(type, payload, options)
-    row = await (await conn.execute(sql("enqueue"), params)).fetchone()
+    add, find, find_params, holder = add_and_find(params)
+    row = await (await conn.execute(sql(add), params)).fetchone()
     if row is not None:
         return int(row[0])
-    key = params["idempotency_key"]
-    cur = await conn.execute(sql("job_id_by_idempotency_key"), {"key": key})
-    return existing_job(await cur.fetchone(), key)
+    cur = await conn.execute(sql(find), find_params)
+    return existing_job(await cur.fetchone(), holder)
 
 
 async def enqueue_many(

@@ -15,7 +15,13 @@ import psycopg
 
 from jobfleet.db import require_sync
 from jobfleet.errors import JobfleetError
-from jobfleet.options import EnqueueOptions, check_name, check_options, encode_json
+from jobfleet.options import (
+    EnqueueOptions,
+    OptionError,
+    check_name,
+    check_options,
+    encode_json,
+)
 from jobfleet.queries import sql
 from jobfleet.settings import settings
 from jobfleet.tracing import current_trace_context, job_trace_context
@@ -28,7 +34,9 @@ def enqueue(conn: psycopg.Connection[Any], type: str, payload: Any = None, **opt
 
     Options: queue, priority, delay (seconds) or run_at (ISO 8601 / datetime), max_attempts,
     timeout (seconds), backoff ('exponential' | 'linear' | 'fixed', optionally ':SECONDS'),
-    idempotency_key. Bad options raise ValueError naming the option, before anything is written.
+    idempotency_key, unique_for (seconds: a job of the same type and payload enqueued within
+    them returns the first one's id, whatever its state). Bad options raise ValueError naming
+    the option, before anything is written.
     """
     return enqueue_job(conn, type, payload, **options)[0]
 
@@ -48,12 +56,11 @@ def enqueue_job(
     when this process has no span of its own active (jobfleet.tracing.job_trace_context)."""
     require_sync(conn, "enqueue")
     params = one_job(type, payload, options, payload_limit, caller_trace)
-    row = conn.execute(sql("enqueue"), params).fetchone()
+    add, find, find_params, holder = add_and_find(params)
+    row = conn.execute(sql(add), params).fetchone()
     if row is not None:
         return int(row[0]), True
-    key = params["idempotency_key"]
-    existing = conn.execute(sql("job_id_by_idempotency_key"), {"key": key}).fetchone()
-    return existing_job(existing, key), False
+    return existing_job(conn.execute(sql(find), find_params).fetchone(), holder), False
 
 
 def enqueue_many(
@@ -102,11 +109,24 @@ def one_job(
     }
 
 
-def existing_job(row: Any, key: str | None) -> int:
-    """The id of the job that holds an idempotency key, from its lookup's row."""
-    if row is None:  # the holder of the key is not visible to this transaction's snapshot
+def add_and_find(params: dict[str, Any]) -> tuple[str, str, dict[str, Any], str]:
+    """How one job is added: the statement that adds it, the one that finds the job holding
+    its place when it adds none (with its parameters), and what holds that place, in words.
+    An idempotency key names its job for good, so it decides alone; else `unique_for` makes
+    the type and payload a key for that many seconds."""
+    if params["unique_for"] is not None and params["idempotency_key"] is None:
+        same = {"type": params["type"], "payload": params["payload"]}
+        return "enqueue_unique", "unique_job_by_key", same, "a job of the same type and payload"
+    key = params["idempotency_key"]
+    return "enqueue", "job_id_by_idempotency_key", {"key": key}, f"idempotency key {key!r}"
+
+
+def existing_job(row: Any, holder: str) -> int:
+    """The id of the job that holds the new job's place (`holder` says what: an idempotency
+    key, or a unique job), from its lookup's row."""
+    if row is None:  # the holder is not visible to this transaction's snapshot
         raise JobfleetError(
-            f"idempotency key {key!r} is taken by a job this transaction cannot see "
+            f"{holder} is taken by a job this transaction cannot see "
             "(REPEATABLE READ or SERIALIZABLE snapshot); retry the transaction"
         )
     return int(row[0])
@@ -117,8 +137,12 @@ def many_jobs(
 ) -> tuple[EnqueueOptions, list[str]]:
     """The checked options and every payload's JSON, before anything is written."""
     check_name("type", type)
-    if options.get("idempotency_key") is not None:
-        raise ValueError("idempotency_key is not supported by enqueue_many: use enqueue per job")
+    for one_at_a_time in ("idempotency_key", "unique_for"):
+        if options.get(one_at_a_time) is not None:
+            raise OptionError(
+                one_at_a_time,
+                f"{one_at_a_time} is not supported by enqueue_many: use enqueue per job",
+            )
     checked = check_options(**options)
     limit = settings().max_payload_bytes
     bodies = []

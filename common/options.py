@@ -279,6 +279,7 @@ class EnqueueOptions:
     backoff: str | None = None
     backoff_seconds: float | None = None
     idempotency_key: str | None = None
+    unique_for: float | None = None  # seconds: a same job enqueued within them is this one
 
     def as_params(self) -> dict[str, Any]:
         return {
@@ -291,6 +292,7 @@ class EnqueueOptions:
             "backoff": self.backoff,
             "backoff_seconds": self.backoff_seconds,
             "idempotency_key": self.idempotency_key,
+            "unique_for": self.unique_for,
         }
 
 
@@ -305,6 +307,7 @@ def check_options(**options: Any) -> EnqueueOptions:
         "timeout",
         "backoff",
         "idempotency_key",
+        "unique_for",
     }
     unknown = sorted(set(options) - known)
     if unknown:
@@ -351,6 +354,16 @@ def check_options(**options: Any) -> EnqueueOptions:
         backoff=strategy,
         backoff_seconds=seconds,
         idempotency_key=key,
+        unique_for=None
+        if get("unique_for") is None
+        else _number(
+            "unique_for",
+            get("unique_for"),
+            minimum=0.0,
+            inclusive=False,
+            maximum=DELAY_MAX_SECONDS,
+            bound="100 years",
+        ),
     )
 
 

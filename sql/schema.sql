@@ -1,5 +1,5 @@
 -- jobfleet's current schema, to read: what the numbered migrations beside this file add up
--- to (version 8). The migrations are what runs (`jobfleet migrate`); this file is not applied
+-- to (version 10). The migrations are what runs (`jobfleet migrate`); this file is not applied
 -- by anything, and tests/test_migrate.py checks that it builds the very same schema.
 --
 -- `jobs` holds one row per job for its whole life. Rows that change often (queued -> running ->
@@ -134,6 +134,16 @@ CREATE TABLE schedules (
     last_job   bigint,                -- the job enqueued for it
     updated_at timestamptz NOT NULL DEFAULT now()
 );
+
+-- Unique jobs (`unique_for`): a key (the type and payload's digest, or the idempotency key)
+-- holds its job until it expires; two enqueues of one key at once meet on the primary key, and
+-- nothing else waits. A key goes with its job.
+CREATE TABLE unique_jobs (
+    key        text PRIMARY KEY,
+    job_id     bigint NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    expires_at timestamptz NOT NULL
+);
+CREATE INDEX unique_jobs_job ON unique_jobs (job_id);
 
 -- API keys for the HTTP API. A key reads `jf_<key_id>_<secret>`: only the key id and a salted
 -- SHA-256 of the secret are stored. The token bucket lives on the key's row, so every node's API

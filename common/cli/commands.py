@@ -167,8 +167,12 @@ def cmd_enqueue(args: argparse.Namespace, config: Settings) -> int:
         "backoff": args.backoff,
     }
     if args.from_jsonl is not None:
-        if args.idempotency_key is not None:
-            raise ValueError("--idempotency-key cannot be used with --from-jsonl")
+        for given, flag in (
+            (args.idempotency_key, "--idempotency-key"),
+            (args.unique_for, "--unique-for"),
+        ):
+            if given is not None:
+                raise ValueError(f"{flag} cannot be used with --from-jsonl")
         payloads = _read_jsonl(args.from_jsonl)
         many_jobs(args.type, payloads, options)  # refused before a database is reached
         with connect(config=config) as conn:
@@ -177,9 +181,10 @@ def cmd_enqueue(args: argparse.Namespace, config: Settings) -> int:
         return 0
     payload = _parse_json("--payload", args.payload) if args.payload is not None else None
     # Checked before a database is reached (or the embedded one started for nothing).
-    one_job(args.type, payload, {**options, "idempotency_key": args.idempotency_key})
+    one = {"idempotency_key": args.idempotency_key, "unique_for": args.unique_for}
+    one_job(args.type, payload, {**options, **one})
     with connect(config=config) as conn:
-        job = enqueue(conn, args.type, payload, idempotency_key=args.idempotency_key, **options)
+        job = enqueue(conn, args.type, payload, **one, **options)
     print(job)
     return 0
 

@@ -231,6 +231,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY",
         help="a second enqueue with the same key returns the first job's id",
     )
+    enq.add_argument(
+        "--unique-for",
+        type=positive_float,
+        default=None,
+        metavar="SECONDS",
+        help="a job of the same type and payload enqueued within SECONDS returns the first "
+        "one's id, whatever its state",
+    )
 
     stat = commands.add_parser("status", help="job counts, live nodes, unhandled job types")
     stat.add_argument("--json", action="store_true")

@@ -250,7 +250,11 @@ def _job_routes(app: FastAPI, access: Callable[[str], Any], config: Settings) ->
         response_model=Job,
         status_code=201,
         responses={
-            200: {"model": Job, "description": "The idempotency key was used: the existing job"},
+            200: {
+                "model": Job,
+                "description": "The idempotency key was used, or a unique job (unique_for) "
+                "holds its place: the existing job",
+            },
             **responses(400, 401, 403, 413, 422, 429, 503),
         },
         summary="Enqueue a job",

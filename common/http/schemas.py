@@ -55,6 +55,14 @@ class NewJob(BaseModel):
         description="exponential | linear | fixed, optionally ':SECONDS' (at most 7 days)",
     )
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=IDEMPOTENCY_KEY_MAX)
+    unique_for: float | None = Field(
+        default=None,
+        strict=True,
+        gt=0,
+        le=DELAY_MAX_SECONDS,
+        description="seconds: a job of the same type and payload enqueued within them returns "
+        "the first one (200), whatever its state",
+    )
 
     def options(self) -> dict[str, Any]:
         return self.model_dump(exclude={"type", "payload"}, exclude_none=True)

@@ -23,6 +23,49 @@ LEFT JOIN job_types t ON t.type = %(type)s
 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING id;
 
+-- name: enqueue_unique
+-- `enqueue` with unique_for (and no idempotency key, which names its job for good and so
+-- decides alone): the job is added only if its key, the type and a digest of the payload as
+-- jsonb prints it (one order of keys, one spacing), holds no job that has not expired; the key
+-- then names this job for `unique_for` seconds. Concurrent enqueues of one key wait on the
+-- key's row, not on each other's queues. No row: the key is held (read it with
+-- unique_job_by_key, in a statement of its own, so that a holder committed while this one
+-- waited is seen).
+WITH key AS (
+    SELECT %(type)s || ':' || encode(sha256(convert_to((%(payload)s::jsonb)::text, 'UTF8')),
+                                     'hex') AS key
+), held AS (
+    INSERT INTO unique_jobs (key, job_id, expires_at)
+    SELECT key, nextval('jobs_id_seq'::regclass), now() + make_interval(secs => %(unique_for)s)
+    FROM key
+    ON CONFLICT (key) DO UPDATE
+    SET job_id = EXCLUDED.job_id, expires_at = EXCLUDED.expires_at
+    WHERE unique_jobs.expires_at <= now()
+    RETURNING job_id
+)
+INSERT INTO jobs (id, type, queue, priority, run_at, max_attempts, timeout_seconds, backoff,
+                  backoff_seconds, payload, idempotency_key, trace_context)
+SELECT held.job_id,
+       %(type)s,
+       coalesce(%(queue)s, t.queue, 'default'),
+       coalesce(%(priority)s, t.priority, 0),
+       coalesce(%(run_at)s, now() + make_interval(secs => coalesce(%(delay)s, 0))),
+       coalesce(%(max_attempts)s, t.max_attempts, 5),
+       coalesce(%(timeout)s, t.timeout_seconds),
+       coalesce(%(backoff)s, t.backoff),
+       coalesce(%(backoff_seconds)s, t.backoff_seconds),
+       %(payload)s::jsonb,
+       %(idempotency_key)s,
+       %(trace_context)s::jsonb
+FROM held
+LEFT JOIN job_types t ON t.type = %(type)s
+RETURNING id;
+
+-- name: unique_job_by_key
+SELECT job_id FROM unique_jobs
+WHERE key = %(type)s || ':' || encode(sha256(convert_to((%(payload)s::jsonb)::text, 'UTF8')),
+                                      'hex');
+
 -- name: job_id_by_idempotency_key
 SELECT id FROM jobs WHERE idempotency_key = %(key)s;
 
