@@ -145,6 +145,21 @@ def test_the_pruner_deletes_old_finished_jobs_and_keeps_dead_ones(
     assert left == [(ids[2], "dead"), (ids[3], "queued")]
 
 
+def test_the_pruner_drops_unique_keys_past_their_window_only(
+    conn: psycopg.Connection[Any], db_url: str
+) -> None:
+    jobfleet.enqueue(conn, "echo", {"n": 1}, unique_for=600)
+    jobfleet.enqueue(conn, "echo", {"n": 2}, unique_for=600)
+    conn.execute(
+        "UPDATE unique_jobs SET expires_at = now() - interval '1 s' WHERE job_id = "
+        "(SELECT min(job_id) FROM unique_jobs)"
+    )
+    run(db_url, Pruner(keep_seconds=86400).run_once)
+    assert scalar(conn, "SELECT count(*) FROM unique_jobs WHERE expires_at > now()") == 1
+    assert scalar(conn, "SELECT count(*) FROM unique_jobs") == 1
+    assert scalar(conn, "SELECT count(*) FROM jobs") == 2  # the jobs themselves stay
+
+
 def test_queue_gauges_count_by_queue_and_read_zero_once_a_queue_empties(
     conn: psycopg.Connection[Any], db_url: str
 ) -> None:

@@ -99,6 +99,13 @@ SELECT id, type, queue, state FROM lost LEFT JOIN told ON true;
 -- Session-level: the leader keeps it for as long as its connection lives.
 SELECT pg_try_advisory_lock(7235101, 2);
 
+-- name: prune_unique_keys
+-- Unique jobs' keys past their window (a key's row goes with its job anyway; these are the
+-- keys of jobs still kept: dead ones, or any within retention). A batch at a time.
+DELETE FROM unique_jobs
+WHERE key IN (SELECT key FROM unique_jobs WHERE expires_at < now() LIMIT %(limit)s)
+RETURNING key;
+
 -- name: prune_finished
 -- Retention: succeeded and cancelled jobs older than `keep` seconds go, oldest first, a batch
 -- at a time. Dead jobs stay for the dead-letter queue (`jobfleet dlq purge` removes them).

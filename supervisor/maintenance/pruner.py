@@ -25,7 +25,13 @@ class Pruner:
     keep_seconds: float
 
     async def run_once(self, conn: Any) -> int:
-        """Delete every finished job past retention; return how many."""
+        """Delete every finished job past retention, and unique jobs' keys past their
+        window; return how many jobs went."""
+        while True:
+            params = {"limit": PRUNE_BATCH}
+            cur = await conn.execute(sql("prune_unique_keys"), params)
+            if len(await cur.fetchall()) < PRUNE_BATCH:
+                break
         total = 0
         while True:
             params = {"keep": self.keep_seconds, "limit": PRUNE_BATCH}
