@@ -73,8 +73,10 @@ class ChildTalk:
     def _on_message(self, child: Child, message: Any) -> None:
         kind = message[0]
         if kind == protocol.DONE:
-            _, successes, failures = message
-            child.reported += len(successes) + len(failures)
+            _, successes, failures, committed = message
+            child.reported += len(successes) + len(failures) + len(committed)
+            if committed:
+                self._count_committed(lambda job_id: child.assigned.pop(job_id, None), committed)
             doomed = child.kill.job.id if child.kill and child.kill.job else None
             assigned = child.assigned
             tally = self.tally
@@ -92,7 +94,10 @@ class ChildTalk:
             self.dispatcher.observe(successes, failures)
             self.waker.wake()
         elif kind == protocol.LANE_DONE:
-            self._on_beside_outcomes(child, message[1], message[2])
+            _, successes, failures, committed = message
+            self._on_beside_outcomes(child, successes, failures)
+            if committed:
+                self._count_committed(child.drop_beside, committed)
         elif kind == protocol.PROGRESS:
             _, job_id, attempt, fraction, text = message
             self.outbox.add_progress(job_id, attempt, fraction, text)
@@ -105,6 +110,19 @@ class ChildTalk:
                 "worker leaving",
                 extra={"node": self.node, "worker": child.pid, "reason": message[1]},
             )
+
+    def _count_committed(
+        self, take: Callable[[int], ClaimedJob | None], committed: list[Success]
+    ) -> None:
+        """Successes a transactional handler's worker wrote itself, with the handler's writes:
+        counted, never written again."""
+        for success in committed:
+            job = take(success[0])
+            if job is not None:
+                key = (job.type, job.queue)
+                self.tally.succeeded[key] += 1
+                seconds = (success[SUCCESS_FINISHED] - success[SUCCESS_STARTED]) / 1e6
+                self.tally.observe_duration(key, seconds)
 
     def _on_beside_outcomes(
         self, child: Child, successes: list[Success], failures: list[AttemptResult]

@@ -56,6 +56,7 @@ class WorkerPool:
         config: Settings,
         *,
         workers: int,
+        database_url: str,
         outbox: Outbox,
         tally: Tally,
         waker: Waker,
@@ -65,6 +66,7 @@ class WorkerPool:
         self.node = node
         self.config = config
         self.desired = workers
+        self.database_url = database_url  # a transactional handler's worker connects to it
         # Async and threaded types: their concurrency, the room a child has for each.
         self.beside_limits = {
             t: spec.concurrency for t, spec in node.handlers.items() if spec.concurrent
@@ -140,6 +142,7 @@ class WorkerPool:
             max_error_bytes=self.config.max_error_bytes,
             max_jobs=self.config.max_jobs_per_child,
             max_rss_bytes=self.config.max_child_rss_mb * 1024 * 1024,
+            database_url=self.database_url,
         )
         pid, sock = fork_child(self.slots, slot, self.node.handlers, config)
         child = Child(pid=pid, slot=slot, sock=sock)

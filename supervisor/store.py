@@ -24,11 +24,12 @@ from functools import partial
 from operator import itemgetter
 from typing import Any
 
+from jobfleet.completion import Statement as Statement
+from jobfleet.completion import success_statement as success_statement
 from jobfleet.jobs import AttemptResult, ClaimedJob, Success
 from jobfleet.queries import sql
 from jobfleet.settings import Settings, settings
 
-Statement = tuple[str, dict[str, Any]]
 _ID = itemgetter(0)
 _PRIORITY = itemgetter(3)
 
@@ -72,19 +73,6 @@ def claimed_jobs(rows: Sequence[Sequence[Any]]) -> list[ClaimedJob]:
     if len(set(map(_PRIORITY, jobs))) > 1:
         jobs.sort(key=_PRIORITY, reverse=True)
     return jobs
-
-
-def success_statement(node: str, successes: Sequence[Success]) -> Statement:
-    ids, attempts, results, pids, started, finished = zip(*successes, strict=True)
-    return sql("complete_batch"), {
-        "node": node,
-        "ids": ",".join(map(str, ids)),
-        "attempts": ",".join(map(str, attempts)),
-        "results": "[" + ",".join(results) + "]",
-        "pids": ",".join(map(str, pids)).replace("None", ""),  # no pid: an empty field
-        "started": ",".join(map(str, started)),
-        "finished": ",".join(map(str, finished)),
-    }
 
 
 def failure_statement(

@@ -79,6 +79,7 @@ class Supervisor:
             node,
             config,
             workers=workers,
+            database_url=url,
             outbox=self.outbox,
             tally=self.tally,
             waker=self.waker,

@@ -25,6 +25,7 @@ from jobfleet.worker.execute import cancelled_outcome, execute, execute_async
 from jobfleet.worker.registry import HandlerSpec
 from jobfleet.worker.slots import SlotTable
 from jobfleet.worker.tracing import AttemptSpan, AttemptTracer
+from jobfleet.worker.transactional import Transactions
 
 log = logging.getLogger("jobfleet.worker")
 
@@ -71,6 +72,7 @@ class ConcurrentJobs:
         self.loop_tick = time.monotonic()
         self._blocked_warned = False
         self.tracer: AttemptTracer | None = None  # set after the start hooks, or never
+        self.transactions: Transactions | None = None  # for transactional types
 
     # -- from the worker's reader --
 
@@ -122,23 +124,34 @@ class ConcurrentJobs:
         self.slots.start_entry(self.index, entry, job[0], job[1])
         return entry
 
-    def _end(self, job: tuple[Any, ...], entry: int, outcome: Success | AttemptResult) -> None:
+    def _end(
+        self,
+        job: tuple[Any, ...],
+        entry: int,
+        outcome: Success | AttemptResult,
+        committed: bool = False,
+    ) -> None:
         """Report the outcome, then free the entry: a death in between leaves the entry
-        saying the job ran to its end."""
+        saying the job ran to its end. `committed`: a transactional handler's success, which
+        this worker recorded already."""
         key = (job[0], job[1])
         slots, index = self.slots, self.index
         cancelled = slots.entry_cancelled(index, entry) or key in self._cancel_asked
-        if cancelled and not (
-            isinstance(outcome, AttemptResult) and outcome.outcome == "cancelled"
+        if (
+            cancelled
+            and not committed
+            and not (isinstance(outcome, AttemptResult) and outcome.outcome == "cancelled")
         ):
             # Asked to stop, it returned: cancelled all the same, as in the main thread.
             started = _started_us(outcome)
             outcome = cancelled_outcome(job[0], job[1], started, self.handlers.get(job[2]))
         slots.finish_entry(index, entry)
         if isinstance(outcome, AttemptResult):
-            self.send((protocol.LANE_DONE, [], [outcome]))
+            self.send((protocol.LANE_DONE, [], [outcome], []))
+        elif committed:
+            self.send((protocol.LANE_DONE, [], [], [outcome]))
         else:
-            self.send((protocol.LANE_DONE, [outcome], []))
+            self.send((protocol.LANE_DONE, [outcome], [], []))
         slots.clear_entry(index, entry)
         with self._lock:
             del self._entry_of[key]
@@ -164,27 +177,30 @@ class ConcurrentJobs:
             return
         job_id, attempt, type_, payload_json, *_ = job
         span = self._span(job)
+        committed = False
         if (job_id, attempt) in self._cancel_asked:
             outcome: Success | AttemptResult = cancelled_outcome(
                 job_id, attempt, time.time_ns() // 1000, self.handlers.get(type_)
             )
         else:
-            outcome = execute(
-                job_id,
-                attempt,
-                type_,
-                payload_json,
-                self.handlers,
-                max_result_bytes=self.limits.max_result_bytes,
-                max_error_bytes=self.limits.max_error_bytes,
-                progress_sink=self.progress,
-                cancelled=lambda: self.slots.entry_cancelled(self.index, entry),
-                pid=self.limits.pid,
-                raised=None if span is None else span.raised,
-            )
+            run: dict[str, Any] = {
+                "type": type_,
+                "payload_json": payload_json,
+                "handlers": self.handlers,
+                "max_result_bytes": self.limits.max_result_bytes,
+                "max_error_bytes": self.limits.max_error_bytes,
+                "progress_sink": self.progress,
+                "cancelled": lambda: self.slots.entry_cancelled(self.index, entry),
+                "pid": self.limits.pid,
+                "raised": None if span is None else span.raised,
+            }
+            if self.transactions is not None and self.handlers[type_].transactional:
+                outcome, committed = self.transactions.run(execute, job_id, attempt, **run)
+            else:
+                outcome = execute(job_id, attempt, **run)
         if span is not None:
             span.end(outcome, self.slots.entry_cancelled(self.index, entry))
-        self._end(job, entry, outcome)
+        self._end(job, entry, outcome, committed)
 
     # -- the event loop --
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from jobfleet.text import clean_text
 
@@ -13,7 +14,8 @@ PROGRESS_MESSAGE_MAX_BYTES = 4096
 
 
 class JobContext:
-    """The running job's id and attempt, progress reporting and the cancellation flag."""
+    """The running job's id and attempt, progress reporting, the cancellation flag, and for a
+    transactional handler its transaction (`tx`)."""
 
     def __init__(
         self,
@@ -22,7 +24,9 @@ class JobContext:
         *,
         progress_sink: ProgressSink | None = None,
         cancelled: Callable[[], bool] | None = None,
+        tx: Any = None,
     ) -> None:
+        self._tx = tx
         self.job_id = job_id
         self.attempt = attempt
         self._sink = progress_sink
@@ -40,6 +44,17 @@ class JobContext:
             message = clean_text(str(message), PROGRESS_MESSAGE_MAX_BYTES)
         if self._sink is not None:
             self._sink(self.job_id, self.attempt, fraction, message)
+
+    @property
+    def tx(self) -> Any:
+        """A psycopg connection in an open transaction on the jobs database: what the handler
+        writes there commits with the job's completion, or not at all
+        (`@handler(..., transactional=True)`)."""
+        if self._tx is None:
+            raise RuntimeError(
+                "ctx.tx is for transactional handlers: @handler(..., transactional=True)"
+            )
+        return self._tx
 
     def cancelled(self) -> bool:
         """True once cancellation of this job was asked for: stop soon and return."""

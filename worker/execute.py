@@ -31,6 +31,7 @@ def execute(
     cancelled: Callable[[], bool] | None = None,
     pid: int | None = None,
     raised: Callable[[BaseException], None] | None = None,
+    tx: Any = None,
 ) -> Success | AttemptResult:
     """Decode the payload and call the job's handler. A success comes back as a Success tuple
     (the hot path: no objects, no datetimes); anything else as a failed AttemptResult with the
@@ -46,7 +47,9 @@ def execute(
     spec, payload = call
     try:
         if spec.takes_context:
-            ctx = JobContext(job_id, attempt, progress_sink=progress_sink, cancelled=cancelled)
+            ctx = JobContext(
+                job_id, attempt, progress_sink=progress_sink, cancelled=cancelled, tx=tx
+            )
             value = spec.fn(payload, ctx)
         else:
             value = spec.fn(payload)

@@ -33,6 +33,7 @@ from jobfleet.worker.hooks import EXIT_START_HOOK_FAILED, start_hooks, stop_hook
 from jobfleet.worker.registry import HandlerSpec
 from jobfleet.worker.slots import SlotTable
 from jobfleet.worker.tracing import AttemptTracer, attempt_tracer
+from jobfleet.worker.transactional import Transactions
 
 log = logging.getLogger("jobfleet.worker")
 
@@ -48,12 +49,13 @@ PROGRESS_JOBS_KEPT = 10_000
 @dataclass(frozen=True)
 class ChildConfig:
     index: int
-    node: str  # its supervisor's node name (for the attempt spans)
+    node: str  # its supervisor's node name (for the attempt spans and the records)
     heartbeat_seconds: float
     max_result_bytes: int
     max_error_bytes: int
     max_jobs: int  # recycle after this many jobs; 0: never
     max_rss_bytes: int  # recycle above this resident size; 0: never
+    database_url: str = ""  # for transactional handlers' connections
 
 
 class _Stop(Exception):
@@ -84,6 +86,10 @@ class ChildLoop:
         self.beside: ConcurrentJobs | None = None
         self._beside_types = frozenset(t for t, spec in handlers.items() if spec.concurrent)
         self.tracer: AttemptTracer | None = None  # set after the start hooks, or never
+        self._tx_types = frozenset(t for t, spec in handlers.items() if spec.transactional)
+        self.transactions = (
+            Transactions(config.database_url, config.node) if self._tx_types else None
+        )
 
     def run(self) -> NoReturn:
         code = 0
@@ -218,6 +224,7 @@ class ChildLoop:
                 send=self._send,
                 progress=self._progress,
             )
+            self.beside.transactions = self.transactions
         self.slots.beat(self.index)
         threading.Thread(target=self._beat, name="heartbeat", daemon=True).start()
 
@@ -235,6 +242,8 @@ class ChildLoop:
     def _run_batch(self, jobs: list[tuple[Any, ...]]) -> None:
         successes: list[Success] = []
         failures: list[AttemptResult] = []
+        committed: list[Success] = []  # written by the worker itself (transactional types)
+        tx_types = self._tx_types
         last_sent = time.monotonic()
         pid = os.getpid()
         # Bound once per batch, not per job: this loop is the whole cost of a short job.
@@ -252,33 +261,66 @@ class ChildLoop:
             start_job(index, job_id, attempt)
             if tracer is not None:
                 span = tracer.start(job_id, attempt, type_, timeout, trace_context)
-            outcome = execute(
-                job_id,
-                attempt,
-                type_,
-                payload_json,
-                handlers,
-                max_result_bytes=max_result_bytes,
-                max_error_bytes=max_error_bytes,
-                progress_sink=progress,
-                cancelled=cancelled,
-                pid=pid,
-                raised=None if span is None else span.raised,
-            )
+            raised = None if span is None else span.raised
+            written = False
+            if type_ in tx_types:
+                outcome, written = self._run_transactional(
+                    job_id, attempt, type_, payload_json, raised
+                )
+            else:
+                outcome = execute(
+                    job_id,
+                    attempt,
+                    type_,
+                    payload_json,
+                    handlers,
+                    max_result_bytes=max_result_bytes,
+                    max_error_bytes=max_error_bytes,
+                    progress_sink=progress,
+                    cancelled=cancelled,
+                    pid=pid,
+                    raised=raised,
+                )
             if span is not None:
                 span.end(outcome, cancelled())
             self.jobs_done += 1
             finish_job(index, self.jobs_done)
             if isinstance(outcome, AttemptResult):
                 failures.append(outcome)
+            elif written:
+                committed.append(outcome)
             else:
                 successes.append(outcome)
             now = monotonic()
             if now - last_sent >= FLUSH_AFTER_SECONDS:
-                self._send((protocol.DONE, successes, failures))
-                successes, failures, last_sent = [], [], now
-        if successes or failures:
-            self._send((protocol.DONE, successes, failures))
+                self._send((protocol.DONE, successes, failures, committed))
+                successes, failures, committed, last_sent = [], [], [], now
+        if successes or failures or committed:
+            self._send((protocol.DONE, successes, failures, committed))
+
+    def _run_transactional(
+        self,
+        job_id: int,
+        attempt: int,
+        type_: str,
+        payload_json: str,
+        raised: Callable[[BaseException], None] | None,
+    ) -> tuple[Success | AttemptResult, bool]:
+        assert self.transactions is not None
+        return self.transactions.run(
+            execute,
+            job_id,
+            attempt,
+            type=type_,
+            payload_json=payload_json,
+            handlers=self.handlers,
+            max_result_bytes=self.config.max_result_bytes,
+            max_error_bytes=self.config.max_error_bytes,
+            progress_sink=self._progress,
+            cancelled=self._cancelled,
+            pid=os.getpid(),
+            raised=raised,
+        )
 
     def _cancelled(self) -> bool:
         return self.slots.cancelled(self.index)

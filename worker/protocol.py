@@ -22,7 +22,9 @@ CANCEL = "cancel"  # (CANCEL, job_id, attempt): stop a job run beside the main t
 # started are released by the parent when it reaps the child.
 BYE = "bye"
 # Child -> parent
-DONE = "done"  # (DONE, [Success tuple, ...], [AttemptResult of a failure, ...])
+# (DONE, [Success, ...], [AttemptResult of a failure, ...], [Success already committed, ...]):
+# the last are a transactional handler's, which its worker recorded in the handler's transaction.
+DONE = "done"
 # The same for jobs run beside the main thread (async, threaded): not counted in the slot's
 # jobs_done, which counts the main thread's jobs, in the order they were handed out.
 LANE_DONE = "lane_done"

@@ -36,6 +36,8 @@ class HandlerSpec:
     # the payload each of its jobs gets.
     schedule: str | None = None
     cron_payload: Any = None
+    # Its writes through ctx.tx commit with its job's completion, in the worker.
+    transactional: bool = False
 
     @property
     def concurrent(self) -> bool:
@@ -70,6 +72,7 @@ def handler(
     cron: str | None = None,
     every: float | None = None,
     cron_payload: Any = None,
+    transactional: bool = False,
 ) -> Callable[[F], F]:
     """Register `fn` as the handler of jobs of `type`.
 
@@ -83,6 +86,11 @@ def handler(
 
     `cron` (five fields, UTC) or `every` (seconds, at least 1) make it a periodic job: one job
     a tick for the whole cluster, with `cron_payload` as its payload.
+
+    `transactional=True`: the handler takes `(payload, ctx)` and writes through `ctx.tx`, a
+    connection in an open transaction on the jobs database; the worker records the job's
+    success in that same transaction and commits, so the writes happen exactly once or not at
+    all (a worker killed mid-job, or one whose lease was lost, leaves none behind).
     """
     check_name("type", type)
     concurrency = check_concurrency(concurrency)
@@ -108,6 +116,11 @@ def handler(
                 f"handler {fn.__qualname__} for {type!r} must take (payload) or "
                 f"(payload, ctx); it takes {len(params)} positional parameters"
             )
+        if transactional and (len(params) != 2 or inspect.iscoroutinefunction(fn)):
+            raise TypeError(
+                f"transactional handler {fn.__qualname__} for {type!r} must be a plain function "
+                "taking (payload, ctx): it writes through ctx.tx"
+            )
         existing = _REGISTRY.get(type)
         if existing is not None and existing.fn is not fn:
             qualname = f"{existing.fn.__module__}.{existing.fn.__qualname__}"
@@ -126,6 +139,7 @@ def handler(
             is_async=inspect.iscoroutinefunction(fn),
             schedule=schedule,
             cron_payload=cron_payload,
+            transactional=bool(transactional),
         )
         return fn
 

@@ -28,8 +28,7 @@ class Pruner:
         """Delete every finished job past retention, and unique jobs' keys past their
         window; return how many jobs went."""
         while True:
-            params = {"limit": PRUNE_BATCH}
-            cur = await conn.execute(sql("prune_unique_keys"), params)
+            cur = await conn.execute(sql("prune_unique_keys"), {"limit": PRUNE_BATCH})
             if len(await cur.fetchall()) < PRUNE_BATCH:
                 break
         total = 0
