@@ -68,9 +68,7 @@ class WorkerPool:
         self.desired = workers
         self.database_url = database_url  # a transactional handler's worker connects to it
         # Async and threaded types: their concurrency, the room a child has for each.
-        self.beside_limits = {
-            t: spec.concurrency for t, spec in node.handlers.items() if spec.concurrent
-        }
+        self.beside_limits = {t: s.concurrency for t, s in node.handlers.items() if s.concurrent}
         self.slots = SlotTable(max(64, 4 * workers), entries=sum(self.beside_limits.values()))
         self.free_slots = list(range(self.slots.size))
         self.children: dict[int, Child] = {}
