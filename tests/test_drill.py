@@ -31,7 +31,19 @@ def test_a_short_drill_holds_every_invariant(cli: Cli, conn: psycopg.Connection[
     dead_types = {r[0] for r in conn.execute("SELECT DISTINCT type FROM jobs WHERE state = 'dead'")}
     assert sum(states.values()) == 300
     assert set(states) == {"succeeded", "dead"}
-    assert dead_types == {"drill_fail"}
+    assert dead_types == {"drill_fail", "drill_charge_declined"}
+    # The transactional kinds' business rows: one per succeeded charge job, by the attempt
+    # that succeeded; none for the declined (dead) ones.
+    assert "ok      business rows = succeeded transactional jobs, one each" in report
+    charges = conn.execute(
+        "SELECT j.type, j.state, j.attempt = c.attempt FROM drill_charges c "
+        "JOIN jobs j ON j.id = c.job_id"
+    ).fetchall()
+    succeeded_charges = scalar(
+        conn, "SELECT count(*) FROM jobs WHERE type = 'drill_charge' AND state = 'succeeded'"
+    )
+    assert succeeded_charges > 0
+    assert sorted(charges) == [("drill_charge", "succeeded", True)] * succeeded_charges
     assert scalar(conn, "SELECT count(*) FROM job_attempts WHERE outcome = 'lost'") > 0
     assert scalar(conn, "SELECT count(*) FROM job_attempts WHERE outcome = 'crashed'") > 0
     # Its nodes are gone from the registry.
@@ -62,5 +74,6 @@ def test_cleanup_removes_the_drills_jobs_after_its_report(
     result = cli("drill", "--nodes", "2", "--jobs", "60", "--duration", "3", "--cleanup")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "every invariant holds" in result.stdout
-    assert "removed the drill's 60 jobs (--cleanup)" in result.stdout
+    assert "removed the drill's 60 jobs and drill_charges (--cleanup)" in result.stdout
     assert scalar(conn, "SELECT count(*) FROM jobs WHERE queue = %s", (DRILL_QUEUE,)) == 0
+    assert scalar(conn, "SELECT to_regclass('drill_charges')") is None

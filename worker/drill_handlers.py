@@ -8,6 +8,7 @@ import signal
 import time
 from typing import Any
 
+from jobfleet.drill.queries import CHARGE
 from jobfleet.worker.context import JobContext
 from jobfleet.worker.registry import handler
 
@@ -58,3 +59,23 @@ def crash_once(payload: Any, ctx: JobContext) -> int:
     if ctx.attempt == 1:
         os.kill(os.getpid(), signal.SIGKILL)
     return ctx.attempt
+
+
+def _charge(payload: Any, ctx: JobContext) -> int:
+    """Write this attempt's row, hold the transaction a while, then maybe decline: only a
+    success commits the row (with the job's completion), so a job ends with one row or none."""
+    ctx.tx.execute(CHARGE, {"job_id": ctx.job_id, "attempt": ctx.attempt})
+    time.sleep(_get(payload, "seconds", 0.0))
+    if ctx.attempt <= _get(payload, "decline_times", 0):
+        raise DrillFailure(f"card declined on attempt {ctx.attempt}, after writing its row")
+    return ctx.attempt
+
+
+@handler("drill_charge", transactional=True)
+def charge(payload: Any, ctx: JobContext) -> int:
+    return _charge(payload, ctx)
+
+
+@handler("drill_charge_declined", transactional=True)
+def charge_declined(payload: Any, ctx: JobContext) -> int:
+    return _charge(payload, ctx)

@@ -40,6 +40,7 @@ def check_all(
         _end_states(conn, ids),
         _no_double_success(conn, every),
         _history(conn, every),
+        _charged_once(conn, ids),
         _lost_recorded(conn, node_faults),
         _hit_work(node_faults),
         _recovered(node_faults, recovery_bound),
@@ -91,6 +92,23 @@ def _history(conn: psycopg.Connection[Any], every: list[int]) -> Check:
         "every attempt recorded exactly once",
         gaps == 0,
         f"{gaps} jobs whose attempts 1..n are not each recorded once",
+    )
+
+
+def _charged_once(conn: psycopg.Connection[Any], ids: Mapping[str, list[int]]) -> Check:
+    """The transactional kinds' business rows: one per succeeded job, by its succeeded
+    attempt, and none for a dead job or any job of another kind."""
+    charging = [i for k in KINDS if k.charges for i in ids[k.name]]
+    wrong = count(conn, queries.CHARGES_WRONG, {"ids": charging})
+    elsewhere = count(conn, queries.CHARGES_ELSEWHERE, {"ids": charging})
+    rows = count(conn, queries.CHARGES_TOTAL, {})
+    succeeded = count(conn, queries.SUCCEEDED_AMONG, {"ids": charging})
+    return Check(
+        "business rows = succeeded transactional jobs, one each",
+        wrong == 0 and elsewhere == 0 and rows == succeeded,
+        f"{rows} drill_charges rows for {succeeded} succeeded of {len(charging)} charge jobs"
+        + (f"; {wrong} charge jobs with a wrong number of rows" if wrong else "")
+        + (f"; {elsewhere} rows of other jobs" if elsewhere else ""),
     )
 
 

@@ -1,6 +1,7 @@
-"""The drill's own statements: reads of the contract's SQL surface (jobs, job_attempts, nodes)
-plus the clean-up of its own queue. They live beside the drill rather than in sql/queries/
-because the fleet never runs them; every value is a bound parameter."""
+"""The drill's own statements: reads of the contract's SQL surface (jobs, job_attempts, nodes),
+its business table (drill_charges) and the clean-up of both. They live beside the drill
+rather than in sql/queries/ because the fleet never runs them; every value is a bound
+parameter."""
 
 from __future__ import annotations
 
@@ -81,4 +82,37 @@ SELECT a.outcome, a.node, count(*)
 FROM unnest(%(ids)s::bigint[], %(attempts)s::integer[]) AS h(id, attempt)
 LEFT JOIN job_attempts a ON a.job_id = h.id AND a.attempt = h.attempt
 GROUP BY a.outcome, a.node
+"""
+
+# The business table of the transactional kinds: what a charge handler writes through ctx.tx,
+# one row per attempt that got as far as writing. Only committed rows are ever seen here.
+CREATE_CHARGES = """
+CREATE TABLE IF NOT EXISTS drill_charges (job_id bigint NOT NULL, attempt integer NOT NULL)
+"""
+FORGET_CHARGES = "TRUNCATE drill_charges"
+DROP_CHARGES = "DROP TABLE IF EXISTS drill_charges"
+# Run by the drill_charge handlers in their job's transaction (ctx.tx).
+CHARGE = """
+INSERT INTO drill_charges (job_id, attempt) VALUES (%(job_id)s, %(attempt)s)
+"""
+
+# Charge jobs whose rows are not exactly right: a succeeded job needs exactly one row, written
+# by the attempt that succeeded; any other job (dead, or still unfinished) needs none.
+CHARGES_WRONG = """
+SELECT count(*)
+FROM jobs j
+LEFT JOIN LATERAL (
+    SELECT count(*) AS n, min(c.attempt) AS attempt FROM drill_charges c WHERE c.job_id = j.id
+) c ON true
+WHERE j.id = ANY(%(ids)s::bigint[])
+  AND NOT (CASE WHEN j.state = 'succeeded' THEN c.n = 1 AND c.attempt = j.attempt
+                ELSE c.n = 0 END)
+"""
+# Rows for jobs of no charge kind (which never write): must be none.
+CHARGES_ELSEWHERE = """
+SELECT count(*) FROM drill_charges WHERE NOT job_id = ANY(%(ids)s::bigint[])
+"""
+CHARGES_TOTAL = "SELECT count(*) FROM drill_charges"
+SUCCEEDED_AMONG = """
+SELECT count(*) FROM jobs WHERE id = ANY(%(ids)s::bigint[]) AND state = 'succeeded'
 """

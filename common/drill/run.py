@@ -77,6 +77,8 @@ def run_drill(
         _refuse_foreign_jobs(conn, options.yes)
         migrate(conn)
         conn.execute(queries.FORGET_PREVIOUS_DRILL, {"queue": QUEUE})
+        conn.execute(queries.CREATE_CHARGES)
+        conn.execute(queries.FORGET_CHARGES)
         ids = enqueue_workload(conn, options.jobs, options.duration, rnd)
         logs = Path(tempfile.mkdtemp(prefix="jobfleet-drill-"))
         env = {**os.environ, **NODE_SETTINGS, "JOBFLEET_DATABASE_URL": url}
@@ -108,7 +110,8 @@ def run_drill(
         print(checks_table(checks) + "\n", file=out)
         if options.cleanup:
             removed = conn.execute(queries.FORGET_PREVIOUS_DRILL, {"queue": QUEUE}).rowcount
-            print(f"removed the drill's {removed} jobs (--cleanup)", file=out)
+            conn.execute(queries.DROP_CHARGES)
+            print(f"removed the drill's {removed} jobs and drill_charges (--cleanup)", file=out)
     ok = all(c.ok for c in checks)
     if ok:
         shutil.rmtree(logs, ignore_errors=True)

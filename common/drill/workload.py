@@ -29,6 +29,9 @@ class Kind:
     share: float  # of the jobs
     ends: str  # the terminal state every job of this kind must reach
     payload: Callable[[random.Random], Any]
+    # Transactional: writes one drill_charges row through ctx.tx, which must commit exactly
+    # when (and only once) the job succeeds.
+    charges: bool = False
 
     @property
     def type(self) -> str:
@@ -36,7 +39,7 @@ class Kind:
 
 
 KINDS = (
-    Kind("fast", 0.60, "succeeded", lambda r: None),
+    Kind("fast", 0.50, "succeeded", lambda r: None),
     Kind("slow", 0.10, "succeeded", lambda r: {"seconds": round(r.uniform(0.05, 0.5), 3)}),
     Kind("cpu", 0.10, "succeeded", lambda r: {"ms": r.randint(5, 40)}),
     Kind("flaky", 0.14, "succeeded", lambda r: {"fail_times": r.randint(1, 2)}),
@@ -44,7 +47,16 @@ KINDS = (
     # Few: a node that sees more worker deaths than it has workers within 10 s slows its
     # restarts down (crash-loop protection), and the drill kills children on top of these.
     Kind("crash_once", 0.01, "succeeded", lambda r: None),
+    # Transactional: each writes its row, sleeps inside its transaction (so worker kills and
+    # node faults land between the write and the commit), and some decline once after writing
+    # (the write must roll back with the failure).
+    Kind("charge", 0.09, "succeeded", lambda r: _charge(r), charges=True),
+    Kind("charge_declined", 0.01, "dead", lambda r: {"decline_times": 99}, charges=True),
 )
+
+
+def _charge(rnd: random.Random) -> dict[str, float]:
+    return {"seconds": round(rnd.uniform(0.0, 0.3), 3), "decline_times": rnd.choice((0, 0, 1))}
 
 
 def counts(jobs: int) -> dict[str, int]:
