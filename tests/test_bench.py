@@ -178,3 +178,19 @@ def test_counts_must_be_positive(cli: Cli, flag: str) -> None:
     result = cli("bench", flag, "0")
     assert result.returncode == 2
     assert "must be 1 or more" in result.stderr
+
+
+def test_transactional_drains_both_paths_and_reports_their_ratio(cli: Cli) -> None:
+    data = bench(cli, "transactional")
+    r = data["scenarios"]["transactional"]
+    jobs = data["sizes"]["transactional_jobs"]
+    assert r["jobs"] == jobs
+    assert len(r["rounds"]) == data["sizes"]["rounds"]
+    # Rounds alternate which path goes first; every job of both paths ran once.
+    assert [x["first"] for x in r["rounds"]][:2] == ["plain", "transactional"][: len(r["rounds"])]
+    for run in r["rounds"] + [r]:
+        for path in ("plain", "transactional"):
+            assert run[path]["succeeded"] == jobs
+            assert run[path]["jobs_per_s"] > 0
+    assert r["tx_vs_plain"] == r["transactional"]["jobs_per_s"] / r["plain"]["jobs_per_s"]
+    assert ratio(data, "tx_vs_plain") == r["tx_vs_plain"]

@@ -12,6 +12,7 @@ import asyncio
 import time
 from typing import Any
 
+from jobfleet.worker.context import JobContext
 from jobfleet.worker.registry import handler
 
 ASYNC_CONCURRENCY = 100
@@ -34,3 +35,22 @@ async def async_sleep(payload: Any) -> None:
 def thread_sleep(payload: Any) -> None:
     """The same call through a blocking client library: it holds a thread, not the GIL."""
     time.sleep(_seconds(payload))
+
+
+# The `transactional` scenario's pair: two no-ops alike but for the transactional path (the
+# job's completion in the worker's own transaction, committed per job), so the difference
+# between their drain rates is what that path costs.
+PLAIN_NOOP_TYPE = "bench_plain_noop"
+TX_NOOP_TYPE = "bench_tx_noop"
+
+
+@handler(PLAIN_NOOP_TYPE)
+def plain_noop(payload: Any) -> None:
+    return None
+
+
+@handler(TX_NOOP_TYPE, transactional=True)
+def tx_noop(payload: Any, ctx: JobContext) -> None:
+    """Writes nothing through ctx.tx: what is measured is the path itself (a transaction,
+    the fenced completion in it and a commit per job), not a user's writes."""
+    return None

@@ -12,6 +12,7 @@ SCENARIOS = (
     "million",
     "cpu",
     "io",
+    "transactional",
     "enqueue",
     "latency",
     "backlog",

@@ -25,6 +25,8 @@ class Sizes:
     io_async_jobs: int = 5_000
     io_thread_jobs: int = 2_000
     io_seconds: float = 0.2
+    # `transactional`: this many no-op jobs of each path (plain, transactional), per round.
+    transactional_jobs: int = 10_000
     enqueue_single: int = 2_000
     enqueue_bulk: int = 100_000
     http_single: int = 1_000
@@ -56,6 +58,7 @@ QUICK = Sizes(
     io_async_jobs=400,
     io_thread_jobs=80,
     io_seconds=0.05,
+    transactional_jobs=300,
     enqueue_single=50,
     enqueue_bulk=2_000,
     http_single=20,

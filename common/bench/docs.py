@@ -70,6 +70,14 @@ METHOD_ROWS = [
         "start to exit, jobs/s, and its ratio to the ideal: jobs x 0.2 s / (workers x concurrency)",
     ),
     (
+        "transactional",
+        "10k no-op jobs of a plain type and 10k of a transactional one (`transactional=True`, "
+        "writing nothing through `ctx.tx`) in one fill, drained by one node with `--burst`; "
+        "the types run one after the other (pickup by id), which first alternating; 3 rounds",
+        "each type's steady jobs/s (its first start to its last finish) and their ratio, "
+        "the median round by ratio",
+    ),
+    (
         "enqueue",
         "`jobfleet.enqueue`, one job per transaction; `jobfleet.enqueue_many`; a raw COPY of "
         "the same rows pre-formatted in 10k-row writes (best of 2 each); HTTP when the API "

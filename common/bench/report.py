@@ -34,6 +34,7 @@ TARGETS: dict[str, tuple[str, str, float] | None] = {
 UNTARGETED = {
     "noop_vs_ceiling_analysed": "no-op drain / raw ceiling, both on analysed fills",
     "noop_wall_vs_ceiling_analysed": "no-op drain, start to exit / raw ceiling, analysed",
+    "tx_vs_plain": "transactional no-op drain / plain no-op drain (same run, same workers)",
 }
 
 
@@ -106,6 +107,7 @@ def ratios(scenarios: Scenarios) -> list[dict[str, Any]]:
         "cpu_span_vs_ideal": _get(scenarios, "cpu", "span_vs_ideal"),
         "cpu_wall_vs_ideal": _get(scenarios, "cpu", "wall_vs_ideal"),
         **io_ratios(scenarios),
+        "tx_vs_plain": _get(scenarios, "transactional", "tx_vs_plain"),
         "bulk_vs_raw_copy": _get(scenarios, "enqueue", "bulk_vs_raw_copy"),
         "backlog_large_vs_small": _div(backlog[-1]["jobs_per_s"], backlog[0]["jobs_per_s"])
         if len(backlog) >= 2
@@ -253,6 +255,18 @@ def _io(r: dict[str, Any]) -> Lines:
     return lines
 
 
+def _transactional(r: dict[str, Any]) -> Lines:
+    what = f"{r['jobs']:,} noop each, {r['workers']} workers, same run{_median_of(r['rounds'])}"
+    return [
+        (f"{what}: plain", f"{_num(r['plain']['jobs_per_s'])} {JPS}"),
+        (
+            f"{what}: transactional",
+            f"{_num(r['transactional']['jobs_per_s'])} {JPS} ({r['tx_vs_plain']:.2f}x plain, "
+            f"+{r['extra_worker_ms_per_job']:.2f} worker-ms a job)",
+        ),
+    ]
+
+
 def _enqueue(r: dict[str, Any]) -> Lines:
     lines = [
         ("jobfleet.enqueue, a transaction each", f"{_num(r['single']['jobs_per_s'])} {JPS}"),
@@ -353,6 +367,7 @@ SCENARIO_LINES: dict[str, Callable[[dict[str, Any]], Lines]] = {
     "million": _million,
     "cpu": _cpu,
     "io": _io,
+    "transactional": _transactional,
     "enqueue": _enqueue,
     "latency": _latency,
     "backlog": _backlog,

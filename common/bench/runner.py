@@ -28,6 +28,7 @@ from jobfleet.bench import (
     report,
     scratch,
     throughput,
+    transactional,
 )
 from jobfleet.bench.context import QUICK, Context, Sizes
 from jobfleet.bench.nodes import node_logs
@@ -41,6 +42,7 @@ RUNNERS: dict[str, Scenario] = {
     "million": throughput.run_million,
     "cpu": throughput.run_cpu,
     "io": iobound.run,
+    "transactional": transactional.run,
     "enqueue": enqueue.run,
     "latency": latency.run,
     "backlog": throughput.run_backlog,
