@@ -59,10 +59,10 @@ async def enqueue(conn: AsyncConnection, type: str, payload: Any = None, **optio
     _require_async(conn, "enqueue")
     params = one_job(type, payload, options)
     add, find, find_params, holder = add_and_find(params)
-    row = await (await conn.execute(sql(add), params)).fetchone()
+    row = await (await conn.execute(sql(add), params, prepare=False)).fetchone()
     if row is not None:
         return int(row[0])
-    cur = await conn.execute(sql(find), find_params)
+    cur = await conn.execute(sql(find), find_params, prepare=False)
     return existing_job(await cur.fetchone(), holder)
 
 
@@ -74,11 +74,15 @@ async def enqueue_many(
     checked, bodies = many_jobs(type, payloads, options)
     if not bodies:
         return []
-    defaults = await (await conn.execute(sql("type_defaults"), {"type": type})).fetchone()
+    defaults = await (
+        await conn.execute(sql("type_defaults"), {"type": type}, prepare=False)
+    ).fetchone()
     now = None
     if checked.run_at is None:
-        now = await (await conn.execute(sql("db_now"))).fetchone()
-    row = await (await conn.execute(sql("reserve_job_ids"), {"n": len(bodies)})).fetchone()
+        now = await (await conn.execute(sql("db_now"), prepare=False)).fetchone()
+    row = await (
+        await conn.execute(sql("reserve_job_ids"), {"n": len(bodies)}, prepare=False)
+    ).fetchone()
     ids: list[int] = row[0] if row else []
     values = row_values(checked, defaults, now[0] if now else None, current_trace_context())
     async with conn.cursor() as cur, cur.copy(sql("copy_jobs")) as copy:
