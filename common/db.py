@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import TupleRow
-from psycopg.sql import SQL, Literal
+from psycopg.sql import SQL, Composed, Literal
 
 from jobfleet.conninfo import conninfo_problem
 from jobfleet.conninfo import mask_password as mask_password
@@ -77,14 +77,19 @@ def connection_options(
     return options
 
 
+def begin_bounded(config: Settings | None = None) -> Composed:
+    """BEGIN, with jobfleet's timeouts set for that transaction alone (SET LOCAL)."""
+    values = {name: Literal(ms) for name, ms in timeouts(config).items()}
+    return SQL(sql("begin_bounded")).format(**values)
+
+
 @contextmanager
 def bounded_transaction(conn: Connection, config: Settings | None = None) -> Iterator[None]:
     """A transaction on an autocommit connection that begins with jobfleet's timeouts set for
     it alone (SET LOCAL, in BEGIN's round trip), committed when the block ends and rolled back
     if it raises. The same bounds as startup options give, on a direct connection and through
     a transaction-mode pooler alike; what it costs is the BEGIN and COMMIT round trips."""
-    values = {name: Literal(ms) for name, ms in timeouts(config).items()}
-    conn.execute(SQL(sql("begin_bounded")).format(**values))
+    conn.execute(begin_bounded(config))
     try:
         yield
     except BaseException:
@@ -92,6 +97,21 @@ def bounded_transaction(conn: Connection, config: Settings | None = None) -> Ite
             conn.rollback()
         raise
     conn.commit()
+
+
+@asynccontextmanager
+async def bounded_transaction_async(
+    conn: psycopg.AsyncConnection[Any], config: Settings | None = None
+) -> AsyncIterator[None]:
+    """`bounded_transaction` for an asyncio connection."""
+    await conn.execute(begin_bounded(config))
+    try:
+        yield
+    except BaseException:
+        if not conn.closed:
+            await conn.rollback()
+        raise
+    await conn.commit()
 
 
 def connect(

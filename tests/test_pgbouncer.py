@@ -27,6 +27,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 import jobfleet
 import jobfleet.aio
+from jobfleet import settings as settings_module
 from jobfleet.http.server import free_port
 from jobfleet.service_user import SERVICE_USER, as_user, ensure_service_user
 from tests.conftest import JOBFLEET, scalar, wait_until
@@ -197,6 +198,45 @@ def test_asyncio_enqueue_through_transaction_pooling(
     ids = asyncio.run(scenario())
     assert len(set(ids)) == len(ids) == ROUNDS * 5
     assert _job_count(conn, ids) == len(ids)
+
+
+@pytest.fixture
+def through_bouncer(bouncer: Bouncer, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """JOBFLEET_DATABASE_URL pointing at PgBouncer, for the calls that open their own
+    connection."""
+    monkeypatch.setenv("JOBFLEET_DATABASE_URL", bouncer.url)
+    settings_module.settings.cache_clear()
+    yield
+    monkeypatch.undo()
+    settings_module.settings.cache_clear()
+
+
+def test_calls_on_their_own_connection_through_transaction_pooling(
+    through_bouncer: None, conn: psycopg.Connection[Any]
+) -> None:
+    """get, cancel, retry and wait without conn= open a connection of their own: no startup
+    options (PgBouncer refuses them), nothing prepared, a transaction per call or per look."""
+    for n in range(ROUNDS // 4):
+        job_id = jobfleet.enqueue(conn, "echo", {"n": n})
+        assert jobfleet.get(job_id)["payload"] == {"n": n}
+        with pytest.raises(TimeoutError):
+            jobfleet.wait(job_id, timeout=0.2)  # several looks, each its own transaction
+        assert jobfleet.cancel(job_id) == "cancelled"
+        with pytest.raises(jobfleet.JobFailed, match="cancelled"):
+            jobfleet.wait(job_id, timeout=5)
+        assert jobfleet.retry(job_id) == "queued"
+
+    async def aio(job_id: int) -> str:
+        assert (await jobfleet.aio.get(job_id))["state"] == "queued"
+        with pytest.raises(TimeoutError):
+            await jobfleet.aio.wait(job_id, timeout=0.2)
+        assert await jobfleet.aio.cancel(job_id) == "cancelled"
+        with pytest.raises(jobfleet.JobFailed, match="cancelled"):
+            await jobfleet.aio.wait(job_id, timeout=5)
+        return await jobfleet.aio.retry(job_id)
+
+    for _ in range(ROUNDS // 4):
+        assert asyncio.run(aio(jobfleet.enqueue(conn, "echo"))) == "queued"
 
 
 @pytest.fixture
