@@ -239,6 +239,23 @@ def test_calls_on_their_own_connection_through_transaction_pooling(
         assert asyncio.run(aio(jobfleet.enqueue(conn, "echo"))) == "queued"
 
 
+def test_a_supervisor_pointed_at_pgbouncer_refuses_to_start_saying_why(bouncer: Bouncer) -> None:
+    """Supervisors connect directly (README, Connection poolers): their statement and idle
+    timeouts are startup options, which PgBouncer refuses in every pool mode. A node pointed
+    at it must stop at once with the reason, not run without its bounds."""
+    env = {**os.environ, "JOBFLEET_DATABASE_URL": bouncer.url}
+    done = subprocess.run(
+        [JOBFLEET, "supervisor", "--burst", "--workers", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "unsupported startup parameter: options" in done.stderr, done.stderr
+
+
 @pytest.fixture
 def api(bouncer: Bouncer, db_url: str, tmp_path: Path) -> Iterator[str]:
     """`jobfleet api` as its own process, its database URL pointing at PgBouncer, with a
