@@ -18,13 +18,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from typing import Any
 
 import psycopg
 
 from jobfleet import admin
-from jobfleet.db import connection_options, database_url
+from jobfleet.db import bounded_transaction_async, connection_options, database_url
 from jobfleet.enqueue import (
     add_and_find,
     copy_blocks,
@@ -59,10 +59,10 @@ async def enqueue(conn: AsyncConnection, type: str, payload: Any = None, **optio
     _require_async(conn, "enqueue")
     params = one_job(type, payload, options)
     add, find, find_params, holder = add_and_find(params)
-    row = await (await conn.execute(sql(add), params)).fetchone()
+    row = await (await conn.execute(sql(add), params, prepare=False)).fetchone()
     if row is not None:
         return int(row[0])
-    cur = await conn.execute(sql(find), find_params)
+    cur = await conn.execute(sql(find), find_params, prepare=False)
     return existing_job(await cur.fetchone(), holder)
 
 
@@ -74,11 +74,15 @@ async def enqueue_many(
     checked, bodies = many_jobs(type, payloads, options)
     if not bodies:
         return []
-    defaults = await (await conn.execute(sql("type_defaults"), {"type": type})).fetchone()
+    defaults = await (
+        await conn.execute(sql("type_defaults"), {"type": type}, prepare=False)
+    ).fetchone()
     now = None
     if checked.run_at is None:
-        now = await (await conn.execute(sql("db_now"))).fetchone()
-    row = await (await conn.execute(sql("reserve_job_ids"), {"n": len(bodies)})).fetchone()
+        now = await (await conn.execute(sql("db_now"), prepare=False)).fetchone()
+    row = await (
+        await conn.execute(sql("reserve_job_ids"), {"n": len(bodies)}, prepare=False)
+    ).fetchone()
     ids: list[int] = row[0] if row else []
     values = row_values(checked, defaults, now[0] if now else None, current_trace_context())
     async with conn.cursor() as cur, cur.copy(sql("copy_jobs")) as copy:
@@ -88,17 +92,29 @@ async def enqueue_many(
 
 
 @asynccontextmanager
-async def _connection(conn: AsyncConnection | None, call: str) -> AsyncIterator[Any]:
+async def _connection(
+    conn: AsyncConnection | None, call: str, *, one_transaction: bool = True
+) -> AsyncIterator[Any]:
+    """The caller's connection as is, or one of our own, which works through a
+    transaction-mode pooler (jobfleet.db connection_options(pooler_safe=True)): with
+    `one_transaction`, the call runs in one transaction that begins with jobfleet's timeouts;
+    without, the caller begins its own (wait, one per look)."""
     if conn is not None:
         _require_async(conn, call)
         yield AsyncOwnLoaders(conn)  # its transaction, jobfleet's loaders (jobfleet.tolerant)
         return
     config = settings()
     url = await asyncio.to_thread(database_url, config)  # may start the embedded cluster
-    own = await psycopg.AsyncConnection.connect(url, autocommit=True, **connection_options(config))
+    own = await psycopg.AsyncConnection.connect(
+        url, autocommit=True, **connection_options(config, pooler_safe=True)
+    )
     tolerate_async(own)
     async with own:
-        yield own
+        if one_transaction:
+            async with bounded_transaction_async(own, config):
+                yield own
+        else:
+            yield own
 
 
 async def get(job_id: int, *, conn: AsyncConnection | None = None) -> dict[str, Any]:
@@ -147,10 +163,13 @@ async def wait(
     JobFailed for a dead or cancelled one, TimeoutError when `timeout` seconds pass first."""
     deadline = None if timeout is None else time.monotonic() + timeout
     pause = FIRST_POLL_SECONDS
-    async with _connection(conn, "wait") as c:
+    async with _connection(conn, "wait", one_transaction=False) as c:
         while True:
-            cur = await c.execute(sql("job_wait_state"), {"id": job_id})
-            row = await cur.fetchone()
+            # Our own connection: each look a transaction of its own (one held across the
+            # sleeps would pin a pooler's server connection for the whole wait).
+            async with bounded_transaction_async(c) if conn is None else nullcontext():
+                cur = await c.execute(sql("job_wait_state"), {"id": job_id})
+                row = await cur.fetchone()
             if row is None:
                 raise JobNotFound(job_id)
             state, result, error = row

@@ -1,6 +1,8 @@
 """The application's calls beside enqueue: look at a job, cancel it, run it again, wait for
 it. Each takes `conn=`, a psycopg connection used as is (in its current transaction: nothing
-here commits or rolls back), and otherwise opens a connection of its own for the call."""
+here commits or rolls back), and otherwise opens a connection of its own for the call: one
+that works through a transaction-mode pooler (jobfleet.db connection_options(pooler_safe=True)),
+the call in one transaction that begins with jobfleet's timeouts."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from typing import Any, TypeVar
 import psycopg
 
 from jobfleet import admin
-from jobfleet.db import connect, require_sync
+from jobfleet.db import bounded_transaction, connect, require_sync
 from jobfleet.queries import sql
 from jobfleet.tolerant import OwnLoaders
 
@@ -24,7 +26,7 @@ def _connection(conn: psycopg.Connection[Any] | None, call: str) -> Iterator[Any
         require_sync(conn, call)
         yield OwnLoaders(conn)  # its transaction, jobfleet's loaders (jobfleet.tolerant)
         return
-    with connect(autocommit=True) as own:
+    with connect(autocommit=True, pooler_safe=True) as own, bounded_transaction(own):
         yield own
 
 

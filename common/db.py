@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import TupleRow
+from psycopg.sql import SQL, Composed, Literal
 
 from jobfleet.conninfo import conninfo_problem
 from jobfleet.conninfo import mask_password as mask_password
 from jobfleet.errors import ConfigError, DatabaseUnavailable
+from jobfleet.queries import sql
 from jobfleet.settings import Settings, settings
 from jobfleet.tolerant import tolerate
 
@@ -34,28 +38,93 @@ def database_url(config: Settings | None = None, *, verify: bool = False) -> str
     return cluster.ensure_running()
 
 
-def connection_options(config: Settings | None = None) -> dict[str, Any]:
-    """Bounds on every wait: connecting, each statement, and a silent peer (keepalives)."""
+def timeouts(config: Settings | None = None) -> dict[str, int]:
+    """The server-side bounds every jobfleet connection runs under, in milliseconds: each
+    statement, and a transaction left open by a client that went quiet."""
     config = config or settings()
     statement_ms = int(config.statement_timeout_seconds * 1000)
     return {
+        "statement_timeout": statement_ms,
+        "idle_in_transaction_session_timeout": max(statement_ms * 2, 60000),
+    }
+
+
+def connection_options(
+    config: Settings | None = None, *, pooler_safe: bool = False
+) -> dict[str, Any]:
+    """Bounds on every wait: connecting, each statement, and a silent peer (keepalives).
+
+    `pooler_safe` (the HTTP API): a connection that works through a transaction-mode pooler
+    such as PgBouncer with its stock settings. The timeouts stay out of the startup packet
+    (PgBouncer refuses `options`: "unsupported startup parameter") and are set at the start of
+    each transaction instead (bounded_transaction); nothing is prepared on the server
+    (prepare_threshold=None), since a prepared statement stays on the server connection it was
+    made on while the client's next transaction runs on any other.
+    """
+    config = config or settings()
+    options: dict[str, Any] = {
         "connect_timeout": max(1, round(config.connect_timeout_seconds)),
-        "options": f"-c statement_timeout={statement_ms} -c idle_in_transaction_session_timeout="
-        f"{max(statement_ms * 2, 60000)}",
         "keepalives": 1,
         "keepalives_idle": 5,
         "keepalives_interval": 2,
         "keepalives_count": 3,
         "application_name": "jobfleet",
     }
+    if pooler_safe:
+        options["prepare_threshold"] = None
+    else:
+        options["options"] = " ".join(f"-c {k}={v}" for k, v in timeouts(config).items())
+    return options
+
+
+def begin_bounded(config: Settings | None = None) -> Composed:
+    """BEGIN, with jobfleet's timeouts set for that transaction alone (SET LOCAL)."""
+    values = {name: Literal(ms) for name, ms in timeouts(config).items()}
+    return SQL(sql("begin_bounded")).format(**values)
+
+
+@contextmanager
+def bounded_transaction(conn: Connection, config: Settings | None = None) -> Iterator[None]:
+    """A transaction on an autocommit connection that begins with jobfleet's timeouts set for
+    it alone (SET LOCAL, in BEGIN's round trip), committed when the block ends and rolled back
+    if it raises. The same bounds as startup options give, on a direct connection and through
+    a transaction-mode pooler alike; what it costs is the BEGIN and COMMIT round trips."""
+    conn.execute(begin_bounded(config))
+    try:
+        yield
+    except BaseException:
+        if not conn.closed:
+            conn.rollback()
+        raise
+    conn.commit()
+
+
+@asynccontextmanager
+async def bounded_transaction_async(
+    conn: psycopg.AsyncConnection[Any], config: Settings | None = None
+) -> AsyncIterator[None]:
+    """`bounded_transaction` for an asyncio connection."""
+    await conn.execute(begin_bounded(config))
+    try:
+        yield
+    except BaseException:
+        if not conn.closed:
+            await conn.rollback()
+        raise
+    await conn.commit()
 
 
 def connect(
-    url: str | None = None, *, autocommit: bool = False, config: Settings | None = None
+    url: str | None = None,
+    *,
+    autocommit: bool = False,
+    config: Settings | None = None,
+    pooler_safe: bool = False,
 ) -> Connection:
-    """A new connection, or DatabaseUnavailable saying which URL failed and what to do."""
+    """A new connection, or DatabaseUnavailable saying which URL failed and what to do.
+    `pooler_safe`: see connection_options (its statements belong in a bounded_transaction)."""
     config = config or settings()
-    options = connection_options(config)
+    options = connection_options(config, pooler_safe=pooler_safe)
     if url is None and not config.database_url:
         url = database_url(config)
         try:

@@ -3,6 +3,12 @@
 Nothing here commits, rolls back or opens a connection: a job enqueued with a business change
 commits with it or vanishes with it. What is checked and built is the same for a blocking
 connection (here) and an asyncio one (jobfleet.aio): the pure steps below serve both.
+
+Every statement run on the caller's connection passes `prepare=False`, whatever its
+`prepare_threshold`: behind a transaction-mode pooler (PgBouncer) the next transaction may run
+on another server connection, where a statement psycopg prepared on the first one is unknown,
+or where another client's `_pg3_0` already exists (DuplicatePreparedStatement). What it costs
+is planning each statement again, a fraction of a millisecond for these.
 """
 
 from __future__ import annotations
@@ -57,10 +63,11 @@ def enqueue_job(
     require_sync(conn, "enqueue")
     params = one_job(type, payload, options, payload_limit, caller_trace)
     add, find, find_params, holder = add_and_find(params)
-    row = conn.execute(sql(add), params).fetchone()
+    row = conn.execute(sql(add), params, prepare=False).fetchone()
     if row is not None:
         return int(row[0]), True
-    return existing_job(conn.execute(sql(find), find_params).fetchone(), holder), False
+    found = conn.execute(sql(find), find_params, prepare=False).fetchone()
+    return existing_job(found, holder), False
 
 
 def enqueue_many(
@@ -75,9 +82,9 @@ def enqueue_many(
     checked, bodies = many_jobs(type, payloads, options)
     if not bodies:
         return []
-    defaults = conn.execute(sql("type_defaults"), {"type": type}).fetchone()
-    now = conn.execute(sql("db_now")).fetchone() if checked.run_at is None else None
-    row = conn.execute(sql("reserve_job_ids"), {"n": len(bodies)}).fetchone()
+    defaults = conn.execute(sql("type_defaults"), {"type": type}, prepare=False).fetchone()
+    now = conn.execute(sql("db_now"), prepare=False).fetchone() if checked.run_at is None else None
+    row = conn.execute(sql("reserve_job_ids"), {"n": len(bodies)}, prepare=False).fetchone()
     ids: list[int] = row[0] if row else []
     values = row_values(checked, defaults, now[0] if now else None, current_trace_context())
     with conn.cursor() as cur, cur.copy(sql("copy_jobs")) as copy:

@@ -61,7 +61,9 @@ class OwnLoaders:
     JSONField) and, with USE_TZ off, timestamps without their offset. Each statement runs on a
     new cursor of the caller's connection, in its transaction, with the loaders set on that
     cursor alone: what jobfleet returns has one shape whatever the connection, and the
-    caller's connection is left as it was."""
+    caller's connection is left as it was. Nothing is prepared on it (`prepare=False`, as in
+    jobfleet.enqueue): behind a transaction-mode pooler a prepared statement does not follow
+    the client to its next server connection."""
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self.conn = conn
@@ -69,7 +71,7 @@ class OwnLoaders:
     def execute(self, query: Any, params: Any = None) -> psycopg.Cursor[Any]:
         cur = self.conn.cursor()
         _register(cur)
-        return cur.execute(query, params)
+        return cur.execute(query, params, prepare=False)
 
 
 class AsyncOwnLoaders:
@@ -81,4 +83,4 @@ class AsyncOwnLoaders:
     async def execute(self, query: Any, params: Any = None) -> psycopg.AsyncCursor[Any]:
         cur = self.conn.cursor()
         _register(cur)
-        return await cur.execute(query, params)
+        return await cur.execute(query, params, prepare=False)

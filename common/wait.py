@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from typing import Any
 
 import psycopg
 
-from jobfleet.db import connect, require_sync
+from jobfleet.db import bounded_transaction, connect, require_sync
 from jobfleet.errors import JobFailed, JobNotFound
 from jobfleet.jobs import TERMINAL_STATES
 from jobfleet.queries import sql
@@ -30,15 +31,21 @@ def wait_for_terminal(
     READ transaction), else on a connection of its own."""
     if conn is not None:
         return _poll(OwnLoaders(conn), job_id, timeout)  # jobfleet's loaders (jobfleet.tolerant)
-    with connect(url, autocommit=True) as own:
-        return _poll(own, job_id, timeout)
+    with connect(url, autocommit=True, pooler_safe=True) as own:
+        return _poll(own, job_id, timeout, own=True)
 
 
-def _poll(conn: Any, job_id: int, timeout: float | None) -> tuple[str, Any, str | None]:
+def _poll(
+    conn: Any, job_id: int, timeout: float | None, *, own: bool = False
+) -> tuple[str, Any, str | None]:
+    """`own`: our connection, which may sit behind a transaction-mode pooler: each look is a
+    transaction of its own that begins with the timeouts (one held across the sleeps would pin
+    a server connection for the whole wait)."""
     deadline = None if timeout is None else time.monotonic() + timeout
     pause = FIRST_POLL_SECONDS
     while True:
-        row = conn.execute(sql("job_wait_state"), {"id": job_id}).fetchone()
+        with bounded_transaction(conn) if own else nullcontext():
+            row = conn.execute(sql("job_wait_state"), {"id": job_id}).fetchone()
         if row is None:
             raise JobNotFound(job_id)
         state, result, error = row

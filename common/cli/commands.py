@@ -22,7 +22,7 @@ from jobfleet.cli.render import (
     listing,
     short,
 )
-from jobfleet.db import connect, database_url, mask_password
+from jobfleet.db import bounded_transaction, connect, database_url, mask_password
 from jobfleet.enqueue import enqueue, enqueue_many, many_jobs, one_job
 from jobfleet.errors import JobfleetError
 from jobfleet.metrics import use_directory
@@ -119,7 +119,11 @@ def cmd_api(args: argparse.Namespace, config: Settings) -> int:
     from jobfleet.http.server import bind, serve
 
     url = database_url(config)
-    with connect(url, config=config) as conn:
+    # As the API's own connections are (jobfleet.http.app): it may sit behind PgBouncer.
+    with (
+        connect(url, autocommit=True, config=config, pooler_safe=True) as conn,
+        bounded_transaction(conn, config),
+    ):
         check_schema(conn)
     serve(bind(args.host, args.port), url, config, "api")
     return 0

@@ -20,7 +20,7 @@ from psycopg_pool import ConnectionPool
 from starlette.types import ASGIApp
 
 from jobfleet import admin, apikeys, metrics
-from jobfleet.db import Connection, connection_options
+from jobfleet.db import Connection, bounded_transaction, connection_options
 from jobfleet.enqueue import enqueue_job
 from jobfleet.http import docs, errors
 from jobfleet.http.errors import ApiError, responses
@@ -71,9 +71,11 @@ Credentials = HTTPAuthorizationCredentials | None
 def create_app(url: str, config: Settings, role: Role = "api") -> ASGIApp:
     pool = ConnectionPool(
         url,
-        # Autocommit: a request's statements are each their own transaction (no BEGIN and
-        # COMMIT round trips), a batch takes an explicit one.
-        kwargs={**connection_options(config), "autocommit": True},
+        # Through a transaction-mode pooler (PgBouncer) as well as direct: no startup
+        # options, nothing prepared; each use of a connection is one transaction that begins
+        # with the timeouts (`connection` below). Autocommit, so that BEGIN and the timeouts
+        # go in one round trip (jobfleet.db.bounded_transaction).
+        kwargs={**connection_options(config, pooler_safe=True), "autocommit": True},
         min_size=1,
         max_size=POOL_MAX,
         open=False,
@@ -110,15 +112,21 @@ def create_app(url: str, config: Settings, role: Role = "api") -> ASGIApp:
 
     @contextmanager
     def connection(wait: float = POOL_WAIT_SECONDS) -> Iterator[Connection]:
-        with pool.connection(timeout=wait) as conn:
+        """A pooled connection in a transaction bounded by the statement and idle timeouts,
+        committed when the block ends (rolled back if it raises)."""
+        with pool.connection(timeout=wait) as conn, bounded_transaction(conn, config):
             yield conn
 
     def request_connection() -> Iterator[Connection]:
-        """One pooled (autocommit) connection per request, for the key check and the work."""
+        """One pooled connection per request, for the key check and the work, in one
+        transaction: a request that fails leaves nothing half-written."""
         with connection() as conn:
             yield conn
 
-    conn_dep = Depends(request_connection)
+    # scope="function": the transaction commits when the handler returns, before the response
+    # is sent (the default, "request", would commit after it: a client told 201 could read
+    # the job's id back before the job was there).
+    conn_dep = Depends(request_connection, scope="function")
     failures = AddressLimit()
 
     def sign_in_gate(request: Request, credentials: Credentials = bearer_dep) -> str:
@@ -288,7 +296,7 @@ def _job_routes(app: FastAPI, access: Callable[[str], Any], config: Settings) ->
         trace: dict[str, str] | None = caller_trace_dep,
     ) -> CreatedJobs:
         ids, created, counted = [], [], []
-        with conn.transaction():  # all or none
+        with conn.transaction():  # all or none (a savepoint in the request's transaction)
             for index, new in enumerate(batch.jobs):
                 try:
                     job_id, is_new = enqueue_job(
