@@ -24,21 +24,19 @@ from jobfleet.db import Connection, bounded_transaction, connection_options
 from jobfleet.enqueue import enqueue_job
 from jobfleet.http import docs, errors
 from jobfleet.http.errors import ApiError, responses
+from jobfleet.http.health_routes import health_routes
 from jobfleet.http.limits import AddressLimit, BodySizeLimit, client_address
 from jobfleet.http.queue_routes import queue_routes
 from jobfleet.http.request_metrics import RequestMetrics
 from jobfleet.http.schemas import (
     CancelResult,
     CreatedJobs,
-    Health,
     Job,
     JobPage,
     NewJob,
     NewJobs,
-    Ready,
     State,
 )
-from jobfleet.migrate import check_schema
 from jobfleet.options import ID_MAX
 from jobfleet.settings import Settings
 from jobfleet.tolerant import tolerate
@@ -175,7 +173,7 @@ def create_app(url: str, config: Settings, role: Role = "api") -> ASGIApp:
         _job_routes(app, access, config)
         queue_routes(app, access)
         docs.install(app)
-    _health_routes(app, connection)
+    health_routes(app, connection, ready_wait=READY_WAIT_SECONDS)
     # Metrics outermost, so a 413 the size limit answers is counted too.
     return RequestMetrics(BodySizeLimit(app, config.max_request_bytes))
 
@@ -375,30 +373,3 @@ def _job_routes(app: FastAPI, access: Callable[[str], Any], config: Settings) ->
         if state == "running":
             response.status_code = 202
         return CancelResult.model_validate({"id": job_id, "state": state})
-
-
-def _health_routes(app: FastAPI, connection: Callable[..., Any]) -> None:
-    @app.get("/healthz", response_model=Health, summary="The process is up")
-    def healthz() -> Health:
-        return Health(status="ok")
-
-    @app.get(
-        "/readyz",
-        response_model=Ready,
-        responses=responses(503),
-        summary="The database answers and its schema is current",
-    )
-    def readyz() -> Ready:
-        with connection(wait=READY_WAIT_SECONDS) as conn:
-            version = check_schema(conn)
-        return Ready(status="ready", schema_version=version)
-
-    @app.get(
-        "/metrics",
-        response_class=Response,
-        summary="Prometheus metrics of every process on this node",
-        responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
-    )
-    def prometheus_metrics() -> Response:
-        body, content_type = metrics.exposition()
-        return Response(body, media_type=content_type)
