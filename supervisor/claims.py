@@ -74,11 +74,12 @@ def plan_claims(
     )
     claims: list[Claim] = []
     for type in limited:
-        if claiming[type]:
-            continue
         free = beside.get(type, 0) if type in pool.beside_limits else room
         want = limits.want(type, free) if free > 0 else 0
-        if want > 0:
+        # A second claim while one is in flight only for a whole batch, as for the unlimited
+        # types: it waits for the first's row lock in the database, and takes its turn the
+        # moment the first commits instead of a round trip later.
+        if want > 0 and not (claiming[type] and want < pool.dispatcher.batch):
             statements = claim_limited_statements(
                 holder=params.holder,
                 type=type,

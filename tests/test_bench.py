@@ -178,3 +178,16 @@ def test_counts_must_be_positive(cli: Cli, flag: str) -> None:
     result = cli("bench", flag, "0")
     assert result.returncode == 2
     assert "must be 1 or more" in result.stderr
+
+
+def test_limits_drains_with_and_without_limits_that_never_bind(cli: Cli) -> None:
+    data = bench(cli, "limits")
+    r = data["scenarios"]["limits"]
+    for run in (r["plain"], r["limited"]):
+        assert len(run["rounds"]) == data["sizes"]["rounds"]
+        assert all(x["succeeded"] == r["jobs"] for x in run["rounds"])
+    # Every job was counted in and out again.
+    assert all(x["claimed_limited"] == r["jobs"] for x in r["limited"]["rounds"])
+    assert all(x["counter_after"] == 0 for x in r["limited"]["rounds"])
+    (ratio,) = [x for x in data["ratios"] if x["name"] == "limited_vs_unlimited"]
+    assert ratio["target"] == ">= 0.8" and ratio["value"] > 0

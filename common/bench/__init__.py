@@ -16,6 +16,7 @@ SCENARIOS = (
     "latency",
     "backlog",
     "nodes",
+    "limits",
     "recovery",
     "idle",
     "peers",

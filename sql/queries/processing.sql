@@ -166,13 +166,16 @@ FROM (
 ) AS d
 WHERE j.id = ANY(string_to_array(%(ids)s, ',')::bigint[]) AND j.id = d.id
   AND j.attempt = d.attempt AND j.state = d.must_be
-RETURNING j.id, j.type, j.limited
+-- The type only for a counted job: unlimited ones carry a NULL through the CTE, not a copy
+-- of their type's name.
+RETURNING j.id, CASE WHEN j.limited THEN j.type END AS limited_type
 ), counted AS (
     -- Jobs claimed under their type's limits leave `running`: one UPDATE per type in the
     -- batch, nothing at all for types without limits.
     UPDATE type_finished f SET finished = f.finished + c.n
-    FROM (SELECT type, count(*) AS n FROM done WHERE limited GROUP BY type) AS c
-    WHERE f.type = c.type
+    FROM (SELECT limited_type, count(*) AS n FROM done WHERE limited_type IS NOT NULL
+          GROUP BY limited_type) AS c
+    WHERE f.type = c.limited_type
 )
 SELECT id FROM done;
 

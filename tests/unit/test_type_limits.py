@@ -160,5 +160,10 @@ def test_during_an_idle_backoff_only_held_types_that_came_due_are_claimed() -> N
     assert plan_claims(PARAMS, pool, Counter(), limits, now=0.0, backing_off=True) == []
     due = plan_claims(PARAMS, pool, Counter(), limits, now=1.0, backing_off=True)
     assert [k for k, _, _ in due] == ["capped"]
-    # A claim in flight for the type: not another.
+    # A claim in flight for the type: another only for a whole batch (here 200 jobs).
+    pool.dispatcher.mean_seconds = 0.001
     assert plan_claims(PARAMS, pool, Counter(capped=3), limits, now=1.0, backing_off=True) == []
+    pool._room = 1000
+    limits.refreshed([("capped", 500, None, None)])
+    again = plan_claims(PARAMS, pool, Counter(capped=300), limits, now=1.0, backing_off=True)
+    assert claim_wants(again) == [("capped", 500)]
