@@ -213,3 +213,46 @@ def test_the_recount_adopts_jobs_running_from_before_a_limit(
     conn.execute("UPDATE type_limits SET claimed = claimed + 5 WHERE type = 'work'")
     assert type_limits.recount(conn, ["work"]) == [("work", 8, 3, 0)]
     assert counter(conn, "work") == 3
+
+
+def test_the_databases_window_is_the_one_the_node_reads(conn: psycopg.Connection[Any]) -> None:
+    log = [10.0, 5.0, 10.5, 10.0, 10.9, 5.0]
+    for at in (10.95, 11.0, 11.6, 20.0):
+        used = scalar(conn, "SELECT jobfleet_rate_used(%s, %s, 1)", (log, at))
+        assert used == type_limits.rate_used(log, at, 1.0)
+    # A claim close behind the last pair joins it at its own, later time; others append;
+    # pairs out of the window go.
+    assert scalar(conn, "SELECT jobfleet_rate_logged(%s, 10.905, 1, 3)", (log,)) == [
+        10.0, 5.0, 10.5, 10.0, 10.905, 8.0
+    ]  # fmt: skip
+    assert scalar(conn, "SELECT jobfleet_rate_logged(%s, 11.2, 1, 2)", (log,)) == [
+        10.5, 10.0, 10.9, 5.0, 11.2, 2.0
+    ]  # fmt: skip
+    assert scalar(conn, "SELECT jobfleet_rate_logged(%s, 30, 1, 0)", (log,)) == []
+
+
+def test_get_types_shows_defaults_limits_and_running(
+    client: Any, conn: psycopg.Connection[Any]
+) -> None:
+    from tests.http_support import bearer, make_key
+
+    type_limits.set_limits(conn, "charge", max_running="5", rate="100/m")
+    answer = client.get("/types", headers=bearer(make_key(conn, "reader", "read")))
+    assert answer.status_code == 200
+    assert answer.json()["types"] == [
+        {
+            "type": "charge",
+            "queue": None,
+            "priority": None,
+            "max_attempts": None,
+            "timeout": None,
+            "backoff": None,
+            "backoff_seconds": None,
+            "max_running": 5,
+            "rate": "100/m",
+            "declared": {"max_running": None, "rate": None},
+            "set_at_run_time": ["max_running", "rate"],
+            "running": 0,
+            "rate_used": 0,
+        }
+    ]
