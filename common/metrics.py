@@ -152,6 +152,12 @@ DEFINITIONS: dict[str, Definition] = {
         "and recorded apart; the node goes on).",
         (*NODE, "statement"),
     ),
+    "limit_holds": Definition(
+        "jobfleet_limit_holds",
+        "Claims of a limited job type that found its limit full (max_running or rate): the "
+        "node had room, the limit held the type's jobs back until it opens.",
+        (*NODE, "type", "limit"),
+    ),
     "claim_batch_size": Definition(
         "jobfleet_claim_batch_size",
         "Jobs per claim statement that found work.",

@@ -39,7 +39,10 @@ CREATE TABLE jobs (
     finished_at      timestamptz,
     -- The enqueuer's W3C trace context ({"traceparent", "tracestate"}), when it had an active
     -- OpenTelemetry span; the worker's attempt span continues that trace. NULL: none.
-    trace_context    jsonb
+    trace_context    jsonb,
+    -- Whether the current attempt was claimed under its type's limits (type_limits) and so
+    -- counts toward them until it leaves `running`. Set by every claim.
+    limited          boolean     NOT NULL DEFAULT false
 ) WITH (fillfactor = 80);
 
 -- The pickup order over ready jobs only: the index stays as small as the backlog.
@@ -145,6 +148,41 @@ CREATE TABLE unique_jobs (
 );
 CREATE INDEX unique_jobs_job ON unique_jobs (job_id);
 
+-- Limits per job type. A limited type is claimed by a claim of its own that locks the type's
+-- row FOR UPDATE (claimers of the type take turns across the cluster), claims no more than the
+-- limits allow and counts what it claimed, in one statement: one row lock per batch, never a
+-- count of running jobs. Running = `claimed` less type_finished.finished, which every statement
+-- that takes a counted job (jobs.limited) out of `running` adds to: a second row, so outcome
+-- writers never wait for a claim; a claim sees `finished` as of its snapshot, so it can only
+-- overcount what runs. The rate is a sliding window: `rate_log` holds (claim time, jobs)
+-- pairs of the last period, flattened, oldest first, about 100 pairs at most (a claim close
+-- to the last pair merges into it, at its own later time: a start only counts longer).
+-- `declared_*` is what the handlers' decorator says (published by starting nodes);
+-- `*_set`: set at run time (`jobfleet types set`), which wins until set back to `default`.
+CREATE TABLE type_limits (
+    type                  text PRIMARY KEY,
+    -- The limits in force: NULL is none.
+    max_running           integer CHECK (max_running >= 0),
+    rate_count            integer CHECK (rate_count >= 1),
+    rate_seconds          integer CHECK (rate_seconds IN (1, 60, 3600)),
+    -- What the handlers' decorator says, as the last node to start published it, and which
+    -- limits someone set at run time (`jobfleet types set`): those win until set to `default`.
+    declared_max_running  integer,
+    declared_rate_count   integer,
+    declared_rate_seconds integer,
+    max_running_set       boolean NOT NULL DEFAULT false,
+    rate_set              boolean NOT NULL DEFAULT false,
+    claimed               bigint NOT NULL DEFAULT 0,
+    rate_log              double precision[] NOT NULL DEFAULT '{}',
+    updated_at            timestamptz NOT NULL DEFAULT now(),
+    CHECK ((rate_count IS NULL) = (rate_seconds IS NULL))
+);
+
+CREATE TABLE type_finished (
+    type     text PRIMARY KEY,
+    finished bigint NOT NULL DEFAULT 0
+);
+
 -- API keys for the HTTP API. A key reads `jf_<key_id>_<secret>`: only the key id and a salted
 -- SHA-256 of the secret are stored. The token bucket lives on the key's row, so every node's API
 -- takes its tokens from the same row and the rate limit holds across the cluster.
@@ -197,6 +235,43 @@ LANGUAGE sql IMMUTABLE AS $$
         WHEN final OR attempt >= max_attempts THEN 'dead'
         ELSE 'queued'
     END
+$$;
+
+-- Starts counted in the window (at - period, at].
+CREATE FUNCTION jobfleet_rate_used(log double precision[], at double precision,
+                                   period double precision) RETURNS bigint
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT coalesce(sum(log[2 * i]), 0)::bigint
+    FROM generate_series(1, coalesce(array_length(log, 1), 0) / 2) AS i
+    WHERE log[2 * i - 1] > at - period
+$$;
+
+-- The log after `started` more starts at `at` (never before its last pair): pairs that left
+-- the window dropped, and the new one merged into the last when they are close.
+CREATE FUNCTION jobfleet_rate_logged(log double precision[], at double precision,
+                                     period double precision, started bigint)
+RETURNS double precision[]
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    kept double precision[] := '{}';
+    last integer;
+BEGIN
+    FOR i IN 1 .. coalesce(array_length(log, 1), 0) / 2 LOOP
+        IF log[2 * i - 1] > at - period THEN
+            kept := kept || ARRAY[log[2 * i - 1], log[2 * i]];
+        END IF;
+    END LOOP;
+    IF started > 0 THEN
+        last := coalesce(array_length(kept, 1), 0);
+        IF last > 0 AND at - kept[last - 1] < period / 100 THEN
+            kept[last - 1] := at;
+            kept[last] := kept[last] + started;
+        ELSE
+            kept := kept || ARRAY[at, started::double precision];
+        END IF;
+    END IF;
+    RETURN kept;
+END
 $$;
 
 -- Wake-ups for idle supervisors: one NOTIFY per statement that inserts jobs (not per row):

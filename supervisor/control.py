@@ -30,6 +30,7 @@ from jobfleet.supervisor.maintenance.heartbeat import Heartbeat
 from jobfleet.supervisor.maintenance.leadership import Leadership
 from jobfleet.supervisor.maintenance.lease_reaper import LeaseReaper, Reaped
 from jobfleet.supervisor.maintenance.lease_renewal import LeaseRenewal
+from jobfleet.supervisor.maintenance.limit_recount import RECOUNT_INTERVAL_SECONDS, LimitRecount
 from jobfleet.supervisor.maintenance.pruner import PRUNE_INTERVAL_SECONDS, Pruner
 from jobfleet.supervisor.maintenance.queue_gauges import GAUGES_FIRST_AFTER_SECONDS, QueueGauges
 from jobfleet.supervisor.maintenance.scheduler import Scheduler
@@ -75,6 +76,8 @@ class Control:
         self.reaper = LeaseReaper(node=node.name, holder=holder)
         self.next_reap = 0.0
         self.pruner = Pruner(keep_seconds=config.retention_seconds)
+        self.recount = LimitRecount()
+        self.next_recount = 0.0
         self.next_prune = 0.0
         self.queue_gauges = QueueGauges()
         self.scheduler = Scheduler(node.name, stale_after=3 * config.node_heartbeat)
@@ -217,6 +220,9 @@ class Control:
                     "pruned finished jobs past retention",
                     extra={"node": self.node.name, "jobs": pruned},
                 )
+        if self.is_leader and time.monotonic() >= self.next_recount:
+            self.next_recount = time.monotonic() + RECOUNT_INTERVAL_SECONDS
+            await self._recount_limits()
         if time.monotonic() >= self.next_reap:
             self.next_reap = time.monotonic() + self.config.reaper_interval_seconds
             # The leader reaps as soon as a lease expires. Every other node is a backstop for a
@@ -246,6 +252,19 @@ class Control:
             self.next_gauges = time.monotonic() + self.config.queue_stats_seconds
             self.gauges = await self.db.run(self.queue_gauges.run_once)
 
+    async def _recount_limits(self) -> None:
+        for type, counted, running, adopted in await self.db.run(self.recount.run_once):
+            if counted + adopted != running:  # only a change by hand can make it drift
+                log.warning(
+                    "corrected the running count of a limited type",
+                    extra={"node": self.node.name, "type": type, "was": counted, "now": running},
+                )
+            if adopted:
+                log.info(
+                    "jobs running from before their type's limit now count toward it",
+                    extra={"node": self.node.name, "type": type, "jobs": adopted},
+                )
+
     async def _schedule(self) -> None:
         """The leader's periodic jobs: enqueue the ticks due, and wake for the next."""
         if not self.is_leader:
@@ -255,6 +274,8 @@ class Control:
         self.next_schedule = None if wait is None else time.monotonic() + max(0.0, wait)
 
     async def _beat_and_renew(self, conn: Any) -> None:
+        # Limits changed by hand (no NOTIFY) or while nobody listened reach the node too.
+        self.lanes.limits.stale = True
         await self.heartbeat.run_once(conn, workers=self.pool.desired, busy=self.pool.busy()[0])
         renewed = await self.renewal.run_once(
             conn, self.pool.held_job_ids() + self.outbox.job_ids()
@@ -277,13 +298,15 @@ class Control:
         self.listening_on = self.db.generation
         # Anything that arrived, or was scheduled, while nobody listened.
         self.lanes.due_unknown = True
-        self.lanes.more_work_may_exist()
+        self.lanes.limits_changed()
 
     async def _hear(self, conn: Any, seconds: float) -> None:
         async for note in conn.notifies(timeout=max(0.0, seconds), stop_after=1):
             if note.channel == CANCEL_CHANNEL:
                 with contextlib.suppress(ValueError):
                     self.pool.cancel_running(int(note.payload))
+            elif note.payload == "limits":  # a type's limits changed (types set, a node)
+                self.lanes.limits_changed()
             elif note.payload.startswith("at "):  # the soonest of jobs scheduled for later
                 with contextlib.suppress(ValueError):
                     self.lanes.work_due_at(float(note.payload[3:]))

@@ -21,11 +21,20 @@ from typing import Any
 from jobfleet.log import get_logger
 from jobfleet.queries import sql
 from jobfleet.settings import Settings
+from jobfleet.supervisor.claims import (
+    Claim,
+    ClaimParams,
+    claim_wants,
+    claimed_by,
+    pipeline_order,
+    plan_claims,
+)
 from jobfleet.supervisor.database import DatabaseDown, ManagedConnection, StatementError
+from jobfleet.supervisor.limited import LimitedTypes
 from jobfleet.supervisor.node import Node
 from jobfleet.supervisor.outbox import Outbox
 from jobfleet.supervisor.pool import TICK_SECONDS, WorkerPool
-from jobfleet.supervisor.store import Statement, claim_statement, claimed_jobs, run_pipelined
+from jobfleet.supervisor.store import run_pipelined
 from jobfleet.supervisor.tally import Tally
 from jobfleet.supervisor.waker import Waker
 
@@ -98,6 +107,8 @@ class Lanes:
         self.work_epoch, self.clear_epoch = 0, -1
         self.finished_ok = self.finished_bad = self.finished_cancelled = 0
         self.late_results = 0
+        self.limits = LimitedTypes()  # the node's types with limits, and those held back
+        self.claim_params = ClaimParams(holder, node.queues, config.lease_seconds)
 
     def _fields(self, **extra: Any) -> dict[str, Any]:
         return {"node": self.node.name, **extra}
@@ -113,6 +124,9 @@ class Lanes:
             if not await self.lane_step(db):
                 now = time.monotonic()
                 pause = self.next_poll - now
+                release = self.limits.next_release()
+                if release is not None:  # a type held back by its limits may open first
+                    pause = min(pause, release - now)
                 if self.outbox and not self.flushing:
                     pause = min(pause, self._write_after(now))
                 await self.waker.wait(pause if pause > 0 else TICK_SECONDS)
@@ -144,6 +158,8 @@ class Lanes:
         try:
             if self.outbox and not self.flushing and self._write_after(time.monotonic()) <= 0:
                 await self._flush(db)
+            elif self.limits.stale:
+                await db.run(self._refresh_limits)
             elif claims := self._claim_statements():
                 await self._claim(db, claims)
             else:
@@ -171,6 +187,15 @@ class Lanes:
         self.work_epoch += 1
         self.waker.wake()
 
+    def limits_changed(self) -> None:
+        """A type's limits changed somewhere (or may have): read them again, then claim."""
+        self.limits.stale = True
+        self.more_work_may_exist()
+
+    async def _refresh_limits(self, conn: Any) -> None:
+        rows = await run_pipelined(conn, [(sql("node_limits"), {"types": self.node.types})])
+        self.limits.refreshed(rows[0])
+
     def work_due_at(self, epoch: float) -> None:
         """A job this node may run falls due at `epoch` on the database's clock."""
         self.work_due_in(epoch - (time.time() + self.db_clock_offset))
@@ -185,48 +210,31 @@ class Lanes:
             self.next_poll = due
             self.waker.wake()  # lanes waiting out a longer backoff recompute their pause
 
-    def _claim_statements(self) -> list[tuple[str, Statement]]:
-        """The claims for the room the children have now (less what claims in flight will
-        bring), each with what it claims for: the types the workers' main threads run (""),
-        and each async or threaded type apart, so that none waits behind another's backlog.
-        Empty: no room, or an idle backoff not yet over."""
-        if time.monotonic() < self.next_poll:
-            return []
-        pool, claiming = self.pool, self.claiming
-        wanted: list[tuple[str, list[str], int]] = []
-        if pool.main_types:
-            want = pool.room() - claiming[""]
-            if want > 0 and not (claiming[""] and want < pool.dispatcher.batch):
-                wanted.append(("", pool.main_types, want))
-        for type, room in pool.beside_room().items():
-            if not claiming[type]:
-                wanted.append((type, [type], room))
-        return [
-            (
-                key,
-                claim_statement(
-                    holder=self.holder,
-                    types=types,
-                    queues=self.node.queues,
-                    limit=want,
-                    lease_seconds=self.config.lease_seconds,
-                ),
-            )
-            for key, types, want in wanted
-        ]
+    def _claim_statements(self) -> list[Claim]:
+        """This round's claims (claims.py); empty: no room, or an idle backoff not yet over
+        and no held type due."""
+        now = time.monotonic()
+        return plan_claims(
+            self.claim_params, self.pool, self.claiming, self.limits, now, now < self.next_poll
+        )
 
-    async def _claim(self, db: ManagedConnection, claims: list[tuple[str, Statement]]) -> None:
-        wants = Counter({key: statement[1]["limit"] for key, statement in claims})
+    async def _claim(self, db: ManagedConnection, claims: list[Claim]) -> None:
+        wants = Counter(dict(claim_wants(claims)))
         self.claiming.update(wants)
+        ordered = pipeline_order(claims)
         try:
-            rows = await db.run(lambda conn: run_pipelined(conn, [s for _, s in claims]))
+            rows = await db.run(
+                lambda conn: run_pipelined(conn, [s for _, group, _ in ordered for s in group])
+            )
         finally:
             self.claiming.subtract(wants)
-        jobs = [job for claimed in rows for job in claimed_jobs(claimed)]
+        now = time.monotonic()
+        jobs = claimed_by(ordered, rows, self.limits, self.tally, now)
         dispatched = self.pool.hand_out(jobs)
         # A short claim means the queue ran dry: a burst node looks elsewhere now, while its
         # last jobs run, and is done once they are written. (Not while another lane claims:
-        # the rows that claim holds would still look ready.)
+        # the rows that claim holds would still look ready. Jobs a limit holds back are
+        # ready jobs to that look: a burst node waits for them.)
         if (
             self.burst
             and len(jobs) < wants.total()
@@ -238,7 +246,6 @@ class Lanes:
         if dispatched:
             self.idle_wait, self.next_poll = IDLE_POLL_MIN, 0.0
             return
-        now = time.monotonic()
         due = self.due_times
         while due and due[0] <= now:  # those jobs were claimed, by us or another node
             del due[0]
@@ -248,6 +255,8 @@ class Lanes:
             soonest = await db.run(self._soonest_scheduled)
             if soonest is not None:
                 self.work_due_in(soonest)
+        if now < self.next_poll:  # a round for held types only: the backoff stands
+            return
         self.next_poll = min(now + self.idle_wait, due[0]) if due else now + self.idle_wait
         if not self.in_flight():  # the backoff grows only while this node is idle too
             self.idle_wait = min(self.idle_wait * 2, self.config.idle_poll_seconds)
@@ -294,6 +303,8 @@ class Lanes:
                 "more attempts failed or were cancelled",
                 extra=self._fields(count=len(flushed.failures) - FAILURES_LOGGED_PER_FLUSH),
             )
+        if self.limits.poll and (flushed.succeeded or flushed.failures):
+            self.limits.jobs_ended()  # a full max_running of a type may have room now
         if flushed.requeued:  # a retry or a released job may be ready at once
             self.more_work_may_exist()
         elif self.burst and not self.in_flight():

@@ -55,7 +55,8 @@ class Node:
         }
 
     def register(self, conn: Any, *, workers: int, stale_after: float) -> None:
-        """Claim the name, publish the handlers' per-type defaults and the first heartbeat.
+        """Claim the name, publish the handlers' per-type defaults and declared limits, and the
+        first heartbeat.
 
         A name held by another live node is refused: two nodes renewing each other's leases
         would keep dead jobs alive forever.
@@ -72,6 +73,7 @@ class Node:
                 )
             for spec in self.handlers.values():
                 conn.execute(sql("upsert_job_type"), spec.defaults_row())
+                conn.execute(sql("publish_type_limits"), spec.limits_row())
             conn.execute(sql("upsert_node"), self.heartbeat_params(workers=workers, busy=0))
 
     @staticmethod

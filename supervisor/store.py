@@ -59,6 +59,31 @@ def claim_statement(
     }
 
 
+def claim_limited_statements(
+    *,
+    holder: str,
+    type: str,
+    queues: Sequence[str] | None,
+    limit: int,
+    lease_seconds: float,
+) -> list[Statement]:
+    """Claim up to `limit` ready jobs of a type with limits, no more than they allow, then
+    read the type's limits and counts as the claim left them (one transaction)."""
+    return [
+        (
+            sql("claim_limited"),
+            {
+                "node": holder,
+                "type": type,
+                "queues": None if queues is None else list(queues),
+                "limit": limit,
+                "lease_seconds": lease_seconds,
+            },
+        ),
+        (sql("limit_state"), {"type": type}),
+    ]
+
+
 # ClaimedJob._make without its Python frame per row: the claim's rows become jobs in a C loop.
 _AS_JOB = partial(tuple.__new__, ClaimedJob)
 

@@ -52,6 +52,7 @@ class Tally:
     progress_updates: Counter[tuple[str, str]] = field(default_factory=Counter)
     duration: dict[tuple[str, str], _Buckets] = field(default_factory=dict)
     wait: dict[tuple[str, str], _Buckets] = field(default_factory=dict)
+    limit_holds: Counter[tuple[str, str]] = field(default_factory=Counter)  # (type, limit)
     claim_batch_size: _Buckets = field(default_factory=lambda: _Buckets(len(BATCH_BUCKETS) + 1))
     child_crashes: int = 0
     child_restarts: Counter[str] = field(default_factory=Counter)

@@ -194,3 +194,16 @@ def test_transactional_drains_both_paths_and_reports_their_ratio(cli: Cli) -> No
             assert run[path]["jobs_per_s"] > 0
     assert r["tx_vs_plain"] == r["transactional"]["jobs_per_s"] / r["plain"]["jobs_per_s"]
     assert ratio(data, "tx_vs_plain") == r["tx_vs_plain"]
+
+
+def test_limits_drains_with_and_without_limits_that_never_bind(cli: Cli) -> None:
+    data = bench(cli, "limits")
+    r = data["scenarios"]["limits"]
+    for run in (r["plain"], r["limited"]):
+        assert len(run["rounds"]) == data["sizes"]["rounds"]
+        assert all(x["succeeded"] == r["jobs"] for x in run["rounds"])
+    # Every job was counted in and out again.
+    assert all(x["claimed_limited"] == r["jobs"] for x in r["limited"]["rounds"])
+    assert all(x["counter_after"] == 0 for x in r["limited"]["rounds"])
+    (ratio,) = [x for x in data["ratios"] if x["name"] == "limited_vs_unlimited"]
+    assert ratio["target"] == ">= 0.8" and ratio["value"] > 0

@@ -30,6 +30,7 @@ from jobfleet.queries import sql
 from jobfleet.supervisor.outbox import progress_statement
 from jobfleet.supervisor.store import (
     Statement,
+    claim_limited_statements,
     claim_statement,
     failure_statement,
     release_statement,
@@ -143,6 +144,12 @@ def claims(limit: int) -> list[tuple[str, Statement]]:
                 holder="n/1", types=["noop"], queues=["default"], limit=limit, lease_seconds=30
             ),
         ),
+        (
+            "claim of a limited type",
+            claim_limited_statements(
+                holder="n/1", type="noop", queues=None, limit=limit, lease_seconds=30
+            )[0],
+        ),
     ]
 
 
@@ -188,6 +195,8 @@ def looks_and_upkeep() -> list[tuple[str, Statement, set[str]]]:
         ),
         ("prune_finished", (sql("prune_finished"), {"keep": 3600, "limit": 1000}), {"jobs_pkey"}),
         ("queue_gauges", (sql("queue_gauges"), {}), {"jobs_ready", "jobs_leased", "jobs_dead"}),
+        ("limit_recount", (sql("limit_recount"), {"types": ["noop"]}), {"jobs_leased"}),
+        ("type_list", (sql("type_list"), {}), {"jobs_leased"}),
     ]
 
 

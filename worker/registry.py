@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from jobfleet.options import check_name, check_options, encode_json
 from jobfleet.schedules import schedule_of
+from jobfleet.type_limits import check_max_running, parse_rate
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -38,6 +39,10 @@ class HandlerSpec:
     cron_payload: Any = None
     # Its writes through ctx.tx commit with its job's completion, in the worker.
     transactional: bool = False
+    # Limits for the whole cluster (jobfleet.type_limits): jobs of the type running at once,
+    # and starts per period as (count, seconds). None: no limit declared.
+    max_running: int | None = None
+    rate: tuple[int, int] | None = None
 
     @property
     def concurrent(self) -> bool:
@@ -54,6 +59,16 @@ class HandlerSpec:
             "timeout_seconds": self.timeout,
             "backoff": self.backoff,
             "backoff_seconds": self.backoff_seconds,
+        }
+
+    def limits_row(self) -> dict[str, Any]:
+        """This type's declared limits as type_limits stores them."""
+        count, seconds = self.rate or (None, None)
+        return {
+            "type": self.type,
+            "max_running": self.max_running,
+            "rate_count": count,
+            "rate_seconds": seconds,
         }
 
 
@@ -73,6 +88,8 @@ def handler(
     every: float | None = None,
     cron_payload: Any = None,
     transactional: bool = False,
+    max_running: int | None = None,
+    rate: str | None = None,
 ) -> Callable[[F], F]:
     """Register `fn` as the handler of jobs of `type`.
 
@@ -91,10 +108,15 @@ def handler(
     connection in an open transaction on the jobs database; the worker records the job's
     success in that same transaction and commits, so the writes happen exactly once or not at
     all (a worker killed mid-job, or one whose lease was lost, leaves none behind).
+    `max_running`: at most that many jobs of this type running at once across every node;
+    `rate` ("100/m", "20/s", "500/h"): at most that many started in any such period across
+    every node. `jobfleet types set` changes both at run time.
     """
     check_name("type", type)
     concurrency = check_concurrency(concurrency)
     schedule = schedule_of(cron, every)
+    limit = None if max_running is None else check_max_running(max_running)
+    starts = None if rate is None else parse_rate(rate)
     if cron_payload is not None:
         encode_json("cron_payload", cron_payload, CRON_PAYLOAD_MAX_BYTES)
     checked = check_options(
@@ -140,6 +162,8 @@ def handler(
             schedule=schedule,
             cron_payload=cron_payload,
             transactional=bool(transactional),
+            max_running=limit,
+            rate=starts,
         )
         return fn
 

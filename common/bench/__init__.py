@@ -17,6 +17,7 @@ SCENARIOS = (
     "latency",
     "backlog",
     "nodes",
+    "limits",
     "recovery",
     "idle",
     "peers",

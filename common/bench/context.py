@@ -40,6 +40,7 @@ class Sizes:
     nodes: tuple[int, ...] = (1, 2, 3)
     worker_counts: tuple[int, ...] = (1, 2, 4)
     scale_jobs: int = 50_000
+    limits_jobs: int = 100_000
     child_kills: int = 5
     node_kills: int = 2
     node_lease_seconds: float = 2.0
@@ -72,6 +73,7 @@ QUICK = Sizes(
     nodes=(1, 2),
     worker_counts=(1, 2),
     scale_jobs=1_000,
+    limits_jobs=1_000,
     child_kills=1,
     node_kills=1,
     node_lease_seconds=1.0,

@@ -102,6 +102,14 @@ METHOD_ROWS = [
         "steady and start-to-exit jobs/s",
     ),
     (
+        "limits",
+        "`jobfleet supervisor --burst` draining 100k no-op jobs, without limits and with "
+        "`max_running` 1,000,000 and `rate` 1,000,000,000/s set on the type (never reached, "
+        "always checked and counted); 3 rounds each, alternating, each on a never-analysed "
+        "fill of its own",
+        "steady and start-to-exit jobs/s, the median round of each; limited / unlimited",
+    ),
+    (
         "recovery",
         "kill -9 of the worker running a long job (5 times); kill -9 of a node's process "
         "group while another node idles (lease 2 s, reaper every 1 s)",

@@ -21,6 +21,7 @@ TARGETS: dict[str, tuple[str, str, float] | None] = {
     "io_threads_vs_best_peer": ("I/O-bound threads, jobs/s / best peer (same load)", ">=", 1.0),
     "bulk_vs_raw_copy": ("enqueue_many / raw COPY", ">=", 0.5),
     "backlog_large_vs_small": ("throughput over the big backlog / the small one", ">=", 0.9),
+    "limited_vs_unlimited": ("no-op drain with limits that never bind / without", ">=", 0.8),
     "idle_start_p50_ms": ("idle enqueue -> start p50 (ms)", "<=", 5.0),
     "idle_start_p99_ms": ("idle enqueue -> start p99 (ms)", "<=", 20.0),
     "idle_cpu_percent": ("idle node CPU (% of one core)", "<", 1.0),
@@ -30,6 +31,7 @@ TARGETS: dict[str, tuple[str, str, float] | None] = {
 UNTARGETED = {
     "noop_vs_ceiling_analysed": "no-op drain / raw ceiling, both on analysed fills",
     "noop_wall_vs_ceiling_analysed": "no-op drain, start to exit / raw ceiling, analysed",
+    "limited_wall_vs_unlimited": "no-op drain with limits that never bind / without, start to exit",
     "tx_vs_plain": "transactional no-op drain / plain no-op drain (same run, same workers)",
 }
 
@@ -108,6 +110,14 @@ def ratios(scenarios: Scenarios) -> list[dict[str, Any]]:
         "backlog_large_vs_small": _div(backlog[-1]["jobs_per_s"], backlog[0]["jobs_per_s"])
         if len(backlog) >= 2
         else None,
+        "limited_vs_unlimited": _div(
+            _get(scenarios, "limits", "limited", "jobs_per_s"),
+            _get(scenarios, "limits", "plain", "jobs_per_s"),
+        ),
+        "limited_wall_vs_unlimited": _div(
+            _get(scenarios, "limits", "limited", "wall_jobs_per_s"),
+            _get(scenarios, "limits", "plain", "wall_jobs_per_s"),
+        ),
         "idle_start_p50_ms": _get(scenarios, "latency", "idle", "start_ms", "p50"),
         "idle_start_p99_ms": _get(scenarios, "latency", "idle", "start_ms", "p99"),
         "idle_cpu_percent": _get(scenarios, "idle", "cpu_percent"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from jobfleet.bench import limits
 from jobfleet.bench.ratios import IO_LOADS, Scenarios
 from jobfleet.bench.ratios import ratios as ratios
 from jobfleet.cli import render
@@ -230,6 +231,7 @@ SCENARIO_LINES: dict[str, Callable[[dict[str, Any]], Lines]] = {
     "latency": _latency,
     "backlog": _backlog,
     "nodes": _nodes,
+    "limits": limits.lines,
     "recovery": _recovery,
     "idle": _idle,
     "peers": _peers,

@@ -11,7 +11,7 @@ from operator import itemgetter
 from typing import Any, BinaryIO
 
 from jobfleet import admin, apikeys
-from jobfleet.cli.flow import cmd_cron, cmd_queues
+from jobfleet.cli.flow import cmd_cron, cmd_queues, cmd_types
 from jobfleet.cli.render import (
     DEAD_JOB_COLUMNS,
     JOB_COLUMNS,
@@ -360,6 +360,7 @@ COMMANDS = {
     "dlq": cmd_dlq,
     "queues": cmd_queues,
     "cron": cmd_cron,
+    "types": cmd_types,
     "api": cmd_api,
     "apikey": cmd_apikey,
     "db": cmd_db,

@@ -1,5 +1,5 @@
-"""The HTTP API's queues: counts per queue and state, and pausing or resuming one for every
-node (scope `admin`)."""
+"""The HTTP API's flow control: counts per queue and state, pausing or resuming a queue for
+every node (scope `admin`), and the job types with their limits."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Annotated, Any
 from fastapi import FastAPI, Path
 from psycopg import Connection
 
-from jobfleet import admin
+from jobfleet import admin, type_limits
 from jobfleet.http.errors import ApiError, responses
-from jobfleet.http.schemas import Queues, QueueState
+from jobfleet.http.schemas import JobTypes, Queues, QueueState
 from jobfleet.options import OptionError
 
 QueueName = Annotated[str, Path(min_length=1, max_length=128)]
@@ -53,3 +53,12 @@ def queue_routes(app: FastAPI, access: Callable[[str], Any]) -> None:
     )
     def resume(name: QueueName, conn: Connection[Any] = can_steer) -> QueueState:
         return steer(name, False, conn)
+
+    @app.get(
+        "/types",
+        response_model=JobTypes,
+        responses=responses(401, 403, 429, 503),
+        summary="Job types: their defaults, limits (max_running, rate) and running jobs",
+    )
+    def types(conn: Connection[Any] = can_read) -> JobTypes:
+        return JobTypes.model_validate({"types": type_limits.list_types(conn)})

@@ -158,6 +158,33 @@ class Queues(BaseModel):
     queues: list[QueueCounts]
 
 
+class DeclaredLimits(BaseModel):
+    max_running: int | None
+    rate: str | None
+
+
+class JobType(BaseModel):
+    type: str
+    queue: str | None = Field(description="the type's default queue (from its handler)")
+    priority: int | None
+    max_attempts: int | None
+    timeout: float | None
+    backoff: str | None
+    backoff_seconds: float | None
+    max_running: int | None = Field(description="jobs of the type running at once, at most")
+    rate: str | None = Field(description="starts per period at most: N/s, N/m or N/h")
+    declared: DeclaredLimits = Field(description="the limits the handler's decorator declares")
+    set_at_run_time: list[str] = Field(
+        description="limits set with `jobfleet types set`, in force over the declared ones"
+    )
+    running: int = Field(description="jobs of the type running now")
+    rate_used: int | None = Field(description="starts in the rate's current window")
+
+
+class JobTypes(BaseModel):
+    types: list[JobType]
+
+
 class Health(BaseModel):
     status: Literal["ok"]
 

@@ -78,7 +78,12 @@ WITH expired AS (
         locked_by = NULL, lease_expires_at = NULL
     FROM expired e
     WHERE j.id = e.id
-    RETURNING j.id, j.type, j.queue, j.attempt, j.state, j.error, e.locked_by, e.started_at
+    RETURNING j.id, j.type, j.queue, j.attempt, j.state, j.error, e.locked_by, e.started_at,
+              j.limited
+), counted AS (  -- counted jobs leave `running` (see complete_batch)
+    UPDATE type_finished f SET finished = f.finished + c.n
+    FROM (SELECT type, count(*) AS n FROM lost WHERE limited GROUP BY type) AS c
+    WHERE f.type = c.type
 ), logged AS (
     INSERT INTO job_attempt_log (job_id, attempt, outcome, error, node, pid, started_at,
                                  finished_at)

@@ -27,6 +27,9 @@ SELECT set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan'
 -- One statement claims a batch: the ready jobs this node may run (not in a paused queue: read
 -- from `queues` by the claim itself, so a pause holds from the moment it commits), best first,
 -- skipping rows another claimer holds. Each claim starts a new attempt under a fresh lease.
+-- Types with a limit in force are left to claim_limited, read from `type_limits` here as the
+-- paused queues are, so a limit set at run time holds for every claim that begins after it
+-- commits, whatever the nodes knew of it (a few rows; an empty array when none is limited).
 WITH picked AS (
     SELECT id FROM jobs
     WHERE state = 'queued'
@@ -34,6 +37,8 @@ WITH picked AS (
       AND type = ANY(%(types)s::text[])
       AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
       AND queue <> ALL(ARRAY(SELECT name FROM queues WHERE paused))
+      AND type <> ALL(ARRAY(SELECT type FROM type_limits
+                            WHERE max_running IS NOT NULL OR rate_count IS NOT NULL))
     ORDER BY priority DESC, run_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -44,7 +49,9 @@ SET state = 'running',
     attempt = least(j.attempt, 2147483646) + 1,
     locked_by = %(node)s,
     started_at = now(),
-    lease_expires_at = now() + make_interval(secs => %(lease_seconds)s)
+    lease_expires_at = now() + make_interval(secs => %(lease_seconds)s),
+    -- Not counted toward a limit: the writers of its outcome leave the counters alone.
+    limited = false
 -- The picked rows by primary key, as an array rather than a join: joined, an analysed table
 -- made a batch of 2000 a hash join over the whole of `jobs` (a sequential scan, or with
 -- index_plans a full walk of the primary key).
@@ -53,6 +60,81 @@ WHERE j.id = ANY(ARRAY(SELECT id FROM picked))
 -- span: one more column out of the row the UPDATE has in hand, nothing more to read.
 RETURNING j.id, j.type, j.queue, j.priority, j.attempt, j.timeout_seconds, j.payload,
           extract(epoch FROM now() - j.run_at)::float8 AS waited, j.trace_context;
+
+-- name: claim_limited
+-- A claim of one type with limits (type_limits), exact across nodes: it locks the type's row
+-- first (claimers of the type take turns: one row lock per batch), takes no more than
+-- max_running less what runs and the rate less the starts in the last period allow, claims
+-- those in the order and with the exclusions of `claim`, and counts them on the row, all in
+-- this statement. What runs is `claimed` (the locked row, as the last claimer left it) less
+-- `finished` (written by outcomes without this lock, read as of this statement's snapshot:
+-- it can only be behind, so the count can only be over, never under). The claim's time is
+-- read after the lock (and never before the last one logged), and is the jobs' `started_at`.
+WITH lim AS (
+    SELECT l.max_running, l.rate_count, l.rate_seconds, l.rate_log,
+           l.claimed - coalesce((SELECT f.finished FROM type_finished f WHERE f.type = l.type),
+                                0) AS running,
+           greatest(extract(epoch FROM clock_timestamp())::float8,
+                    coalesce(l.rate_log[array_length(l.rate_log, 1) - 1], 0)) AS at
+    FROM type_limits l
+    WHERE l.type = %(type)s
+    FOR UPDATE
+), allowed AS (
+    SELECT greatest(0, least(
+               %(limit)s,
+               coalesce(max_running - running, %(limit)s),
+               coalesce(rate_count - jobfleet_rate_used(rate_log, at, rate_seconds),
+                        %(limit)s))) AS n,
+           at
+    FROM lim
+), picked AS (
+    SELECT id FROM jobs
+    WHERE state = 'queued'
+      AND run_at <= now()
+      AND type = %(type)s
+      AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
+      AND queue <> ALL(ARRAY(SELECT name FROM queues WHERE paused))
+    ORDER BY priority DESC, run_at, id
+    -- No row (the limits were deleted by hand): nothing, rather than no limit.
+    LIMIT coalesce((SELECT n FROM allowed), 0)
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE jobs j
+    SET state = 'running',
+        attempt = least(j.attempt, 2147483646) + 1,
+        locked_by = %(node)s,
+        started_at = to_timestamp((SELECT at FROM allowed)),
+        lease_expires_at = now() + make_interval(secs => %(lease_seconds)s),
+        limited = true
+    WHERE j.id = ANY(ARRAY(SELECT id FROM picked))
+    RETURNING j.id, j.type, j.queue, j.priority, j.attempt, j.timeout_seconds, j.payload,
+              extract(epoch FROM now() - j.run_at)::float8 AS waited, j.trace_context
+), counted AS (
+    UPDATE type_limits l
+    SET claimed = l.claimed + c.n,
+        rate_log = CASE WHEN l.rate_seconds IS NULL THEN '{}'
+                        ELSE jobfleet_rate_logged(l.rate_log, a.at, l.rate_seconds, c.n) END
+    FROM (SELECT count(*) AS n FROM claimed) AS c, allowed AS a
+    WHERE l.type = %(type)s AND c.n > 0
+)
+SELECT * FROM claimed;
+
+-- name: limit_state
+-- Run after claim_limited, in its transaction: the type's limits and counts as that claim left
+-- them, and the database's clock, for the node to decide whether to hold the type back
+-- (common/type_limits.py, hold_seconds). No row: the limits are gone.
+SELECT l.max_running, l.claimed - coalesce(f.finished, 0), l.rate_count, l.rate_seconds,
+       l.rate_log, extract(epoch FROM clock_timestamp())::float8
+FROM type_limits l LEFT JOIN type_finished f ON f.type = l.type
+WHERE l.type = %(type)s;
+
+-- name: node_limits
+-- Which of a node's types have a limit in force, and what it is: the node claims each of
+-- them apart (claim_limited). Read at start, when told ('limits' on jobfleet_jobs) and at
+-- each heartbeat.
+SELECT type, max_running, rate_count, rate_seconds FROM type_limits
+WHERE type = ANY(%(types)s::text[]) AND (max_running IS NOT NULL OR rate_count IS NOT NULL)
+ORDER BY type;
 
 -- name: complete_batch
 -- Fenced: only the attempt that still holds the job (same attempt, still running) may finish
@@ -64,6 +146,7 @@ RETURNING j.id, j.type, j.queue, j.priority, j.attempt, j.timeout_seconds, j.pay
 -- state with a column of the batch (`d.must_be`, behind OFFSET 0) rather than a constant:
 -- statistics gathered while nothing ran put `state = 'running'` at one row, and the planner
 -- then joined the batch to it by nested loop (O(batch^2): 470 ms for 2000 jobs).
+WITH done AS (
 UPDATE jobs j
 SET state = 'succeeded', result = d.result, error = NULL,
     started_at = to_timestamp(d.started / 1e6), finished_at = to_timestamp(d.finished / 1e6),
@@ -83,7 +166,18 @@ FROM (
 ) AS d
 WHERE j.id = ANY(string_to_array(%(ids)s, ',')::bigint[]) AND j.id = d.id
   AND j.attempt = d.attempt AND j.state = d.must_be
-RETURNING j.id;
+-- The type only for a counted job: unlimited ones carry a NULL through the CTE, not a copy
+-- of their type's name.
+RETURNING j.id, CASE WHEN j.limited THEN j.type END AS limited_type
+), counted AS (
+    -- Jobs claimed under their type's limits leave `running`: one UPDATE per type in the
+    -- batch, nothing at all for types without limits.
+    UPDATE type_finished f SET finished = f.finished + c.n
+    FROM (SELECT limited_type, count(*) AS n FROM done WHERE limited_type IS NOT NULL
+          GROUP BY limited_type) AS c
+    WHERE f.type = c.limited_type
+)
+SELECT id FROM done;
 
 -- name: fail_batch
 -- Fenced like complete_batch. A failed attempt goes back to `queued` after its backoff, or to
@@ -122,7 +216,11 @@ WITH failed AS (
     WHERE j.id = ANY(%(ids)s::bigint[]) AND j.id = d.id AND j.attempt = d.attempt
       AND j.state = d.must_be
     RETURNING j.id, j.type, j.queue, j.attempt, j.state, d.outcome, d.error, d.pid,
-              d.started_at, d.finished_at, j.run_at
+              d.started_at, d.finished_at, j.run_at, j.limited
+), counted AS (  -- counted jobs leave `running` (see complete_batch)
+    UPDATE type_finished f SET finished = f.finished + c.n
+    FROM (SELECT type, count(*) AS n FROM failed WHERE limited GROUP BY type) AS c
+    WHERE f.type = c.type
 ), logged AS (
     INSERT INTO job_attempt_log (job_id, attempt, outcome, error, node, pid, started_at,
                                  finished_at)
@@ -155,7 +253,11 @@ WITH released AS (
     ) AS d
     WHERE j.id = ANY(%(ids)s::bigint[]) AND j.id = d.id AND j.attempt = d.attempt
       AND j.state = d.must_be
-    RETURNING j.id
+    RETURNING j.id, j.type, j.limited
+), counted AS (  -- counted jobs leave `running` (see complete_batch)
+    UPDATE type_finished f SET finished = f.finished + c.n
+    FROM (SELECT type, count(*) AS n FROM released WHERE limited GROUP BY type) AS c
+    WHERE f.type = c.type
 ), told AS (
     SELECT pg_notify('jobfleet_jobs', '') WHERE EXISTS (SELECT 1 FROM released)
 )

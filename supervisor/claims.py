@@ -1,0 +1,152 @@
+"""Which claims a node makes in a round, for how many jobs each, and what they brought.
+
+One claim for the unlimited types the workers' main threads run (""), one for each async or
+threaded type apart, so that none waits behind another's backlog, and one for each limited
+type not held back (claim_limited, followed by a read of the type's limits: limited.py decides
+from it whether to hold the type back). All of a round's claims go in one pipeline, one
+transaction (lanes.py runs them).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any, NamedTuple, Protocol
+
+from jobfleet.jobs import ClaimedJob
+from jobfleet.supervisor.dispatch import Dispatcher
+from jobfleet.supervisor.limited import LimitedTypes
+from jobfleet.supervisor.store import (
+    Statement,
+    claim_limited_statements,
+    claim_statement,
+    claimed_jobs,
+)
+from jobfleet.supervisor.tally import Tally
+
+# A claim: what it claims for ("" the main threads' unlimited types, else a type), its
+# statements, and whether the type is limited.
+Claim = tuple[str, list[Statement], bool]
+
+
+class ClaimParams(NamedTuple):
+    holder: str  # this run's lease holder (locked_by)
+    queues: Sequence[str] | None
+    lease_seconds: float
+
+
+class Room(Protocol):
+    """What the worker pool says of its room (pool.py)."""
+
+    @property
+    def main_types(self) -> list[str]: ...
+
+    @property
+    def beside_limits(self) -> dict[str, int]: ...
+
+    @property
+    def dispatcher(self) -> Dispatcher: ...
+
+    def room(self) -> int: ...
+
+    def beside_room(self) -> dict[str, int]: ...
+
+
+def plan_claims(
+    params: ClaimParams,
+    pool: Room,
+    claiming: Counter[str],
+    limits: LimitedTypes,
+    now: float,
+    backing_off: bool,
+) -> list[Claim]:
+    """The claims for the room the children have now, less what claims in flight will bring.
+    `backing_off`: the node's idle backoff is not over; only held types that came due are
+    claimed then."""
+    limited = limits.claimable(now)
+    if backing_off and not (limited and limits.next_release() is not None):
+        return []
+    beside = pool.beside_room()
+    room = (
+        pool.room()
+        - claiming[""]
+        - sum(claiming[t] for t in limits.types if t not in pool.beside_limits)
+    )
+    claims: list[Claim] = []
+    for type in limited:
+        free = beside.get(type, 0) if type in pool.beside_limits else room
+        want = limits.want(type, free) if free > 0 else 0
+        # A second claim while one is in flight only for a whole batch, as for the unlimited
+        # types: it waits for the first's row lock in the database, and takes its turn the
+        # moment the first commits instead of a round trip later.
+        if want > 0 and not (claiming[type] and want < pool.dispatcher.batch):
+            statements = claim_limited_statements(
+                holder=params.holder,
+                type=type,
+                queues=params.queues,
+                limit=want,
+                lease_seconds=params.lease_seconds,
+            )
+            claims.append((type, statements, True))
+    if backing_off:
+        return claims
+    main_types = [t for t in pool.main_types if t not in limits.types]
+    if main_types:
+        # The main threads' room less what the busy limited main types ask for: their jobs
+        # are dealt first, and what does not fit goes back.
+        want = room - sum(
+            w for t, w in claim_wants(claims) if t in limits.busy and t not in pool.beside_limits
+        )
+        if want > 0 and not (claiming[""] and want < pool.dispatcher.batch):
+            claims.append(("", [_claim(params, main_types, want)], False))
+    for type, free in beside.items():
+        if not claiming[type] and type not in limits.types:
+            claims.append((type, [_claim(params, [type], free)], False))
+    return claims
+
+
+def _claim(params: ClaimParams, types: list[str], want: int) -> Statement:
+    return claim_statement(
+        holder=params.holder,
+        types=types,
+        queues=params.queues,
+        limit=want,
+        lease_seconds=params.lease_seconds,
+    )
+
+
+def claim_wants(claims: Sequence[Claim]) -> list[tuple[str, int]]:
+    return [(key, int(statements[0][1]["limit"])) for key, statements, _ in claims]
+
+
+def pipeline_order(claims: Sequence[Claim]) -> list[Claim]:
+    """Unlimited claims first: a limited type's row stays locked from its claim to the commit,
+    so the fewer statements after it, the shorter other nodes wait for it. (The limited ones
+    keep their order by name: every claimer locks the rows in that order.)"""
+    return [c for c in claims if not c[2]] + [c for c in claims if c[2]]
+
+
+def claimed_by(
+    ordered: Sequence[Claim],
+    rows: Sequence[Sequence[Any]],
+    limits: LimitedTypes,
+    tally: Tally,
+    now: float,
+) -> list[ClaimedJob]:
+    """The jobs the claims brought (the limited types' first: what does not fit in the
+    children is released, and releasing unlimited work costs no limit anything), holding back
+    the limited types whose limits are now full."""
+    limited_jobs: list[ClaimedJob] = []
+    other_jobs: list[ClaimedJob] = []
+    position = 0
+    for key, group, is_limited in ordered:
+        claimed = claimed_jobs(rows[position])
+        if is_limited:
+            limited_jobs.extend(claimed)
+            found = limits.after_claim(key, len(claimed), rows[position + 1], now)
+            if found is not None:
+                tally.limit_holds[(key, found.limit)] += 1
+        else:
+            other_jobs.extend(claimed)
+        position += len(group)
+    return limited_jobs + other_jobs if limited_jobs else other_jobs
