@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
@@ -56,3 +57,13 @@ def double_successes(conn: psycopg.Connection[Any]) -> int:
             "outcome = 'succeeded' GROUP BY job_id HAVING count(*) > 1) d",
         )
     )
+
+
+def deepest_overlap(intervals: Sequence[tuple[Any, Any]]) -> int:
+    """The most intervals open at one instant (an end before a start at the same instant)."""
+    events = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])
+    depth = deepest = 0
+    for _, step in events:
+        depth += step
+        deepest = max(deepest, depth)
+    return deepest

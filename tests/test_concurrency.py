@@ -12,7 +12,7 @@ import psycopg
 import jobfleet
 from jobfleet import admin
 from tests.conftest import all_finished, scalar, wait_until
-from tests.fleet_support import attempts, handler_module
+from tests.fleet_support import attempts, deepest_overlap, handler_module
 
 HANDLERS = """
 import asyncio, os, time
@@ -97,16 +97,6 @@ def started(conn: psycopg.Connection[Any], ids: list[int]) -> int:
     )
 
 
-def most_at_once(spans: list[tuple[float, float]]) -> int:
-    """The most intervals that were open at one instant."""
-    events = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans])
-    open_now = peak = 0
-    for _, step in events:
-        open_now += step
-        peak = max(peak, open_now)
-    return peak
-
-
 def test_async_jobs_overlap_in_each_worker(
     conn: psycopg.Connection[Any], fleet: Any, tmp_path: Any
 ) -> None:
@@ -117,7 +107,7 @@ def test_async_jobs_overlap_in_each_worker(
     results = [r for (r,) in conn.execute("SELECT result FROM jobs WHERE id = ANY(%s)", (ids,))]
     assert len(results) == 200 and all(r is not None for r in results)
     # 200 jobs of 0.5 s, one at a time on 2 workers, take 50 s: here far more ran at once.
-    assert most_at_once([(r["started"], r["ended"]) for r in results]) >= 100
+    assert deepest_overlap([(r["started"], r["ended"]) for r in results]) >= 100
     assert len({r["pid"] for r in results}) == 2
     assert scalar(conn, "SELECT count(*) FROM job_attempt_log WHERE job_id = ANY(%s)", (ids,)) == 0
 

@@ -14,7 +14,7 @@ import psycopg
 import jobfleet
 from jobfleet import admin, type_limits
 from tests.conftest import Cli, all_finished, scalar, wait_until
-from tests.fleet_support import handler_module
+from tests.fleet_support import deepest_overlap, handler_module
 
 HANDLERS = """
 import time
@@ -41,16 +41,6 @@ def start_nodes(fleet: Any, tmp_path: Any, count: int, workers: int, **env: str)
               env=environment)
         for i in range(count)
     ]  # fmt: skip
-
-
-def deepest_overlap(intervals: list[tuple[datetime, datetime]]) -> int:
-    """The most intervals open at one instant (an end before a start at the same instant)."""
-    events = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])
-    depth = deepest = 0
-    for _, step in events:
-        depth += step
-        deepest = max(deepest, depth)
-    return deepest
 
 
 def counter(conn: psycopg.Connection[Any], type: str) -> int:
