@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from jobfleet.enqueue import one_job
+from jobfleet import aio
 from jobfleet.log import get_logger
 from jobfleet.queries import sql
 from jobfleet.schedules import next_tick
@@ -57,17 +57,15 @@ class Scheduler:
         self, conn: Any, type: str, payload: Any, due: datetime, upcoming: datetime
     ) -> None:
         value = json.loads(payload) if isinstance(payload, str | bytes) else payload
-        params = one_job(type, value, {"idempotency_key": tick_key(type, due)})
         async with conn.transaction():
             moved = await conn.execute(
                 sql("advance_schedule"), {"type": type, "due": due, "next_run": upcoming}
             )
             if await moved.fetchone() is None:
                 return  # another leader moved it on
-            row = await (await conn.execute(sql("enqueue"), params)).fetchone()
-            if row is not None:
-                await conn.execute(sql("schedule_enqueued"), {"type": type, "job": row[0]})
+            job = await aio.enqueue(conn, type, value, idempotency_key=tick_key(type, due))
+            await conn.execute(sql("schedule_enqueued"), {"type": type, "job": job})
         log.info(
             "enqueued a periodic job",
-            extra={"node": self.node, "type": type, "tick": due.isoformat(), "job": row and row[0]},
+            extra={"node": self.node, "type": type, "tick": due.isoformat(), "job": job},
         )
