@@ -3,6 +3,7 @@ in conftest.py)."""
 
 from __future__ import annotations
 
+import urllib.request
 from typing import Any
 
 import psycopg
@@ -25,3 +26,12 @@ def assert_refused_naming(response: Any, field: str) -> None:
     assert response.status_code == 422, response.text
     assert response.json()["field"] == field
     assert response.json()["message"]
+
+
+def scrape_metrics(port: int) -> str:
+    """A node's /metrics text, or "" while it does not answer yet."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            return str(response.read().decode())
+    except OSError:
+        return ""

@@ -18,6 +18,7 @@ import jobfleet
 from jobfleet.http.server import free_port
 from tests.conftest import Cli, scalar, wait_until
 from tests.deploy_files import used_metric_names
+from tests.http_support import scrape_metrics
 
 FAST = {
     "JOBFLEET_QUEUE_STATS_SECONDS": "0.5",
@@ -30,13 +31,8 @@ _SUFFIXES = ("_bucket", "_sum", "_count")
 
 
 def exposed_names(port: int) -> set[str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-            text = response.read().decode()
-    except OSError:
-        return set()
     names = set()
-    for line in text.splitlines():
+    for line in scrape_metrics(port).splitlines():
         if line and not line.startswith("#"):
             name = line.split("{", 1)[0].split(" ", 1)[0]
             for suffix in _SUFFIXES:

@@ -3,7 +3,6 @@ stop claiming from a paused queue within a second."""
 
 from __future__ import annotations
 
-import urllib.request
 from typing import Any
 
 import psycopg
@@ -13,7 +12,7 @@ import jobfleet
 from jobfleet import admin
 from jobfleet.http.server import free_port
 from tests.conftest import Cli, all_finished, scalar, wait_until
-from tests.http_support import bearer, make_key
+from tests.http_support import bearer, make_key, scrape_metrics
 
 
 def test_the_cli_pauses_lists_and_resumes_a_queue(cli: Cli, conn: psycopg.Connection[Any]) -> None:
@@ -99,17 +98,13 @@ def test_the_paused_gauge_shows_a_pause_and_a_resume(
     env = {"JOBFLEET_QUEUE_STATS_SECONDS": "0.2"}
     fleet("a", "--workers", "1", "--metrics-port", str(port), env=env)  # alone: it leads
     admin.set_paused(conn, "q", True)
-    wait_until(lambda: 'jobfleet_queue_paused{queue="q"} 1.0' in scrape(port), what="1 paused")
+    wait_until(
+        lambda: 'jobfleet_queue_paused{queue="q"} 1.0' in scrape_metrics(port), what="1 paused"
+    )
     admin.set_paused(conn, "q", False)
-    wait_until(lambda: 'jobfleet_queue_paused{queue="q"} 0.0' in scrape(port), what="0 resumed")
-
-
-def scrape(port: int) -> str:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-            return str(response.read().decode())
-    except OSError:
-        return ""
+    wait_until(
+        lambda: 'jobfleet_queue_paused{queue="q"} 0.0' in scrape_metrics(port), what="0 resumed"
+    )
 
 
 def test_a_burst_node_leaves_a_paused_queue_alone_and_exits(
