@@ -165,6 +165,12 @@ class ConcurrentJobs:
         if self.waiting_or_running == 0:
             self._lock.notify_all()
 
+    def _cancelled_before_start(self, job: tuple[Any, ...]) -> Success | AttemptResult | None:
+        """A job cancelled while it waited here ends cancelled without running; None: run it."""
+        if (job[0], job[1]) not in self._cancel_asked:
+            return None
+        return cancelled_outcome(job[0], job[1], time.time_ns() // 1000, self.handlers.get(job[2]))
+
     def _span(self, job: tuple[Any, ...]) -> AttemptSpan | None:
         job_id, attempt, type_, _, timeout, trace_context = job
         if self.tracer is None:
@@ -178,11 +184,8 @@ class ConcurrentJobs:
         job_id, attempt, type_, payload_json, *_ = job
         span = self._span(job)
         committed = False
-        if (job_id, attempt) in self._cancel_asked:
-            outcome: Success | AttemptResult = cancelled_outcome(
-                job_id, attempt, time.time_ns() // 1000, self.handlers.get(type_)
-            )
-        else:
+        outcome = self._cancelled_before_start(job)
+        if outcome is None:
             run: dict[str, Any] = {
                 "type": type_,
                 "payload_json": payload_json,
@@ -245,11 +248,8 @@ class ConcurrentJobs:
                 job_id, attempt, type_, payload_json, timeout, *_ = job
                 spec = self.handlers[type_]
                 span = self._span(job)
-                if key in self._cancel_asked:
-                    outcome: Success | AttemptResult = cancelled_outcome(
-                        job_id, attempt, time.time_ns() // 1000, spec
-                    )
-                else:
+                outcome = self._cancelled_before_start(job)
+                if outcome is None:
                     outcome = await execute_async(
                         job_id,
                         attempt,
