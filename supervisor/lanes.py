@@ -224,7 +224,9 @@ class Lanes:
         ordered = pipeline_order(claims)
         try:
             rows = await db.run(
-                lambda conn: run_pipelined(conn, [s for _, group, _ in ordered for s in group])
+                lambda conn: run_pipelined(
+                    conn, [s for _, group, _ in ordered for s in group], prepared=True
+                )
             )
         finally:
             self.claiming.subtract(wants)

@@ -5,9 +5,14 @@ outcome of an attempt that lost its lease is dropped, never written over the new
 The statements are built here; `claim`, `record` and `release` run them on a blocking
 connection, and the supervisor runs the same statements on its asyncio connections.
 
-They are never server-side prepared: a generic plan cannot know how long the arrays are, and
-with statistics that see few running jobs it scans the table for every batch (measured: 550 ms
-instead of 2.5 ms for 500 jobs). Planning each batch costs a fraction of a millisecond.
+The writes are never server-side prepared: a generic plan cannot know how long the arrays are,
+and with statistics that see few running jobs it scanned the table for every batch (measured:
+550 ms instead of 2.5 ms for 500 jobs), so planning each batch is worth its fraction of a
+millisecond. The claims are the other way round: one plan is right for every claim (walk
+jobs_ready in order, stop after the batch), and planning the statement was most of an idle
+node's claim (0.5 ms of the 0.8 ms it took warm). The lanes run them prepared, on a generic plan
+made under `index_plans` (`run_pipelined(..., prepared=True)`); tests/test_plans.py checks that
+plan as it checks the others.
 
 Nor do their plans depend on statistics: `run_pipelined` runs them in one pipeline after
 `index_plans` (processing.sql), which leaves the planner index paths only for that transaction,
@@ -152,13 +157,17 @@ def release_statement(jobs: Sequence[tuple[int, int]]) -> Statement:
 # -- running them --------------------------------------------------------------------------
 
 
-async def run_pipelined(conn: Any, statements: Sequence[Statement]) -> list[list[Any]]:
+async def run_pipelined(
+    conn: Any, statements: Sequence[Statement], *, prepared: bool = False
+) -> list[list[Any]]:
     """Run the statements in one round trip and one transaction, after `index_plans`; return
     each one's rows ([] for none). On an autocommit connection (the supervisor's) the pipeline
-    is a transaction of its own, which the planner settings end with."""
+    is a transaction of its own, which the planner settings end with. `prepared`: the
+    statements are prepared on the connection and run on their generic plan, made the first
+    time under the same settings (only for statements whose one plan suits every call)."""
     async with conn.pipeline():
-        await conn.execute(sql("index_plans"), prepare=False)
-        cursors = [await conn.execute(q, p, prepare=False) for q, p in statements]
+        await conn.execute(sql("generic_index_plans" if prepared else "index_plans"), prepare=False)
+        cursors = [await conn.execute(q, p, prepare=prepared) for q, p in statements]
     return [await cur.fetchall() if cur.description else [] for cur in cursors]
 
 

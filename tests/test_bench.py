@@ -96,7 +96,7 @@ def test_enqueue_latency_and_idle(cli: Cli) -> None:
     # This branch predates the HTTP API: the bench says so rather than failing.
     assert enq["http"] == {"skipped": "HTTP API not available"} or "batch" in enq["http"]
     lat = s["latency"]
-    for mode in ("idle", "load"):
+    for mode in ("idle", "paused", "load"):
         assert lat[mode]["succeeded"] == lat[mode]["jobs"] > 0
         p = lat[mode]["start_ms"]
         assert 0 <= p["p50"] <= p["p95"] <= p["p99"] <= p["max"]

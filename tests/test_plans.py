@@ -16,12 +16,14 @@ table the planner would have handled anyway.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql as pgsql
 
 from jobfleet.db import with_dbname
 from jobfleet.jobs import AttemptResult
@@ -83,6 +85,35 @@ def plan_of(conn: psycopg.Connection[Any], statement: Statement) -> dict[str, An
     query, params = statement
     [[row]] = run_pipelined_blocking(conn, [("EXPLAIN (FORMAT JSON) " + query, params)])
     plan = row[0]
+    return dict((json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"])
+
+
+def generic_plan_of(conn: psycopg.Connection[Any], statement: Statement) -> dict[str, Any]:
+    """The generic plan the lanes run `statement` on (run_pipelined(..., prepared=True)): it
+    is prepared as psycopg prepares it, under the same settings, and its plan read back with
+    EXPLAIN EXECUTE; the claim it ran is rolled back."""
+    query, params = statement
+    # psycopg numbers the parameters in the order their names first appear.
+    ordered = [params[name] for name in dict.fromkeys(re.findall(r"%\((\w+)\)s", query))]
+    conn.execute("BEGIN")
+    try:
+        conn.execute(sql("generic_index_plans"))
+        conn.execute(query, params, prepare=True).fetchall()
+        row = conn.execute(
+            "SELECT name, parameter_types::text[] FROM pg_prepared_statements"
+            " WHERE NOT from_sql ORDER BY prepare_time DESC LIMIT 1"
+        ).fetchone()
+        assert row is not None, "the statement was not prepared"
+        name, types = row
+        # EXECUTE takes no bound parameters: the values go in as literals, cast as prepared.
+        values = pgsql.SQL(", ").join(
+            pgsql.SQL("{}::{}").format(pgsql.Literal(v), pgsql.SQL(t))  # type: ignore[arg-type]
+            for v, t in zip(ordered, types, strict=True)
+        )
+        explain = pgsql.SQL("EXPLAIN (FORMAT JSON) EXECUTE {}({})")
+        [[plan]] = conn.execute(explain.format(pgsql.Identifier(name), values))
+    finally:
+        conn.execute("ROLLBACK")
     return dict((json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"])
 
 
@@ -222,6 +253,8 @@ def assert_index_driven(conn: psycopg.Connection[Any], table: str) -> None:
     for size in BATCHES:
         for what, statement in claims(size):
             assert_claim_walks_ready_index(plan_of(conn, statement), f"{what}, {size}, {table}")
+            generic = generic_plan_of(conn, statement)
+            assert_claim_walks_ready_index(generic, f"{what}, generic plan, {size}, {table}")
         for what, statement, allowed in keyed_writes(size):
             assert_keyed(plan_of(conn, statement), allowed, f"{what}, {size}, {table}")
     for what, statement, allowed in looks_and_upkeep():

@@ -1,15 +1,22 @@
-"""Scenario 5, latency: enqueue -> start and enqueue -> finished, from the database's clock
-(`created_at`) to the worker's (`started_at`, `finished_at`; the same host's clock).
+"""Scenario 5, latency: from the start of the enqueue call to the handler's first line
+(`start`), and to the job's end (`finish`).
 
-Idle: one job at a time on a node with nothing else to do, a pause between jobs so the node
-goes back to waiting: the NOTIFY path. Under load: jobs offered at a steady rate in small
-batches while the node keeps up with them.
+Idle, the way Graphile Worker's own latency test measures it: one job at a time, back to back,
+the next enqueued as soon as the last one started, on a node that goes back to waiting
+(LISTEN) in between. The handler (`worker/bench_latency.py`) sends the time of its first line
+over UDP, so the bench hears of the start at once instead of polling the database; the finish
+is the worker's `finished_at`. All three times are this host's clock. After a pause: the same,
+with a pause before each job so that the machine's CPUs go idle too (waking them is part of
+what a job enqueued now and then waits for). Under load: jobs offered at a steady rate in
+small batches while the node keeps up with them, from the database's clock (`created_at`) to
+the worker's (`started_at`, `finished_at`).
 """
 
 from __future__ import annotations
 
+import socket
 import time
-from functools import partial
+from contextlib import closing
 from typing import Any
 
 import psycopg
@@ -17,14 +24,22 @@ import psycopg
 import jobfleet
 from jobfleet.bench import scratch
 from jobfleet.bench.context import Context
-from jobfleet.bench.nodes import BenchNode, started_nodes, wait_until
+from jobfleet.bench.nodes import BenchError, BenchNode, started_nodes, wait_until
+from jobfleet.worker import bench_latency
 
 WAIT_SECONDS = 60.0
 LOAD_TICK = 0.01  # the loader enqueues one batch this often
+WARM_UP_SAMPLES = 20
+HANDLERS = ("--handlers", bench_latency.__name__)
 
 LATENCIES = """
 SELECT extract(epoch FROM started_at - created_at) * 1000,
        extract(epoch FROM finished_at - created_at) * 1000
+FROM jobs WHERE id = ANY(%(ids)s) AND state = 'succeeded'
+"""
+
+FINISHED_AT = """
+SELECT id, extract(epoch FROM finished_at)::float8
 FROM jobs WHERE id = ANY(%(ids)s) AND state = 'succeeded'
 """
 
@@ -41,14 +56,10 @@ def percentiles(values: list[float]) -> dict[str, float]:
     return {"p50": rank(50), "p95": rank(95), "p99": rank(99), "max": ordered[-1]}
 
 
-def latencies(url: str, ids: list[int]) -> dict[str, Any]:
-    with psycopg.connect(url, autocommit=True) as conn:
-        rows = conn.execute(LATENCIES, {"ids": ids}).fetchall()
-    start = [float(r[0]) for r in rows]
-    finish = [float(r[1]) for r in rows]
+def summary(jobs: int, start: list[float], finish: list[float]) -> dict[str, Any]:
     return {
-        "jobs": len(ids),
-        "succeeded": len(rows),
+        "jobs": jobs,
+        "succeeded": len(finish),
         "start_ms": percentiles(start),
         "finish_ms": percentiles(finish),
         "start_cdf_ms": sorted(start),
@@ -56,36 +67,78 @@ def latencies(url: str, ids: list[int]) -> dict[str, Any]:
     }
 
 
+def latencies(url: str, ids: list[int]) -> dict[str, Any]:
+    """From the database's clock at enqueue to the worker's at start and at finish."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute(LATENCIES, {"ids": ids}).fetchall()
+    return summary(len(ids), [float(r[0]) for r in rows], [float(r[1]) for r in rows])
+
+
 def run(ctx: Context) -> dict[str, Any]:
+    sizes = ctx.sizes
     with scratch.scratch_database(ctx.server, "latency") as url:
         with started_nodes() as started:
-            started.append(BenchNode(url, "bench-1", workers=ctx.workers, log_dir=ctx.log_dir))
-            with psycopg.connect(url, autocommit=True) as conn:
+            node = BenchNode(
+                url, "bench-1", workers=ctx.workers, extra_args=HANDLERS, log_dir=ctx.log_dir
+            )
+            started.append(node)
+            with psycopg.connect(url, autocommit=True) as conn, probe_socket() as probes:
                 ctx.step("latency: warming up")
-                one_by_one(conn, 3, gap=0.0)
-                ctx.step(f"latency: {ctx.sizes.latency_idle_samples} jobs one at a time, idle")
-                idle_ids = one_by_one(
-                    conn, ctx.sizes.latency_idle_samples, gap=ctx.sizes.latency_idle_gap
+                one_by_one(conn, probes, WARM_UP_SAMPLES, gap=0.0)
+                ctx.step(f"latency: {sizes.latency_idle_samples} jobs one at a time, back to back")
+                idle = one_by_one(conn, probes, sizes.latency_idle_samples, gap=0.0)
+                ctx.step(
+                    f"latency: {sizes.latency_paused_samples} jobs one at a time, "
+                    f"{sizes.latency_idle_gap * 1000:g} ms apart"
                 )
-            rate, seconds = ctx.sizes.latency_load_rate, ctx.sizes.latency_load_seconds
+                paused = one_by_one(
+                    conn, probes, sizes.latency_paused_samples, gap=sizes.latency_idle_gap
+                )
+            rate, seconds = sizes.latency_load_rate, sizes.latency_load_seconds
             ctx.step(f"latency: {rate:,} jobs/s offered for {seconds:g} s")
             load_ids, offered = under_load(url, rate, seconds)
-            started[0].stop()
-        idle = latencies(url, idle_ids)
+            node.stop()
         load = latencies(url, load_ids)
     load["offered_jobs_per_s"] = offered
-    return {"idle": idle, "load": load, "workers": ctx.workers}
+    paused["gap_ms"] = sizes.latency_idle_gap * 1000
+    return {"idle": idle, "paused": paused, "load": load, "workers": ctx.workers}
 
 
-def one_by_one(conn: psycopg.Connection[Any], count: int, *, gap: float) -> list[int]:
-    """Enqueue a job, wait until it succeeded, pause `gap`; `count` times."""
-    ids = []
-    for _ in range(count):
-        time.sleep(gap)
-        job = jobfleet.enqueue(conn, "noop", None)
-        ids.append(job)
-        wait_until(partial(all_succeeded, conn, job, job), WAIT_SECONDS, f"job {job}", pause=0.001)
-    return ids
+def probe_socket() -> closing[socket.socket]:
+    """Where the probes' datagrams arrive (a port on 127.0.0.1 of the system's choosing)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(WAIT_SECONDS)
+    return closing(sock)
+
+
+def one_by_one(
+    conn: psycopg.Connection[Any], probes: socket.socket, count: int, *, gap: float
+) -> dict[str, Any]:
+    """`count` probes, each enqueued once the last one started (after a pause of `gap`):
+    from the start of each enqueue call to its handler's first line, and to its finish."""
+    port = probes.getsockname()[1]
+    began: dict[int, float] = {}  # job id: when its enqueue call began
+    start: list[float] = []
+    for sample in range(count):
+        if gap:
+            time.sleep(gap)
+        called = time.time()
+        job = jobfleet.enqueue(conn, bench_latency.PROBE_TYPE, {"sample": sample, "port": port})
+        began[job] = called
+        while True:  # datagrams of an earlier sample (a retried job) are passed over
+            try:
+                heard, at = probes.recv(64).split()
+            except TimeoutError:
+                raise BenchError(f"job {job} did not start within {WAIT_SECONDS:g} s") from None
+            if int(heard) == sample:
+                start.append((float(at) - called) * 1000)
+                break
+    ids = list(began)
+    wait_until(lambda: all_succeeded(conn, min(ids), max(ids)), WAIT_SECONDS, "the probes")
+    finished = conn.execute(FINISHED_AT, {"ids": ids}).fetchall()
+    finish = [(float(at) - began[job]) * 1000 for job, at in finished]
+    return summary(count, start, finish)
 
 
 def all_succeeded(conn: psycopg.Connection[Any], first: int, last: int) -> bool:
@@ -108,7 +161,7 @@ def under_load(url: str, rate: int, seconds: float) -> tuple[list[int], float]:
             due = started + tick * LOAD_TICK
             if now < due:
                 time.sleep(due - now)
-            ids += jobfleet.enqueue_many(conn, "noop", [None] * per_tick)
+            ids += jobfleet.enqueue_many(conn, bench_latency.NOOP_TYPE, [None] * per_tick)
             conn.commit()
             tick += 1
         offered = len(ids) / (time.perf_counter() - started)

@@ -22,8 +22,8 @@ TARGETS: dict[str, tuple[str, str, float] | None] = {
     "bulk_vs_raw_copy": ("enqueue_many / raw COPY", ">=", 0.5),
     "backlog_large_vs_small": ("throughput over the big backlog / the small one", ">=", 0.9),
     "limited_vs_unlimited": ("no-op drain with limits that never bind / without", ">=", 0.8),
-    "idle_start_p50_ms": ("idle enqueue -> start p50 (ms)", "<=", 5.0),
-    "idle_start_p99_ms": ("idle enqueue -> start p99 (ms)", "<=", 20.0),
+    "idle_start_p50_ms": ("idle enqueue -> start p50 (ms)", "<=", 1.2),
+    "idle_start_p99_ms": ("idle enqueue -> start p99 (ms)", "<=", 5.0),
     "idle_cpu_percent": ("idle node CPU (% of one core)", "<", 1.0),
     "idle_queries_per_s": ("idle node queries per second", "<=", 1.0),
 }

@@ -147,7 +147,14 @@ def _enqueue(r: dict[str, Any]) -> Lines:
 
 def _latency(r: dict[str, Any]) -> Lines:
     lines = []
-    for mode, label in (("idle", "idle, one at a time"), ("load", "under load")):
+    modes = (
+        ("idle", "idle, one at a time, back to back"),
+        ("paused", "idle, one at a time after a pause"),
+        ("load", "under load"),
+    )
+    for mode, label in modes:
+        if mode not in r:  # results of a run from before the paused samples
+            continue
         m = r[mode]
         extra = f", {_num(m['offered_jobs_per_s'])} jobs/s offered" if mode == "load" else ""
         for what in ("start", "finish"):

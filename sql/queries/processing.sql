@@ -23,6 +23,14 @@
 SELECT set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true),
        set_config('enable_sort', 'off', true);
 
+-- name: generic_index_plans
+-- `index_plans`, and the prepared statements that follow run on their generic plan: the claims
+-- (supervisor/store.py), whose one plan suits every call, are planned once per connection
+-- instead of at every claim (most of an idle node's claim was its planning).
+SELECT set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true),
+       set_config('enable_sort', 'off', true),
+       set_config('plan_cache_mode', 'force_generic_plan', true);
+
 -- name: claim
 -- One statement claims a batch: the ready jobs this node may run (not in a paused queue: read
 -- from `queues` by the claim itself, so a pause holds from the moment it commits), best first,
