@@ -60,6 +60,7 @@ BOUNDS = {
     "kill_grace_seconds": Bound(0, 3600, "0 sends SIGKILL at once"),
     "max_jobs_per_child": Bound(0, 1_000_000_000, "0 never recycles"),
     "max_child_rss_mb": Bound(0, 1024 * 1024, "0 never recycles; at most 1 TiB"),
+    "http_processes": Bound(0, 64, "0: one per CPU; each holds up to 8 database connections"),
 }
 
 
@@ -97,6 +98,10 @@ class Settings(BaseSettings):
     # How often the leader counts jobs per queue and state for /metrics (about the scrape
     # interval: counting a big backlog costs the database as much as a few thousand jobs).
     queue_stats_seconds: float = Field(default=15.0, gt=0)
+    # Processes serving the HTTP API on its port (they share the listening socket, as
+    # gunicorn's workers do): one Python process is busy at a few hundred requests a second,
+    # whatever the number of clients. 0: one per CPU.
+    http_processes: int = Field(default=0, ge=0)
     # The HTTP API's cap on one request body (a batch of jobs included).
     max_request_bytes: int = Field(default=10 * MIB, gt=0)
     connect_timeout_seconds: float = Field(default=5.0, gt=0)
@@ -207,3 +212,8 @@ def _explain(exc: ValidationError) -> str:
 def settings() -> Settings:
     """The process's settings, read once."""
     return load_settings()
+
+
+def http_process_count(config: Settings) -> int:
+    """How many processes serve the HTTP API (JOBFLEET_HTTP_PROCESSES; 0: one per CPU)."""
+    return config.http_processes or len(os.sched_getaffinity(0)) or 1

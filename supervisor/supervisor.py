@@ -153,8 +153,10 @@ class Supervisor:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            for http in self.http:  # (no last publish of metrics: their directory goes too)
-                await http.stop()
+            # At once: the API's processes share a socket, open until the last one is gone.
+            # (No last publish of metrics: their directory goes too.)
+            await asyncio.gather(*(http.stop() for http in self.http))
+            for http in self.http:
                 http.close()
             await self.control.stop()
             await self.lanes.close()

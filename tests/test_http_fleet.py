@@ -4,6 +4,7 @@ real sockets, keys made with the CLI."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import threading
@@ -14,8 +15,10 @@ from typing import Any
 
 import psycopg
 
+from jobfleet import processes
 from jobfleet.http.server import free_port
 from tests.conftest import Cli, scalar, wait_until
+from tests.http_support import scrape_metrics
 
 FAST = {
     "JOBFLEET_QUEUE_STATS_SECONDS": "0.5",
@@ -152,13 +155,71 @@ def test_the_http_child_is_restarted_when_it_dies(
     node = fleet("web", "--workers", "1", "--http-port", str(port), env=FAST)
     health = f"http://127.0.0.1:{port}/healthz"
     wait_until(lambda: answers(health), what="the HTTP child to answer")
-    http_pid = int(node.log().split("http child started")[1].split("http_pid=")[1].split()[0])
-    import os
-
+    http_pid = http_pids(node.log())[0]
+    started = len(http_pids(node.log()))  # one per CPU by default
     os.kill(http_pid, signal.SIGKILL)
-    wait_until(lambda: node.log().count("http child started") == 2, what="a new HTTP child")
+    wait_until(lambda: len(http_pids(node.log())) == started + 1, what="a new HTTP child")
     wait_until(lambda: answers(health), what="the new HTTP child to answer")
     assert "killed by signal 9" in node.log()
+
+
+def http_pids(log: str) -> list[int]:
+    """The HTTP children a node's log says it started, in order."""
+    return [
+        int(part.split("http_pid=")[1].split()[0]) for part in log.split("http child started")[1:]
+    ]
+
+
+def posted_jobs_counted(port: int) -> float:
+    """POST /jobs requests answered 201, as /metrics counts them across the API's processes."""
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in scrape_metrics(port).splitlines()
+        if line.startswith("jobfleet_http_requests_total{")
+        and 'method="POST"' in line
+        and 'route="/jobs"' in line
+        and 'status="201"' in line
+    )
+
+
+def test_the_api_is_served_by_several_processes_on_one_port(
+    conn: psycopg.Connection[Any], fleet: Any, cli: Cli
+) -> None:
+    port = free_port()
+    node = fleet("web", "--workers", "1", "--http-port", str(port), "--http-processes", "3")
+    base = f"http://127.0.0.1:{port}"
+    wait_until(lambda: len(http_pids(node.log())) == 3, what="three HTTP processes")
+    key = new_key(cli, "many", "enqueue")
+    for _ in range(12):  # a connection each: the kernel deals them to the processes
+        assert call("POST", f"{base}/jobs", key, {"type": "echo", "payload": 1})[0] == 201
+    # Whichever process answers the scrape, it counts every process's requests.
+    wait_until(lambda: posted_jobs_counted(port) == 12, what="/metrics to count 12 POSTs")
+    # One process killed: the others go on serving while it is started again.
+    os.kill(http_pids(node.log())[0], signal.SIGKILL)
+    for _ in range(12):
+        assert call("POST", f"{base}/jobs", key, {"type": "echo", "payload": 2})[0] == 201
+    wait_until(lambda: len(http_pids(node.log())) == 4, what="the killed process replaced")
+    assert scalar(conn, "SELECT count(*) FROM jobs") == 24
+
+
+def test_the_api_alone_can_run_several_processes(cli: Cli, conn: psycopg.Connection[Any]) -> None:
+    port = free_port()
+    api = cli.start("api", "--port", str(port), "--processes", "2")
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_until(lambda: answers(f"{base}/healthz"), what="jobfleet api to answer")
+        key = new_key(cli, "edge", "enqueue")
+        for _ in range(6):
+            assert call("POST", f"{base}/jobs", key, {"type": "echo", "payload": 7})[0] == 201
+        children = processes.child_pids(api.pid)
+        assert len(children) == 2, children
+    finally:
+        api.send_signal(signal.SIGTERM)
+        _, stderr = api.communicate(timeout=30)
+    assert api.returncode == 0, stderr
+    assert "processes=2" in stderr and stderr.count("http stopped") == 3, stderr
+    assert not [pid for pid in children if os.path.exists(f"/proc/{pid}")]  # none left behind
+    assert scalar(conn, "SELECT count(*) FROM jobs") == 6
 
 
 def test_a_port_in_use_fails_the_start_with_a_clear_message(

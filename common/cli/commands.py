@@ -28,7 +28,7 @@ from jobfleet.errors import JobfleetError
 from jobfleet.metrics import use_directory
 from jobfleet.migrate import check_schema, migrate
 from jobfleet.options import MAX_JSON_DEPTH, check_name, parse_duration
-from jobfleet.settings import Settings
+from jobfleet.settings import Settings, http_process_count
 from jobfleet.supervisor.http_child import HttpChild
 from jobfleet.wait import wait_for_terminal
 
@@ -84,7 +84,8 @@ def cmd_supervisor(args: argparse.Namespace, config: Settings) -> int:
     workers = args.workers or len(os.sched_getaffinity(0)) or 1
     node = Node(name=name, handlers=handlers, queues=queues)
     url = database_url(config)
-    http = _http_children(args, url)  # a port in use fails the start before anything is written
+    # A port in use fails the start before anything is written.
+    http = _http_children(args, url, args.http_processes or http_process_count(config))
     with connect(url, config=config) as conn:
         check_schema(conn)
         node.register(conn, workers=workers, stale_after=3 * config.node_heartbeat)
@@ -99,8 +100,9 @@ def cmd_supervisor(args: argparse.Namespace, config: Settings) -> int:
         shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
-def _http_children(args: argparse.Namespace, url: str) -> list[HttpChild]:
-    """Bind the HTTP ports now, so a port in use fails the start with a clear message."""
+def _http_children(args: argparse.Namespace, url: str, api_processes: int) -> list[HttpChild]:
+    """Bind the HTTP ports now, so a port in use fails the start with a clear message. The
+    API's processes share its socket; /metrics alone needs one."""
     from jobfleet.http.server import bind
 
     if args.http_port is not None and args.http_port == args.metrics_port:
@@ -109,13 +111,18 @@ def _http_children(args: argparse.Namespace, url: str) -> list[HttpChild]:
             "served on the API port already; drop --metrics-port"
         )
     children = []
-    for role, number in (("api", args.http_port), ("metrics", args.metrics_port)):
+    for role, number, count in (
+        ("api", args.http_port, api_processes),
+        ("metrics", args.metrics_port, 1),
+    ):
         if number is not None:
-            children.append(HttpChild(role, bind(args.http_host, number), url))
+            sock = bind(args.http_host, number)
+            children += [HttpChild(role, sock, url) for _ in range(count)]
     return children
 
 
 def cmd_api(args: argparse.Namespace, config: Settings) -> int:
+    from jobfleet.http.processes import serve_processes
     from jobfleet.http.server import bind, serve
 
     url = database_url(config)
@@ -125,7 +132,12 @@ def cmd_api(args: argparse.Namespace, config: Settings) -> int:
         bounded_transaction(conn, config),
     ):
         check_schema(conn)
-    serve(bind(args.host, args.port), url, config, "api")
+    sock = bind(args.host, args.port)
+    processes = args.processes or http_process_count(config)
+    if processes == 1:
+        serve(sock, url, config, "api")
+    else:
+        serve_processes(sock, url, processes)
     return 0
 
 

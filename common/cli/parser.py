@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn, TypeVar
 
 import jobfleet
-from jobfleet.cli import flow
+from jobfleet.cli import flow, http_args
 from jobfleet.options import ID_MAX, STATES
 
 DESCRIPTION = (
@@ -157,28 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="this node's name in the registry (default: JOBFLEET_NODE_NAME, else HOST-PID)",
     )
-    sup.add_argument(
-        "--http-port",
-        type=port,
-        default=None,
-        metavar="PORT",
-        help="serve the HTTP API (jobs, /metrics, /healthz, /readyz) on this port, "
-        "in a supervised child",
-    )
-    sup.add_argument(
-        "--metrics-port",
-        type=port,
-        default=None,
-        metavar="PORT",
-        help="serve /metrics, /healthz and /readyz alone on this port (no API)",
-    )
-    sup.add_argument(
-        "--http-host",
-        default="127.0.0.1",
-        metavar="HOST",
-        help="address the HTTP ports listen on (default: 127.0.0.1, this host only; 0.0.0.0 "
-        "for every interface)",
-    )
+    http_args.add_supervisor_options(sup, port)
     sup.add_argument(
         "--burst",
         action="store_true",
@@ -284,14 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     flow.add_parsers(commands)
 
-    api = commands.add_parser("api", help="serve the HTTP API alone (for API-only hosts)")
-    api.add_argument("--port", type=port, required=True, metavar="P")
-    api.add_argument(
-        "--host",
-        default="127.0.0.1",
-        metavar="HOST",
-        help="default: 127.0.0.1, this host only; 0.0.0.0 for every interface",
-    )
+    http_args.add_api_parser(commands, port)
 
     key = commands.add_parser("apikey", help="API keys for the HTTP API: create, list, revoke")
     key_cmds = key.add_subparsers(dest="apikey_command", metavar="SUBCOMMAND", required=True)
