@@ -94,7 +94,11 @@ def test_enqueue_latency_and_idle(cli: Cli) -> None:
         assert enq[way]["jobs_per_s"] > 0
     ratio(data, "bulk_vs_raw_copy")
     # This branch predates the HTTP API: the bench says so rather than failing.
-    assert enq["http"] == {"skipped": "HTTP API not available"} or "batch" in enq["http"]
+    assert enq["http"] == {"skipped": "HTTP API not available"} or "batch" in enq["http"], enq
+    if "clients" in enq["http"]:
+        assert [c["clients"] for c in enq["http"]["clients"]] == [1, 8, 32]
+        assert all(c["jobs_per_s"] > 0 for c in enq["http"]["clients"])
+        assert ratio(data, "http_32_vs_1_client") > 0
     lat = s["latency"]
     for mode in ("idle", "paused", "load"):
         assert lat[mode]["succeeded"] == lat[mode]["jobs"] > 0

@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 
 import jobfleet
-from jobfleet.bench import scratch
+from jobfleet.bench import http_load, scratch
 from jobfleet.bench.context import Context
 from jobfleet.bench.nodes import (
     BenchError,
@@ -30,6 +30,8 @@ from jobfleet.node_process import jobfleet_command
 # Bulk runs alternate and the best of each counts: a shared machine's noise hits both alike.
 BULK_ROUNDS = 2
 HTTP_BATCH_REQUESTS = 10
+# Callers at once, each waiting for its answer before its next request (keep-alive).
+HTTP_CLIENTS = (1, 8, 32)
 # The node serving HTTP claims from a queue nothing is sent to: the bench times enqueue alone.
 NOTHING_QUEUE = "bench-http-only"
 
@@ -111,12 +113,16 @@ def run_http(ctx: Context, url: str) -> dict[str, Any]:
         return {"skipped": "HTTP API not available"}
     key = create_key(url)
     port = free_port()
+    http_processes = len(os.sched_getaffinity(0)) or 1  # the default: one per CPU
     with started_nodes() as started:
         node = BenchNode(
             url,
             "bench-http",
             workers=1,
-            extra_args=("--http-port", str(port), "--queues", NOTHING_QUEUE),
+            extra_args=(
+                *("--http-port", str(port), "--http-processes", str(http_processes)),
+                *("--queues", NOTHING_QUEUE),
+            ),
             log_dir=ctx.log_dir,
         )
         started.append(node)
@@ -124,10 +130,21 @@ def run_http(ctx: Context, url: str) -> dict[str, Any]:
         try:
             single = post_single(port, key, ctx.sizes.http_single)
             batch = post_batches(port, key, ctx.sizes.http_batch, HTTP_BATCH_REQUESTS)
+            concurrent = []
+            for clients in HTTP_CLIENTS:
+                ctx.step(f"enqueue: HTTP, {clients} clients at once")
+                per_client = max(1, ctx.sizes.http_single // clients)
+                concurrent.append(http_load.post_jobs(port, key, clients, per_client))
         except BenchError as exc:
             return {"error": str(exc)}
         node.stop()
-    return {"single": single, "batch": batch}
+    return {
+        "single": single,
+        "batch": batch,
+        "clients": concurrent,
+        "processes": http_processes,
+        "clients_32_vs_1": concurrent[-1]["jobs_per_s"] / concurrent[0]["jobs_per_s"],
+    }
 
 
 def create_key(url: str) -> str:

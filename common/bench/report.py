@@ -142,6 +142,13 @@ def _enqueue(r: dict[str, Any]) -> Lines:
             f"HTTP POST /jobs:batch ({http['batch']['per_request']} a request)",
             f"{_num(http['batch']['jobs_per_s'])} {JPS}",
         ),
+        *(
+            (
+                f"HTTP POST /jobs, {c['clients']} clients at once, {http['processes']} processes",
+                f"{_num(c['jobs_per_s'])} {JPS}",
+            )
+            for c in http.get("clients", [])
+        ),
     ]
 
 
