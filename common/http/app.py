@@ -127,7 +127,9 @@ def create_app(url: str, config: Settings, role: Role = "api") -> ASGIApp:
     conn_dep = Depends(request_connection, scope="function")
     failures = AddressLimit()
 
-    def sign_in_gate(request: Request, credentials: Credentials = bearer_dep) -> str:
+    # `async def` for the dependencies that do no I/O: a plain one costs a trip through the
+    # server's thread pool per request.
+    async def sign_in_gate(request: Request, credentials: Credentials = bearer_dep) -> str:
         """Before any database work: an address over its failed sign-ins is refused (429),
         and a request without a well-formed key is refused (401) and counted."""
         address = client_address(request.client)
@@ -219,7 +221,7 @@ def _authorize(conn: Connection, credentials: Credentials, scope: str) -> None:
         )
 
 
-def _caller_trace(
+async def _caller_trace(
     request: Request,
     traceparent: Annotated[
         str | None,
