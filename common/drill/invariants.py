@@ -33,18 +33,26 @@ def check_all(
     unexpected: Sequence[str],
     recovery_bound: float,
 ) -> list[Check]:
-    every = [i for kind_ids in ids.values() for i in kind_ids]
     node_faults = [f for f in faults if f.hits_node]
+    return [
+        *job_checks(conn, ids),
+        _lost_recorded(conn, node_faults),
+        _hit_work(node_faults),
+        _recovered(node_faults, recovery_bound),
+        _clean_exits(exits, unexpected),
+    ]
+
+
+def job_checks(conn: psycopg.Connection[Any], ids: Mapping[str, list[int]]) -> list[Check]:
+    """What must hold of the workload's jobs whatever struck the fleet (the failover test and
+    drill check these alone): each ended once, as its kind must, with its whole history."""
+    every = [i for kind_ids in ids.values() for i in kind_ids]
     return [
         _ended(conn, every),
         _end_states(conn, ids),
         _no_double_success(conn, every),
         _history(conn, every),
         _charged_once(conn, ids),
-        _lost_recorded(conn, node_faults),
-        _hit_work(node_faults),
-        _recovered(node_faults, recovery_bound),
-        _clean_exits(exits, unexpected),
     ]
 
 

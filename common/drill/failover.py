@@ -1,0 +1,102 @@
+"""A primary failover, timed on the database's clock: when the primary went, when the new one
+took writes, and when each node first claimed a job on it. The failover test and the drill's
+`--failover` read it the same way and print it with `timeline_table`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from jobfleet.cli.render import table
+from jobfleet.drill import queries
+from jobfleet.drill.invariants import Check
+
+
+@dataclass
+class Timeline:
+    """Moments on the database servers' clock (one machine's, or NTP-close hosts')."""
+
+    down: datetime  # the primary was gone
+    promoted: datetime  # the new primary was asked to take over (or was first seen writable)
+    writable: datetime | None = None  # the new primary first took a connection for writes
+    first_claims: dict[str, datetime] = field(default_factory=dict)  # node -> first claim
+    running_at_kill: int = 0  # jobs running when the primary went
+
+    def back_after(self, node: str) -> float | None:
+        """Seconds from the promotion to the node's first claim on the new primary."""
+        at = self.first_claims.get(node)
+        return None if at is None else (at - self.promoted).total_seconds()
+
+
+def clock(conn: psycopg.Connection[Any]) -> datetime:
+    """The server's clock now (clock_timestamp(), not the transaction's start)."""
+    row = conn.execute(queries.CLOCK).fetchone()
+    assert row is not None
+    value: datetime = row[0]
+    return value
+
+
+def first_claims(
+    conn: psycopg.Connection[Any], ids: Sequence[int], since: datetime
+) -> dict[str, datetime]:
+    """Each node's first claim at or after `since`, from every attempt's start."""
+    rows = conn.execute(queries.FIRST_CLAIMS_SINCE, {"ids": list(ids), "since": since})
+    return {str(node): at for node, at in rows}
+
+
+def back_in_time(timeline: Timeline, nodes: Sequence[str], bound: float) -> Check:
+    """Every node claimed on the new primary within `bound` seconds of the promotion."""
+    late = {n: timeline.back_after(n) for n in nodes}
+    missing = [n for n, s in late.items() if s is None or s > bound]
+    worst = max((s for s in late.values() if s is not None), default=0.0)
+    return Check(
+        "every node back at work on the new primary in time",
+        not missing,
+        f"first claims {worst:.1f} s after the promotion at the latest (bound {bound:.1f} s)"
+        + (f"; late or never: {', '.join(missing)}" if missing else ""),
+    )
+
+
+def timeline_table(timeline: Timeline, nodes: Mapping[str, str] | None = None) -> str:
+    """The failover's moments, each in seconds after the primary went.
+    `nodes`: a label per node name (default: the name)."""
+
+    def since_down(at: datetime) -> str:
+        return f"{(at - timeline.down).total_seconds():+.2f} s"
+
+    rows: list[tuple[str, str, str]] = [
+        (
+            "primary gone",
+            since_down(timeline.down),
+            timeline.down.isoformat(timespec="milliseconds"),
+        ),
+        (
+            "promotion started",
+            since_down(timeline.promoted),
+            timeline.promoted.isoformat(timespec="milliseconds"),
+        ),
+    ]
+    if timeline.writable is not None:
+        rows.append(
+            (
+                "new primary writable",
+                since_down(timeline.writable),
+                timeline.writable.isoformat(timespec="milliseconds"),
+            )
+        )
+    for node, at in sorted(timeline.first_claims.items(), key=lambda item: item[1]):
+        label = (nodes or {}).get(node, node)
+        after = (at - timeline.promoted).total_seconds()
+        rows.append(
+            (
+                f"first claim by {label}",
+                since_down(at),
+                f"{at.isoformat(timespec='milliseconds')} ({after:.2f} s after the promotion)",
+            )
+        )
+    headers = ("failover (database clock)", "after the primary went", "at")
+    return table(headers, rows, whole=True)
