@@ -32,7 +32,7 @@ from jobfleet.drill.report import checks_table
 from jobfleet.drill.run import GRACE_SECONDS, LEASE_SECONDS, NODE_SETTINGS
 from jobfleet.drill.workload import QUEUE, enqueue_workload
 from jobfleet.migrate import migrate
-from tests.conftest import scalar, wait_until
+from tests.conftest import JOBFLEET, scalar, wait_until
 
 INSTALL_LOCK = Path(tempfile.gettempdir()) / "jobfleet-postgresql-install.lock"
 PACKAGE = "postgresql-15"  # Debian 12's server packages (initdb, pg_ctl, pg_basebackup)
@@ -116,7 +116,7 @@ def test_the_fleet_rides_through_a_primary_failover(
         # Strike: the primary goes at once. The standby (read-only) keeps answering: its
         # clock times the failover, and its copy says what was running at the kill.
         formation.kill_primary()
-        timeline = Timeline(down=clock(standby), promoted=clock(standby))
+        timeline = Timeline(down=clock(standby), since=clock(standby))
         timeline.running_at_kill = int(scalar(standby, queries.RUNNING_COUNT, {"queue": QUEUE}))
         wait_until(
             lambda: (
@@ -127,13 +127,13 @@ def test_the_fleet_rides_through_a_primary_failover(
             "every node to see the primary gone, and the leases to run out",
         )
         assert [n.exit_code() for n in fleet] == [None] * NODES, "a node exited in the outage"
-        timeline.promoted = clock(standby)
+        timeline.since = clock(standby)
         formation.promote()
         with psycopg.connect(url, autocommit=True) as new:
-            timeline.writable = clock(new)
+            timeline.moments.append(("new primary writable", clock(new)))
             wait_until(lambda: _ended(new) == JOBS, 240, "every job to end on the new primary")
             exits = {n.name: n.stop(GRACE_SECONDS + 5) for n in fleet}
-            timeline.first_claims = first_claims(new, every, timeline.promoted)
+            timeline.first_claims = first_claims(new, every, timeline.since)
             checks = [*job_checks(new, ids), back_in_time(timeline, names, BACK_BOUND)]
             lost = scalar(new, "SELECT count(*) FROM job_attempts WHERE outcome = 'lost'")
             new_port = scalar(new, "SELECT inet_server_port()")
@@ -149,3 +149,31 @@ def test_the_fleet_rides_through_a_primary_failover(
     assert exits == dict.fromkeys(names, 0), f"nodes did not drain cleanly: {exits}"
     assert all(c.ok for c in checks), report + "\n" + formation.logs()
     assert set(timeline.first_claims) >= set(names), report
+
+
+@pytest.mark.timeout(420)
+def test_the_drill_fails_the_primary_over_with_the_users_command(formation: Formation) -> None:
+    """`jobfleet drill --failover COMMAND`, as a user with an HA set-up runs it: here the
+    command kills the primary and promotes the standby after the pause a failover manager
+    takes to decide."""
+    command = formation.failover_command(outage_seconds=OUTAGE_SECONDS)
+    drill = ["drill", "--nodes", "2", "--workers", "4", "--jobs", "400", "--duration", "6"]
+    result = subprocess.run(
+        [JOBFLEET, *drill, "--seed", "5", "--failover", command],
+        env={**os.environ, "JOBFLEET_DATABASE_URL": formation.url},
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    report = result.stdout
+    assert result.returncode == 0, report + result.stderr[-3000:] + formation.logs()
+    assert "every invariant holds" in report
+    assert "ok      the failover command ran and succeeded" in report
+    assert "ok      every node back at work on the new primary in time" in report
+    assert "writable again (first seen)" in report
+    assert "first claim by drill-1" in report and "first claim by drill-2" in report
+    assert "killed node" not in result.stderr  # the failover instead of the node faults
+    assert "the database takes writes again, on another server" in result.stderr
+    with psycopg.connect(formation.url) as conn:  # the standby is the primary now
+        assert scalar(conn, "SELECT inet_server_port()") == formation.standby.port
+        assert scalar(conn, "SELECT count(*) FROM jobs WHERE state IN ('queued', 'running')") == 0

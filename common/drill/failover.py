@@ -20,16 +20,17 @@ from jobfleet.drill.invariants import Check
 class Timeline:
     """Moments on the database servers' clock (one machine's, or NTP-close hosts')."""
 
-    down: datetime  # the primary was gone
-    promoted: datetime  # the new primary was asked to take over (or was first seen writable)
-    writable: datetime | None = None  # the new primary first took a connection for writes
+    down: datetime  # the primary was gone (or the failover began)
+    since: datetime  # what the nodes' return is timed from: the promotion, or writes seen again
+    since_label: str = "promotion started"
+    moments: list[tuple[str, datetime]] = field(default_factory=list)  # others, to show
     first_claims: dict[str, datetime] = field(default_factory=dict)  # node -> first claim
     running_at_kill: int = 0  # jobs running when the primary went
 
     def back_after(self, node: str) -> float | None:
-        """Seconds from the promotion to the node's first claim on the new primary."""
+        """Seconds from `since` to the node's first claim on the new primary."""
         at = self.first_claims.get(node)
-        return None if at is None else (at - self.promoted).total_seconds()
+        return None if at is None else (at - self.since).total_seconds()
 
 
 def clock(conn: psycopg.Connection[Any]) -> datetime:
@@ -56,8 +57,8 @@ def back_in_time(timeline: Timeline, nodes: Sequence[str], bound: float) -> Chec
     return Check(
         "every node back at work on the new primary in time",
         not missing,
-        f"first claims {worst:.1f} s after the promotion at the latest (bound {bound:.1f} s)"
-        + (f"; late or never: {', '.join(missing)}" if missing else ""),
+        f"first claims {worst:.1f} s after {timeline.since_label} at the latest "
+        f"(bound {bound:.1f} s)" + (f"; late or never: {', '.join(missing)}" if missing else ""),
     )
 
 
@@ -68,35 +69,15 @@ def timeline_table(timeline: Timeline, nodes: Mapping[str, str] | None = None) -
     def since_down(at: datetime) -> str:
         return f"{(at - timeline.down).total_seconds():+.2f} s"
 
-    rows: list[tuple[str, str, str]] = [
-        (
-            "primary gone",
-            since_down(timeline.down),
-            timeline.down.isoformat(timespec="milliseconds"),
-        ),
-        (
-            "promotion started",
-            since_down(timeline.promoted),
-            timeline.promoted.isoformat(timespec="milliseconds"),
-        ),
-    ]
-    if timeline.writable is not None:
-        rows.append(
-            (
-                "new primary writable",
-                since_down(timeline.writable),
-                timeline.writable.isoformat(timespec="milliseconds"),
-            )
-        )
+    def stamp(at: datetime) -> str:
+        return at.isoformat(timespec="milliseconds")
+
+    moments = [("primary gone", timeline.down), (timeline.since_label, timeline.since)]
+    moments += timeline.moments
+    rows = [(label, since_down(at), stamp(at)) for label, at in sorted(moments, key=lambda m: m[1])]
     for node, at in sorted(timeline.first_claims.items(), key=lambda item: item[1]):
         label = (nodes or {}).get(node, node)
-        after = (at - timeline.promoted).total_seconds()
-        rows.append(
-            (
-                f"first claim by {label}",
-                since_down(at),
-                f"{at.isoformat(timespec='milliseconds')} ({after:.2f} s after the promotion)",
-            )
-        )
+        after = (at - timeline.since).total_seconds()
+        rows.append((f"first claim by {label}", since_down(at), f"{stamp(at)} (+{after:.2f} s)"))
     headers = ("failover (database clock)", "after the primary went", "at")
     return table(headers, rows, whole=True)

@@ -15,6 +15,7 @@ import contextlib
 import os
 import pwd
 import secrets
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -170,6 +171,14 @@ class Formation:
         """The standby becomes the primary; returns once it accepts writes."""
         self._pg_ctl(self.standby, "promote", "-w", "-t", str(START_SECONDS))
 
+    def failover_command(self, outage_seconds: float) -> str:
+        """A shell command doing what a failover manager does, for `jobfleet drill
+        --failover`: the primary dies, the standby is promoted `outage_seconds` later (the
+        manager's time to decide)."""
+        kill = self._argv("pg_ctl", "-D", str(self.primary.data), "stop", "-m", "immediate", "-w")
+        promote = self._argv("pg_ctl", "-D", str(self.standby.data), "promote", "-w")
+        return f"{shlex.join(kill)} && sleep {outage_seconds:g} && {shlex.join(promote)}"
+
     def close(self) -> None:
         """Stop whatever still runs, and remove every file."""
         for server in (self.standby, self.primary):
@@ -209,10 +218,12 @@ class Formation:
             os.chown(path, entry.pw_uid, entry.pw_gid)
         path.chmod(0o600)
 
-    def _run(self, program: str, *args: str) -> None:
+    def _argv(self, program: str, *args: str) -> list[str]:
         argv = [str(self.bindir / program), *args]
-        if self.as_root:
-            argv = ["runuser", "-u", SERVER_USER, "--", *argv]
+        return ["runuser", "-u", SERVER_USER, "--", *argv] if self.as_root else argv
+
+    def _run(self, program: str, *args: str) -> None:
+        argv = self._argv(program, *args)
         env = {**os.environ, "PGPASSWORD": self.password, "LC_ALL": "C"}
         done = subprocess.run(
             argv, cwd=self.home, env=env, capture_output=True, text=True, timeout=120, check=False

@@ -134,3 +134,7 @@ RUNNING_COUNT = """
 SELECT count(*) FROM jobs WHERE queue = %(queue)s AND state = 'running'
 """
 CLOCK = "SELECT clock_timestamp()"
+# Which server a connection reached, and which start of it.
+SERVER_IDENTITY = """
+SELECT inet_server_addr(), inet_server_port(), pg_postmaster_start_time()
+"""
