@@ -4,7 +4,7 @@ took writes, and when each node first claimed a job on it. The failover test and
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -62,22 +62,22 @@ def back_in_time(timeline: Timeline, nodes: Sequence[str], bound: float) -> Chec
     )
 
 
-def timeline_table(timeline: Timeline, nodes: Mapping[str, str] | None = None) -> str:
-    """The failover's moments, each in seconds after the primary went.
-    `nodes`: a label per node name (default: the name)."""
+def timeline_table(timeline: Timeline) -> str:
+    """The failover's moments and each node's first claim, in order, each in seconds after
+    the primary went; a claim also in seconds after `since`."""
 
     def since_down(at: datetime) -> str:
         return f"{(at - timeline.down).total_seconds():+.2f} s"
 
-    def stamp(at: datetime) -> str:
-        return at.isoformat(timespec="milliseconds")
-
-    moments = [("primary gone", timeline.down), (timeline.since_label, timeline.since)]
-    moments += timeline.moments
-    rows = [(label, since_down(at), stamp(at)) for label, at in sorted(moments, key=lambda m: m[1])]
-    for node, at in sorted(timeline.first_claims.items(), key=lambda item: item[1]):
-        label = (nodes or {}).get(node, node)
-        after = (at - timeline.since).total_seconds()
-        rows.append((f"first claim by {label}", since_down(at), f"{stamp(at)} (+{after:.2f} s)"))
+    moments = [("primary gone", timeline.down, ""), (timeline.since_label, timeline.since, "")]
+    moments += [(label, at, "") for label, at in timeline.moments]
+    moments += [
+        (f"first claim by {node}", at, f" (+{(at - timeline.since).total_seconds():.2f} s)")
+        for node, at in timeline.first_claims.items()
+    ]
+    rows = [
+        (label, since_down(at), at.isoformat(timespec="milliseconds") + after)
+        for label, at, after in sorted(moments, key=lambda m: m[1])
+    ]
     headers = ("failover (database clock)", "after the primary went", "at")
     return table(headers, rows, whole=True)

@@ -39,6 +39,15 @@ def server_identity(conn: psycopg.Connection[Any]) -> tuple[Any, ...]:
     return tuple(row) if row else ()
 
 
+def strike_due(elapsed: float, duration: float, states: dict[str, int] | None) -> bool:
+    """A quarter of the way in, and a quarter of the jobs ended (`states`: jobs by state; None
+    when the database did not answer): the nodes are at work."""
+    if states is None or elapsed < STRIKE_SHARE * duration:
+        return False
+    ended = sum(n for s, n in states.items() if s not in ("queued", "running"))
+    return ended >= STRIKE_SHARE * sum(states.values())
+
+
 class FailoverDrill:
     """Starts the fleet, runs the failover command once, and waits for every job to end,
     reading the database through the URL (reconnecting, as the nodes do)."""
@@ -81,7 +90,7 @@ class FailoverDrill:
             elapsed = time.monotonic() - self.started
             self._watch_nodes()
             states = self._look()
-            if self.process is None and self._due(elapsed, states):
+            if self.process is None and strike_due(elapsed, self.duration, states):
                 self._strike()
             if self.timeline is not None and self.timeline.since == self.timeline.down:
                 self._watch_failover(states is not None)
@@ -118,13 +127,6 @@ class FailoverDrill:
             self.process.wait(10)
         if self.conn is not None:
             self.conn.close()
-
-    def _due(self, elapsed: float, states: dict[str, int] | None) -> bool:
-        """A quarter of the way in, and a quarter of the jobs ended: the nodes are at work."""
-        if states is None or elapsed < STRIKE_SHARE * self.duration:
-            return False
-        ended = sum(n for s, n in states.items() if s not in ("queued", "running"))
-        return ended >= STRIKE_SHARE * sum(states.values())
 
     def _strike(self) -> None:
         conn = self._connection()
