@@ -85,10 +85,9 @@ class Formation:
         self.as_root = os.geteuid() == 0
         self.primary = Server("primary", free_port(), self.home / "primary")
         self.standby = Server("standby", free_port(), self.home / "standby")
-        if self.as_root:
-            entry = pwd.getpwnam(SERVER_USER)
-            os.chown(self.home, entry.pw_uid, entry.pw_gid)
         self.home.chmod(0o700)
+        if self.as_root:
+            self._own(self.home, 0o700)
 
     def __enter__(self) -> Formation:
         try:
@@ -212,11 +211,19 @@ class Formation:
     def _pg_ctl(self, server: Server, *args: str) -> None:
         self._run("pg_ctl", "-D", str(server.data), *args)
 
-    def _own(self, path: Path) -> None:
+    def _own(self, path: Path, mode: int = 0o600) -> None:
+        """The servers' user's (under root), and no one else's."""
         if self.as_root:
-            entry = pwd.getpwnam(SERVER_USER)
+            try:
+                entry = pwd.getpwnam(SERVER_USER)
+            except KeyError:
+                shutil.rmtree(self.home, ignore_errors=True)
+                raise JobfleetError(
+                    f"PostgreSQL refuses to run as root, and there is no {SERVER_USER!r} user "
+                    "to run it as (Debian's postgresql packages create it)"
+                ) from None
             os.chown(path, entry.pw_uid, entry.pw_gid)
-        path.chmod(0o600)
+        path.chmod(mode)
 
     def _argv(self, program: str, *args: str) -> list[str]:
         argv = [str(self.bindir / program), *args]
