@@ -74,6 +74,7 @@ class FailoverDrill:
         self.identity: tuple[Any, ...] = ()
         self.timeline: Timeline | None = None
         self.seen_down = False
+        self.back = False  # the database took writes again after going (or moved)
         self.command_ended: float | None = None
         self.unexpected: list[str] = []
 
@@ -92,13 +93,12 @@ class FailoverDrill:
             states = self._look()
             if self.process is None and strike_due(elapsed, self.duration, states):
                 self._strike()
-            if self.timeline is not None and self.timeline.since == self.timeline.down:
+            if self.timeline is not None and not self.back:
                 self._watch_failover(states is not None)
-            back = self.timeline is not None and self.timeline.since != self.timeline.down
             unfinished = (
                 None if states is None else states.get("queued", 0) + states.get("running", 0)
             )
-            done = back and self.process is not None and self.process.poll() is not None
+            done = self.back and self.process is not None and self.process.poll() is not None
             finished = done and elapsed >= self.duration and unfinished == 0
             if elapsed >= next_progress or finished:
                 self._progress(states)
@@ -110,7 +110,7 @@ class FailoverDrill:
                 return None
             if elapsed > self.give_up:
                 self.say(f"giving up after {elapsed:.0f} s: {unfinished} jobs not finished")
-                return self.timeline if back else None
+                return self.timeline if self.back else None
             time.sleep(TICK_SECONDS)
 
     def command_check(self) -> Check:
@@ -145,7 +145,7 @@ class FailoverDrill:
     def _command_ended_unseen(self) -> bool:
         """The command ended UNSEEN_SECONDS ago and the drill's connection still reaches the
         primary it began on (a failover that failed, or a URL that cannot follow one)."""
-        if self.process is None or self.process.poll() is None or self.seen_down:
+        if self.process is None or self.process.poll() is None or self.seen_down or self.back:
             return False
         if self.command_ended is None:
             self.command_ended = time.monotonic()
@@ -163,6 +163,7 @@ class FailoverDrill:
         moved = server_identity(conn) != self.identity
         if moved or self.seen_down:
             self.timeline.since = clock(conn)
+            self.back = True
             where = "another server" if moved else "the same server"
             self.say(f"the database takes writes again, on {where}")
 
