@@ -352,6 +352,7 @@ def cmd_drill(args: argparse.Namespace, config: Settings) -> int:
         workers=args.workers,
         yes=args.yes,
         cleanup=args.cleanup,
+        failover=args.failover,
     )
     return run_drill(options, config)
 

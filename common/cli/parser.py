@@ -66,6 +66,12 @@ def _number(text: str, kind: type[Number], what: str) -> Number:
         raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
 
 
+def failover_command(value: str) -> str:
+    if not value.strip() or "\0" in value:
+        raise argparse.ArgumentTypeError("the failover command must be a non-empty shell command")
+    return value
+
+
 def positive_int(text: str) -> int:
     if (value := _number(text, int, "a whole number")) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} must be 1 or more")
@@ -291,8 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     drill = commands.add_parser(
         "drill",
-        help="the recovery drill: local nodes, a mixed workload, killed and paused nodes, "
-        "then the invariants (exit 0 only if all hold)",
+        help="the recovery drill: local nodes, a mixed workload, killed and paused nodes (or "
+        "a primary failover), then the invariants (exit 0 only if all hold)",
     )
     drill.add_argument(
         "--nodes", type=positive_int, default=3, metavar="K", help="supervisors (default 3)"
@@ -322,6 +328,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--cleanup",
         action="store_true",
         help="delete the drill's jobs once its report is printed (they are kept to look at)",
+    )
+    drill.add_argument(
+        "--failover",
+        type=failover_command,
+        default=None,
+        metavar="COMMAND",
+        help="instead of killing nodes, run this shell command a quarter of the way in to fail "
+        "the primary over (e.g. 'pg_autoctl perform failover'); the database URL must list "
+        "every server with target_session_attrs=read-write. Checks every node claims on the "
+        "new primary within a lease + 5 s of it taking writes",
     )
 
     add_bench(commands)

@@ -116,3 +116,25 @@ CHARGES_TOTAL = "SELECT count(*) FROM drill_charges"
 SUCCEEDED_AMONG = """
 SELECT count(*) FROM jobs WHERE id = ANY(%(ids)s::bigint[]) AND state = 'succeeded'
 """
+
+# The failover: each node's first claim at or after a moment (the promotion), read from every
+# attempt's start; a claim is an attempt's start, whatever became of it.
+FIRST_CLAIMS_SINCE = """
+SELECT node, min(started_at) FROM (
+    SELECT node, started_at FROM job_attempts WHERE job_id = ANY(%(ids)s::bigint[])
+    UNION ALL
+    SELECT split_part(locked_by, '/', 1), started_at FROM jobs
+    WHERE id = ANY(%(ids)s::bigint[]) AND state = 'running'
+) a
+WHERE started_at >= %(since)s
+GROUP BY node
+ORDER BY 2
+"""
+RUNNING_COUNT = """
+SELECT count(*) FROM jobs WHERE queue = %(queue)s AND state = 'running'
+"""
+CLOCK = "SELECT clock_timestamp()"
+# Which server a connection reached, and which start of it.
+SERVER_IDENTITY = """
+SELECT inet_server_addr(), inet_server_port(), pg_postmaster_start_time()
+"""

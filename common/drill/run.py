@@ -10,7 +10,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +21,10 @@ import psycopg
 
 from jobfleet.db import connect, database_url
 from jobfleet.drill import queries
+from jobfleet.drill.failover import back_in_time, first_claims, timeline_table
+from jobfleet.drill.failover_drill import FailoverDrill
 from jobfleet.drill.faults import Chaos, Fault, plan
-from jobfleet.drill.invariants import check_all, count
+from jobfleet.drill.invariants import Check, clean_exits, count, fault_checks, job_checks
 from jobfleet.drill.nodes import LocalNode
 from jobfleet.drill.report import checks_table, faults_table, workload_table
 from jobfleet.drill.workload import QUEUE, enqueue_workload
@@ -48,6 +50,10 @@ NODE_SETTINGS = {
 # paused node back.
 RECOVERY_BOUND_SECONDS = 2 * LEASE_SECONDS + 2 * REAPER_INTERVAL_SECONDS + 2
 PAUSE_SECONDS = RECOVERY_BOUND_SECONDS
+# After a failover, every node claims on the new primary within a lease (its leases may have
+# run out in the outage: the new leader reaps them at once) plus its reconnect back-off (at most
+# 5 s between attempts).
+FAILOVER_BOUND_SECONDS = LEASE_SECONDS + 5
 PROGRESS_EVERY_SECONDS = 2.0
 TICK_SECONDS = 0.1
 
@@ -61,6 +67,8 @@ class DrillOptions:
     workers: int = 2
     yes: bool = False
     cleanup: bool = False  # delete the drill's jobs once the report is printed
+    # A shell command that fails the primary over (instead of the node faults).
+    failover: str | None = None
 
 
 def run_drill(
@@ -80,25 +88,27 @@ def run_drill(
         conn.execute(queries.CREATE_CHARGES)
         conn.execute(queries.FORGET_CHARGES)
         ids = enqueue_workload(conn, options.jobs, options.duration, rnd)
-        logs = Path(tempfile.mkdtemp(prefix="jobfleet-drill-"))
-        env = {**os.environ, **NODE_SETTINGS, "JOBFLEET_DATABASE_URL": url}
-        env.pop("JOBFLEET_NODE_NAME", None)
-        fleet = [
-            LocalNode(slot=i + 1, env=env, logs=logs, workers=options.workers)
-            for i in range(options.nodes)
-        ]
-        drill = Drill(conn, fleet, plan(options.duration, rnd), rnd, options.duration, err)
-        with _terminate_as_interrupt():
-            try:
-                drill.run()
-                exits = {node.name: node.stop(GRACE_SECONDS + 5) for node in fleet}
-            finally:
-                for node in fleet:
-                    node.kill()
+    logs = Path(tempfile.mkdtemp(prefix="jobfleet-drill-"))
+    env = {**os.environ, **NODE_SETTINGS, "JOBFLEET_DATABASE_URL": url}
+    env.pop("JOBFLEET_NODE_NAME", None)
+    fleet = [
+        LocalNode(slot=i + 1, env=env, logs=logs, workers=options.workers)
+        for i in range(options.nodes)
+    ]
+    started = time.monotonic()
+    strike = _fail_over if options.failover else _break_nodes
+    with _terminate_as_interrupt():
+        try:
+            struck = strike(url, config, fleet, ids, options, rnd, err)
+        finally:
+            for node in fleet:
+                node.kill()
+    # A connection of its own: the failover drill's first one went with the old primary.
+    with connect(url, autocommit=True, config=config) as conn:
         names = [name for node in fleet for name in node.names]
         conn.execute(queries.FORGET_DRILL_NODES, {"names": names})
-        checks = check_all(conn, ids, drill.faults, exits, drill.unexpected, RECOVERY_BOUND_SECONDS)
-        took = time.monotonic() - drill.started
+        checks = [*job_checks(conn, ids), *struck.checks]
+        took = time.monotonic() - started
         print(
             f"jobfleet drill: {options.nodes} nodes x {options.workers} workers, "
             f"{options.jobs} jobs over {options.duration:g} s, seed {seed}, "
@@ -106,7 +116,7 @@ def run_drill(
             file=out,
         )
         print(workload_table(conn, ids) + "\n", file=out)
-        print(faults_table(drill.faults, drill.started) + "\n", file=out)
+        print(struck.table + "\n", file=out)
         print(checks_table(checks) + "\n", file=out)
         if options.cleanup:
             removed = conn.execute(queries.FORGET_PREVIOUS_DRILL, {"queue": QUEUE}).rowcount
@@ -120,6 +130,62 @@ def run_drill(
         broken = ", ".join(c.name for c in checks if not c.ok)
         print(f"INVARIANTS BROKEN: {broken}; node logs in {logs}", file=out)
     return 0 if ok else 1
+
+
+@dataclass(frozen=True)
+class Struck:
+    """What the drill did to the fleet: the checks of it (beside the jobs') and its table."""
+
+    checks: list[Check]
+    table: str
+
+
+def _break_nodes(
+    url: str,
+    config: Settings,
+    fleet: Sequence[LocalNode],
+    ids: Mapping[str, list[int]],
+    options: DrillOptions,
+    rnd: random.Random,
+    err: TextIO,
+) -> Struck:
+    """Kill workers and whole nodes, pause one past its lease; time each recovery."""
+    with connect(url, autocommit=True, config=config) as conn:
+        drill = Drill(conn, fleet, plan(options.duration, rnd), rnd, options.duration, err)
+        drill.run()
+        exits = {node.name: node.stop(GRACE_SECONDS + 5) for node in fleet}
+        checks = fault_checks(conn, drill.faults, exits, drill.unexpected, RECOVERY_BOUND_SECONDS)
+    return Struck(checks, faults_table(drill.faults, drill.started))
+
+
+def _fail_over(
+    url: str,
+    config: Settings,
+    fleet: Sequence[LocalNode],
+    ids: Mapping[str, list[int]],
+    options: DrillOptions,
+    rnd: random.Random,
+    err: TextIO,
+) -> Struck:
+    """Run the failover command a quarter of the way in; time each node's return."""
+    assert options.failover is not None
+    drill = FailoverDrill(url, config, fleet, options.failover, options.duration, err)
+    try:
+        timeline = drill.run()
+    finally:
+        drill.close()
+    exits = {node.name: node.stop(GRACE_SECONDS + 5) for node in fleet}
+    checks = [drill.command_check(), clean_exits(exits, drill.unexpected)]
+    if timeline is None:
+        missing = Check("the database came back writable", False, "it never did, as seen here")
+        return Struck([*checks, missing], "no failover timeline: the database never came back")
+    every = [i for kind_ids in ids.values() for i in kind_ids]
+    with connect(url, autocommit=True, config=config) as conn:
+        timeline.first_claims = first_claims(conn, every, timeline.since)
+    names = [node.name for node in fleet]
+    checks.append(back_in_time(timeline, names, FAILOVER_BOUND_SECONDS))
+    table = timeline_table(timeline)
+    return Struck(checks, f"{table}\n{timeline.running_at_kill} jobs running at the failover")
 
 
 class Drill:
