@@ -21,8 +21,8 @@ def add_jobs_cancel(jobs_cmds: Any) -> None:
         help="cancel every queued job (scheduled ones too) of a type and/or queue, in batches; "
         "running jobs are left alone; prints how many",
     )
-    jc.add_argument("--type", default=None, metavar="T")
-    jc.add_argument("--queue", default=None, metavar="Q")
+    jc.add_argument("--type", default=None, metavar="T", help="the queued jobs of this type")
+    jc.add_argument("--queue", default=None, metavar="Q", help="the queued jobs in this queue")
     jc.add_argument("--json", action="store_true", help='print {"changed": N}')
 
 
@@ -37,7 +37,7 @@ def add_dlq(commands: Any, job_id: Any, list_limit: Any) -> None:
     )
     which = dr.add_mutually_exclusive_group(required=True)
     which.add_argument("id", type=job_id, nargs="?", metavar="ID")
-    which.add_argument("--all", action="store_true")
+    which.add_argument("--all", action="store_true", help="every dead job")
     which.add_argument(
         "--type", default=None, metavar="T", help="the dead jobs of this type, in batches"
     )
