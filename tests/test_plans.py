@@ -203,7 +203,11 @@ def looks_and_upkeep() -> list[tuple[str, Statement, set[str]]]:
             (sql("burst_nothing_elsewhere"), {**types_and_queues, "holder": "n/1"}),
             {"jobs_ready", "jobs_leased"},
         ),
-        ("prune_finished", (sql("prune_finished"), {"keep": 3600, "limit": 1000}), {"jobs_pkey"}),
+        (
+            "prune_finished",
+            (sql("prune_finished"), {"keep": 3600, "limit": 1000, "after": 0}),
+            {"jobs_pkey"},
+        ),
         ("queue_gauges", (sql("queue_gauges"), {}), {"jobs_ready", "jobs_leased", "jobs_dead"}),
         (
             "pick_jobs, queued of a type",
