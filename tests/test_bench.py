@@ -207,3 +207,17 @@ def test_limits_drains_with_and_without_limits_that_never_bind(cli: Cli) -> None
     assert all(x["counter_after"] == 0 for x in r["limited"]["rounds"])
     (ratio,) = [x for x in data["ratios"] if x["name"] == "limited_vs_unlimited"]
     assert ratio["target"] == ">= 0.8" and ratio["value"] > 0
+
+
+def test_history_drains_beside_an_idle_and_a_busy_pruner(cli: Cli) -> None:
+    data = bench(cli, "history")
+    r = data["scenarios"]["history"]
+    assert r["history_jobs"] == data["sizes"]["history_jobs"]
+    for run in (r["idle"], r["pruning"]):
+        assert run["succeeded"] == r["jobs"]
+    # The quick history is small: the pruner deletes all of it, the drains' jobs stay.
+    assert r["pruner"]["history_left"] == 0
+    assert r["pruner"]["pruned"] > 0 and r["pruner"]["longest_statement_ms"] > 0
+    assert r["ratio"] == r["pruning"]["jobs_per_s"] / r["idle"]["jobs_per_s"]
+    (found,) = [x for x in data["ratios"] if x["name"] == "pruning_vs_idle"]
+    assert found["target"] == ">= 0.9" and found["value"] == r["ratio"]

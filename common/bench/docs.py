@@ -110,6 +110,16 @@ METHOD_ROWS = [
         "steady and start-to-exit jobs/s, the median round of each; limited / unlimited",
     ),
     (
+        "history",
+        "10M finished jobs (a month old, one in ten with a failed attempt row), vacuumed; "
+        "`jobfleet supervisor --burst` draining 100k no-op jobs over them, once with nothing "
+        "pruning, then while the leader's pruner deletes the history flat out on its own "
+        "connection (windows of 1,000 jobs, no pause)",
+        "steady jobs/s of each drain and their ratio; jobs deleted per second beside the "
+        "drain and the longest pruning statement (each is its own transaction: the longest "
+        "any of its row locks lives)",
+    ),
+    (
         "recovery",
         "kill -9 of the worker running a long job (5 times); kill -9 of a node's process "
         "group while another node idles (lease 2 s, reaper every 1 s)",

@@ -1,0 +1,174 @@
+"""Scenario `history`: what pruning a big history costs the hot path (issue 22's target: the
+no-op drain at least 0.9 of the same drain with the pruner idle, in the same run).
+
+One scratch database holds N finished jobs (default 10M, succeeded a month ago, one in ten
+after a failed attempt recorded in job_attempt_log), filled server-side with generate_series and
+vacuumed, as an old history would have been by autovacuum. Then the same no-op burst drain
+runs twice on it, each on a fresh fill of its own queued jobs: first with nothing pruning,
+then while a pruner (supervisor/maintenance/pruner.py, the leader's, run here flat out on its
+own connection, one window after another with no pause) deletes the whole history. The nodes
+run with JOBFLEET_RETENTION_SECONDS=0, so their own leader prunes nothing in either round.
+
+Reported: both drains, their ratio, and the pruner's rate during the drain and its longest
+statement. Each window is one autocommit statement, so no row lock it takes outlives it: the
+longest statement is the longest any lock was held.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+import psycopg
+
+from jobfleet.bench import scratch
+from jobfleet.bench.context import Context
+from jobfleet.bench.nodes import wait_until
+from jobfleet.bench.throughput import burst, measured
+from jobfleet.supervisor.maintenance.pruner import Pruner
+
+# The history is a month old; the pruner keeps a day: every finished job of it qualifies, the
+# drains' jobs (finished now) do not.
+KEEP_SECONDS = 86_400.0
+# Rows per INSERT of the fill: a transaction of this size, progress between them.
+FILL_CHUNK = 1_000_000
+FILL_HISTORY = """
+INSERT INTO jobs (type, queue, state, attempt, max_attempts, run_at, created_at, started_at,
+                  finished_at, attempt_node, attempt_pid, payload)
+SELECT 'noop', 'default', 'succeeded', CASE WHEN g %% 10 = 0 THEN 2 ELSE 1 END, 5, t, t, t, t,
+       'old', 1, 'null'
+FROM (SELECT now() - interval '30 days' AS t) AS c, generate_series(1, %(count)s) AS g
+"""
+# A failed first attempt for the jobs that succeeded on their second.
+FILL_ATTEMPTS = """
+INSERT INTO job_attempt_log (job_id, attempt, outcome, error, started_at, finished_at)
+SELECT id, 1, 'failed', 'boom', started_at, finished_at FROM jobs WHERE attempt = 2
+"""
+HISTORY_LEFT = "SELECT count(*) FROM jobs WHERE created_at < now() - interval '1 day'"
+NO_PRUNING = {"JOBFLEET_RETENTION_SECONDS": "0"}
+# The pruner must be under way before the drain starts, and a drain must not wait for ever.
+PRUNER_START_TIMEOUT = 60.0
+
+
+def run(ctx: Context) -> dict[str, Any]:
+    history, drain = ctx.sizes.history_jobs, ctx.sizes.history_drain
+    with scratch.scratch_database(ctx.server, "history") as url:
+        fill_history(ctx, url, history)
+        ctx.step(f"history: {drain:,} noop jobs over {history:,} finished, nothing pruning")
+        idle = _drain(ctx, url, drain)
+        ctx.step(f"history: {drain:,} noop jobs while the pruner deletes {history:,}")
+        with PrunerThread(url) as pruner:
+            wait_until(lambda: pruner.windows > 0, PRUNER_START_TIMEOUT, "the pruner to start")
+            pruner.mark()
+            pruning = _drain(ctx, url, drain)
+            during = pruner.since_mark()
+        left = scratch.scalar(
+            url, "SELECT count(*) FROM jobs WHERE created_at < now() - interval '1 day'"
+        )
+    return {
+        "history_jobs": history,
+        "jobs": drain,
+        "workers": ctx.workers,
+        "idle": idle,
+        "pruning": pruning,
+        "ratio": pruning["jobs_per_s"] / idle["jobs_per_s"] if idle["jobs_per_s"] else 0.0,
+        "pruner": {**during, "window": pruner.batch, "history_left": int(left)},
+    }
+
+
+def fill_history(ctx: Context, url: str, count: int) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        done = 0
+        while done < count:
+            chunk = min(FILL_CHUNK, count - done)
+            ctx.step(f"history: fill {done + chunk:,} of {count:,} finished jobs")
+            conn.execute(FILL_HISTORY, {"count": chunk})
+            done += chunk
+        conn.execute(FILL_ATTEMPTS)
+        ctx.step(f"history: vacuum {count:,} finished jobs")
+        conn.execute("VACUUM (ANALYZE) jobs, job_attempt_log")
+
+
+def _drain(ctx: Context, url: str, count: int) -> dict[str, Any]:
+    first = int(scratch.scalar(url, "SELECT coalesce(max(id), 0) + 1 FROM jobs"))
+    scratch.fill(url, count)
+    return measured(url, count, burst(ctx, url, env=NO_PRUNING), first)
+
+
+class PrunerThread(threading.Thread):
+    """The leader's pruner, one window per call and no pause between them, on a connection of
+    its own, until stopped or the history is gone; times every window."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(name="bench-pruner", daemon=True)
+        self.url = url
+        self.batch = Pruner(keep_seconds=KEEP_SECONDS).batch
+        self.stopping = threading.Event()
+        self.windows = 0
+        self.pruned = 0
+        self.durations: list[float] = []
+        self.error: BaseException | None = None
+        self._mark = (0, 0, 0.0)
+
+    def __enter__(self) -> PrunerThread:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopping.set()
+        self.join(timeout=120)
+        if self.error is not None:
+            raise self.error
+
+    def run(self) -> None:
+        try:
+            asyncio.run(self._prune())
+        except BaseException as exc:  # reported by __exit__, in the scenario's thread
+            self.error = exc
+
+    async def _prune(self) -> None:
+        pruner = Pruner(keep_seconds=KEEP_SECONDS, slice_seconds=0.0)
+        async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
+            while not self.stopping.is_set():
+                started = time.perf_counter()
+                pruned = await pruner.run_once(conn)
+                self.durations.append(time.perf_counter() - started)
+                self.pruned += pruned
+                self.windows += 1
+                if not pruner.more and pruned == 0:  # a whole pass found nothing: all gone
+                    return
+
+    def mark(self) -> None:
+        self._mark = (self.windows, self.pruned, time.perf_counter())
+
+    def since_mark(self) -> dict[str, Any]:
+        """What the pruner did since `mark`: jobs deleted, their rate, its longest window."""
+        windows, pruned, at = self._mark
+        seconds = time.perf_counter() - at
+        durations = self.durations[windows : self.windows]
+        return {
+            "pruned": self.pruned - pruned,
+            "seconds": seconds,
+            "jobs_per_s": (self.pruned - pruned) / seconds if seconds > 0 else 0.0,
+            "windows": len(durations),
+            "longest_statement_ms": 1000 * max(durations, default=0.0),
+            "still_pruning": self.is_alive(),
+        }
+
+
+def lines(r: dict[str, Any]) -> list[tuple[str, str]]:
+    """The report's lines (report.py)."""
+    p = r["pruner"]
+    what = f"{r['jobs']:,} noop, {r['workers']} workers, over {r['history_jobs']:,} finished"
+    return [
+        (f"{what}: nothing pruning", f"{r['idle']['jobs_per_s']:,.0f} jobs/s steady"),
+        (f"{what}: while pruning", f"{r['pruning']['jobs_per_s']:,.0f} jobs/s steady"),
+        (
+            f"pruner beside the drain (windows of {p['window']:,})",
+            f"{p['jobs_per_s']:,.0f} jobs/s deleted, longest statement "
+            f"{p['longest_statement_ms']:,.0f} ms"
+            + ("" if p["still_pruning"] else " (history gone before the drain ended)"),
+        ),
+    ]
