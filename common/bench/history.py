@@ -2,16 +2,16 @@
 no-op drain at least 0.9 of the same drain with the pruner idle, in the same run).
 
 One scratch database holds N finished jobs (default 10M, succeeded a month ago, one in ten
-after a failed attempt recorded in job_attempt_log), filled server-side with generate_series and
-vacuumed, as an old history would have been by autovacuum. Then the same no-op burst drain
-runs twice on it, each on a fresh fill of its own queued jobs: first with nothing pruning,
-then while a pruner (supervisor/maintenance/pruner.py, the leader's, run here flat out on its
-own connection, one window after another with no pause) deletes the whole history. The nodes
-run with JOBFLEET_RETENTION_SECONDS=0, so their own leader prunes nothing in either round.
+after a failed attempt recorded in job_attempt_log), filled server-side with generate_series
+and vacuumed, as an old history would have been by autovacuum. Then the same no-op burst
+drain runs on it in alternating rounds, each on a fresh fill of its own queued jobs: with
+nothing pruning, then while a pruner (supervisor/maintenance/pruner.py, the leader's, run here
+flat out on its own connection, one window after another with no pause) deletes the history.
+The nodes run with JOBFLEET_RETENTION_SECONDS=0, so their own leader prunes nothing.
 
-Reported: both drains, their ratio, and the pruner's rate during the drain and its longest
-statement. Each window is one autocommit statement, so no row lock it takes outlives it: the
-longest statement is the longest any lock was held.
+Reported: both drains (the median round of each), their ratio, and the pruner's rate beside
+the drains and its longest statement. Each window is one autocommit statement, so no row lock
+it takes outlives it: the longest statement is the longest any lock was held.
 """
 
 from __future__ import annotations
@@ -24,10 +24,11 @@ from typing import Any
 import psycopg
 
 from jobfleet.bench import scratch
+from jobfleet.bench.ceiling import median_round
 from jobfleet.bench.context import Context
 from jobfleet.bench.nodes import wait_until
 from jobfleet.bench.throughput import burst, measured
-from jobfleet.supervisor.maintenance.pruner import Pruner
+from jobfleet.supervisor.maintenance.pruner import PRUNE_BATCH, Pruner
 
 # The history is a month old; the pruner keeps a day: every finished job of it qualifies, the
 # drains' jobs (finished now) do not.
@@ -54,27 +55,43 @@ PRUNER_START_TIMEOUT = 60.0
 
 def run(ctx: Context) -> dict[str, Any]:
     history, drain = ctx.sizes.history_jobs, ctx.sizes.history_drain
+    idle: list[dict[str, Any]] = []
+    pruning: list[dict[str, Any]] = []
+    beside: list[dict[str, Any]] = []
     with scratch.scratch_database(ctx.server, "history") as url:
         fill_history(ctx, url, history)
-        ctx.step(f"history: {drain:,} noop jobs over {history:,} finished, nothing pruning")
-        idle = _drain(ctx, url, drain)
-        ctx.step(f"history: {drain:,} noop jobs while the pruner deletes {history:,}")
-        with PrunerThread(url) as pruner:
-            wait_until(lambda: pruner.windows > 0, PRUNER_START_TIMEOUT, "the pruner to start")
-            pruner.mark()
-            pruning = _drain(ctx, url, drain)
-            during = pruner.since_mark()
-        left = scratch.scalar(
-            url, "SELECT count(*) FROM jobs WHERE created_at < now() - interval '1 day'"
-        )
+        # Alternating rounds: the machine's other load drifts, and each round's pruner takes
+        # only a few percent of the history, so every round drains over about as much.
+        for n in range(1, ctx.sizes.rounds + 1):
+            ctx.step(f"history: {drain:,} noop over {history:,} finished, idle pruner ({n})")
+            idle.append(_drain(ctx, url, drain))
+            ctx.step(f"history: {drain:,} noop while the pruner deletes finished jobs ({n})")
+            with PrunerThread(url) as pruner:
+                wait_until(lambda: pruner.windows > 0, PRUNER_START_TIMEOUT, "the pruner")
+                pruner.mark()
+                pruning.append(_drain(ctx, url, drain))
+                beside.append(pruner.since_mark())
+        left = scratch.scalar(url, HISTORY_LEFT)
+    steady_idle = median_round(idle, "jobs_per_s")["jobs_per_s"]
+    steady_pruning = median_round(pruning, "jobs_per_s")["jobs_per_s"]
+    seconds = sum(b["seconds"] for b in beside)
     return {
         "history_jobs": history,
         "jobs": drain,
         "workers": ctx.workers,
-        "idle": idle,
-        "pruning": pruning,
-        "ratio": pruning["jobs_per_s"] / idle["jobs_per_s"] if idle["jobs_per_s"] else 0.0,
-        "pruner": {**during, "window": pruner.batch, "history_left": int(left)},
+        "idle": {"jobs_per_s": steady_idle, "rounds": idle},
+        "pruning": {"jobs_per_s": steady_pruning, "rounds": pruning},
+        "ratio": steady_pruning / steady_idle if steady_idle else 0.0,
+        "pruner": {
+            "pruned": sum(b["pruned"] for b in beside),
+            "seconds": seconds,
+            "jobs_per_s": sum(b["pruned"] for b in beside) / seconds if seconds else 0.0,
+            "longest_statement_ms": max(b["longest_statement_ms"] for b in beside),
+            "still_pruning": all(b["still_pruning"] for b in beside),
+            "window": PRUNE_BATCH,
+            "history_left": int(left),
+            "rounds": beside,
+        },
     }
 
 
@@ -104,7 +121,6 @@ class PrunerThread(threading.Thread):
     def __init__(self, url: str) -> None:
         super().__init__(name="bench-pruner", daemon=True)
         self.url = url
-        self.batch = Pruner(keep_seconds=KEEP_SECONDS).batch
         self.stopping = threading.Event()
         self.windows = 0
         self.pruned = 0
@@ -161,7 +177,10 @@ class PrunerThread(threading.Thread):
 def lines(r: dict[str, Any]) -> list[tuple[str, str]]:
     """The report's lines (report.py)."""
     p = r["pruner"]
-    what = f"{r['jobs']:,} noop, {r['workers']} workers, over {r['history_jobs']:,} finished"
+    what = (
+        f"{r['jobs']:,} noop, {r['workers']} workers, over {r['history_jobs']:,} finished, "
+        f"median of {len(r['idle']['rounds'])}"
+    )
     return [
         (f"{what}: nothing pruning", f"{r['idle']['jobs_per_s']:,.0f} jobs/s steady"),
         (f"{what}: while pruning", f"{r['pruning']['jobs_per_s']:,.0f} jobs/s steady"),
