@@ -12,6 +12,7 @@ running, not cancelled: a queued-jobs cancel never touches a running job.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from psycopg import pq
@@ -34,50 +35,54 @@ Progress = Callable[[int], None]
 log = get_logger(__name__)
 
 
-def cancel_queued(
-    conn: Connection,
-    *,
-    type: str | None = None,
-    queue: str | None = None,
-    batch_size: int = BATCH_SIZE,
-    config: Settings | None = None,
-    progress: Progress | None = None,
-) -> int:
-    """Cancel every queued job (scheduled for later ones too) of `type` and/or `queue`;
-    return how many were cancelled. Running jobs are left alone.
+@dataclass(frozen=True)
+class JobFilter:
+    """Which jobs a bulk change takes: of a type, in a queue, or both; at least one, so that a
+    change of every job is never one keystroke away. Checked as every name is (OptionError
+    naming `type` or `queue`)."""
+
+    type: str | None = None
+    queue: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.type is None and self.queue is None:
+            raise OptionError("type", "give a type, a queue or both to say which jobs to change")
+        for option in ("type", "queue"):
+            if getattr(self, option) is not None:
+                check_name(option, getattr(self, option))
+
+
+@dataclass(frozen=True)
+class Batches:
+    """How a bulk change runs: `size` jobs per batch (1 to BATCH_SIZE_MAX), each batch a
+    transaction with `config`'s timeouts, `progress` told after each."""
+
+    size: int = BATCH_SIZE
+    config: Settings | None = None
+    progress: Progress | None = None
+
+    def __post_init__(self) -> None:
+        size = self.size
+        if isinstance(size, bool) or not isinstance(size, int):
+            raise OptionError("batch_size", f"batch_size {size!r} must be an integer")
+        if not 1 <= size <= BATCH_SIZE_MAX:
+            raise OptionError(
+                "batch_size", f"batch_size {size} is out of range: use 1 to {BATCH_SIZE_MAX}"
+            )
+
+
+def cancel_queued(conn: Connection, where: JobFilter, batches: Batches = Batches()) -> int:
+    """Cancel every queued job (scheduled for later ones too) `where` matches; return how many
+    were cancelled. Running jobs are left alone.
 
     `conn`: an autocommit connection outside a transaction; each batch commits on it."""
-    return _in_batches(
-        conn,
-        "queued",
-        _filter(type, queue),
-        _cancel,
-        batch_size=batch_size,
-        config=config,
-        progress=progress,
-    )
+    return _in_batches(conn, "queued", where, _cancel, batches)
 
 
-def retry_dead(
-    conn: Connection,
-    *,
-    type: str | None = None,
-    queue: str | None = None,
-    batch_size: int = BATCH_SIZE,
-    config: Settings | None = None,
-    progress: Progress | None = None,
-) -> int:
-    """Queue every dead job of `type` and/or `queue` again with a fresh budget of attempts
-    (as `dlq retry ID` does one); return how many. `conn` as for cancel_queued."""
-    return _in_batches(
-        conn,
-        "dead",
-        _filter(type, queue),
-        _requeue,
-        batch_size=batch_size,
-        config=config,
-        progress=progress,
-    )
+def retry_dead(conn: Connection, where: JobFilter, batches: Batches = Batches()) -> int:
+    """Queue every dead job `where` matches again with a fresh budget of attempts (as
+    `dlq retry ID` does one); return how many. `conn` as for cancel_queued."""
+    return _in_batches(conn, "dead", where, _requeue, batches)
 
 
 def _cancel(ids: list[int]) -> tuple[str, dict[str, Any]]:
@@ -88,44 +93,25 @@ def _requeue(ids: list[int]) -> tuple[str, dict[str, Any]]:
     return sql("requeue_jobs"), {**requeue_params(None, DLQ_STATES), "all": False, "ids": ids}
 
 
-def _filter(type: str | None, queue: str | None) -> dict[str, str | None]:
-    """The checked filter; at least one of type and queue (a bulk change of every job is
-    never one keystroke away)."""
-    if type is None and queue is None:
-        raise OptionError("type", "give a type, a queue or both to say which jobs to change")
-    return {
-        "type": None if type is None else check_name("type", type),
-        "queue": None if queue is None else check_name("queue", queue),
-    }
-
-
 def _in_batches(
     conn: Connection,
     state: str,
-    where: dict[str, str | None],
+    where: JobFilter,
     change: Callable[[list[int]], tuple[str, dict[str, Any]]],
-    *,
-    batch_size: int,
-    config: Settings | None,
-    progress: Progress | None,
+    batches: Batches,
 ) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int):
-        raise OptionError("batch_size", f"batch_size {batch_size!r} must be an integer")
-    if not 1 <= batch_size <= BATCH_SIZE_MAX:
-        raise OptionError(
-            "batch_size", f"batch_size {batch_size} is out of range: use 1 to {BATCH_SIZE_MAX}"
-        )
     if not conn.autocommit or conn.info.transaction_status != pq.TransactionStatus.IDLE:
         raise ValueError(
             "bulk changes commit batch by batch: pass an autocommit connection that is not "
             "inside a transaction"
         )
-    total = batches = 0
+    matching = {"type": where.type, "queue": where.queue}
+    total = done = 0
     while True:
-        with bounded_transaction(conn, config):
+        with bounded_transaction(conn, batches.config):
             conn.execute(sql("index_plans"), prepare=False)
             picked = conn.execute(
-                sql("pick_jobs"), {"state": state, **where, "limit": batch_size}, prepare=False
+                sql("pick_jobs"), {"state": state, **matching, "limit": batches.size}, prepare=False
             )
             ids = [row[0] for row in picked.fetchall()]
             changed = 0
@@ -135,11 +121,11 @@ def _in_batches(
         if changed == 0:
             break
         total += changed
-        batches += 1
-        if progress is not None:
-            progress(total)
+        done += 1
+        if batches.progress is not None:
+            batches.progress(total)
     log.info(
         "bulk change done",
-        extra={"from_state": state, **where, "changed": total, "batches": batches},
+        extra={"from_state": state, **matching, "changed": total, "batches": done},
     )
     return total

@@ -11,10 +11,13 @@ import pytest
 
 import jobfleet
 from jobfleet import bulk
+from jobfleet.bulk import Batches, JobFilter
 from jobfleet.options import OptionError
 from jobfleet.supervisor.store import claim
 from tests.conftest import scalar, wait_until
 from tests.test_admin import make_dead
+
+ECHO = JobFilter(type="echo")
 
 
 def states(conn: psycopg.Connection[Any], type: str) -> dict[str, int]:
@@ -33,7 +36,7 @@ def test_cancel_by_type_cancels_exactly_its_queued_jobs_in_batches(
     jobfleet.enqueue_many(conn, "noop", list(range(200)), queue="other")
     seen: list[int] = []
 
-    changed = bulk.cancel_queued(conn, type="echo", progress=seen.append)
+    changed = bulk.cancel_queued(conn, ECHO, Batches(progress=seen.append))
 
     assert changed == 5000
     assert seen == [1000, 2000, 3000, 4000, 5000]
@@ -49,15 +52,15 @@ def test_cancel_by_type_cancels_exactly_its_queued_jobs_in_batches(
         scalar(conn, "SELECT count(*) FROM jobs WHERE state = 'cancelled' AND finished_at IS NULL")
         == 0
     )
-    assert bulk.cancel_queued(conn, type="echo") == 0
+    assert bulk.cancel_queued(conn, ECHO) == 0
 
 
 def test_cancel_by_queue_or_by_type_and_queue(conn: psycopg.Connection[Any]) -> None:
     jobfleet.enqueue_many(conn, "echo", [1] * 7, queue="a")
     jobfleet.enqueue_many(conn, "noop", [1] * 5, queue="a")
     jobfleet.enqueue_many(conn, "echo", [1] * 4, queue="b")
-    assert bulk.cancel_queued(conn, type="echo", queue="a", batch_size=3) == 7
-    assert bulk.cancel_queued(conn, queue="a") == 5
+    assert bulk.cancel_queued(conn, JobFilter("echo", "a"), Batches(size=3)) == 7
+    assert bulk.cancel_queued(conn, JobFilter(queue="a")) == 5
     assert dict(
         conn.execute("SELECT queue, count(*) FROM jobs WHERE state = 'queued' GROUP BY queue")
     ) == {"b": 4}
@@ -68,19 +71,19 @@ def test_a_bulk_change_needs_a_checked_filter_and_its_own_transactions(
 ) -> None:
     jobfleet.enqueue(conn, "echo")
     with pytest.raises(OptionError, match="give a type, a queue or both") as no_filter:
-        bulk.cancel_queued(conn)
+        JobFilter()
     assert no_filter.value.option == "type"
     for bad in ("", "a b", "x\x00", "-lead", "t" * 129):
         with pytest.raises(OptionError, match="is not valid") as refused:
-            bulk.retry_dead(conn, queue=bad)
+            JobFilter(queue=bad)
         assert refused.value.option == "queue"
     for size in (0, bulk.BATCH_SIZE_MAX + 1, True, 2.5):
         with pytest.raises(OptionError) as refused:
-            bulk.cancel_queued(conn, type="echo", batch_size=size)  # type: ignore[arg-type]
+            Batches(size=size)  # type: ignore[arg-type]
         assert refused.value.option == "batch_size"
     # Not autocommit: no batch could commit on its own.
     with psycopg.connect(db_url) as plain, pytest.raises(ValueError, match="autocommit"):
-        bulk.cancel_queued(plain, type="echo")
+        bulk.cancel_queued(plain, ECHO)
     assert states(conn, "echo") == {"queued": 1}
 
 
@@ -89,11 +92,11 @@ def test_retry_dead_by_type_queues_them_again_with_fresh_attempts(
 ) -> None:
     failed = make_dead(conn, 25, type="fail")
     make_dead(conn, 4, type="flaky")
-    assert bulk.retry_dead(conn, type="fail", batch_size=10) == 25
+    assert bulk.retry_dead(conn, JobFilter("fail"), Batches(size=10)) == 25
     rows = conn.execute("SELECT id, state, attempt, max_attempts FROM jobs WHERE type = 'fail'")
     assert sorted(rows.fetchall()) == [(i, "queued", 1, 2) for i in failed]
     assert states(conn, "flaky") == {"dead": 4}
-    assert bulk.retry_dead(conn, type="fail") == 0
+    assert bulk.retry_dead(conn, JobFilter("fail")) == 0
 
 
 def test_a_bulk_cancel_passes_over_jobs_a_claim_holds_without_waiting(
@@ -108,7 +111,7 @@ def test_a_bulk_cancel_passes_over_jobs_a_claim_holds_without_waiting(
         held = claimer.execute("SELECT id FROM jobs ORDER BY id LIMIT 5 FOR UPDATE").fetchall()
         # Were the cancel waiting on those rows, it would fail after 2 s instead of passing.
         other.execute("SET lock_timeout = '2s'")
-        assert bulk.cancel_queued(other, type="echo", batch_size=10) == 45
+        assert bulk.cancel_queued(other, ECHO, Batches(size=10)) == 45
         claimer.rollback()
     queued = conn.execute("SELECT id FROM jobs WHERE state = 'queued' ORDER BY id").fetchall()
     assert queued == held
@@ -122,7 +125,7 @@ def test_claims_beside_a_bulk_cancel_are_never_blocked_and_each_job_ends_one_way
 
     def cancel() -> None:
         with psycopg.connect(db_url, autocommit=True) as own:
-            result["changed"] = bulk.cancel_queued(own, type="noop", batch_size=50)
+            result["changed"] = bulk.cancel_queued(own, JobFilter("noop"), Batches(size=50))
 
     claimed: list[int] = []
     canceller = threading.Thread(target=cancel)
@@ -153,7 +156,7 @@ def test_a_live_node_and_a_bulk_cancel_leave_every_job_in_one_state(
     ids = jobfleet.enqueue_many(conn, "sleep", [{"seconds": 0.002}] * 5000)
     fleet("a", "--workers", "2")
     wait_until(lambda: scalar(conn, "SELECT count(*) FROM jobs WHERE attempt > 0"), 60, "a claim")
-    changed = bulk.cancel_queued(conn, type="sleep", batch_size=200)
+    changed = bulk.cancel_queued(conn, JobFilter("sleep"), Batches(size=200))
     wait_until(
         lambda: scalar(conn, "SELECT count(*) FROM jobs WHERE state IN ('queued', 'running')") == 0,
         60,

@@ -56,7 +56,7 @@ def cmd_jobs_cancel(args: argparse.Namespace, config: Settings) -> int:
         raise ValueError("jobs cancel: give --type, --queue or both")
     with connect(config=config, autocommit=True) as conn:
         changed = bulk.cancel_queued(
-            conn, type=args.type, queue=args.queue, config=config, progress=_progress("cancelled")
+            conn, bulk.JobFilter(args.type, args.queue), _batches(config, "cancelled")
         )
     _changed(args, changed, "cancelled")
     return 0
@@ -66,7 +66,7 @@ def cmd_dlq(args: argparse.Namespace, config: Settings) -> int:
     if args.dlq_command == "retry" and args.type is not None:
         with connect(config=config, autocommit=True) as conn:
             changed = bulk.retry_dead(
-                conn, type=args.type, config=config, progress=_progress("queued again")
+                conn, bulk.JobFilter(type=args.type), _batches(config, "queued again")
             )
         _changed(args, changed, "queued again")
         return 0
@@ -87,14 +87,15 @@ def cmd_dlq(args: argparse.Namespace, config: Settings) -> int:
         return 0
 
 
-def _progress(done: str) -> bulk.Progress:
-    """Progress on stderr once a run takes more than one batch."""
+def _batches(config: Settings, done: str) -> bulk.Batches:
+    """Batches with the command's settings, and progress on stderr once a run takes more than
+    one batch."""
 
     def show(total: int) -> None:
         if total >= bulk.BATCH_SIZE:
             print(f"jobfleet: {total} {done} so far", file=sys.stderr, flush=True)
 
-    return show
+    return bulk.Batches(config=config, progress=show)
 
 
 def _changed(args: argparse.Namespace, changed: int, done: str) -> None:

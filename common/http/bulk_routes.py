@@ -18,6 +18,7 @@ from jobfleet.settings import Settings
 
 def bulk_routes(app: FastAPI, access: Callable[[str], Any], config: Settings) -> None:
     can_cancel, can_steer = access("cancel"), access("admin")
+    batches = bulk.Batches(config=config)
 
     @app.post(
         "/jobs:cancel",
@@ -28,7 +29,7 @@ def bulk_routes(app: FastAPI, access: Callable[[str], Any], config: Settings) ->
     )
     def cancel_matching(where: JobFilter, conn: Connection = can_cancel) -> Changed:
         conn.commit()  # the key's check; then each batch commits on its own
-        changed = bulk.cancel_queued(conn, type=where.type, queue=where.queue, config=config)
+        changed = bulk.cancel_queued(conn, bulk.JobFilter(where.type, where.queue), batches)
         return Changed(changed=changed)
 
     @app.post(
@@ -39,4 +40,4 @@ def bulk_routes(app: FastAPI, access: Callable[[str], Any], config: Settings) ->
     )
     def retry_matching(where: DeadFilter, conn: Connection = can_steer) -> Changed:
         conn.commit()
-        return Changed(changed=bulk.retry_dead(conn, type=where.type, config=config))
+        return Changed(changed=bulk.retry_dead(conn, bulk.JobFilter(type=where.type), batches))
