@@ -5,13 +5,16 @@ One scratch database holds N finished jobs (default 10M, succeeded a month ago, 
 after a failed attempt recorded in job_attempt_log), filled server-side with generate_series
 and vacuumed, as an old history would have been by autovacuum. Then the same no-op burst
 drain runs on it in alternating rounds, each on a fresh fill of its own queued jobs: with
-nothing pruning, then while a pruner (supervisor/maintenance/pruner.py, the leader's, run here
-flat out on its own connection, one window after another with no pause) deletes the history.
-The nodes run with JOBFLEET_RETENTION_SECONDS=0, so their own leader prunes nothing.
+nothing pruning (JOBFLEET_RETENTION_SECONDS=0); with the retention at a day, so the node's own
+leader prunes the history as it would in production (a slice of 0.5 s per control tick, on
+its control connection); and, the worst case, with the node pruning nothing while the same
+pruner (supervisor/maintenance/pruner.py) runs flat out beside it on a connection of its own,
+one window after another with no pause.
 
-Reported: both drains (the median round of each), their ratio, and the pruner's rate beside
-the drains and its longest statement. Each window is one autocommit statement, so no row lock
-it takes outlives it: the longest statement is the longest any lock was held.
+Reported: the three drains (the median round of each), the leader's and the flat-out ratio to
+the idle drain, and the flat-out pruner's rate and its longest statement. Each window is one
+autocommit statement, so no row lock it takes outlives it: the longest statement is the
+longest any lock was held.
 """
 
 from __future__ import annotations
@@ -49,39 +52,44 @@ SELECT id, 1, 'failed', 'boom', started_at, finished_at FROM jobs WHERE attempt 
 """
 HISTORY_LEFT = "SELECT count(*) FROM jobs WHERE created_at < now() - interval '1 day'"
 NO_PRUNING = {"JOBFLEET_RETENTION_SECONDS": "0"}
+# The node's own leader prunes as it would in production: a slice per control tick.
+LEADER_PRUNES = {"JOBFLEET_RETENTION_SECONDS": str(int(KEEP_SECONDS))}
 # The pruner must be under way before the drain starts, and a drain must not wait for ever.
 PRUNER_START_TIMEOUT = 60.0
 
 
 def run(ctx: Context) -> dict[str, Any]:
     history, drain = ctx.sizes.history_jobs, ctx.sizes.history_drain
-    idle: list[dict[str, Any]] = []
-    pruning: list[dict[str, Any]] = []
+    rounds: dict[str, list[dict[str, Any]]] = {"idle": [], "leader": [], "flat_out": []}
     beside: list[dict[str, Any]] = []
     with scratch.scratch_database(ctx.server, "history") as url:
         fill_history(ctx, url, history)
-        # Alternating rounds: the machine's other load drifts, and each round's pruner takes
-        # only a few percent of the history, so every round drains over about as much.
+        # Alternating rounds: the machine's other load drifts, and each round prunes only a
+        # few percent of the history, so every round drains over about as much.
         for n in range(1, ctx.sizes.rounds + 1):
-            ctx.step(f"history: {drain:,} noop over {history:,} finished, idle pruner ({n})")
-            idle.append(_drain(ctx, url, drain))
-            ctx.step(f"history: {drain:,} noop while the pruner deletes finished jobs ({n})")
+            what = f"history: {drain:,} noop over {history:,} finished"
+            ctx.step(f"{what}, nothing pruning ({n})")
+            rounds["idle"].append(_drain(ctx, url, drain, NO_PRUNING))
+            ctx.step(f"{what}, the node's leader pruning them ({n})")
+            before = scratch.scalar(url, HISTORY_LEFT)
+            rounds["leader"].append(_drain(ctx, url, drain, LEADER_PRUNES))
+            rounds["leader"][-1]["pruned"] = before - scratch.scalar(url, HISTORY_LEFT)
+            ctx.step(f"{what}, a pruner deleting them flat out ({n})")
             with PrunerThread(url) as pruner:
                 wait_until(lambda: pruner.windows > 0, PRUNER_START_TIMEOUT, "the pruner")
                 pruner.mark()
-                pruning.append(_drain(ctx, url, drain))
+                rounds["flat_out"].append(_drain(ctx, url, drain, NO_PRUNING))
                 beside.append(pruner.since_mark())
         left = scratch.scalar(url, HISTORY_LEFT)
-    steady_idle = median_round(idle, "jobs_per_s")["jobs_per_s"]
-    steady_pruning = median_round(pruning, "jobs_per_s")["jobs_per_s"]
+    steady = {k: median_round(v, "jobs_per_s")["jobs_per_s"] for k, v in rounds.items()}
     seconds = sum(b["seconds"] for b in beside)
     return {
         "history_jobs": history,
         "jobs": drain,
         "workers": ctx.workers,
-        "idle": {"jobs_per_s": steady_idle, "rounds": idle},
-        "pruning": {"jobs_per_s": steady_pruning, "rounds": pruning},
-        "ratio": steady_pruning / steady_idle if steady_idle else 0.0,
+        **{k: {"jobs_per_s": steady[k], "rounds": v} for k, v in rounds.items()},
+        "ratio": _ratio(steady["leader"], steady["idle"]),
+        "flat_out_ratio": _ratio(steady["flat_out"], steady["idle"]),
         "pruner": {
             "pruned": sum(b["pruned"] for b in beside),
             "seconds": seconds,
@@ -93,6 +101,10 @@ def run(ctx: Context) -> dict[str, Any]:
             "rounds": beside,
         },
     }
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b else 0.0
 
 
 def fill_history(ctx: Context, url: str, count: int) -> None:
@@ -108,10 +120,10 @@ def fill_history(ctx: Context, url: str, count: int) -> None:
         conn.execute("VACUUM (ANALYZE) jobs, job_attempt_log")
 
 
-def _drain(ctx: Context, url: str, count: int) -> dict[str, Any]:
+def _drain(ctx: Context, url: str, count: int, env: dict[str, str]) -> dict[str, Any]:
     first = int(scratch.scalar(url, "SELECT coalesce(max(id), 0) + 1 FROM jobs"))
     scratch.fill(url, count)
-    return measured(url, count, burst(ctx, url, env=NO_PRUNING), first)
+    return measured(url, count, burst(ctx, url, env=env), first)
 
 
 class PrunerThread(threading.Thread):
@@ -181,11 +193,16 @@ def lines(r: dict[str, Any]) -> list[tuple[str, str]]:
         f"{r['jobs']:,} noop, {r['workers']} workers, over {r['history_jobs']:,} finished, "
         f"median of {len(r['idle']['rounds'])}"
     )
+    pruned = sum(x["pruned"] for x in r["leader"]["rounds"])
     return [
         (f"{what}: nothing pruning", f"{r['idle']['jobs_per_s']:,.0f} jobs/s steady"),
-        (f"{what}: while pruning", f"{r['pruning']['jobs_per_s']:,.0f} jobs/s steady"),
         (
-            f"pruner beside the drain (windows of {p['window']:,})",
+            f"{what}: the leader pruning",
+            f"{r['leader']['jobs_per_s']:,.0f} jobs/s steady ({pruned:,} pruned in all)",
+        ),
+        (f"{what}: a pruner flat out", f"{r['flat_out']['jobs_per_s']:,.0f} jobs/s steady"),
+        (
+            f"pruner flat out beside the drain (windows of {p['window']:,})",
             f"{p['jobs_per_s']:,.0f} jobs/s deleted, longest statement "
             f"{p['longest_statement_ms']:,.0f} ms"
             + ("" if p["still_pruning"] else " (history gone before the drain ended)"),
