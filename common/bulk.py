@@ -1,7 +1,7 @@
 """Bulk maintenance by filter: cancel the queued jobs of a type or queue, queue the dead jobs
 of a type again, in bounded batches (the CLI, the HTTP API and the console call these).
 
-Each batch is its own short transaction: `pick_jobs` locks up to `batch_size` matching jobs
+Each batch is its own short transaction: `pick_jobs` locks up to `Batches.size` matching jobs
 from the state's partial index (SKIP LOCKED: a job a claim holds is passed over, never waited
 for, so a million-job cancel neither waits on the hot path nor holds it up), then the one-job
 statement runs over them (`cancel_job`, `requeue_jobs`), and the batch commits. The loop ends
