@@ -194,7 +194,7 @@ def cancel(conn: Any, job_id: int) -> str:
     A running job ends `cancelled` when its node stops it (or, at the latest, instead of its
     next retry). A finished job cannot be cancelled: JobfleetError says its state.
     """
-    row = conn.execute(sql("cancel_job"), {"id": job_id}).fetchone()
+    row = conn.execute(sql("cancel_job"), {"ids": [job_id]}).fetchone()
     if row is not None:
         return str(row[0])
     raise cancel_refused(job_id, conn.execute(sql("job_state"), {"id": job_id}).fetchone())
@@ -237,7 +237,7 @@ RETRYABLE_STATES = ["dead", "cancelled"]
 
 def requeue_params(job_id: int | None, states: list[str]) -> dict[str, Any]:
     """The `requeue_jobs` statement's parameters: one job, or all (job_id None)."""
-    return {"states": states, "all": job_id is None, "id": job_id or 0}
+    return {"states": states, "all": job_id is None, "ids": [] if job_id is None else [job_id]}
 
 
 def dlq_retry(conn: Any, job_id: int | None) -> list[int]:

@@ -133,7 +133,7 @@ async def get(job_id: int, *, conn: AsyncConnection | None = None) -> dict[str, 
 async def cancel(job_id: int, *, conn: AsyncConnection | None = None) -> str:
     """`jobfleet.cancel`: "cancelled" (queued) or "running" (its node was asked to stop)."""
     async with _connection(conn, "cancel") as c:
-        row = await (await c.execute(sql("cancel_job"), {"id": job_id})).fetchone()
+        row = await (await c.execute(sql("cancel_job"), {"ids": [job_id]})).fetchone()
         if row is not None:
             return str(row[0])
         current = await (await c.execute(sql("job_state"), {"id": job_id})).fetchone()

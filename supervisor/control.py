@@ -215,6 +215,8 @@ class Control:
         if self.is_leader and self.config.retention_seconds and time.monotonic() >= self.next_prune:
             self.next_prune = time.monotonic() + PRUNE_INTERVAL_SECONDS
             pruned = await self.db.run(self.pruner.run_once)
+            if self.pruner.more:  # the pass goes on at the next tick, a slice at a time
+                self.next_prune = 0.0
             if pruned:
                 log.info(
                     "pruned finished jobs past retention",

@@ -42,9 +42,10 @@ def test_cancel_running_job_flags_it_and_it_does_not_retry(conn: psycopg.Connect
     assert scalar(conn, "SELECT outcome FROM job_attempts") == "cancelled"
 
 
-def make_dead(conn: psycopg.Connection[Any], n: int) -> list[int]:
-    ids = jobfleet.enqueue_many(conn, "fail", list(range(n)), max_attempts=1)
-    jobs = take(conn)
+def make_dead(conn: psycopg.Connection[Any], n: int, type: str = "fail") -> list[int]:
+    """`n` dead jobs of `type` (no other job of the type may be queued)."""
+    ids = jobfleet.enqueue_many(conn, type, list(range(n)), max_attempts=1)
+    jobs = claim(conn, holder="n1", types=[type], queues=None, limit=n, lease_seconds=30)
     record(
         conn,
         "n1",

@@ -211,3 +211,22 @@ def test_limits_drains_with_and_without_limits_that_never_bind(cli: Cli) -> None
     assert all(x["counter_after"] == 0 for x in r["limited"]["rounds"])
     (ratio,) = [x for x in data["ratios"] if x["name"] == "limited_vs_unlimited"]
     assert ratio["target"] == ">= 0.8" and ratio["value"] > 0
+
+
+def test_history_drains_beside_an_idle_and_a_busy_pruner(cli: Cli) -> None:
+    data = bench(cli, "history")
+    r = data["scenarios"]["history"]
+    assert r["history_jobs"] == data["sizes"]["history_jobs"]
+    for run in (r["idle"], r["leader"], r["flat_out"]):
+        assert len(run["rounds"]) == data["sizes"]["rounds"]
+        assert all(x["succeeded"] == r["jobs"] for x in run["rounds"])
+    # The quick history is small: the leader and the pruner beside the drains delete all of
+    # it (the first flat-out round's first window is before its mark), the drains' jobs stay.
+    assert r["pruner"]["history_left"] == 0
+    leader_pruned = sum(x["pruned"] for x in r["leader"]["rounds"])
+    assert 0 < leader_pruned + r["pruner"]["pruned"] <= r["history_jobs"]
+    assert r["ratio"] == r["leader"]["jobs_per_s"] / r["idle"]["jobs_per_s"]
+    assert r["flat_out_ratio"] == r["flat_out"]["jobs_per_s"] / r["idle"]["jobs_per_s"]
+    assert ratio(data, "pruning_flat_out_vs_idle") == r["flat_out_ratio"]
+    (found,) = [x for x in data["ratios"] if x["name"] == "pruning_vs_idle"]
+    assert found["target"] == ">= 0.9" and found["value"] == r["ratio"]

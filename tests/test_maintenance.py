@@ -145,6 +145,44 @@ def test_the_pruner_deletes_old_finished_jobs_and_keeps_dead_ones(
     assert left == [(ids[2], "dead"), (ids[3], "queued")]
 
 
+def test_the_pruner_goes_in_bounded_windows_and_removes_exactly_the_expired_finished_jobs(
+    conn: psycopg.Connection[Any], db_url: str
+) -> None:
+    old = "now() - interval '3 days'"
+    ids = jobfleet.enqueue_many(conn, "echo", list(range(40)))
+    kinds = ["succeeded"] * 20 + ["cancelled"] * 6 + ["dead"] * 3 + ["queued"] * 3
+    kinds += ["running"] * 2 + ["succeeded"] * 6  # the last six finished recently
+    conn.execute(
+        f"UPDATE jobs SET state = s.state, created_at = {old}, finished_at = CASE "
+        f"WHEN s.state IN ('queued', 'running') THEN NULL WHEN s.n > 34 THEN now() ELSE {old} END "
+        "FROM unnest(%s::bigint[], %s::text[]) WITH ORDINALITY AS s(id, state, n) "
+        "WHERE jobs.id = s.id",
+        (ids, kinds),
+    )
+    conn.execute(
+        "INSERT INTO job_attempt_log (job_id, attempt, outcome) "
+        "SELECT id, 1, 'failed' FROM jobs WHERE id = ANY(%s)",
+        ([ids[0], ids[20], ids[26]],),  # a pruned succeeded and cancelled job's, a dead one's
+    )
+    # A young job after them all: the pass ends there.
+    [young] = jobfleet.enqueue_many(conn, "echo", [1])
+
+    # slice_seconds=0: one window per call, as a slice cut short by its time budget would be.
+    pruner = Pruner(keep_seconds=86400, batch=4, slice_seconds=0)
+    pruned = [run(db_url, pruner.run_once)]
+    while pruner.more:
+        pruned.append(run(db_url, pruner.run_once))
+    assert sum(pruned) == 26
+    assert len(pruned) == pruner.batches == 11  # 41 jobs, 4 a window; the 11th holds the young
+    left = conn.execute("SELECT id, state FROM jobs ORDER BY id").fetchall()
+    assert left == [(i, k) for i, k in zip(ids, kinds, strict=True) if ids.index(i) >= 26] + [
+        (young, "queued")
+    ]
+    assert conn.execute("SELECT job_id FROM job_attempt_log").fetchall() == [(ids[26],)]
+    # A new pass starts from the beginning and finds nothing more.
+    assert run(db_url, Pruner(keep_seconds=86400, batch=4).run_once) == 0
+
+
 def test_the_pruner_drops_unique_keys_past_their_window_only(
     conn: psycopg.Connection[Any], db_url: str
 ) -> None:

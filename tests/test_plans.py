@@ -5,8 +5,9 @@ table. Each test fills a fresh `jobs` table with COPY, never analyses it (autova
 for it here, so it cannot step in mid-test), and reads the plans PostgreSQL makes for the
 statements the supervisor runs, the way it runs them (supervisor/store.py, run_pipelined):
 the claim walks jobs_ready in its order and stops after the batch; the fenced writes, lease
-renewal and the reaper enter by key; the looks for work, the pruner and the gauges read their
-indexes, never the table. Plans, not timings: EXPLAIN does not run the statements.
+renewal and the reaper enter by key; the looks for work, the pruner, the gauges and bulk
+maintenance's batches read their indexes, never the table. Plans, not timings: EXPLAIN does
+not run the statements.
 
 Each size also checks that the trap is there without the hot path's planner settings (the
 same claim, run alone, plans a sort of the backlog), so the test cannot pass by filling a
@@ -198,6 +199,15 @@ def keyed_writes(size: int) -> list[tuple[str, Statement, set[str]]]:
         ("fail_batch", failure_statement("n", failures), pkey),
         ("release_batch", release_statement([(i, 1) for i in ids]), pkey),
         ("save_progress", progress_statement({(i, 1): (0.5, "half") for i in ids}), pkey),
+        # Bulk maintenance's batches (jobfleet.bulk): the one-job statements over a batch.
+        ("cancel_job", (sql("cancel_job"), {"ids": list(ids)}), pkey),
+        (
+            "requeue_jobs",
+            (sql("requeue_jobs"), {"states": ["dead"], "all": False, "ids": list(ids)}),
+            # The dead-letter index whole while it is smaller than the batch's key lookups
+            # (the planner reads index sizes, analysed or not); by key once it is not.
+            {"jobs_pkey", "jobs_dead"},
+        ),
         (
             "renew_leases",
             (sql("renew_leases"), {"ids": list(ids), "holder": "n/1", "lease_seconds": 30}),
@@ -224,8 +234,22 @@ def looks_and_upkeep() -> list[tuple[str, Statement, set[str]]]:
             (sql("burst_nothing_elsewhere"), {**types_and_queues, "holder": "n/1"}),
             {"jobs_ready", "jobs_leased"},
         ),
-        ("prune_finished", (sql("prune_finished"), {"keep": 3600, "limit": 1000}), {"jobs_pkey"}),
+        (
+            "prune_finished",
+            (sql("prune_finished"), {"keep": 3600, "limit": 1000, "after": 0}),
+            {"jobs_pkey"},
+        ),
         ("queue_gauges", (sql("queue_gauges"), {}), {"jobs_ready", "jobs_leased", "jobs_dead"}),
+        (
+            "pick_jobs, queued of a type",
+            (sql("pick_jobs"), {"state": "queued", "type": "noop", "queue": None, "limit": 1000}),
+            {"jobs_ready"},
+        ),
+        (
+            "pick_jobs, dead of a queue",
+            (sql("pick_jobs"), {"state": "dead", "type": None, "queue": "q", "limit": 1000}),
+            {"jobs_dead"},
+        ),
         ("limit_recount", (sql("limit_recount"), {"types": ["noop"]}), {"jobs_leased"}),
         ("type_list", (sql("type_list"), {}), {"jobs_leased"}),
     ]

@@ -18,6 +18,7 @@ SCENARIOS = (
     "backlog",
     "nodes",
     "limits",
+    "history",
     "recovery",
     "idle",
     "peers",

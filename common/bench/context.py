@@ -42,6 +42,9 @@ class Sizes:
     worker_counts: tuple[int, ...] = (1, 2, 4)
     scale_jobs: int = 50_000
     limits_jobs: int = 100_000
+    # `history`: finished jobs to prune, and the drain measured beside the pruner.
+    history_jobs: int = 10_000_000
+    history_drain: int = 100_000
     child_kills: int = 5
     node_kills: int = 2
     node_lease_seconds: float = 2.0
@@ -76,6 +79,8 @@ QUICK = Sizes(
     worker_counts=(1, 2),
     scale_jobs=1_000,
     limits_jobs=1_000,
+    history_jobs=20_000,
+    history_drain=1_000,
     child_kills=1,
     node_kills=1,
     node_lease_seconds=1.0,

@@ -114,6 +114,17 @@ METHOD_ROWS = [
         "steady and start-to-exit jobs/s, the median round of each; limited / unlimited",
     ),
     (
+        "history",
+        "10M finished jobs (a month old, one in ten with a failed attempt row), vacuumed; "
+        "`jobfleet supervisor --burst` draining 100k no-op jobs over them in alternating "
+        "rounds: nothing pruning; the node's own leader pruning (retention a day, a 0.5 s "
+        "slice per control tick); the pruner flat out beside it on its own connection "
+        "(windows of 1,000 jobs, no pause); 3 rounds each",
+        "steady jobs/s of each drain (median round) and their ratios to the first; jobs "
+        "deleted per second flat out and the longest pruning statement (each is its own "
+        "transaction: the longest any of its row locks lives)",
+    ),
+    (
         "recovery",
         "kill -9 of the worker running a long job (5 times); kill -9 of a node's process "
         "group while another node idles (lease 2 s, reaper every 1 s)",

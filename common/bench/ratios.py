@@ -22,6 +22,7 @@ TARGETS: dict[str, tuple[str, str, float] | None] = {
     "bulk_vs_raw_copy": ("enqueue_many / raw COPY", ">=", 0.5),
     "backlog_large_vs_small": ("throughput over the big backlog / the small one", ">=", 0.9),
     "limited_vs_unlimited": ("no-op drain with limits that never bind / without", ">=", 0.8),
+    "pruning_vs_idle": ("no-op drain while its leader prunes 10M / nothing pruning", ">=", 0.9),
     "http_32_vs_1_client": ("HTTP POST /jobs, 32 clients / 1 client", ">=", 5.0),
     "idle_start_p50_ms": ("idle enqueue -> start p50 (ms)", "<=", 1.2),
     "idle_start_p99_ms": ("idle enqueue -> start p99 (ms)", "<=", 5.0),
@@ -34,6 +35,7 @@ UNTARGETED = {
     "noop_wall_vs_ceiling_analysed": "no-op drain, start to exit / raw ceiling, analysed",
     "limited_wall_vs_unlimited": "no-op drain with limits that never bind / without, start to exit",
     "tx_vs_plain": "transactional no-op drain / plain no-op drain (same run, same workers)",
+    "pruning_flat_out_vs_idle": "no-op drain beside a pruner flat out / nothing pruning",
 }
 
 
@@ -119,6 +121,7 @@ def ratios(scenarios: Scenarios) -> list[dict[str, Any]]:
             _get(scenarios, "limits", "limited", "wall_jobs_per_s"),
             _get(scenarios, "limits", "plain", "wall_jobs_per_s"),
         ),
+        "pruning_vs_idle": _get(scenarios, "history", "ratio"),
         "http_32_vs_1_client": _get(scenarios, "enqueue", "http", "clients_32_vs_1"),
         "idle_start_p50_ms": _get(scenarios, "latency", "idle", "start_ms", "p50"),
         "idle_start_p99_ms": _get(scenarios, "latency", "idle", "start_ms", "p99"),

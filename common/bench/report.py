@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from jobfleet.bench import limits
+from jobfleet.bench import history, limits
 from jobfleet.bench.ratios import IO_LOADS, Scenarios
 from jobfleet.bench.ratios import ratios as ratios
 from jobfleet.cli import render
@@ -246,6 +246,7 @@ SCENARIO_LINES: dict[str, Callable[[dict[str, Any]], Lines]] = {
     "backlog": _backlog,
     "nodes": _nodes,
     "limits": limits.lines,
+    "history": history.lines,
     "recovery": _recovery,
     "idle": _idle,
     "peers": _peers,

@@ -25,7 +25,7 @@ LAST_DONE = "SELECT state = 'succeeded' FROM jobs WHERE id = %(last)s"
 TOP_DONE = "SELECT count(*) = %(last)s FROM jobs WHERE id <= %(last)s AND state = 'succeeded'"
 SPAN = """
 SELECT count(*), extract(epoch FROM max(finished_at) - min(started_at))
-FROM jobs WHERE state = 'succeeded' AND id <= %(last)s
+FROM jobs WHERE state = 'succeeded' AND id BETWEEN %(first)s AND %(last)s
 """
 
 
@@ -36,9 +36,10 @@ def burst(
     nodes: int = 1,
     workers: int | None = None,
     extra_args: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
 ) -> float:
-    """Run `nodes` supervisors with --burst (and `extra_args`) until all exit; the seconds
-    from the first start."""
+    """Run `nodes` supervisors with --burst (and `extra_args`, `env`) until all exit; the
+    seconds from the first start."""
     with started_nodes() as started:
         for i in range(nodes):
             started.append(
@@ -48,6 +49,7 @@ def burst(
                     workers=workers or ctx.workers,
                     burst=True,
                     extra_args=extra_args,
+                    env=env,
                     log_dir=ctx.log_dir,
                 )
             )
@@ -57,14 +59,16 @@ def burst(
         return time.perf_counter() - first
 
 
-def span(url: str, last: int) -> tuple[int, float]:
-    """(succeeded jobs, seconds from the first start to the last finish) among ids <= last."""
-    row = scratch.scalar_row(url, SPAN, {"last": last})
+def span(url: str, last: int, first: int = 1) -> tuple[int, float]:
+    """(succeeded jobs, seconds from the first start to the last finish) among the ids from
+    `first` to `last`."""
+    row = scratch.scalar_row(url, SPAN, {"first": first, "last": last})
     return int(row[0]), float(row[1] or 0.0)
 
 
-def measured(url: str, jobs: int, wall: float) -> dict[str, Any]:
-    succeeded, seconds = span(url, jobs)
+def measured(url: str, jobs: int, wall: float, first: int = 1) -> dict[str, Any]:
+    """The drain of the `jobs` jobs from id `first` on, which took `wall` seconds."""
+    succeeded, seconds = span(url, first + jobs - 1, first)
     return {
         "jobs": jobs,
         "succeeded": succeeded,

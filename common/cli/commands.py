@@ -11,9 +11,9 @@ from operator import itemgetter
 from typing import Any, BinaryIO
 
 from jobfleet import admin, apikeys
+from jobfleet.cli.bulk import cmd_dlq, cmd_jobs_cancel
 from jobfleet.cli.flow import cmd_cron, cmd_queues, cmd_types
 from jobfleet.cli.render import (
-    DEAD_JOB_COLUMNS,
     JOB_COLUMNS,
     NODE_COLUMNS,
     columns,
@@ -27,7 +27,7 @@ from jobfleet.enqueue import enqueue, enqueue_many, many_jobs, one_job
 from jobfleet.errors import JobfleetError
 from jobfleet.metrics import use_directory
 from jobfleet.migrate import check_schema, migrate
-from jobfleet.options import MAX_JSON_DEPTH, check_name, parse_duration
+from jobfleet.options import MAX_JSON_DEPTH, check_name
 from jobfleet.settings import Settings, http_process_count
 from jobfleet.supervisor.http_child import HttpChild
 from jobfleet.wait import wait_for_terminal
@@ -279,6 +279,8 @@ def cmd_jobs(args: argparse.Namespace, config: Settings) -> int:
             job = admin.show_job(conn, args.id)
         print(dumps(job) if args.json else job_details(job))
         return 0
+    if args.jobs_command == "cancel":
+        return cmd_jobs_cancel(args, config)
     return _wait(args, config)
 
 
@@ -308,24 +310,6 @@ def cmd_cancel(args: argparse.Namespace, config: Settings) -> int:
     else:
         print(f"job {args.id} is running: cancellation requested; its node stops it")
     return 0
-
-
-def cmd_dlq(args: argparse.Namespace, config: Settings) -> int:
-    with connect(config=config) as conn:
-        if args.dlq_command == "list":
-            jobs = admin.dlq_list(conn, args.limit)
-            print(listing(jobs, DEAD_JOB_COLUMNS, as_json=args.json))
-            return 0
-        if args.dlq_command == "retry":
-            ids = admin.dlq_retry(conn, None if args.all else args.id)
-            print(f"queued again: {len(ids)} job{'s' if len(ids) != 1 else ''}")
-            return 0
-        older = None
-        if args.older_than is not None:
-            older = parse_duration("--older-than", args.older_than)
-        purged = admin.dlq_purge(conn, older)
-        print(f"purged: {purged} dead job{'s' if purged != 1 else ''}")
-        return 0
 
 
 def cmd_db(args: argparse.Namespace, config: Settings) -> int:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn, TypeVar
 
 import jobfleet
-from jobfleet.cli import flow, http_args
+from jobfleet.cli import bulk, flow, http_args
 from jobfleet.options import ID_MAX, STATES
 
 DESCRIPTION = (
@@ -228,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     stat = commands.add_parser("status", help="job counts, live nodes, unhandled job types")
     stat.add_argument("--json", action="store_true")
 
-    jobs = commands.add_parser("jobs", help="list, show or wait for jobs")
+    jobs = commands.add_parser("jobs", help="list, show, wait for or cancel jobs")
     jobs_cmds = jobs.add_subparsers(dest="jobs_command", metavar="SUBCOMMAND", required=True)
     jl = jobs_cmds.add_parser("list", help="jobs, newest first")
     jl.add_argument("--state", default=None, metavar="S", help=f"one of {', '.join(STATES)}")
@@ -244,28 +244,14 @@ def build_parser() -> argparse.ArgumentParser:
     jw.add_argument("id", type=job_id, metavar="ID")
     jw.add_argument("--timeout", type=non_negative_float, default=None, metavar="SECONDS")
     jw.add_argument("--json", action="store_true", help="print the whole job as JSON")
+    bulk.add_jobs_cancel(jobs_cmds)
 
     cancel = commands.add_parser(
         "cancel", help="cancel a queued job, or ask the node running it to stop it"
     )
     cancel.add_argument("id", type=job_id, metavar="ID")
 
-    dlq = commands.add_parser("dlq", help="the dead-letter queue: dead jobs")
-    dlq_cmds = dlq.add_subparsers(dest="dlq_command", metavar="SUBCOMMAND", required=True)
-    dl = dlq_cmds.add_parser("list", help="dead jobs with their last error")
-    dl.add_argument("--limit", type=list_limit, default=100, metavar="N")
-    dl.add_argument("--json", action="store_true")
-    dr = dlq_cmds.add_parser("retry", help="queue a dead job (or all) again, fresh attempts")
-    which = dr.add_mutually_exclusive_group(required=True)
-    which.add_argument("id", type=job_id, nargs="?", metavar="ID")
-    which.add_argument("--all", action="store_true")
-    dp = dlq_cmds.add_parser("purge", help="delete dead jobs")
-    dp.add_argument(
-        "--older-than",
-        default=None,
-        metavar="DURATION",
-        help="only those dead for longer, e.g. 7d, 12h, 30m, 45s (default: all)",
-    )
+    bulk.add_dlq(commands, job_id, list_limit)
 
     flow.add_parsers(commands)
 

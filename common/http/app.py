@@ -23,6 +23,7 @@ from jobfleet import admin, apikeys, metrics
 from jobfleet.db import Connection, bounded_transaction, connection_options
 from jobfleet.enqueue import enqueue_job
 from jobfleet.http import docs, errors
+from jobfleet.http.bulk_routes import bulk_routes
 from jobfleet.http.errors import ApiError, responses
 from jobfleet.http.health_routes import health_routes
 from jobfleet.http.limits import AddressLimit, BodySizeLimit, client_address
@@ -174,6 +175,7 @@ def create_app(url: str, config: Settings, role: Role = "api") -> ASGIApp:
     if role == "api":
         _job_routes(app, access, config)
         queue_routes(app, access)
+        bulk_routes(app, access, config)
         docs.install(app)
     health_routes(app, connection, ready_wait=READY_WAIT_SECONDS)
     # Metrics outermost, so a 413 the size limit answers is counted too.

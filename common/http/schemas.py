@@ -143,6 +143,27 @@ class CancelResult(BaseModel):
     )
 
 
+class JobFilter(BaseModel):
+    """Which queued jobs to cancel: of a type, in a queue, or both (one at least)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str | None = Field(default=None, min_length=1, max_length=128, examples=["resize"])
+    queue: str | None = Field(default=None, min_length=1, max_length=128)
+
+
+class DeadFilter(BaseModel):
+    """Which dead jobs to queue again: those of a type."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(min_length=1, max_length=128, examples=["resize"])
+
+
+class Changed(BaseModel):
+    changed: int = Field(description="how many jobs the request changed")
+
+
 class QueueCounts(BaseModel):
     queue: str
     counts: dict[str, int]

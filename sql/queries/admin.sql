@@ -3,13 +3,14 @@
 
 -- name: cancel_job
 -- A queued job is cancelled at once; a running one is flagged, and its node is told at once
--- (NOTIFY; lease renewal reports the flag too, should the notification be missed).
+-- (NOTIFY; lease renewal reports the flag too, should the notification be missed). `ids`: one
+-- job (jobfleet.cancel), or a batch that pick_jobs locked (jobfleet.bulk).
 WITH flagged AS (
     UPDATE jobs
     SET state = CASE WHEN state = 'queued' THEN 'cancelled' ELSE state END,
         finished_at = CASE WHEN state = 'queued' THEN now() ELSE finished_at END,
         cancel_requested = true
-    WHERE id = %(id)s AND state IN ('queued', 'running')
+    WHERE id = ANY(%(ids)s::bigint[]) AND state IN ('queued', 'running')
     RETURNING id, state
 )
 SELECT state, CASE WHEN state = 'running' THEN pg_notify('jobfleet_cancel', id::text) END
@@ -113,7 +114,8 @@ SELECT paused FROM changed LEFT JOIN woken ON true;
 
 -- name: requeue_jobs
 -- Jobs that ended (dead, or also cancelled: `states`) back to the queue with a fresh budget of
--- attempts: one (`id`), or every one in those states (`all`). Attempt numbers keep counting,
+-- attempts: some (`ids`: one job, or a batch pick_jobs locked), or every one in those states
+-- (`all`). Attempt numbers keep counting,
 -- so the first run's history stays; idle nodes are told.
 WITH retried AS (
     UPDATE jobs
@@ -121,12 +123,26 @@ WITH retried AS (
         cancel_requested = false,
         max_attempts = least(attempt::bigint + (max_attempts - attempt_base), 2147483647),
         attempt_base = attempt
-    WHERE state = ANY(%(states)s::text[]) AND (%(all)s OR id = %(id)s)
+    WHERE state = ANY(%(states)s::text[]) AND (%(all)s OR id = ANY(%(ids)s::bigint[]))
     RETURNING id
 ), told AS (
     SELECT pg_notify('jobfleet_jobs', '') WHERE EXISTS (SELECT 1 FROM retried)
 )
 SELECT id FROM retried LEFT JOIN told ON true;
+
+-- name: pick_jobs
+-- One batch of bulk maintenance (jobfleet.bulk): up to `limit` jobs in `state` of the type
+-- and queue asked for (NULL: any), locked until the batch's short transaction commits. SKIP
+-- LOCKED: a row a claim (or another batch) holds is passed over, never waited for, so a
+-- bulk cancel never holds up the hot path nor waits on it. No ORDER BY: under index_plans the
+-- state's partial index (jobs_ready for queued, jobs_dead for dead) is read as it comes and
+-- the scan stops at the batch; type and queue are checked on the rows it reaches.
+SELECT id FROM jobs
+WHERE state = %(state)s
+  AND (%(type)s::text IS NULL OR type = %(type)s)
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+LIMIT %(limit)s
+FOR UPDATE SKIP LOCKED;
 
 -- name: cron_list
 -- Periodic jobs: each schedule with its last and next tick, and whether a live node declares

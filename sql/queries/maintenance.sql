@@ -112,27 +112,40 @@ WHERE key IN (SELECT key FROM unique_jobs WHERE expires_at < now() LIMIT %(limit
 RETURNING key;
 
 -- name: prune_finished
--- Retention: succeeded and cancelled jobs older than `keep` seconds go, oldest first, a batch
--- at a time. Dead jobs stay for the dead-letter queue (`jobfleet dlq purge` removes them).
--- Ids grow with creation time and a job finishes after it is created, so every job old
--- enough to go lies before the first job created within `keep`: the scan stops there instead
--- of reading the whole table (a backlog of 1M young jobs cost a full scan a minute).
-WITH young AS (
-    SELECT id FROM jobs
-    WHERE created_at >= now() - make_interval(secs => %(keep)s)
-    ORDER BY id
-    LIMIT 1
-), doomed AS (
-    SELECT id FROM jobs
-    WHERE id < coalesce((SELECT id FROM young), 9223372036854775807)
-      AND state IN ('succeeded', 'cancelled')
-      AND finished_at < now() - make_interval(secs => %(keep)s)
+-- Retention: succeeded and cancelled jobs older than `keep` seconds go, oldest first, one
+-- window at a time. The window is the next `limit` jobs by id after `after` (the pruner's
+-- cursor): a statement reads that many rows by primary key and no more, however much history
+-- there is (the first version looked for the first young job from the start of the table in
+-- every batch: with 10M old jobs, a walk of all of them per batch). Dead jobs stay for the
+-- dead-letter queue (`jobfleet dlq purge` removes them); their attempt rows and unique keys go
+-- with their jobs (ON DELETE CASCADE). SKIP LOCKED: a finished job someone holds (a retry
+-- under way) is left for the next pass, never waited for.
+-- Returns how many went, the window's last id (the next `after`; NULL: the table's end), and
+-- whether the window reached a job created within `keep`: ids grow with creation time and a
+-- job finishes after it is created, so no job old enough to go lies beyond it (the pass ends).
+WITH scanned AS (
+    SELECT id, state, finished_at, created_at
+    FROM jobs
+    WHERE id > %(after)s
     ORDER BY id
     LIMIT %(limit)s
+), doomed AS (
+    SELECT id FROM jobs
+    WHERE id = ANY(ARRAY(
+              SELECT id FROM scanned
+              WHERE state IN ('succeeded', 'cancelled')
+                AND finished_at < now() - make_interval(secs => %(keep)s)))
+      AND state IN ('succeeded', 'cancelled')  -- again, on the row as it is once locked
+      AND finished_at < now() - make_interval(secs => %(keep)s)
     FOR UPDATE SKIP LOCKED
+), gone AS (
+    DELETE FROM jobs j USING doomed WHERE j.id = doomed.id
+    RETURNING j.id
 )
-DELETE FROM jobs j USING doomed WHERE j.id = doomed.id
-RETURNING j.id;
+SELECT (SELECT count(*) FROM gone)::integer,
+       (SELECT max(id) FROM scanned),
+       EXISTS (SELECT 1 FROM scanned
+               WHERE created_at >= now() - make_interval(secs => %(keep)s));
 
 -- name: queue_gauges
 -- The leader's periodic count for the queue-depth gauges: the live states and the dead, each
