@@ -12,19 +12,24 @@ installed with npm into the bench's cache, Oban for Python into a venv of its ow
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import os
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
+
+import psycopg
 
 from jobfleet.bench import scratch, throughput
 from jobfleet.bench.context import Context
-from jobfleet.bench.nodes import BenchError
+from jobfleet.bench.nodes import BenchError, wait_until
 
 # The `io` scenario's peers: the Python modules each needs (the [bench] extra).
 PEERS: dict[str, tuple[str, ...]] = {
@@ -38,6 +43,8 @@ PEERS: dict[str, tuple[str, ...]] = {
 DRAIN_PEERS: dict[str, tuple[str, ...]] = {
     **PEERS,
     "graphile-worker": (),
+    "dbos": ("dbos",),
+    "chancy": ("chancy",),
 }
 RUN_TIMEOUT = 300.0
 # Set to 1, the bench installs nothing (npm, a venv): a peer not yet installed is skipped.
@@ -78,7 +85,14 @@ def skip_reason(absent: Sequence[str], unavailable: str | None) -> str | None:
 def drivers() -> dict[str, tuple[Callable[[], str | None], Measure]]:
     """Each drain peer's (why it cannot run here, or None; its measure). Imported only now:
     the peer modules import this one."""
-    from jobfleet.bench import peer_celery, peer_graphile, peer_pgqueuer, peer_procrastinate
+    from jobfleet.bench import (
+        peer_celery,
+        peer_chancy,
+        peer_dbos,
+        peer_graphile,
+        peer_pgqueuer,
+        peer_procrastinate,
+    )
 
     def runs_here() -> str | None:
         return None
@@ -88,6 +102,8 @@ def drivers() -> dict[str, tuple[Callable[[], str | None], Measure]]:
         "pgqueuer": (runs_here, peer_pgqueuer.measure),
         "celery": (runs_here, peer_celery.measure),
         "graphile-worker": (peer_graphile.unavailable, peer_graphile.measure),
+        "dbos": (runs_here, peer_dbos.measure),
+        "chancy": (runs_here, peer_chancy.measure),
     }
 
 
@@ -154,3 +170,52 @@ def module_argv(module: str, *args: str) -> list[str]:
 
 def rate(jobs: int, seconds: float, **extra: Any) -> dict[str, Any]:
     return {"jobs": jobs, "seconds": seconds, "jobs_per_s": jobs / seconds, **extra}
+
+
+def run_until(argv: Sequence[str], count: int, url: str, left: str) -> float:
+    """For peers whose workers never exit on an empty queue: start `count` copies at once; the
+    seconds until the query `left` counts no job left (on one connection, every 50 ms: light
+    beside the workers), then stop them. A worker that exits first is an error."""
+    with contextlib.ExitStack() as stack:
+        # stderr to files: a pipe nobody reads while the run lasts would fill and stall a worker
+        logs = [stack.enter_context(tempfile.TemporaryFile()) for _ in range(count)]
+        return _run_until(argv, url, left, logs)
+
+
+def _run_until(argv: Sequence[str], url: str, left: str, logs: Sequence[IO[bytes]]) -> float:
+    started = time.perf_counter()
+    procs = [
+        subprocess.Popen(
+            argv,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        for log in logs
+    ]
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+
+            def ended() -> bool:
+                row = conn.execute(left).fetchone()  # type: ignore[arg-type]
+                return row is not None and row[0] == 0
+
+            wait_until(
+                lambda: any(p.poll() is not None for p in procs) or ended(),
+                RUN_TIMEOUT,
+                f"{' '.join(argv[:4])} to run every job",
+                pause=0.05,
+            )
+        seconds = time.perf_counter() - started
+        for proc, log in zip(procs, logs, strict=True):
+            if proc.poll() is not None:
+                log.seek(0)
+                tail = log.read().decode(errors="replace")[-600:]
+                raise BenchError(f"a worker exited {proc.returncode} early: {tail}")
+        return seconds
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)

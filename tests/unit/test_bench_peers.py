@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from jobfleet.bench import peer_graphile, peers, report
+from jobfleet.bench import peer_dbos, peer_graphile, peers, report
 
 
 def test_missing_modules_come_before_any_other_reason() -> None:
@@ -38,6 +38,15 @@ def test_node_connection_keeps_a_socket_directory_as_the_host() -> None:
     tcp = peer_graphile.node_connection("postgresql://u:p%40ss@db.example:6543/q")
     assert tcp == {"host": "db.example", "port": 6543, "user": "u", "password": "p@ss",
                    "database": "q"}  # fmt: skip
+
+
+def test_dbos_gets_a_sqlalchemy_url_on_psycopg_3() -> None:
+    conninfo = "user=postgres dbname=x host=/var/lib/jobfleet/run port=5432 requirepeer=jf"
+    assert peer_dbos.sqlalchemy_url(conninfo) == (
+        "postgresql+psycopg://postgres@:5432/x?host=%2Fvar%2Flib%2Fjobfleet%2Frun&requirepeer=jf"
+    )
+    tcp = peer_dbos.sqlalchemy_url("postgresql://u:p%40ss@db.example:6543/q")
+    assert tcp == "postgresql+psycopg://u:p%40ss@:6543/q?host=db.example"
 
 
 def test_graphile_is_cached_per_version_under_xdg_cache_home(tmp_path: Path) -> None:
