@@ -220,7 +220,7 @@ def test_peers_each_ran_every_job_or_say_why_not(cli: Cli) -> None:
     jobs = data["sizes"]["peer_jobs"]
     assert r["jobfleet"]["succeeded"] == jobs and r["jobfleet"]["jobs_per_s"] > 0
     assert set(r["peers"]) == {
-        "procrastinate", "pgqueuer", "celery", "graphile-worker", "dbos", "chancy"
+        "procrastinate", "pgqueuer", "celery", "graphile-worker", "dbos", "chancy", "oban"
     }  # fmt: skip
     for name, peer in r["peers"].items():
         assert "error" not in peer, (name, peer)

@@ -45,6 +45,7 @@ DRAIN_PEERS: dict[str, tuple[str, ...]] = {
     "graphile-worker": (),
     "dbos": ("dbos",),
     "chancy": ("chancy",),
+    "oban": (),
 }
 RUN_TIMEOUT = 300.0
 # Set to 1, the bench installs nothing (npm, a venv): a peer not yet installed is skipped.
@@ -90,6 +91,7 @@ def drivers() -> dict[str, tuple[Callable[[], str | None], Measure]]:
         peer_chancy,
         peer_dbos,
         peer_graphile,
+        peer_oban,
         peer_pgqueuer,
         peer_procrastinate,
     )
@@ -104,6 +106,7 @@ def drivers() -> dict[str, tuple[Callable[[], str | None], Measure]]:
         "graphile-worker": (peer_graphile.unavailable, peer_graphile.measure),
         "dbos": (runs_here, peer_dbos.measure),
         "chancy": (runs_here, peer_chancy.measure),
+        "oban": (peer_oban.unavailable, peer_oban.measure),
     }
 
 

@@ -3,9 +3,10 @@ database from Node, where Graphile Worker is cached, and the report's line per p
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
-from jobfleet.bench import peer_dbos, peer_graphile, peers, report
+from jobfleet.bench import peer_dbos, peer_graphile, peer_oban, peers, report
 
 
 def test_missing_modules_come_before_any_other_reason() -> None:
@@ -55,8 +56,30 @@ def test_graphile_is_cached_per_version_under_xdg_cache_home(tmp_path: Path) -> 
     assert not peer_graphile.installed(home)
 
 
-def test_the_node_script_ships_in_the_package() -> None:
+def test_the_node_script_and_the_oban_runner_ship_in_the_package() -> None:
     assert peer_graphile.SCRIPT.is_file()
+    assert peer_oban.RUNNER.is_file()
+
+
+def test_oban_takes_the_first_interpreter_of_3_12_or_newer() -> None:
+    versions = {"shim": None, "old": (3, 11), "new": (3, 13), "newer": (3, 14)}
+    assert peer_oban.pick(["shim", "old", "new", "newer"], versions.get) == "new"
+    assert peer_oban.pick(["shim", "old"], versions.get) is None
+    assert peer_oban.pick([], versions.get) is None
+
+
+def test_an_interpreter_is_asked_its_version_and_a_missing_one_has_none(tmp_path: Path) -> None:
+    assert peer_oban.version_of(sys.executable) == sys.version_info[:2]
+    assert peer_oban.version_of(str(tmp_path / "python3.99")) is None
+    fails = tmp_path / "shim"
+    fails.write_text("#!/bin/sh\necho 'pyenv: python3.12: command not found' >&2\nexit 127\n")
+    fails.chmod(0o755)
+    assert peer_oban.version_of(str(fails)) is None
+
+
+def test_oban_venv_is_cached_per_oban_and_python_version(tmp_path: Path) -> None:
+    home = peer_oban.venv_dir((3, 13), {"XDG_CACHE_HOME": str(tmp_path)})
+    assert home == tmp_path / "jobfleet-bench" / f"oban-{peer_oban.VERSION}-py3.13"
 
 
 def test_report_lines_give_each_peer_its_rate_and_ratio_or_why_not() -> None:
