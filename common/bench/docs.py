@@ -88,7 +88,9 @@ METHOD_ROWS = [
         "latency",
         "idle: one job at a time, 30 ms apart, on an idle node (the NOTIFY path); load: "
         "10k jobs/s offered for 3 s in 10 ms batches",
-        "`started_at - created_at` and `finished_at - created_at`, nearest-rank percentiles",
+        "`started_at - created_at` and `finished_at - created_at`, nearest-rank percentiles; "
+        "beside them, where node is found, Graphile Worker by its own latencyTest method "
+        "(one job at a time, back to back, add_job call to the handler's first line)",
     ),
     (
         "backlog",
@@ -123,9 +125,12 @@ METHOD_ROWS = [
     ),
     (
         "peers",
-        "procrastinate, pgqueuer, Celery (Redis on loopback): the same no-op job count and "
-        "worker processes, each with the settings its docs give for short jobs",
-        "start of the worker processes to the last job run, like jobfleet's start-to-exit",
+        "procrastinate, pgqueuer (asyncpg), Celery (Redis on loopback), Graphile Worker "
+        "(Node), DBOS, Chancy and Oban for Python (on a Python 3.12+ venv of its own): the "
+        "same no-op job count and worker processes, each in a scratch database of its own "
+        "with the settings its docs give for short jobs; a peer that cannot run here says why",
+        "start of the worker processes to the last job run, like jobfleet's start-to-exit; "
+        "jobfleet's rate over each peer's",
     ),
 ]
 
