@@ -295,12 +295,13 @@ def _backlog(s: dict[str, Any], path: Path) -> bool:
 
 
 def _peers(s: dict[str, Any], path: Path) -> bool:
-    if (chart := _chart(s, "peers", figsize=(6, 3.5))) is None:
+    if (chart := _chart(s, "peers", figsize=(8, 4))) is None:
         return False
     r, fig, ax = chart
     names = ["jobfleet"] + [n for n, v in r["peers"].items() if "jobs_per_s" in v]
     rates = [r["jobfleet"]["jobs_per_s"]] + [r["peers"][n]["jobs_per_s"] for n in names[1:]]
     ax.bar(names, rates)
+    ax.tick_params(axis="x", labelrotation=30)  # eight names side by side
     title = f"No-op drain, {r['jobs']:,} jobs, {r['workers']} worker processes"
     _label(ax, None, "jobs/s", title=title)
     return _save(fig, path)
