@@ -134,8 +134,9 @@ def run(ctx: Context) -> dict[str, Any]:
 
 
 def quiet_peer_logs() -> None:
-    """Their INFO lines (one per batch deferred) are noise under the progress bar."""
-    for name in (*PEERS, "kombu"):
+    """Their INFO lines (one per batch deferred, DBOS's client settings) are noise under the
+    progress bar."""
+    for name in (*DRAIN_PEERS, "kombu"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
