@@ -39,11 +39,14 @@ test: $(LINKED)
 	$(BIN)/python -m pytest -n auto
 
 ## bench: every scenario and the peers; rewrites docs/bench/ and BENCHMARKS.md (about 5 minutes)
-# Installs the [bench] extra, and redis-server (for Celery) with apt-get when root and missing.
+# Installs the [bench] extra, and redis-server (for Celery) with apt-get when root and missing;
+# the bench itself installs graphile-worker with npm into ~/.cache/jobfleet-bench (once).
 bench: $(LINKED)
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]' $(EDITABLE)
 	@command -v redis-server >/dev/null || [ "$$(id -u)" != 0 ] || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
+	@command -v node >/dev/null && command -v npm >/dev/null || \
+		echo "make bench: node or npm not found, the Graphile Worker peer is skipped" >&2
 	@mkdir -p docs/bench
 	$(BIN)/jobfleet bench --json > docs/bench/results.json
 	$(BIN)/python -m jobfleet.bench.docs docs/bench/results.json BENCHMARKS.md

@@ -17,8 +17,10 @@ QUICK_TIMEOUT = 120
 
 
 def bench(cli: Cli, *scenarios: str) -> dict[str, Any]:
+    # Offline: a peer the bench would install (Graphile Worker beside the latency) is used
+    # if already there, else skipped: the suite installs nothing.
     result = cli("bench", "--json", "--quick", "--scenario", ",".join(scenarios),
-                 timeout=QUICK_TIMEOUT)  # fmt: skip
+                 timeout=QUICK_TIMEOUT, env={"JOBFLEET_BENCH_OFFLINE": "1"})  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:] + result.stdout[-2000:]
     data: dict[str, Any] = json.loads(result.stdout)
     assert list(data["scenarios"]) == list(scenarios)
@@ -106,6 +108,8 @@ def test_enqueue_latency_and_idle(cli: Cli) -> None:
         assert 0 <= p["p50"] <= p["p95"] <= p["p99"] <= p["max"]
         assert lat[mode]["finish_ms"]["p50"] >= p["p50"]
     assert ratio(data, "idle_start_p99_ms") >= ratio(data, "idle_start_p50_ms")
+    graphile = lat["graphile"]
+    assert "skipped" in graphile or graphile["samples"] == lat["idle"]["jobs"], graphile
     idle = s["idle"]
     assert idle["cpu_percent"] >= 0 and idle["queries_per_s"] >= 0
     assert "idle_cpu_percent" in {r["name"] for r in data["ratios"]}
@@ -230,3 +234,25 @@ def test_history_drains_beside_an_idle_and_a_busy_pruner(cli: Cli) -> None:
     assert ratio(data, "pruning_flat_out_vs_idle") == r["flat_out_ratio"]
     (found,) = [x for x in data["ratios"] if x["name"] == "pruning_vs_idle"]
     assert found["target"] == ">= 0.9" and found["value"] == r["ratio"]
+
+
+@pytest.mark.timeout(QUICK_TIMEOUT * 4)
+def test_peers_each_ran_every_job_or_say_why_not(cli: Cli) -> None:
+    # Offline: the bench uses what is already installed and installs nothing (no npm, no venv).
+    result = cli("bench", "--json", "--quick", "--scenario", "peers", timeout=QUICK_TIMEOUT * 3,
+                 env={"JOBFLEET_BENCH_OFFLINE": "1"})  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    data = json.loads(result.stdout)
+    r = data["scenarios"]["peers"]
+    jobs = data["sizes"]["peer_jobs"]
+    assert r["jobfleet"]["succeeded"] == jobs and r["jobfleet"]["jobs_per_s"] > 0
+    assert set(r["peers"]) == {
+        "procrastinate", "pgqueuer", "celery", "graphile-worker", "dbos", "chancy", "oban"
+    }  # fmt: skip
+    for name, peer in r["peers"].items():
+        assert "error" not in peer, (name, peer)
+        if "skipped" in peer:
+            assert isinstance(peer["skipped"], str) and peer["skipped"], name
+        else:
+            assert peer["jobs"] == jobs and peer["jobs_per_s"] > 0, (name, peer)
+            assert ratio(data, f"noop_vs_{name}") > 0

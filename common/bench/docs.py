@@ -89,7 +89,8 @@ METHOD_ROWS = [
         "idle: 1,000 jobs one at a time, back to back (the next enqueued once the last "
         "started, as Graphile Worker's latency test does), on a node that LISTENs in between; "
         "after a pause: 150 more, 30 ms apart (the CPUs idle too); load: 10k jobs/s offered "
-        "for 3 s in 10 ms batches",
+        "for 3 s in 10 ms batches; beside them, where node is found, Graphile Worker by its "
+        "own latencyTest method, the same samples",
         "idle: from the start of the `enqueue` call to the handler's first line (it sends the "
         "time over UDP) and to `finished_at`; load: `started_at - created_at` and "
         "`finished_at - created_at`; nearest-rank percentiles",
@@ -138,9 +139,12 @@ METHOD_ROWS = [
     ),
     (
         "peers",
-        "procrastinate, pgqueuer, Celery (Redis on loopback): the same no-op job count and "
-        "worker processes, each with the settings its docs give for short jobs",
-        "start of the worker processes to the last job run, like jobfleet's start-to-exit",
+        "procrastinate, pgqueuer (asyncpg), Celery (Redis on loopback), Graphile Worker "
+        "(Node), DBOS, Chancy and Oban for Python (on a Python 3.12+ venv of its own): the "
+        "same no-op job count and worker processes, each in a scratch database of its own "
+        "with the settings its docs give for short jobs; a peer that cannot run here says why",
+        "start of the worker processes to the last job run, like jobfleet's start-to-exit; "
+        "jobfleet's rate over each peer's",
     ),
 ]
 
@@ -305,12 +309,13 @@ def _backlog(s: dict[str, Any], path: Path) -> bool:
 
 
 def _peers(s: dict[str, Any], path: Path) -> bool:
-    if (chart := _chart(s, "peers", figsize=(6, 3.5))) is None:
+    if (chart := _chart(s, "peers", figsize=(8, 4))) is None:
         return False
     r, fig, ax = chart
     names = ["jobfleet"] + [n for n, v in r["peers"].items() if "jobs_per_s" in v]
     rates = [r["jobfleet"]["jobs_per_s"]] + [r["peers"][n]["jobs_per_s"] for n in names[1:]]
     ax.bar(names, rates)
+    ax.tick_params(axis="x", labelrotation=30)  # eight names side by side
     title = f"No-op drain, {r['jobs']:,} jobs, {r['workers']} worker processes"
     _label(ax, None, "jobs/s", title=title)
     return _save(fig, path)

@@ -101,7 +101,18 @@ def run(ctx: Context) -> dict[str, Any]:
         load = latencies(url, load_ids)
     load["offered_jobs_per_s"] = offered
     paused["gap_ms"] = sizes.latency_idle_gap * 1000
-    return {"idle": idle, "paused": paused, "load": load, "workers": ctx.workers}
+    from jobfleet.bench import peer_graphile  # it reads percentiles() from here
+
+    with scratch.scratch_database(ctx.server, "latency_graphile") as url:
+        # The fastest peer's idle latency by its own test, after ours: the same samples.
+        graphile = peer_graphile.graphile_latency(ctx, url, sizes.latency_idle_samples)
+    return {
+        "idle": idle,
+        "paused": paused,
+        "load": load,
+        "workers": ctx.workers,
+        "graphile": graphile,
+    }
 
 
 def probe_socket() -> closing[socket.socket]:

@@ -173,7 +173,19 @@ def _latency(r: dict[str, Any]) -> Lines:
                     f"p99 {_num(p.get('p99'), 2)} ms",
                 )
             )
-    return lines
+    return lines + _graphile_latency(r.get("graphile"))
+
+
+def _graphile_latency(g: dict[str, Any] | None) -> Lines:
+    """Graphile Worker's own latency method beside ours (peer_graphile.graphile_latency)."""
+    what = "Graphile Worker: add_job -> handler's first line, back to back"
+    if g is None:
+        return []
+    if "p50" not in g:
+        why = g.get("skipped") or g.get("error")
+        return [(what, f"{'skipped' if 'skipped' in g else 'error'}: {why}")]
+    figures = " / ".join(f"{p} {_num(g.get(p), 2)}" for p in ("p50", "p95", "p99"))
+    return [(f"{what} ({g['samples']} jobs)", f"{figures} ms")]
 
 
 def _backlog(r: dict[str, Any]) -> Lines:
@@ -218,19 +230,21 @@ def _idle(r: dict[str, Any]) -> Lines:
 
 
 def _peers(r: dict[str, Any]) -> Lines:
-    ours = (
-        f"jobfleet, {r['jobs']:,} noop, {r['workers']} workers",
-        f"{_num(r['jobfleet']['jobs_per_s'])} {JPS}",
-    )
+    ours_rate = r["jobfleet"]["jobs_per_s"]
+    ours = (f"jobfleet, {r['jobs']:,} noop, {r['workers']} workers", f"{_num(ours_rate)} {JPS}")
     return [ours] + [
-        (
-            f"{p}, {r['jobs']:,} noop, {r['workers']} worker processes",
-            f"{_num(v['jobs_per_s'])} {JPS}"
-            if "jobs_per_s" in v
-            else str(v.get("skipped") or v.get("error")),
-        )
+        (f"{p}, {r['jobs']:,} noop, {r['workers']} worker processes", _peer_figure(v, ours_rate))
         for p, v in r["peers"].items()
     ]
+
+
+def _peer_figure(v: dict[str, Any], ours: float) -> str:
+    """A peer's jobs/s and ours against it, or why it has no figure."""
+    if "jobs_per_s" in v:
+        return f"{_num(v['jobs_per_s'])} {JPS} (jobfleet {ours / v['jobs_per_s']:.1f}x)"
+    if "skipped" in v:
+        return f"skipped: {v['skipped']}"
+    return f"error: {str(v.get('error')).splitlines()[0][:90]}"
 
 
 # What each scenario's result says, a line a figure.
