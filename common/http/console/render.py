@@ -36,8 +36,16 @@ def environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters["pretty"] = lambda value: json.dumps(value, indent=2, ensure_ascii=False)
+    env.filters["last_line"] = _last_line
     env.filters["percent"] = lambda fraction: f"{100 * float(fraction or 0):.0f} %"
     return env
+
+
+def _last_line(text: str | None) -> str:
+    """An error's last line: a traceback's exception and message (the page of the job shows
+    the whole traceback)."""
+    lines = [line for line in (text or "").splitlines() if line.strip()]
+    return lines[-1][:300] if lines else ""
 
 
 def page(template: str, status: int = 200, **context: Any) -> HTMLResponse:
