@@ -10,7 +10,10 @@ SELECT max(id) FROM jobs;
 -- name: console_jobs_page
 -- A jobs page: newest first, below `top` and down to `floor` (a window of ids, see
 -- jobfleet.http.console.views.PAGE_WINDOW), so a page walks at most that many primary-key
--- entries however rare its filtered jobs are; `node` as list_jobs names it.
+-- entries however rare its filtered jobs are; `node` as list_jobs names it. Run after
+-- index_plans, as the live tick is: without it, on a never-analysed table, a state filter
+-- became a bitmap scan of the window plus a sort, and once analysed a read of every dead job
+-- through jobs_dead plus a sort (1M rows), whatever their number.
 SELECT id, type, queue, state, priority, attempt, max_attempts, created_at, finished_at,
        progress, coalesce(nullif(split_part(locked_by, '/', 1), ''), attempt_node) AS node
 FROM jobs
@@ -26,7 +29,8 @@ LIMIT %(limit)s;
 -- name: console_live_jobs
 -- One live tick's jobs for every open console of this process: the newest `recent` (primary
 -- key), the running ones (the lease index, at most `running`), and the ids the open pages
--- watch (primary key). Bounded by recent + running + the watched ids, whatever the table.
+-- watch (primary key). Bounded by recent + running + the watched ids, whatever the table;
+-- unordered (the caller orders the few rows).
 SELECT id, type, queue, state, attempt, max_attempts, progress, created_at, finished_at, node
 FROM (
     (SELECT id, type, queue, state, attempt, max_attempts, progress, created_at, finished_at,
@@ -41,5 +45,4 @@ FROM (
     (SELECT id, type, queue, state, attempt, max_attempts, progress, created_at, finished_at,
             coalesce(nullif(split_part(locked_by, '/', 1), ''), attempt_node) AS node
      FROM jobs WHERE id = ANY(%(watched)s::bigint[]))
-) live
-ORDER BY id DESC;
+) live;

@@ -98,6 +98,7 @@ class LiveFeed:
     def snapshot(self, watched: list[int]) -> dict[str, Any]:
         """One tick's read: the pages' jobs and the live nodes in one transaction."""
         with self.connect() as conn:
+            conn.execute(sql("index_plans"))  # for this transaction: plans without statistics
             cur = conn.execute(
                 sql("console_live_jobs"),
                 {"recent": RECENT_JOBS, "running": RUNNING_JOBS, "watched": watched},

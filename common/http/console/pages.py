@@ -85,6 +85,7 @@ def page_routes(app: FastAPI, gate: Gate, feed: LiveFeed) -> None:
             if before is None:
                 max_id = conn.execute(sql("console_max_id")).fetchone()[0]
             where = views.page_window(before, max_id)
+            conn.execute(sql("index_plans"))  # for this transaction: plans without statistics
             cur = conn.execute(
                 sql("console_jobs_page"),
                 {**filters, "top": where.top, "floor": where.floor, "limit": PAGE_SIZE},

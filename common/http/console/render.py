@@ -54,14 +54,14 @@ def page(template: str, status: int = 200, **context: Any) -> HTMLResponse:
 
 
 @lru_cache(maxsize=len(STATIC))
-def _asset(name: str) -> bytes:
+def asset(name: str) -> bytes:
     return resources.files("jobfleet.http.console").joinpath("static", name).read_bytes()
 
 
 def _serve(name: str, content_type: str) -> Any:
     def serve() -> Response:
         return Response(
-            _asset(name),
+            asset(name),
             media_type=content_type,
             headers={"Cache-Control": "max-age=300", "X-Content-Type-Options": "nosniff"},
         )
