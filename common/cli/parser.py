@@ -275,7 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--scopes",
         required=True,
         metavar="S[,S]",
-        help="what the key may do: enqueue, read, cancel (comma-separated)",
+        help="what the key may do: enqueue, read, cancel, admin (retry, pause and resume"
+        "; comma-separated)",
     )
     kc.add_argument(
         "--rate",
