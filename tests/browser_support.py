@@ -15,10 +15,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from playwright.sync_api import expect
 
 INSTALL_LOCK = Path(tempfile.gettempdir()) / "jobfleet-chromium-install.lock"
 # Generous: a loaded 2-core machine runs chromium, PostgreSQL and a fleet at once.
 TIMEOUT_MS = 30_000
+expect.set_options(timeout=TIMEOUT_MS)  # its own default is 5 s
 
 
 def chromium_program() -> str:

@@ -94,7 +94,7 @@ def test_a_long_job_appears_moves_and_is_cancelled_without_reload(
     page = console.page
     console.open("/ui/jobs")
     console.mark()
-    job_id = enqueue(cli, "progress", "--payload", '{"steps": 300, "seconds": 0.2}')
+    job_id = enqueue(cli, "progress", "--payload", '{"steps": 3000, "seconds": 0.2}')
     row = page.locator(f'tr[data-job="{job_id}"]')
     expect(row).to_be_visible()  # it appeared without a reload
     expect(row.locator("[data-field=state]")).to_have_text("running")
@@ -156,7 +156,7 @@ def test_a_queue_paused_from_the_console_stops_being_claimed(
 def test_the_pages_fit_375_px_and_their_screenshots(
     conn: psycopg.Connection[Any], browser: Any, server: str, cli: Cli
 ) -> None:
-    running = enqueue(cli, "progress", "--payload", '{"steps": 300, "seconds": 0.2}')
+    running = enqueue(cli, "progress", "--payload", '{"steps": 3000, "seconds": 0.2}')
     for n in range(3):
         enqueue(cli, "echo", "--payload", f'{{"n": {n}}}', "--queue", "mail")
     dead = enqueue(cli, "fail", "--payload", '{"message": "card declined"}', "--max-attempts", "1")
