@@ -96,7 +96,9 @@ class LiveFeed:
 
     # -- the poller ------------------------------------------------------------------------
     def snapshot(self, watched: list[int]) -> dict[str, Any]:
-        """One tick's read: the pages' jobs and the live nodes in one transaction."""
+        """One tick's read: the pages' jobs and the live nodes in one transaction; `at` is
+        when it began (a page rendered later knows the snapshot is older than itself)."""
+        began = datetime.now(UTC)
         with self.connect() as conn:
             conn.execute(sql("index_plans"))  # for this transaction: plans without statistics
             cur = conn.execute(
@@ -114,7 +116,7 @@ class LiveFeed:
         for job in jobs.values():
             job["created_at"], job["finished_at"] = iso(job["created_at"]), iso(job["finished_at"])
         return {
-            "at": iso(now),
+            "at": iso(began),
             "counts": counts.states,
             "queues": counts.queues,
             "throughput": self.throughput(),

@@ -4,6 +4,7 @@ from the live feed's shared, paced copy (live.LiveFeed.counts), never from a cou
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Path, Query, Request
@@ -16,6 +17,7 @@ from jobfleet.http.console import views
 from jobfleet.http.console.auth import Gate, Viewer
 from jobfleet.http.console.live import LiveFeed
 from jobfleet.http.console.render import PREFIX, page
+from jobfleet.jobs import iso
 from jobfleet.options import ID_MAX, STATES, OptionError, check_name, check_state
 from jobfleet.queries import sql
 
@@ -113,7 +115,7 @@ def page_routes(app: FastAPI, gate: Gate, feed: LiveFeed) -> None:
                 shown = admin.show_job(conn, job_id)
         except JobNotFound as exc:
             return page("missing.html", 404, message=str(exc), **context)
-        return page("job.html", job=shown, **context)
+        return page("job.html", job=shown, rendered_at=iso(datetime.now(UTC)), **context)
 
     @app.get(f"{PREFIX}/dead", include_in_schema=False)
     def dead(request: Request) -> HTMLResponse:

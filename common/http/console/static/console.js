@@ -47,8 +47,10 @@
       var state = row.querySelector("[data-field=state]");
       if (state) { state.textContent = job.state; }
       setProgress(row.querySelector("[data-field=progress]"), job.progress);
-      if (kind === "job" && row.dataset.state !== job.state) {
-        // A new state brings new buttons, attempts and a result: show the page anew.
+      if (kind === "job" && row.dataset.state !== job.state &&
+          Date.parse(snap.at) > Date.parse(row.dataset.rendered)) {
+        // A new state (read after this page was) brings new buttons, attempts and a result:
+        // show the page anew.
         window.location.reload();
       }
     });
