@@ -4,16 +4,21 @@ POST /jobs/{id}/retry with each of its statuses."""
 
 from __future__ import annotations
 
+import json
 import re
+import signal
 from typing import Any
 
+import httpx2
 import psycopg
 from fastapi.testclient import TestClient
 
 import jobfleet
 from jobfleet import apikeys
-from tests.conftest import scalar
+from jobfleet.http.server import free_port
+from tests.conftest import Cli, scalar, wait_until
 from tests.http_support import bearer, make_key
+from tests.test_http_fleet import answers
 
 ACTIONS = ("Cancel", "Retry", "Pause", "Resume", "Retry all", "Purge")
 
@@ -201,3 +206,31 @@ def test_post_jobs_retry_answers_each_status(
         "200", "401", "403", "404", "409", "422", "429", "500", "503"
     }  # fmt: skip
     assert all("/ui" not in path for path in client.get("/openapi.json").json()["paths"])
+
+
+def test_jobfleet_api_serves_the_console_and_a_live_stream(
+    conn: psycopg.Connection[Any], cli: Cli
+) -> None:
+    """`jobfleet api` (an API-only host) serves /ui; a signed-in browser's live stream gets
+    snapshots with the counts, and the process still stops cleanly on SIGTERM."""
+    jobfleet.enqueue(conn, "echo", {})
+    key = make_key(conn, "edge", "read")
+    port = free_port()
+    api = cli.start("api", "--port", str(port), "--host", "127.0.0.1")
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_until(lambda: answers(f"{base}/healthz"), what="jobfleet api to answer")
+        with httpx2.Client(base_url=base, timeout=30, follow_redirects=True) as browser:
+            assert "API key" in browser.get("/ui").text
+            assert browser.post("/ui/sign-in", data={"key": key}).status_code == 200
+            with browser.stream("GET", "/ui/live?watch=1") as stream:
+                assert stream.headers["content-type"].startswith("text/event-stream")
+                for line in stream.iter_lines():
+                    if line.startswith("data: "):
+                        snapshot = json.loads(line[len("data: ") :])
+                        break
+        assert snapshot["counts"]["queued"] == 1 and snapshot["jobs"][0]["id"] == 1
+    finally:
+        api.send_signal(signal.SIGTERM)
+        api.communicate(timeout=30)
+    assert api.returncode == 0

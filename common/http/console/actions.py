@@ -25,8 +25,10 @@ from jobfleet.http.console.auth import (
 )
 from jobfleet.http.console.render import PREFIX, page
 from jobfleet.http.limits import AddressLimit, client_address
+from jobfleet.log import get_logger
 from jobfleet.options import ID_MAX, OptionError
 
+log = get_logger("jobfleet.http.console")
 JobId = Annotated[int, Path(ge=1, le=ID_MAX)]
 QueueName = Annotated[str, Path(min_length=1, max_length=128)]
 
@@ -46,8 +48,10 @@ def action_routes(app: FastAPI, gate: Gate) -> None:
         outcome = await run_in_threadpool(gate.sign_in, fields.get("key", "").strip())
         if isinstance(outcome, str):
             failures.failed(address)
+            log.warning("console sign-in refused", extra={"address": address, "why": outcome})
             return _signin_page(401, outcome)
-        session_id, _ = outcome
+        session_id, session = outcome
+        log.info("console sign-in", extra={"key": session.key_name, "address": address})
         response = RedirectResponse(PREFIX, status_code=303)
         response.set_cookie(
             COOKIE,
@@ -70,6 +74,11 @@ def action_routes(app: FastAPI, gate: Gate) -> None:
             viewer.session.notice = await run_in_threadpool(work, viewer)
         except (JobfleetError, OptionError) as exc:
             viewer.session.notice = str(exc)
+        # Who did what from the console: an audit trail in the structured log.
+        log.info(
+            "console action",
+            extra={"key": viewer.name, "path": request.url.path, "outcome": viewer.session.notice},
+        )
         return to_page(back)
 
     @app.post(f"{PREFIX}/sign-out", include_in_schema=False)

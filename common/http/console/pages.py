@@ -122,7 +122,8 @@ def page_routes(app: FastAPI, gate: Gate, feed: LiveFeed) -> None:
         viewer = gate.require_viewer(request)
         with connect() as conn:
             rows = admin.dlq_list(conn, limit=PAGE_SIZE)
-        return page("dead.html", rows=rows, **_common(viewer, "dead", "Dead letters"))
+        total = feed.counts().states["dead"]
+        return page("dead.html", rows=rows, total=total, **_common(viewer, "dead", "Dead letters"))
 
     @app.get(f"{PREFIX}/queues", include_in_schema=False)
     def queues(request: Request) -> HTMLResponse:
