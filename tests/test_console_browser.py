@@ -15,11 +15,12 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from jobfleet.http.server import free_port
-from tests.browser_support import Console, console_page, launch
+from tests.browser_support import INSTALL_TIMEOUT_SECONDS, Console, console_page, launch
 from tests.conftest import ROOT, Cli, scalar, wait_until
 from tests.fleet_support import FAST
 from tests.test_http_fleet import answers, new_key
 
+pytestmark = pytest.mark.timeout(INSTALL_TIMEOUT_SECONDS)
 SCREENSHOTS = ROOT / "docs" / "console"
 ACTIONS = ("Cancel", "Retry", "Pause", "Resume")
 
