@@ -15,7 +15,9 @@ from fastapi.testclient import TestClient
 
 import jobfleet
 from jobfleet import apikeys
+from jobfleet.http.app import create_app
 from jobfleet.http.server import free_port
+from jobfleet.settings import load_settings
 from tests.conftest import Cli, scalar, wait_until
 from tests.http_support import bearer, make_key
 from tests.test_http_fleet import answers
@@ -62,6 +64,26 @@ def test_signing_in_sets_an_http_only_strict_cookie_without_the_key(
     assert key not in cookie and key.split("_")[2] not in cookie
     overview = client.get("/ui")
     assert "<h1>Overview</h1>" in overview.text and "viewer" in overview.text
+
+
+def test_a_session_holds_on_every_process_and_a_forged_one_on_none(
+    conn: psycopg.Connection[Any], db_url: str, client: TestClient
+) -> None:
+    """The API runs several processes: a session signed in on one works on another (its token
+    is checked against the key's row, nothing kept in a process); an altered token does not."""
+    sign_in(client, make_key(conn, "roamer", "read"))
+    token = client.cookies["jobfleet_console"]
+    with TestClient(create_app(db_url, load_settings())) as other:
+        other.cookies.set("jobfleet_console", token)
+        assert "<h1>Jobs</h1>" in other.get("/ui/jobs").text
+        key_id, expires, nonce, mac = token.split(".")
+        for forged in (
+            f"{key_id}.{int(expires) + 3600}.{nonce}.{mac}",
+            f"{key_id}.{expires}.{nonce}.{mac[:-1]}A" if mac[-1] != "A" else f"{token[:-1]}B",
+            "0000000000000000." + token.split(".", 1)[1],
+        ):
+            other.cookies.set("jobfleet_console", forged)
+            assert other.get("/ui/jobs", follow_redirects=False).status_code == 303, forged
 
 
 def test_bad_keys_and_keys_without_read_cannot_sign_in(

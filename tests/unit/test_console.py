@@ -1,12 +1,11 @@
 """The console's pure decisions: buttons per scope, the jobs page's id window, the counts'
-pace, throughput from successive counts, the ids a stream watches, and the session table."""
+pace, throughput from successive counts, the ids a stream watches, and session tokens."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from jobfleet.http.console import views
-from jobfleet.http.console.sessions import Sessions, same_token
+from jobfleet.http.console import sessions, views
 from jobfleet.options import ID_MAX
 
 
@@ -60,27 +59,29 @@ def test_heartbeat_age() -> None:
     assert views.heartbeat_age(None, now) is None
 
 
-def test_sessions_expire_when_idle_and_stay_bounded() -> None:
-    clock = [0.0]
-    table = Sessions(idle_seconds=10, max_sessions=2, clock=lambda: clock[0])
-    first, session = table.create("k1", "one")
-    assert table.get(first) is session and len(first) >= 40
-    clock[0] = 9.0
-    assert table.get(first) is session  # used: its idle time starts again
-    clock[0] = 18.0
-    assert table.get(first) is session
-    clock[0] = 29.0
-    assert table.get(first) is None
-    ids = [table.create("k", str(i))[0] for i in range(3)]
-    assert len(table) == 2 and table.get(ids[0]) is None and table.get(ids[2]) is not None
-    table.end(ids[2])
-    assert table.get(ids[2]) is None and table.get(None) is None
+def test_a_session_token_is_signed_with_the_keys_secret_and_expires() -> None:
+    secret, other = b"s" * 32, b"o" * 32
+    token = sessions.issue("0123456789abcdef", secret, now=1000.0)
+    claim = sessions.parse(token)
+    assert claim is not None and claim.key_id == "0123456789abcdef"
+    assert claim.expires == 1000 + sessions.SESSION_SECONDS
+    assert sessions.valid(claim, secret, now=1001.0)
+    assert not sessions.valid(claim, other, now=1001.0)  # another key's secret
+    assert not sessions.valid(claim, secret, now=claim.expires)  # expired
+    forged = sessions.parse(token.replace(f".{claim.expires}.", f".{claim.expires + 9}.", 1))
+    assert forged is not None and not sessions.valid(forged, secret, now=1001.0)
+    for bad in (None, "", "jf_0123456789abcdef_secret", token + "x", token.replace(".", "_")):
+        assert sessions.parse(bad) is None
+    assert sessions.issue("0123456789abcdef", secret, 1000.0) != token  # a fresh nonce
 
 
-def test_a_notice_is_shown_once_and_tokens_compare_exactly() -> None:
-    _, session = Sessions().create("k", "n")
-    session.notice = "done"
-    assert session.take_notice() == "done" and session.take_notice() is None
-    assert same_token(session.csrf, session.csrf)
-    assert not same_token(session.csrf[:-1], session.csrf)
-    assert not same_token(None, session.csrf)
+def test_the_csrf_token_is_the_sessions_own() -> None:
+    secret = b"s" * 32
+    first = sessions.parse(sessions.issue("0123456789abcdef", secret, 0.0))
+    second = sessions.parse(sessions.issue("0123456789abcdef", secret, 0.0))
+    assert first is not None and second is not None
+    token = sessions.csrf_token(first, secret)
+    assert sessions.same_token(token, token)
+    assert token != sessions.csrf_token(second, secret)
+    assert not sessions.same_token(token[:-1], token)
+    assert not sessions.same_token(None, token)

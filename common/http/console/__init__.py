@@ -15,13 +15,12 @@ from jobfleet.http.console.auth import Gate, Refused, SignInNeeded
 from jobfleet.http.console.live import LiveFeed
 from jobfleet.http.console.pages import page_routes
 from jobfleet.http.console.render import PREFIX, page, static_routes
-from jobfleet.http.console.sessions import Sessions
 
 
 def install(app: FastAPI, connect: Callable[[], AbstractContextManager[Any]]) -> None:
     """Serve the console from `app`, reading through `connect` (a pooled connection in a
     bounded transaction, as the API's requests use)."""
-    gate = Gate(Sessions(), connect)
+    gate = Gate(connect)
     feed = LiveFeed(connect)
     static_routes(app)
     page_routes(app, gate, feed)

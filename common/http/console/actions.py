@@ -21,6 +21,7 @@ from jobfleet.http.console.auth import (
     check_csrf,
     form_fields,
     same_origin,
+    set_notice,
     to_page,
 )
 from jobfleet.http.console.render import PREFIX, page
@@ -50,12 +51,12 @@ def action_routes(app: FastAPI, gate: Gate) -> None:
             failures.failed(address)
             log.warning("console sign-in refused", extra={"address": address, "why": outcome})
             return _signin_page(401, outcome)
-        session_id, session = outcome
-        log.info("console sign-in", extra={"key": session.key_name, "address": address})
+        token, name = outcome
+        log.info("console sign-in", extra={"key": name, "address": address})
         response = RedirectResponse(PREFIX, status_code=303)
         response.set_cookie(
             COOKIE,
-            session_id,
+            token,
             httponly=True,
             samesite="strict",
             secure=request.url.scheme == "https",
@@ -71,21 +72,23 @@ def action_routes(app: FastAPI, gate: Gate) -> None:
         if scope is not None:
             viewer.require(scope)
         try:
-            viewer.session.notice = await run_in_threadpool(work, viewer)
+            notice = await run_in_threadpool(work, viewer)
         except (JobfleetError, OptionError) as exc:
-            viewer.session.notice = str(exc)
+            notice = str(exc)
         # Who did what from the console: an audit trail in the structured log.
         log.info(
             "console action",
-            extra={"key": viewer.name, "path": request.url.path, "outcome": viewer.session.notice},
+            extra={"key": viewer.name, "path": request.url.path, "outcome": notice},
         )
-        return to_page(back)
+        response = to_page(back)
+        set_notice(response, notice)
+        return response
 
     @app.post(f"{PREFIX}/sign-out", include_in_schema=False)
     async def sign_out(request: Request) -> Response:
         viewer = await run_in_threadpool(gate.require_viewer, request)
         check_csrf(viewer, form_fields(await request.body()))
-        gate.sessions.end(viewer.session_id)
+        log.info("console sign-out", extra={"key": viewer.name})
         response = RedirectResponse(PREFIX, status_code=303)
         response.delete_cookie(COOKIE, path=PREFIX, httponly=True, samesite="strict")
         return response

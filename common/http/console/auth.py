@@ -1,24 +1,26 @@
-"""Who is looking: the session cookie, checked against the API key it was opened with on
-every request (a revoked key's session ends there), and the CSRF token every form carries."""
+"""Who is looking: the session cookie (a signed token, sessions.py), checked against the API
+key's row on every request (a revoked key's session ends there), and the CSRF token every
+form carries."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote, unquote
 
 from fastapi import Request
-from fastapi.responses import RedirectResponse
+from fastapi.responses import RedirectResponse, Response
 
 from jobfleet import apikeys
-from jobfleet.http.console import views
+from jobfleet.http.console import sessions, views
 from jobfleet.http.console.render import PREFIX
-from jobfleet.http.console.sessions import Session, Sessions, same_token
 from jobfleet.queries import sql
 
 COOKIE = "jobfleet_console"
+NOTICE_COOKIE = "jobfleet_notice"  # an action's outcome, shown once by the next page
 FORM_MAX_FIELD = 4096
 
 
@@ -36,10 +38,9 @@ class Refused(Exception):
 
 @dataclass(frozen=True)
 class Viewer:
-    session_id: str
-    session: Session
     name: str
     scopes: frozenset[str]
+    csrf: str
 
     @property
     def allowed(self) -> views.Allowed:
@@ -55,21 +56,23 @@ class Viewer:
 
 
 class Gate:
-    def __init__(self, sessions: Sessions, connect: Callable[[], AbstractContextManager[Any]]):
-        self.sessions, self.connect = sessions, connect
+    def __init__(self, connect: Callable[[], AbstractContextManager[Any]]) -> None:
+        self.connect = connect
 
     def viewer(self, request: Request) -> Viewer | None:
-        """The signed-in viewer, or None. One primary-key read of the key's row."""
-        session_id = request.cookies.get(COOKIE)
-        session = self.sessions.get(session_id)
-        if session is None or session_id is None:
+        """The signed-in viewer, or None. One primary-key read of the key's row (none for a
+        cookie that is not a session token)."""
+        claim = sessions.parse(request.cookies.get(COOKIE))
+        if claim is None:
             return None
         with self.connect() as conn:
-            row = conn.execute(sql("api_key_by_id"), {"key_id": session.key_id}).fetchone()
-        if row is None or row[5] or "read" not in row[3]:  # gone, revoked, or no longer reads
-            self.sessions.end(session_id)
+            row = conn.execute(sql("api_key_by_id"), {"key_id": claim.key_id}).fetchone()
+        if row is None:
             return None
-        return Viewer(session_id, session, row[0], frozenset(row[3]))
+        name, _, secret, scopes, _, revoked = row
+        if revoked or "read" not in scopes or not sessions.valid(claim, bytes(secret), time.time()):
+            return None
+        return Viewer(name, frozenset(scopes), sessions.csrf_token(claim, bytes(secret)))
 
     def require_viewer(self, request: Request) -> Viewer:
         viewer = self.viewer(request)
@@ -77,18 +80,32 @@ class Gate:
             raise SignInNeeded
         return viewer
 
-    def sign_in(self, presented: str) -> tuple[str, Session] | str:
-        """A new session for a good key with the read scope, or why there is none."""
+    def sign_in(self, presented: str) -> tuple[str, str] | str:
+        """A session token and the key's name for a good key with the read scope, or why
+        there is none."""
         if not apikeys.well_formed(presented):
             return "that is not an API key (they look like jf_…, from `jobfleet apikey create`)"
+        key_id = presented.split("_")[1]
         with self.connect() as conn:
             key = apikeys.verify_key(conn, presented)
-        if key is None:
+            row = conn.execute(sql("api_key_by_id"), {"key_id": key_id}).fetchone()
+        if key is None or row is None:
             return "the API key is unknown, revoked or wrong"
         if "read" not in key.scopes:
             return f"API key {key.name!r} lacks the 'read' scope the console needs"
-        key_id = presented.split("_")[1]
-        return self.sessions.create(key_id, key.name)
+        return sessions.issue(key_id, bytes(row[2]), time.time()), key.name
+
+
+def set_notice(response: Response, notice: str) -> None:
+    response.set_cookie(
+        NOTICE_COOKIE, quote(notice[:500]), httponly=True, samesite="strict", path=PREFIX
+    )
+
+
+def take_notice(request: Request) -> str | None:
+    """The notice the last action left, if any (the page that shows it clears it)."""
+    raw = request.cookies.get(NOTICE_COOKIE)
+    return None if raw is None else unquote(raw)
 
 
 def form_fields(body: bytes) -> dict[str, str]:
@@ -105,7 +122,7 @@ def form_fields(body: bytes) -> dict[str, str]:
 
 
 def check_csrf(viewer: Viewer, fields: dict[str, str]) -> None:
-    if not same_token(fields.get("csrf"), viewer.session.csrf):
+    if not sessions.same_token(fields.get("csrf"), viewer.csrf):
         raise Refused(403, "the form's CSRF token is missing or wrong: reload the page and retry")
 
 

@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from jobfleet import admin, type_limits
 from jobfleet.errors import JobNotFound
 from jobfleet.http.console import views
-from jobfleet.http.console.auth import Gate, Viewer
+from jobfleet.http.console.auth import NOTICE_COOKIE, Gate, Viewer, take_notice
 from jobfleet.http.console.live import LiveFeed
 from jobfleet.http.console.render import PREFIX, page
 from jobfleet.jobs import iso
@@ -26,16 +26,24 @@ JobId = Annotated[int, Path(ge=1, le=ID_MAX)]
 Filter = Annotated[str | None, Query(max_length=128)]
 
 
-def _common(viewer: Viewer, current: str, title: str) -> dict[str, Any]:
+def _common(viewer: Viewer, request: Request, current: str, title: str) -> dict[str, Any]:
     return {
         "viewer": viewer,
         "allowed": viewer.allowed,
-        "csrf": viewer.session.csrf,
-        "notice": viewer.session.take_notice(),
+        "csrf": viewer.csrf,
+        "notice": take_notice(request),
         "current": current,
         "title": title,
         "states": STATES,
     }
+
+
+def show(template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    """The page, clearing the notice it shows (an action's outcome is shown once)."""
+    response = page(template, status, **context)
+    if context.get("notice") is not None:
+        response.delete_cookie(NOTICE_COOKIE, path=PREFIX, httponly=True, samesite="strict")
+    return response
 
 
 def page_routes(app: FastAPI, gate: Gate, feed: LiveFeed) -> None:
@@ -48,12 +56,12 @@ def page_routes(app: FastAPI, gate: Gate, feed: LiveFeed) -> None:
             return page("signin.html", title="Sign in", error=None, current="")
         counts = feed.counts()
         snap = feed.snapshot([])
-        return page(
+        return show(
             "overview.html",
             counts=counts,
             throughput=feed.throughput(),
             nodes=snap["nodes"],
-            **_common(viewer, "overview", "Overview"),
+            **_common(viewer, request, "overview", "Overview"),
         )
 
     @app.get(f"{PREFIX}/jobs", include_in_schema=False)
@@ -68,11 +76,11 @@ def page_routes(app: FastAPI, gate: Gate, feed: LiveFeed) -> None:
         viewer = gate.require_viewer(request)
         filters = {"state": state or None, "type": type or None, "queue": queue or None}
         filters["node"] = node or None
-        context = _common(viewer, "jobs", "Jobs")
+        context = _common(viewer, request, "jobs", "Jobs")
         try:
             _check_filters(filters)
         except OptionError as exc:
-            return page(
+            return show(
                 "jobs.html",
                 422,
                 error=str(exc),
@@ -95,7 +103,7 @@ def page_routes(app: FastAPI, gate: Gate, feed: LiveFeed) -> None:
             names = [c.name for c in cur.description]
             rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
         more = views.next_before([r["id"] for r in rows], PAGE_SIZE, where)
-        return page(
+        return show(
             "jobs.html",
             error=None,
             rows=rows,
@@ -109,13 +117,13 @@ def page_routes(app: FastAPI, gate: Gate, feed: LiveFeed) -> None:
     @app.get(PREFIX + "/jobs/{job_id}", include_in_schema=False)
     def job(request: Request, job_id: JobId) -> HTMLResponse:
         viewer = gate.require_viewer(request)
-        context = _common(viewer, "jobs", f"Job {job_id}")
+        context = _common(viewer, request, "jobs", f"Job {job_id}")
         try:
             with connect() as conn:
                 shown = admin.show_job(conn, job_id)
         except JobNotFound as exc:
-            return page("missing.html", 404, message=str(exc), **context)
-        return page("job.html", job=shown, rendered_at=iso(datetime.now(UTC)), **context)
+            return show("missing.html", 404, message=str(exc), **context)
+        return show("job.html", job=shown, rendered_at=iso(datetime.now(UTC)), **context)
 
     @app.get(f"{PREFIX}/dead", include_in_schema=False)
     def dead(request: Request) -> HTMLResponse:
@@ -123,7 +131,9 @@ def page_routes(app: FastAPI, gate: Gate, feed: LiveFeed) -> None:
         with connect() as conn:
             rows = admin.dlq_list(conn, limit=PAGE_SIZE)
         total = feed.counts().states["dead"]
-        return page("dead.html", rows=rows, total=total, **_common(viewer, "dead", "Dead letters"))
+        return show(
+            "dead.html", rows=rows, total=total, **_common(viewer, request, "dead", "Dead letters")
+        )
 
     @app.get(f"{PREFIX}/queues", include_in_schema=False)
     def queues(request: Request) -> HTMLResponse:
@@ -141,14 +151,18 @@ def page_routes(app: FastAPI, gate: Gate, feed: LiveFeed) -> None:
             }
             for q in names
         ]
-        return page("queues.html", rows=rows, limits=limits, **_common(viewer, "queues", "Queues"))
+        return show(
+            "queues.html", rows=rows, limits=limits, **_common(viewer, request, "queues", "Queues")
+        )
 
     @app.get(f"{PREFIX}/periodic", include_in_schema=False)
     def periodic(request: Request) -> HTMLResponse:
         viewer = gate.require_viewer(request)
         with connect() as conn:
             rows = admin.cron_list(conn)
-        return page("periodic.html", rows=rows, **_common(viewer, "periodic", "Periodic jobs"))
+        return show(
+            "periodic.html", rows=rows, **_common(viewer, request, "periodic", "Periodic jobs")
+        )
 
     @app.get(f"{PREFIX}/live", include_in_schema=False)
     async def live(

@@ -1,87 +1,72 @@
-"""The console's sign-in sessions, kept in the HTTP process's memory.
+"""The console's sign-in sessions: signed tokens, so every HTTP process of every node knows
+them with nothing shared but the database.
 
-The browser holds only a random session id (256 bits) in an HttpOnly, SameSite=Strict cookie;
-the server keeps, per id, the API key's id (never the key itself), the key's name, a CSRF
-token and a one-shot notice. Every request looks the key id up again (jobfleet.apikeys), so a
-revoked key's session stops working at its next request. The HTTP API runs one process per
-node, so one table per process is every session that node has; a restarted HTTP child asks
-its users to sign in again, which costs them one form.
+The browser holds, in an HttpOnly, SameSite=Strict cookie, `<key id>.<expires>.<nonce>.<mac>`:
+the API key's public id (never the key), when the session ends, a random nonce, and an
+HMAC-SHA256 of the rest keyed with the key's stored hash (`api_keys.secret_hash`, which never
+leaves the server). Every request reads the key's row by its id to check the signature, so a
+revoked key's sessions stop working at their next request, and a forged or altered token
+never passes. The CSRF token of a session is an HMAC of its nonce under the same secret.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import re
 import secrets
-import threading
-import time
-from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
 
-# A session lasts a working day without use, then the key must be given again.
-IDLE_SECONDS = 12 * 3600.0
-# The table's bound: past it the least recently used session goes (a flood of sign-ins with
-# a valid key cannot grow memory without end).
-MAX_SESSIONS = 10_000
-ID_BYTES = 32
+# A session lasts a working day, then the key must be given again.
+SESSION_SECONDS = 12 * 3600
+NONCE_BYTES = 16
+_TOKEN = re.compile(r"^([0-9a-f]{16})\.(\d{1,12})\.([A-Za-z0-9_-]{22})\.([A-Za-z0-9_-]{43})$")
 
 
-@dataclass
-class Session:
-    key_id: str  # the API key's public id (jf_<key_id>_...), looked up on every request
-    key_name: str
-    csrf: str
-    seen: float
-    notice: str | None = None
+@dataclass(frozen=True)
+class Claim:
+    """A session token's parts, before its signature is checked."""
 
-    def take_notice(self) -> str | None:
-        notice, self.notice = self.notice, None
-        return notice
+    key_id: str
+    expires: int
+    nonce: str
+    mac: str
+
+    @property
+    def signed(self) -> str:
+        return f"{self.key_id}.{self.expires}.{self.nonce}"
 
 
-class Sessions:
-    def __init__(
-        self,
-        *,
-        idle_seconds: float = IDLE_SECONDS,
-        max_sessions: int = MAX_SESSIONS,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.idle_seconds, self.max_sessions, self.clock = idle_seconds, max_sessions, clock
-        self._table: OrderedDict[str, Session] = OrderedDict()
-        self._lock = threading.Lock()
+def _mac(secret: bytes, text: str) -> str:
+    digest = hmac.new(secret, text.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
-    def create(self, key_id: str, key_name: str) -> tuple[str, Session]:
-        """A new session for a verified key: its id (for the cookie) and the session."""
-        session_id = secrets.token_urlsafe(ID_BYTES)
-        session = Session(key_id, key_name, secrets.token_urlsafe(ID_BYTES), self.clock())
-        with self._lock:
-            self._table[session_id] = session
-            while len(self._table) > self.max_sessions:
-                self._table.popitem(last=False)
-        return session_id, session
 
-    def get(self, session_id: str | None) -> Session | None:
-        """The live session with this id (its idle time starts again), or None."""
-        if not session_id:
-            return None
-        with self._lock:
-            session = self._table.get(session_id)
-            if session is None:
-                return None
-            now = self.clock()
-            if now - session.seen > self.idle_seconds:
-                del self._table[session_id]
-                return None
-            session.seen = now
-            self._table.move_to_end(session_id)
-            return session
+def issue(key_id: str, secret: bytes, now: float) -> str:
+    """A new session token for the key with this id and stored secret."""
+    nonce = base64.urlsafe_b64encode(secrets.token_bytes(NONCE_BYTES)).decode().rstrip("=")
+    signed = f"{key_id}.{int(now) + SESSION_SECONDS}.{nonce}"
+    return f"{signed}.{_mac(secret, signed)}"
 
-    def end(self, session_id: str | None) -> None:
-        with self._lock:
-            self._table.pop(session_id or "", None)
 
-    def __len__(self) -> int:
-        return len(self._table)
+def parse(token: str | None) -> Claim | None:
+    """The token's parts, or None for anything that is not a session token's shape."""
+    match = _TOKEN.fullmatch(token or "")
+    if match is None:
+        return None
+    key_id, expires, nonce, mac = match.groups()
+    return Claim(key_id, int(expires), nonce, mac)
+
+
+def valid(claim: Claim, secret: bytes, now: float) -> bool:
+    """Whether the claim was signed with this secret and has not expired."""
+    return now < claim.expires and hmac.compare_digest(_mac(secret, claim.signed), claim.mac)
+
+
+def csrf_token(claim: Claim, secret: bytes) -> str:
+    """The session's CSRF token: every form carries it, every POST is checked against it."""
+    return _mac(secret, f"csrf.{claim.nonce}")
 
 
 def same_token(presented: str | None, expected: str) -> bool:
