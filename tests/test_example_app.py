@@ -184,3 +184,20 @@ def test_a_users_strict_mypy_passes_after_pip_install(installed: Path, tmp_path:
     it (the wheel's py.typed and annotations), from a folder outside the repository."""
     subprocess.run([*venv_pip(installed), "install", "mypy"], check=True, timeout=MYPY_TIMEOUT)
     strict_mypy_checks(installed / "bin/python", tmp_path)
+
+
+def test_the_console_pages_and_assets_travel_in_the_wheel(installed: Path) -> None:
+    """The console's templates, stylesheet and script are package data: a regular install
+    renders its sign-in page and serves both files."""
+    code = (
+        "from jobfleet.http.console import render\n"
+        "signin = render.page('signin.html', title='Sign in', error=None, current='').body\n"
+        "print(b'API key' in signin, len(render.asset('console.js')),"
+        " len(render.asset('console.css')))"
+    )
+    shown = subprocess.run(
+        [installed / "bin/python", "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert shown.returncode == 0, shown.stderr
+    found, script, style = shown.stdout.split()
+    assert found == "True" and int(script) > 1000 and int(style) > 1000

@@ -19,7 +19,8 @@ def add_supervisor_options(sup: argparse.ArgumentParser, port: Callable[[str], i
         type=port,
         default=None,
         metavar="PORT",
-        help="serve the HTTP API (jobs, /metrics, /healthz, /readyz) on this port, "
+        help="serve the HTTP API (jobs, the web console at /ui, /metrics, /healthz, /readyz) "
+        "on this port, "
         "in supervised children",
     )
     sup.add_argument(
@@ -42,7 +43,9 @@ def add_supervisor_options(sup: argparse.ArgumentParser, port: Callable[[str], i
 
 
 def add_api_parser(commands: Any, port: Callable[[str], int]) -> None:
-    api = commands.add_parser("api", help="serve the HTTP API alone (for API-only hosts)")
+    api = commands.add_parser(
+        "api", help="serve the HTTP API and its web console (/ui) alone (for API-only hosts)"
+    )
     api.add_argument("--port", type=port, required=True, metavar="P")
     api.add_argument(
         "--host",

@@ -267,7 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--scopes",
         required=True,
         metavar="S[,S]",
-        help="what the key may do: enqueue, read, cancel (comma-separated)",
+        help="what the key may do, comma-separated: enqueue, read, cancel, admin (retry, "
+        "pause, resume)",
     )
     kc.add_argument(
         "--rate",

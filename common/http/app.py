@@ -22,13 +22,14 @@ from starlette.types import ASGIApp
 from jobfleet import admin, apikeys, metrics
 from jobfleet.db import Connection, bounded_transaction, connection_options
 from jobfleet.enqueue import enqueue_job
-from jobfleet.http import docs, errors
+from jobfleet.http import console, docs, errors
 from jobfleet.http.bulk_routes import bulk_routes
 from jobfleet.http.errors import ApiError, responses
 from jobfleet.http.health_routes import health_routes
 from jobfleet.http.limits import AddressLimit, BodySizeLimit, client_address
 from jobfleet.http.queue_routes import queue_routes
 from jobfleet.http.request_metrics import RequestMetrics
+from jobfleet.http.retry_route import retry_route
 from jobfleet.http.schemas import (
     CancelResult,
     CreatedJobs,
@@ -176,6 +177,8 @@ def create_app(url: str, config: Settings, role: Role = "api") -> ASGIApp:
         _job_routes(app, access, config)
         queue_routes(app, access)
         bulk_routes(app, access, config)
+        retry_route(app, access)
+        console.install(app, connection)
         docs.install(app)
     health_routes(app, connection, ready_wait=READY_WAIT_SECONDS)
     # Metrics outermost, so a 413 the size limit answers is counted too.
