@@ -122,6 +122,7 @@ def ratios(scenarios: Scenarios) -> list[dict[str, Any]]:
             _get(scenarios, "limits", "plain", "wall_jobs_per_s"),
         ),
         "pruning_vs_idle": _get(scenarios, "history", "ratio"),
+        "pruning_flat_out_vs_idle": _get(scenarios, "history", "flat_out_ratio"),
         "http_32_vs_1_client": _get(scenarios, "enqueue", "http", "clients_32_vs_1"),
         "idle_start_p50_ms": _get(scenarios, "latency", "idle", "start_ms", "p50"),
         "idle_start_p99_ms": _get(scenarios, "latency", "idle", "start_ms", "p99"),
