@@ -135,6 +135,29 @@ def test_a_dead_job_retried_from_the_dead_letters_runs_again(
     console.assert_only_this_host()
 
 
+def test_cancel_matching_from_the_jobs_page_cancels_the_queued_jobs_of_the_type(
+    conn: psycopg.Connection[Any], console: Console, cli: Cli
+) -> None:
+    running = enqueue(cli, "sleep", "--payload", '{"seconds": 60}')
+    wait_until(lambda: job_state(conn, running) == "running", what="the long job to start")
+    cli.ok("queues", "pause", "parked")
+    parked = [enqueue(cli, "sleep", "--queue", "parked") for _ in range(3)]
+    other = enqueue(cli, "echo", "--queue", "parked")
+    page = console.page
+    console.open("/ui/jobs")
+    page.get_by_label("Type").fill("sleep")
+    page.get_by_role("button", name="Filter", exact=True).click()
+    page.get_by_role("button", name="Cancel matching", exact=True).click()
+    expect(page.get_by_role("status")).to_have_text("Cancelled 3 jobs of type sleep")
+    for job_id in parked:
+        state = page.locator(f'tr[data-job="{job_id}"] [data-field=state]')
+        expect(state).to_have_text("cancelled")
+    expect(page.locator(f'tr[data-job="{running}"] [data-field=state]')).to_have_text("running")
+    assert {job_state(conn, j) for j in parked} == {"cancelled"}
+    assert job_state(conn, running) == "running" and job_state(conn, other) == "queued"
+    console.assert_only_this_host()
+
+
 def test_a_queue_paused_from_the_console_stops_being_claimed(
     conn: psycopg.Connection[Any], console: Console, cli: Cli
 ) -> None:

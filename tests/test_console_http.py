@@ -1,6 +1,6 @@
 """The console over plain HTTP (no browser): sign-in and its cookie, sessions that end with
-the key, CSRF on every action, buttons and actions by scope, and the API's
-POST /jobs/{id}/retry with each of its statuses."""
+the key, CSRF on every action, buttons and actions by scope, the bulk actions (cancel
+matching, retry a type), and the API's POST /jobs/{id}/retry with each of its statuses."""
 
 from __future__ import annotations
 
@@ -18,11 +18,13 @@ from jobfleet import apikeys
 from jobfleet.http.app import create_app
 from jobfleet.http.server import free_port
 from jobfleet.settings import load_settings
+from jobfleet.supervisor.store import claim
 from tests.conftest import Cli, scalar, wait_until
 from tests.http_support import bearer, make_key
 from tests.test_http_fleet import answers
 
 ACTIONS = ("Cancel", "Retry", "Pause", "Resume", "Retry all", "Purge")
+BULK = ("Cancel matching", "Retry type")
 
 
 def sign_in(client: TestClient, key: str) -> Any:
@@ -39,8 +41,8 @@ def buttons(html: str) -> set[str]:
     return set(re.findall(r'<button type="submit">([^<]+)</button>', html))
 
 
-def dead_job(conn: psycopg.Connection[Any]) -> int:
-    job_id = jobfleet.enqueue(conn, "fail", {"message": "no"})
+def dead_job(conn: psycopg.Connection[Any], job_type: str = "fail") -> int:
+    job_id = jobfleet.enqueue(conn, job_type, {"message": "no"})
     conn.execute(
         "UPDATE jobs SET state = 'dead', finished_at = now(), error = 'no' WHERE id = %s",
         (job_id,),
@@ -112,10 +114,10 @@ def test_a_read_only_key_sees_everything_and_no_action(
     dead = dead_job(conn)
     assert sign_in(client, make_key(conn, "reader", "read")).status_code == 303
     pages = ["/ui", "/ui/jobs", f"/ui/jobs/{queued}", f"/ui/jobs/{dead}", "/ui/dead"]
-    for path in [*pages, "/ui/queues", "/ui/periodic"]:
+    for path in [*pages, "/ui/jobs?type=echo", "/ui/queues", "/ui/periodic"]:
         page = client.get(path)
         assert page.status_code == 200, path
-        assert not buttons(page.text) & set(ACTIONS), path
+        assert not buttons(page.text) & {*ACTIONS, *BULK}, path
     shown = client.get(f"/ui/jobs/{queued}").text
     assert "<script>alert" not in shown and "&lt;script&gt;alert(1)&lt;/script&gt;" in shown
 
@@ -124,7 +126,11 @@ def test_a_read_only_key_sees_everything_and_no_action(
     assert refused.status_code == 403 and "lacks the &#39;cancel&#39; scope" in refused.text
     assert client.post(f"/ui/jobs/{dead}/retry", data={"csrf": token}).status_code == 403
     assert client.post("/ui/queues/default/pause", data={"csrf": token}).status_code == 403
+    matching = {"csrf": token, "type": "echo"}
+    assert client.post("/ui/jobs/cancel-matching", data=matching).status_code == 403
+    assert client.post("/ui/dead/retry-type", data={**matching, "type": "fail"}).status_code == 403
     assert scalar(conn, "SELECT state FROM jobs WHERE id = %s", (queued,)) == "queued"
+    assert scalar(conn, "SELECT state FROM jobs WHERE id = %s", (dead,)) == "dead"
     assert scalar(conn, "SELECT count(*) FROM queues WHERE paused") == 0
 
 
@@ -167,6 +173,92 @@ def test_a_full_key_gets_the_buttons_and_every_action_needs_the_csrf_token(
     conn.execute("UPDATE jobs SET state = 'dead', finished_at = now() WHERE id = ANY(%s)", (more,))
     assert "3 dead jobs deleted" in client.post("/ui/dead/purge", data={"csrf": token}).text
     assert scalar(conn, "SELECT count(*) FROM jobs WHERE state = 'dead'") == 0
+
+
+def states_of(conn: psycopg.Connection[Any], ids: list[int]) -> set[str]:
+    return {r[0] for r in conn.execute("SELECT state FROM jobs WHERE id = ANY(%s)", (ids,))}
+
+
+def test_cancel_matching_cancels_the_queued_jobs_the_filter_names(
+    conn: psycopg.Connection[Any], client: TestClient
+) -> None:
+    """`Cancel matching` (scope cancel) on a jobs page filtered by type and/or queue cancels
+    their queued jobs, scheduled ones too, through jobfleet.bulk; running jobs and jobs of
+    other types or queues are left alone."""
+    jobfleet.enqueue(conn, "echo", {}, priority=10)
+    running = claim(conn, holder="n1", types=["echo"], queues=None, limit=1, lease_seconds=30)
+    here = jobfleet.enqueue_many(conn, "echo", [{"n": n} for n in range(3)])
+    here.append(jobfleet.enqueue(conn, "echo", {}, delay=3600))  # scheduled for later
+    mail = jobfleet.enqueue_many(conn, "echo", [{}, {}], queue="mail")
+    others = jobfleet.enqueue_many(conn, "noop", [{}, {}])
+    sign_in(client, make_key(conn, "canceller", "read,cancel"))
+    for path in ("/ui/jobs?type=echo", "/ui/jobs?queue=mail", "/ui/jobs?type=echo&state=queued"):
+        assert "Cancel matching" in buttons(client.get(path).text), path
+    for path in ("/ui/jobs", "/ui/jobs?type=echo&state=running", "/ui/jobs?type=echo&node=n1"):
+        assert "Cancel matching" not in buttons(client.get(path).text), path
+    assert "Retry type" not in buttons(client.get("/ui/dead").text)  # that one needs admin
+
+    page = client.get("/ui/jobs?type=echo&queue=default").text
+    bulk_form = r'<form method="post" action="([^"]+)" class="actions bulk">(.*?)</form>'
+    form = re.search(bulk_form, page, re.S)
+    assert form and form.group(1) == "/ui/jobs/cancel-matching"
+    fields = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)">', form.group(2)))
+    assert fields == {"csrf": csrf_of(page), "type": "echo", "queue": "default"}
+    for data in ({"type": "echo"}, {**fields, "csrf": "forged"}):
+        refused = client.post("/ui/jobs/cancel-matching", data=data)
+        assert refused.status_code == 403 and "CSRF" in refused.text
+    assert states_of(conn, here) == {"queued"}
+
+    done = client.post("/ui/jobs/cancel-matching", data=fields, follow_redirects=False)
+    assert done.status_code == 303
+    assert done.headers["location"] == "/ui/jobs?type=echo&queue=default"
+    shown = client.get(done.headers["location"]).text
+    assert "Cancelled 4 jobs of type echo in queue default" in shown
+    assert states_of(conn, here) == {"cancelled"}
+    assert states_of(conn, [j.id for j in running]) == {"running"}
+    assert states_of(conn, mail + others) == {"queued"}
+
+    by_queue = client.post(
+        "/ui/jobs/cancel-matching", data={"csrf": fields["csrf"], "queue": "mail"}
+    )
+    assert "Cancelled 2 jobs in queue mail" in by_queue.text
+    assert states_of(conn, mail) == {"cancelled"} and states_of(conn, others) == {"queued"}
+    again = client.post("/ui/jobs/cancel-matching", data={"csrf": fields["csrf"], "type": "echo"})
+    assert "Cancelled 0 jobs of type echo" in again.text
+    neither = client.post("/ui/jobs/cancel-matching", data={"csrf": fields["csrf"]})
+    assert "give a type, a queue or both" in neither.text
+    assert states_of(conn, others) == {"queued"}
+    assert states_of(conn, [j.id for j in running]) == {"running"}
+
+
+def test_retry_type_queues_the_dead_jobs_of_a_type_again(
+    conn: psycopg.Connection[Any], client: TestClient
+) -> None:
+    """`Retry type` (scope admin) on the dead letters queues every dead job of the type given
+    again, through jobfleet.bulk; dead jobs of other types stay dead."""
+    failed = [dead_job(conn) for _ in range(3)]
+    other = dead_job(conn, "echo")
+    sign_in(client, make_key(conn, "fixer", "read,admin"))
+    page = client.get("/ui/dead").text
+    assert "Retry type" in buttons(page) and '<input name="type" required' in page
+    assert "Cancel matching" not in buttons(client.get("/ui/jobs?type=fail").text)
+    token = csrf_of(page)
+    refused = client.post("/ui/jobs/cancel-matching", data={"csrf": token, "type": "echo"})
+    assert refused.status_code == 403 and "lacks the &#39;cancel&#39; scope" in refused.text
+    for data in ({"type": "fail"}, {"csrf": "forged", "type": "fail"}):
+        refused = client.post("/ui/dead/retry-type", data=data)
+        assert refused.status_code == 403 and "CSRF" in refused.text
+    assert states_of(conn, failed) == {"dead"}
+
+    retry = {"csrf": token, "type": "fail"}
+    done = client.post("/ui/dead/retry-type", data=retry, follow_redirects=False)
+    assert done.status_code == 303 and done.headers["location"] == "/ui/dead"
+    assert "Queued 3 jobs again (the dead jobs of type fail)" in client.get("/ui/dead").text
+    assert states_of(conn, failed) == {"queued"} and states_of(conn, [other]) == {"dead"}
+    one = client.post("/ui/dead/retry-type", data={"csrf": token, "type": "echo"})
+    assert "Queued 1 job again" in one.text and states_of(conn, [other]) == {"queued"}
+    empty = client.post("/ui/dead/retry-type", data={"csrf": token, "type": " "})
+    assert "give the type of the dead jobs" in empty.text
 
 
 def test_signing_out_or_revoking_the_key_ends_the_session(

@@ -178,7 +178,7 @@ def create_app(url: str, config: Settings, role: Role = "api") -> ASGIApp:
         queue_routes(app, access)
         bulk_routes(app, access, config)
         retry_route(app, access)
-        console.install(app, connection)
+        console.install(app, connection, config)
         docs.install(app)
     health_routes(app, connection, ready_wait=READY_WAIT_SECONDS)
     # Metrics outermost, so a 413 the size limit answers is counted too.

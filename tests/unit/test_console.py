@@ -1,5 +1,6 @@
-"""The console's pure decisions: buttons per scope, the jobs page's id window, the counts'
-pace, throughput from successive counts, the ids a stream watches, and session tokens."""
+"""The console's pure decisions: buttons per scope, when a bulk cancel is offered, the jobs
+page's id window, the counts' pace, throughput from successive counts, the ids a stream
+watches, and session tokens."""
 
 from __future__ import annotations
 
@@ -13,6 +14,16 @@ def test_buttons_follow_the_scopes() -> None:
     assert views.allowed(["read"]) == views.Allowed(cancel=False, admin=False)
     assert views.allowed(["read", "cancel"]) == views.Allowed(cancel=True, admin=False)
     assert views.allowed(["read", "admin"]) == views.Allowed(cancel=False, admin=True)
+
+
+def test_cancel_matching_is_offered_only_for_filters_a_bulk_cancel_means() -> None:
+    def offered(**filters: str | None) -> bool:
+        return views.cancels_matching({"state": None, "node": None, **filters})
+
+    assert offered(type="echo") and offered(queue="mail") and offered(type="a", queue="b")
+    assert offered(type="echo", state="queued")
+    assert not offered() and not offered(state="queued")  # every queued job: never one click
+    assert not offered(type="echo", state="running") and not offered(type="echo", node="n1")
 
 
 def test_a_page_reads_a_bounded_window_of_ids_below_its_top() -> None:

@@ -15,16 +15,22 @@ from jobfleet.http.console.auth import Gate, Refused, SignInNeeded
 from jobfleet.http.console.live import LiveFeed
 from jobfleet.http.console.pages import page_routes
 from jobfleet.http.console.render import PREFIX, page, static_routes
+from jobfleet.settings import Settings
 
 
-def install(app: FastAPI, connect: Callable[[], AbstractContextManager[Any]]) -> None:
+def install(
+    app: FastAPI,
+    connect: Callable[[], AbstractContextManager[Any]],
+    config: Settings | None = None,
+) -> None:
     """Serve the console from `app`, reading through `connect` (a pooled connection in a
-    bounded transaction, as the API's requests use)."""
+    bounded transaction, as the API's requests use); bulk actions' batches take `config`'s
+    timeouts."""
     gate = Gate(connect)
     feed = LiveFeed(connect)
     static_routes(app)
     page_routes(app, gate, feed)
-    action_routes(app, gate)
+    action_routes(app, gate, config)
 
     @app.exception_handler(SignInNeeded)
     async def sign_in_needed(request: Request, exc: SignInNeeded) -> RedirectResponse:

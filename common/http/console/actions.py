@@ -1,23 +1,25 @@
 """The console's actions (POST, each with the session's CSRF token): sign in and out, cancel,
-retry, retry every dead job, purge the dead jobs, pause and resume a queue. Each calls what
-the CLI and the API call (jobfleet.admin, jobfleet.client), and answers with a redirect to the
-page it came from (303), its outcome in a one-shot notice."""
+retry, retry every dead job, purge the dead jobs, pause and resume a queue, and the bulk ones:
+cancel the queued jobs a jobs page's filter matches, queue the dead jobs of a type again. Each
+calls what the CLI and the API call (jobfleet.admin, jobfleet.client, jobfleet.bulk), and
+answers with a redirect to the page it came from (303), its outcome in a one-shot notice."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import FastAPI, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from jobfleet import admin, client
+from jobfleet import admin, bulk, client
+from jobfleet.db import Connection
 from jobfleet.errors import JobfleetError
 from jobfleet.http.console.auth import (
     COOKIE,
     Gate,
-    Viewer,
     check_csrf,
     form_fields,
     same_origin,
@@ -28,15 +30,20 @@ from jobfleet.http.console.render import PREFIX, page
 from jobfleet.http.limits import AddressLimit, client_address
 from jobfleet.log import get_logger
 from jobfleet.options import ID_MAX, OptionError
+from jobfleet.settings import Settings
 
 log = get_logger("jobfleet.http.console")
 JobId = Annotated[int, Path(ge=1, le=ID_MAX)]
 QueueName = Annotated[str, Path(min_length=1, max_length=128)]
 
 
-def action_routes(app: FastAPI, gate: Gate) -> None:
+Fields = dict[str, str]
+
+
+def action_routes(app: FastAPI, gate: Gate, config: Settings | None = None) -> None:
     failures = AddressLimit()
     connect = gate.connect
+    batches = bulk.Batches(config=config)
 
     @app.post(f"{PREFIX}/sign-in", include_in_schema=False)
     async def sign_in(request: Request) -> Response:
@@ -65,22 +72,27 @@ def action_routes(app: FastAPI, gate: Gate) -> None:
         return response
 
     async def form_action(
-        request: Request, scope: str | None, work: Callable[[Viewer], str], back: str
+        request: Request,
+        scope: str | None,
+        work: Callable[[Fields], str],
+        back: str | Callable[[Fields], str],
     ) -> Response:
+        """Check the session, the CSRF token and `scope`; run `work` on the form's fields;
+        log who did what; back to the page (`back`, or what it makes of the fields)."""
         viewer = await run_in_threadpool(gate.require_viewer, request)
-        check_csrf(viewer, form_fields(await request.body()))
+        fields = form_fields(await request.body())
+        check_csrf(viewer, fields)
         if scope is not None:
             viewer.require(scope)
         try:
-            notice = await run_in_threadpool(work, viewer)
+            notice = await run_in_threadpool(work, fields)
         except (JobfleetError, OptionError) as exc:
             notice = str(exc)
         # Who did what from the console: an audit trail in the structured log.
-        log.info(
-            "console action",
-            extra={"key": viewer.name, "path": request.url.path, "outcome": notice},
-        )
-        response = to_page(back)
+        extra = {"key": viewer.name, "path": request.url.path, "outcome": notice}
+        form = {name: value for name, value in fields.items() if name != "csrf"}
+        log.info("console action", extra={**extra, "form": form} if form else extra)
+        response = to_page(back if isinstance(back, str) else back(fields))
         set_notice(response, notice)
         return response
 
@@ -93,12 +105,44 @@ def action_routes(app: FastAPI, gate: Gate) -> None:
         response.delete_cookie(COOKIE, path=PREFIX, httponly=True, samesite="strict")
         return response
 
-    def on_conn(work: Callable[[Any], str]) -> Callable[[Viewer], str]:
-        def run(viewer: Viewer) -> str:
+    def on_conn(work: Callable[[Any], str]) -> Callable[[Fields], str]:
+        def run(fields: Fields) -> str:
             with connect() as conn:
                 return work(conn)
 
         return run
+
+    def in_batches(change: Callable[[Connection], int], notice: Callable[[int], str]) -> str:
+        """A bulk change on a pooled connection outside any transaction: each of its batches
+        commits on its own (jobfleet.bulk), as the API's bulk routes run it."""
+        with connect() as conn:
+            conn.commit()  # the empty transaction `connect` began; then autocommit
+            return notice(change(conn))
+
+    @app.post(f"{PREFIX}/jobs/cancel-matching", include_in_schema=False)
+    async def cancel_matching(request: Request) -> Response:
+        def work(fields: Fields) -> str:
+            where = bulk.JobFilter(_field(fields, "type"), _field(fields, "queue"))
+            return in_batches(
+                lambda conn: bulk.cancel_queued(conn, where, batches),
+                lambda n: f"Cancelled {_jobs(n)}{_described(where)}",
+            )
+
+        return await form_action(request, "cancel", work, _jobs_page)
+
+    @app.post(f"{PREFIX}/dead/retry-type", include_in_schema=False)
+    async def retry_type(request: Request) -> Response:
+        def work(fields: Fields) -> str:
+            job_type = _field(fields, "type")
+            if job_type is None:
+                raise OptionError("type", "give the type of the dead jobs to queue again")
+            where = bulk.JobFilter(type=job_type)
+            return in_batches(
+                lambda conn: bulk.retry_dead(conn, where, batches),
+                lambda n: f"Queued {_jobs(n)} again (the dead jobs of type {job_type})",
+            )
+
+        return await form_action(request, "admin", work, "/dead")
 
     @app.post(PREFIX + "/jobs/{job_id}/cancel", include_in_schema=False)
     async def cancel(request: Request, job_id: JobId) -> Response:
@@ -154,6 +198,26 @@ def action_routes(app: FastAPI, gate: Gate) -> None:
     @app.post(PREFIX + "/queues/{name}/resume", include_in_schema=False)
     async def resume(request: Request, name: QueueName) -> Response:
         return await form_action(request, "admin", on_conn(steer(name, False)), "/queues")
+
+
+def _field(fields: Fields, name: str) -> str | None:
+    return fields.get(name, "").strip() or None
+
+
+def _jobs(n: int) -> str:
+    return f"{n} job" if n == 1 else f"{n} jobs"
+
+
+def _described(where: bulk.JobFilter) -> str:
+    of_type = f" of type {where.type}" if where.type else ""
+    return of_type + (f" in queue {where.queue}" if where.queue else "")
+
+
+def _jobs_page(fields: Fields) -> str:
+    """Back to the jobs page the form was on, with its filters: the jobs shown cancelled."""
+    shown = {name: _field(fields, name) for name in ("state", "type", "queue")}
+    query = urlencode({name: value for name, value in shown.items() if value})
+    return f"/jobs?{query}" if query else "/jobs"
 
 
 def _signin_page(status: int, error: str) -> HTMLResponse:

@@ -88,6 +88,7 @@ def page_routes(app: FastAPI, gate: Gate, feed: LiveFeed) -> None:
                 filters=filters,
                 more=None,
                 first=True,
+                cancel_matching=False,
                 **context,
             )
         with connect() as conn:
@@ -111,6 +112,7 @@ def page_routes(app: FastAPI, gate: Gate, feed: LiveFeed) -> None:
             more=more,
             first=before is None,
             window=where,
+            cancel_matching=views.cancels_matching(filters),
             **context,
         )
 

@@ -1,10 +1,10 @@
-"""The console's decisions, pure: which buttons a key gets, how a jobs page is cut from the id
-range, how often the counts may be taken, throughput from successive counts, and the ids a
-live stream watches."""
+"""The console's decisions, pure: which buttons a key gets, when a jobs page offers a bulk
+cancel, how a jobs page is cut from the id range, how often the counts may be taken,
+throughput from successive counts, and the ids a live stream watches."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -37,6 +37,17 @@ class Allowed:
 def allowed(scopes: Iterable[str]) -> Allowed:
     scopes = set(scopes)
     return Allowed(cancel="cancel" in scopes, admin="admin" in scopes)
+
+
+def cancels_matching(filters: Mapping[str, str | None]) -> bool:
+    """Whether a jobs page offers `Cancel matching`: its filters name a type and/or a queue,
+    its state is queued or any, and no node (a bulk cancel takes the queued jobs of a type
+    and queue, so a node filter would show other jobs than it cancels)."""
+    return (
+        bool(filters.get("type") or filters.get("queue"))
+        and filters.get("state") in (None, "queued")
+        and not filters.get("node")
+    )
 
 
 @dataclass(frozen=True)
