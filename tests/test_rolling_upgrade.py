@@ -37,6 +37,8 @@ ROUND = [
     ("fail", {"message": "expected"}, 4, {"max_attempts": 2, "backoff": "fixed:0.2"}),
 ]
 PER_ROUND = sum(count for _, _, count, _ in ROUND)
+# Jobs of a queue only the old node serves, there to be running when the deploy stops it.
+DEPLOY, HELD = "deploy", 4
 
 
 def _git(*args: str) -> subprocess.CompletedProcess[bytes]:
@@ -126,11 +128,12 @@ def test_previous_release_and_this_one_share_a_migrated_database_through_a_deplo
     assert previous_version != jobfleet.__version__, "the previous release is this one"
     nodes: list[NodeProcess] = []
 
-    def node(name: str, command: str | None = None) -> NodeProcess:
+    def node(name: str, *args: str, command: str | None = None) -> NodeProcess:
         started = NodeProcess(
             name,
             "--workers",
             "2",
+            *args,
             command=command,
             log_path=tmp_path / f"{name}.log",
             env={**os.environ, **ENV, "JOBFLEET_DATABASE_URL": fresh_db},
@@ -144,7 +147,8 @@ def test_previous_release_and_this_one_share_a_migrated_database_through_a_deplo
         # The database as the previous release left it, its node at work.
         run(previous_jobfleet, fresh_db, "migrate")
         before = read_schema(fresh_db)
-        old = node("old", previous_jobfleet)
+        # The old node alone also serves DEPLOY: what it holds when the deploy stops it.
+        old = node("old", "--queues", f"default,{DEPLOY}", command=previous_jobfleet)
         enqueue_round_with_cli(previous_jobfleet, fresh_db, tmp_path)
         wait_until(lambda: attempts_by(conn, "old") >= 10, 60, "the old node at work")
 
@@ -152,7 +156,7 @@ def test_previous_release_and_this_one_share_a_migrated_database_through_a_deplo
         run(JOBFLEET, fresh_db, "migrate")
         migrated_at = scalar(conn, "SELECT now()")
         assert breaking_changes(before, read_schema(fresh_db)) == []
-        first_new = node("new-1")
+        first_new = node("new-1", "--queues", "default")
         enqueue_round_with_api(fresh_db)
         enqueue_round_with_cli(previous_jobfleet, fresh_db, tmp_path)  # an old client, too
         wait_until(
@@ -163,11 +167,15 @@ def test_previous_release_and_this_one_share_a_migrated_database_through_a_deplo
             "both releases claiming from the migrated database",
         )
 
-        # The deploy replaces the old node: a drain while it holds jobs, then a new node.
+        # The deploy replaces the old node: a drain while it holds jobs, then a new node
+        # (serving every queue) that takes what the old one left.
+        jobfleet.enqueue_many(conn, "sleep", [{"seconds": 1}] * HELD, queue=DEPLOY)
         wait_until(
             lambda: scalar(
                 conn,
-                "SELECT count(*) FROM jobs WHERE state = 'running' AND locked_by LIKE 'old/%'",
+                "SELECT count(*) FROM jobs WHERE state = 'running' AND locked_by LIKE 'old/%%'"
+                " AND queue = %s",
+                (DEPLOY,),
             ),
             60,
             "the old node holding running jobs",
@@ -187,7 +195,7 @@ def test_previous_release_and_this_one_share_a_migrated_database_through_a_deplo
             assert attempts_by(conn, new.name) > 0, new.log_tail()
 
         # Every job ended once: none lost, none doubled, each attempt recorded once.
-        assert scalar(conn, "SELECT count(*) FROM jobs") == 4 * PER_ROUND
+        assert scalar(conn, "SELECT count(*) FROM jobs") == 4 * PER_ROUND + HELD
         states = dict(
             conn.execute("SELECT type || ':' || state, count(*) FROM jobs GROUP BY 1").fetchall()
         )
@@ -195,6 +203,7 @@ def test_previous_release_and_this_one_share_a_migrated_database_through_a_deplo
             f"{kind}:{'dead' if kind == 'fail' else 'succeeded'}": 4 * count
             for kind, _, count, _ in ROUND
         }
+        expected["sleep:succeeded"] += HELD
         assert states == expected
         assert double_successes(conn) == 0
         assert (
