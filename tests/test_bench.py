@@ -242,6 +242,7 @@ def test_a_short_soak_records_a_row_per_sample(cli: Cli) -> None:
         assert row["jobs_table_mib"] > 0 and row["jobs_index_mib"] > 0
         assert row["jobs_dead_tuples"] >= 0 and row["log_table_mib"] >= 0
         assert row["supervisor_rss_mib"] > 0 and row["worker_rss_mib"] > 0
+        assert row["load_average"] >= 0
     assert set(r["growth"]) >= {"jobs_dead_tuples", "supervisor_rss_mib", "start_p99_ms"}
     assert "soak" not in [r["name"] for r in data["ratios"]]
 

@@ -14,6 +14,7 @@ soak_load.growth: the last half's mean over the first half's.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -104,6 +105,8 @@ class Sampler:
             "log_autovacuums": log.get("autovacuums"),
             "supervisor_rss_mib": soak_probe.rss_mib(self.node.pid),
             "worker_rss_mib": max(workers, default=0.0),
+            # The machine's 1-minute load average: a shared machine's other work shows here.
+            "load_average": os.getloadavg()[0],
         }
         self.last, self.last_offered, self.last_finished = now, offered, finished
         return row

@@ -25,6 +25,7 @@ COLUMNS = (
     ("log_dead_tuples", "log dead", 0),
     ("supervisor_rss_mib", "supervisor MiB", 1),
     ("worker_rss_mib", "worker MiB", 1),
+    ("load_average", "load avg", 1),
 )
 
 
