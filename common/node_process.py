@@ -31,7 +31,8 @@ def jobfleet_command() -> str:
 class NodeProcess:
     """`jobfleet supervisor --node-name NAME ARGS...` in its own process group (a node is a
     supervisor and its forked workers: killed or paused together), its output in `log_path`.
-    With `die_with_parent`, it is killed when the process that started it dies."""
+    With `die_with_parent`, it is killed when the process that started it dies; `command` is
+    another installation's `jobfleet` (a previous release's, for the rolling upgrade test)."""
 
     def __init__(
         self,
@@ -41,10 +42,11 @@ class NodeProcess:
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
         die_with_parent: bool = False,  # a drill or bench killed outright leaves no node behind
+        command: str | None = None,
     ) -> None:
         self.name = name
         self.log_path = log_path
-        argv = [jobfleet_command(), "supervisor", "--node-name", name, *args]
+        argv = [command or jobfleet_command(), "supervisor", "--node-name", name, *args]
         with open(log_path, "wb") as log:
             self.proc = subprocess.Popen(
                 argv,

@@ -41,6 +41,11 @@ from jobfleet.supervisor.pool import WorkerPool
 log = get_logger("jobfleet.supervisor")
 
 SUMMARY_EVERY_SECONDS = 10.0
+# Limits set with `types set`, the HTTP API or a node's decorator are announced (NOTIFY) and
+# read at once, and again after every reconnection; this look is for rows changed by hand.
+# At every heartbeat it was a fifth of an idle node's queries: 50 idle nodes cost the
+# database 58 queries/s (`jobfleet bench --scenario idle`), over the 50 the fleet may cost.
+LIMITS_LOOK_SECONDS = 30.0
 LISTEN_CHANNEL = "jobfleet_jobs"
 CANCEL_CHANNEL = "jobfleet_cancel"
 
@@ -78,6 +83,7 @@ class Control:
         self.pruner = Pruner(keep_seconds=config.retention_seconds)
         self.recount = LimitRecount()
         self.next_recount = 0.0
+        self.next_limits_look = time.monotonic() + LIMITS_LOOK_SECONDS  # read at start anyway
         self.next_prune = 0.0
         self.queue_gauges = QueueGauges()
         self.scheduler = Scheduler(node.name, stale_after=3 * config.node_heartbeat)
@@ -276,8 +282,10 @@ class Control:
         self.next_schedule = None if wait is None else time.monotonic() + max(0.0, wait)
 
     async def _beat_and_renew(self, conn: Any) -> None:
-        # Limits changed by hand (no NOTIFY) or while nobody listened reach the node too.
-        self.lanes.limits.stale = True
+        # Limits changed by hand (no NOTIFY) reach the node too, within LIMITS_LOOK_SECONDS.
+        if time.monotonic() >= self.next_limits_look:
+            self.next_limits_look = time.monotonic() + LIMITS_LOOK_SECONDS
+            self.lanes.limits.stale = True
         await self.heartbeat.run_once(conn, workers=self.pool.desired, busy=self.pool.busy()[0])
         renewed = await self.renewal.run_once(
             conn, self.pool.held_job_ids() + self.outbox.job_ids()

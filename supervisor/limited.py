@@ -35,7 +35,8 @@ class Limits(NamedTuple):
 @dataclass
 class LimitedTypes:
     """The node's types that have a limit in force (refreshed from type_limits: at start,
-    when told, at each heartbeat), and which of them are held back until when."""
+    when told, after a reconnection, and every LIMITS_LOOK_SECONDS of control.py), and which
+    of them are held back until when."""
 
     types: dict[str, Limits] = field(default_factory=dict)
     stale: bool = True  # read them again before the next claim

@@ -113,6 +113,12 @@ def test_enqueue_latency_and_idle(cli: Cli) -> None:
     idle = s["idle"]
     assert idle["cpu_percent"] >= 0 and idle["queries_per_s"] >= 0
     assert "idle_cpu_percent" in {r["name"] for r in data["ratios"]}
+    # The idle fleet: every node up and connected (three connections each), its cost shared.
+    fleet = idle["fleet"]
+    assert fleet["nodes"] == data["sizes"]["idle_nodes"]
+    assert fleet["connections"] >= fleet["nodes"]
+    assert fleet["queries_per_s_per_node"] == fleet["queries_per_s"] / fleet["nodes"]
+    assert "idle_fleet_queries_per_s" in {r["name"] for r in data["ratios"]}
 
 
 def test_backlog_and_nodes_scale(cli: Cli) -> None:
@@ -126,8 +132,18 @@ def test_backlog_and_nodes_scale(cli: Cli) -> None:
     nodes = s["nodes"]
     assert [r["nodes"] for r in nodes["by_nodes"]] == list(data["sizes"]["nodes"])
     assert [r["workers"] for r in nodes["by_workers"]] == list(data["sizes"]["worker_counts"])
+    assert nodes["ceiling_jobs_per_s"] > 0
     for run in nodes["by_nodes"] + nodes["by_workers"]:
-        assert run["succeeded"] == run["jobs"]
+        assert run["succeeded"] == run["jobs"] == data["sizes"]["scale_jobs"]
+        assert run["jobs_per_s"] > 0 and run["vs_ceiling"] > 0
+        # Every node up and connected while it drained; no more than a handful each.
+        assert 1 <= run["connections_per_node"] <= 4, run
+    # The worker total stays at the node's default, split over the nodes (at least 1 each).
+    for run in nodes["by_nodes"]:
+        assert run["workers_per_node"] == max(1, nodes["workers"] // run["nodes"])
+    assert nodes["by_nodes"][0]["vs_one_node"] == 1.0
+    ratio(data, "nodes_most_vs_best")
+    ratio(data, "nodes_best_vs_ceiling")
 
 
 def test_recovery_runs_the_killed_job_again(cli: Cli) -> None:
@@ -256,3 +272,36 @@ def test_peers_each_ran_every_job_or_say_why_not(cli: Cli) -> None:
         else:
             assert peer["jobs"] == jobs and peer["jobs_per_s"] > 0, (name, peer)
             assert ratio(data, f"noop_vs_{name}") > 0
+
+
+def test_a_short_soak_records_a_row_per_sample(cli: Cli) -> None:
+    """The soak (run only when named) at the quick sizes: 10 s, a row every 2 s."""
+    data = bench(cli, "soak")
+    r = data["scenarios"]["soak"]
+    sizes = data["sizes"]
+    assert r["duration_seconds"] == sizes["soak_seconds"] == 10
+    rows = r["rows"]
+    assert len(rows) == int(sizes["soak_seconds"] // sizes["soak_sample_seconds"])
+    seconds = [row["minute"] * 60 for row in rows]  # a row once each 2 s have passed
+    assert all(s >= 2 * (i + 1) for i, s in enumerate(seconds)) and seconds == sorted(seconds)
+    assert r["offered"] >= sizes["soak_rate"] * sizes["soak_seconds"] * 0.9
+    for row in rows:
+        assert row["offered_jobs_per_s"] > 0 and row["finished_jobs_per_s"] > 0
+        assert row["start_samples"] > 0 and row["start_p50_ms"] <= row["start_p99_ms"]
+        assert row["jobs_table_mib"] > 0 and row["jobs_index_mib"] > 0
+        assert row["jobs_dead_tuples"] >= 0 and row["log_table_mib"] >= 0
+        assert row["supervisor_rss_mib"] > 0 and row["worker_rss_mib"] > 0
+        assert row["load_average"] >= 0
+    assert set(r["growth"]) >= {"jobs_dead_tuples", "supervisor_rss_mib", "start_p99_ms"}
+    assert "soak" not in [r["name"] for r in data["ratios"]]
+
+
+def test_soak_duration_is_parsed_like_the_other_durations(cli: Cli) -> None:
+    result = cli("bench", "--json", "--quick", "--scenario", "soak", "--duration", "4s",
+                 timeout=QUICK_TIMEOUT)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    soak = json.loads(result.stdout)["scenarios"]["soak"]
+    assert soak["duration_seconds"] == 4 and len(soak["rows"]) == 2
+    bad = cli("bench", "--scenario", "soak", "--duration", "20 minutes")
+    assert bad.returncode == 2
+    assert "--duration" in bad.stderr and "is not a duration" in bad.stderr

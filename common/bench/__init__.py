@@ -5,7 +5,8 @@ Every scenario runs real `jobfleet supervisor` processes against a scratch datab
 them into ratios against the targets, a table and JSON, and `docs` into BENCHMARKS.md.
 """
 
-# In the order they run; `peers` is last since it needs the optional [bench] extra.
+# In the order they run; `peers` is last of the default run since it needs the optional
+# [bench] extra.
 SCENARIOS = (
     "ceiling",
     "drain",
@@ -22,4 +23,7 @@ SCENARIOS = (
     "recovery",
     "idle",
     "peers",
+    "soak",
 )
+# Run only when named (`--scenario soak`): twenty minutes by default.
+ON_REQUEST = ("soak",)

@@ -38,9 +38,9 @@ class Sizes:
     latency_load_seconds: float = 3.0
     backlogs: tuple[int, ...] = (10_000, 1_000_000)
     backlog_drain: int = 20_000
-    nodes: tuple[int, ...] = (1, 2, 3)
+    nodes: tuple[int, ...] = (1, 2, 4, 8)
     worker_counts: tuple[int, ...] = (1, 2, 4)
-    scale_jobs: int = 50_000
+    scale_jobs: int = 100_000
     limits_jobs: int = 100_000
     # `history`: finished jobs to prune, and the drain measured beside the pruner.
     history_jobs: int = 10_000_000
@@ -50,6 +50,12 @@ class Sizes:
     node_lease_seconds: float = 2.0
     idle_seconds: float = 10.0
     idle_settle_seconds: float = 12.0  # see idle.py
+    idle_nodes: int = 50  # the idle fleet: what this many waiting nodes cost the database
+    # `soak` (only when named; --duration sets soak_seconds): see soak.py.
+    soak_seconds: float = 1200.0
+    soak_rate: float = 3000.0  # jobs/s offered
+    soak_sample_seconds: float = 60.0
+    soak_retention_seconds: float = 120.0
     peer_jobs: int = 20_000
 
 
@@ -86,6 +92,11 @@ QUICK = Sizes(
     node_lease_seconds=1.0,
     idle_seconds=1.0,
     idle_settle_seconds=0.5,
+    idle_nodes=3,
+    soak_seconds=10.0,
+    soak_rate=300.0,
+    soak_sample_seconds=2.0,
+    soak_retention_seconds=5.0,
     peer_jobs=200,
 )
 

@@ -2,6 +2,10 @@
 
     python -m jobfleet.bench.docs docs/bench/results.json [BENCHMARKS.md]
 
+A soak's result (`jobfleet bench --json --scenario soak > docs/bench/soak-run.json`, then this
+on it) adds the soak's section beside the last full run's results.json, and is kept through
+later runs (soak_docs.py).
+
 Everything above the notes marker is regenerated; the notes below it are kept. Plots need
 matplotlib (the [bench] extra); without it the tables are still written.
 """
@@ -15,11 +19,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from jobfleet.bench import report
+from jobfleet.bench import report, soak_docs
 
 NOTES_MARKER = "<!-- notes below are kept by `make bench` -->"
 PLOTS = {
-    "scaling": "throughput against workers (one node) and nodes",
+    "scaling": "throughput against workers (one node) and nodes, beside the raw ceiling",
     "latency_cdf": "enqueue -> start and -> finish, idle, after a pause and under load",
     "backlog": "throughput draining off the top of a small and a huge backlog",
     "peers": "no-op throughput, jobfleet and its peers",
@@ -102,9 +106,13 @@ METHOD_ROWS = [
     ),
     (
         "nodes",
-        "1, 2, 3 nodes (`--burst`, default workers each), and 1 node with 1, 2, 4 workers; "
-        "50k jobs each",
-        "steady and start-to-exit jobs/s",
+        "1, 2, 4, 8 nodes on one database (workers // nodes workers each, at least 1, so the "
+        "worker total stays near the cores), then 1 node with 1, 2, 4 workers; 100k no-op "
+        "jobs each, on a never-analysed fill of its own, filled once every node is up and "
+        "idle (the COPY's NOTIFY wakes them together); the raw ceiling of the same job count "
+        "in the same run",
+        "steady jobs/s, as a ratio to one node and to that ceiling; connections a node "
+        "(pg_stat_activity, application_name `jobfleet`, the most seen during the drain)",
     ),
     (
         "limits",
@@ -133,7 +141,8 @@ METHOD_ROWS = [
     ),
     (
         "idle",
-        "a node with nothing to do, 10 s, from 12 s after its start",
+        "a node with nothing to do, 10 s, from 12 s after its start; then 50 idle nodes of "
+        "1 worker on one database, the same way",
         "CPU of the supervisor and its workers (/proc); committed transactions/s "
         "(pg_stat_database, which publishes idle sessions' counts up to 10 s late)",
     ),
@@ -156,11 +165,25 @@ def main(argv: list[str]) -> int:
     results = json.loads(Path(argv[0]).read_text())
     target = Path(argv[1]) if len(argv) > 1 else Path("BENCHMARKS.md")
     plots_dir = Path(argv[0]).parent
+    if set(results["scenarios"]) == {"soak"}:  # a soak alone: beside the last full run
+        soak_docs.kept(results, plots_dir)
+        full = plots_dir / "results.json"
+        if full.exists():
+            results = json.loads(full.read_text())
     made = plots(results, plots_dir)
     notes = ""
     if target.exists() and NOTES_MARKER in target.read_text():
         notes = target.read_text().split(NOTES_MARKER, 1)[1].strip()
-    target.write_text(markdown(results, made, plots_dir, target.parent, notes))
+    text = markdown(results, made, plots_dir, target.parent, notes)
+    soak = soak_docs.kept(results, plots_dir)
+    if soak is not None:
+        drawn = importlib.util.find_spec("matplotlib") is not None and soak_docs.draw(
+            soak, plots_dir / soak_docs.PLOT
+        )
+        rel = Path(os.path.relpath(plots_dir / soak_docs.PLOT, target.parent)).as_posix()
+        soak_lines = "\n".join(soak_docs.section(soak, rel if drawn else None))
+        text = text.replace(NOTES_MARKER, soak_lines + "\n" + NOTES_MARKER, 1)
+    target.write_text(text)
     print(f"wrote {target} and {len(made)} plot(s) in {plots_dir}")
     return 0
 
@@ -271,11 +294,11 @@ def _scaling(s: dict[str, Any], path: Path) -> bool:
     r, fig, (left, right) = chart
     for ax, runs, key, label in (
         (left, r["by_workers"], "workers", "workers (one node)"),
-        (right, r["by_nodes"], "nodes", f"nodes ({r['workers']} workers each)"),
+        (right, r["by_nodes"], "nodes", f"nodes ({r['workers']} workers in all, at least 1 each)"),
     ):
         xs = [run[key] for run in runs]
         ax.plot(xs, [run["jobs_per_s"] for run in runs], "o-", label="steady")
-        ax.plot(xs, [run["wall_jobs_per_s"] for run in runs], "s--", label="start-to-exit")
+        ax.axhline(r["ceiling_jobs_per_s"], color="grey", linestyle=":", label="raw ceiling")
         ax.set_xticks(xs)
         ax.set_ylim(bottom=0)
         _label(ax, label, "jobs/s", lines=True)

@@ -77,8 +77,12 @@ class BenchNode:
 
     def stop(self, timeout: float = 30) -> None:
         """SIGTERM: the node finishes what it runs and exits."""
-        self.process.signal(signal.SIGTERM)
+        self.signal_stop()
         self.wait(timeout)
+
+    def signal_stop(self) -> None:
+        """SIGTERM without waiting (many nodes stop at once; `wait` for each after)."""
+        self.process.signal(signal.SIGTERM)
 
     def kill(self) -> None:
         self.process.kill()

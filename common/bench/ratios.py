@@ -28,6 +28,8 @@ TARGETS: dict[str, tuple[str, str, float] | None] = {
     "idle_start_p99_ms": ("idle enqueue -> start p99 (ms)", "<=", 5.0),
     "idle_cpu_percent": ("idle node CPU (% of one core)", "<", 1.0),
     "idle_queries_per_s": ("idle node queries per second", "<=", 1.0),
+    "idle_fleet_queries_per_s": ("50 idle nodes' queries per second, in all", "<", 50.0),
+    "nodes_most_vs_best": ("no-op drain on the most nodes / the best node count", ">=", 0.8),
 }
 # Ratios reported without a target: the fresh-fill figures' analysed counterparts.
 UNTARGETED = {
@@ -36,6 +38,7 @@ UNTARGETED = {
     "limited_wall_vs_unlimited": "no-op drain with limits that never bind / without, start to exit",
     "tx_vs_plain": "transactional no-op drain / plain no-op drain (same run, same workers)",
     "pruning_flat_out_vs_idle": "no-op drain beside a pruner flat out / nothing pruning",
+    "nodes_best_vs_ceiling": "no-op drain on the best node count / raw ceiling of that run",
 }
 
 
@@ -73,6 +76,20 @@ def ours_for_peers(scenarios: Scenarios) -> float | None:
     the worker processes)."""
     value = _get(scenarios, "peers", "jobfleet", "jobs_per_s")
     return float(value) if isinstance(value, int | float) else None
+
+
+def node_ratios(scenarios: Scenarios) -> dict[str, float | None]:
+    """Many nodes: does the drain hold at the most nodes (no collapse from SKIP LOCKED
+    contention), and how near the ceiling the best count comes."""
+    runs = _get(scenarios, "nodes", "by_nodes") or []
+    if not runs:
+        return {}
+    best = max(run["jobs_per_s"] for run in runs)
+    most = max(runs, key=lambda run: run["nodes"])["jobs_per_s"]
+    return {
+        "nodes_most_vs_best": _div(most, best),
+        "nodes_best_vs_ceiling": _div(best, _get(scenarios, "nodes", "ceiling_jobs_per_s")),
+    }
 
 
 IO_LOADS = ("async", "threads")
@@ -128,6 +145,8 @@ def ratios(scenarios: Scenarios) -> list[dict[str, Any]]:
         "idle_start_p99_ms": _get(scenarios, "latency", "idle", "start_ms", "p99"),
         "idle_cpu_percent": _get(scenarios, "idle", "cpu_percent"),
         "idle_queries_per_s": _get(scenarios, "idle", "queries_per_s"),
+        "idle_fleet_queries_per_s": _get(scenarios, "idle", "fleet", "queries_per_s"),
+        **node_ratios(scenarios),
     }
     peers = peer_rates(scenarios)
     ours = ours_for_peers(scenarios)

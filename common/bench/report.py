@@ -196,14 +196,25 @@ def _backlog(r: dict[str, Any]) -> Lines:
 
 
 def _nodes(r: dict[str, Any]) -> Lines:
-    by_nodes = [
-        (f"{n['nodes']} node(s) x {r['workers']} workers", _steady_and_wall(n))
-        for n in r["by_nodes"]
-    ]
-    by_workers = [
-        (f"1 node x {w['workers']} workers", _steady_and_wall(w)) for w in r["by_workers"]
-    ]
-    return by_nodes + by_workers
+    lines = [(f"raw ceiling, {r['jobs']:,} jobs", f"{_num(r['ceiling_jobs_per_s'])} {JPS}")]
+    for n in r["by_nodes"]:
+        lines.append(
+            (
+                f"{r['jobs']:,} noop, {n['nodes']} node(s) x {n['workers_per_node']} workers",
+                f"{_num(n['jobs_per_s'])} {JPS} steady ({_num(n['vs_one_node'], 2)}x one node, "
+                f"{_num(n['vs_ceiling'], 2)}x ceiling), "
+                f"{_num(n['connections_per_node'], 1)} connections a node",
+            )
+        )
+    for w in r["by_workers"]:
+        lines.append(
+            (
+                f"{r['jobs']:,} noop, 1 node x {w['workers']} workers",
+                f"{_num(w['jobs_per_s'])} {JPS} steady ({_num(w['vs_ceiling'], 2)}x ceiling), "
+                f"{_num(w['connections_per_node'], 1)} connections",
+            )
+        )
+    return lines
 
 
 def _recovery(r: dict[str, Any]) -> Lines:
@@ -221,12 +232,23 @@ def _recovery(r: dict[str, Any]) -> Lines:
 
 
 def _idle(r: dict[str, Any]) -> Lines:
-    return [
+    lines = [
         (
             f"idle node, {r['workers']} workers, {r['seconds_measured']:.0f} s",
             f"{r['cpu_percent']:.2f} % CPU, {r['queries_per_s']:.1f} queries/s",
         )
     ]
+    f = r.get("fleet")
+    if isinstance(f, dict):
+        lines.append(
+            (
+                f"{f['nodes']} idle nodes x 1 worker, {f['seconds_measured']:.0f} s",
+                f"{f['queries_per_s']:.1f} queries/s in all, {f['queries_per_s_per_node']:.2f} "
+                f"a node; {f['connections_per_node']:.1f} connections a node; "
+                f"{f['cpu_percent']:.1f} % CPU in all",
+            )
+        )
+    return lines
 
 
 def _peers(r: dict[str, Any]) -> Lines:
@@ -247,6 +269,23 @@ def _peer_figure(v: dict[str, Any], ours: float) -> str:
     return f"error: {str(v.get('error')).splitlines()[0][:90]}"
 
 
+def _soak(r: dict[str, Any]) -> Lines:
+    rows = r["rows"]
+    done = [row["finished_jobs_per_s"] for row in rows]
+    p99 = [row["start_p99_ms"] for row in rows if row["start_p99_ms"] is not None]
+    what = f"{_num(r['offered_jobs_per_s'])} {JPS} offered, {r['duration_seconds'] / 60:g} min"
+    lines = [
+        (
+            what,
+            f"{_num(min(done, default=None))}-{_num(max(done, default=None))} {JPS} done a "
+            f"sample, start p99 {_num(min(p99, default=None), 1)}-"
+            f"{_num(max(p99, default=None), 1)} ms",
+        )
+    ]
+    growth = [f"{k} {v:.2f}x" for k, v in r["growth"].items() if v is not None]
+    return [*lines, ("last half / first half", ", ".join(growth) or "-")]
+
+
 # What each scenario's result says, a line a figure.
 SCENARIO_LINES: dict[str, Callable[[dict[str, Any]], Lines]] = {
     "ceiling": _ceiling,
@@ -264,6 +303,7 @@ SCENARIO_LINES: dict[str, Callable[[dict[str, Any]], Lines]] = {
     "recovery": _recovery,
     "idle": _idle,
     "peers": _peers,
+    "soak": _soak,
 }
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from jobfleet.bench import (
+    ON_REQUEST,
     SCENARIOS,
     ceiling,
     enqueue,
@@ -28,13 +29,16 @@ from jobfleet.bench import (
     peers,
     recovery,
     report,
+    scaling,
     scratch,
+    soak,
     throughput,
     transactional,
 )
 from jobfleet.bench.context import QUICK, Context, Sizes
 from jobfleet.bench.nodes import node_logs
 from jobfleet.bench.progress import Progress
+from jobfleet.options import parse_duration
 from jobfleet.settings import Settings
 
 Scenario = Callable[[Context], dict[str, Any]]
@@ -48,12 +52,13 @@ RUNNERS: dict[str, Scenario] = {
     "enqueue": enqueue.run,
     "latency": latency.run,
     "backlog": throughput.run_backlog,
-    "nodes": throughput.run_scale,
+    "nodes": scaling.run,
     "limits": limits.run,
     "history": history.run,
     "recovery": recovery.run,
     "idle": idle.run,
     "peers": peers.run,
+    "soak": soak.run,
 }
 assert tuple(RUNNERS) == SCENARIOS
 
@@ -61,6 +66,8 @@ assert tuple(RUNNERS) == SCENARIOS
 def run_bench(args: argparse.Namespace, config: Settings) -> int:
     names = chosen(args.scenario)
     sizes = sized(QUICK if args.quick else Sizes(), args.jobs)
+    if args.duration is not None:
+        sizes = dataclasses.replace(sizes, soak_seconds=parse_duration("--duration", args.duration))
     workers = args.workers or len(os.sched_getaffinity(0)) or 1
     server = scratch.server_url(config)
     results = run(names, server=server, workers=workers, sizes=sizes)
@@ -75,7 +82,7 @@ def run_bench(args: argparse.Namespace, config: Settings) -> int:
 
 def chosen(requested: list[str] | None) -> list[str]:
     if not requested:
-        return list(SCENARIOS)
+        return [n for n in SCENARIOS if n not in ON_REQUEST]
     names = [n.strip() for item in requested for n in item.split(",") if n.strip()]
     unknown = [n for n in names if n not in SCENARIOS]
     if unknown:

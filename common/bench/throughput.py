@@ -1,5 +1,5 @@
 """Scenarios that drain a queue with real supervisors: no-op drain (2), CPU-bound work (3),
-backlog scale (6) and scaling out over nodes and workers (7).
+and backlog scale (6); scaling out over nodes and workers (7) is scaling.py.
 
 Two clocks per run: `wall` runs from starting the supervisors to their exit (what a user
 waits, process start included); `span` runs from the first job's start to the last job's end
@@ -181,23 +181,3 @@ def wait_for_top(url: str, last: int, what: str) -> None:
 
         wait_until(lambda: done(LAST_DONE), DRAIN_TIMEOUT, what, pause=0.02)
         wait_until(lambda: done(TOP_DONE), DRAIN_TIMEOUT, what, pause=0.02)
-
-
-def run_scale(ctx: Context) -> dict[str, Any]:
-    """Throughput against the number of nodes (each with the default workers) and against the
-    number of workers of one node."""
-    jobs = ctx.sizes.scale_jobs
-    by_nodes, by_workers = [], []
-    with scratch.scratch_database(ctx.server, "nodes") as url:
-        for count in ctx.sizes.nodes:
-            scratch.reset(url)
-            scratch.fill(url, jobs)
-            ctx.step(f"nodes: {jobs:,} jobs on {count} node(s) x {ctx.workers} workers")
-            by_nodes.append({"nodes": count, **measured(url, jobs, burst(ctx, url, nodes=count))})
-        for workers in ctx.sizes.worker_counts:
-            scratch.reset(url)
-            scratch.fill(url, jobs)
-            ctx.step(f"nodes: {jobs:,} jobs on 1 node x {workers} workers")
-            result = measured(url, jobs, burst(ctx, url, workers=workers))
-            by_workers.append({"workers": workers, **result})
-    return {"workers": ctx.workers, "by_nodes": by_nodes, "by_workers": by_workers}

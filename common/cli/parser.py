@@ -351,7 +351,8 @@ def add_bench(commands: Any) -> None:
         action="append",
         default=None,
         metavar="NAME",
-        help=f"run only these (repeat or comma-separate): {', '.join(SCENARIOS)}",
+        help=f"run only these (repeat or comma-separate): {', '.join(SCENARIOS)}; "
+        "all but soak by default",
     )
     bench.add_argument(
         "--jobs",
@@ -366,6 +367,13 @@ def add_bench(commands: Any) -> None:
         default=None,
         metavar="N",
         help="worker processes per node and per peer (default: the CPU count)",
+    )
+    bench.add_argument(
+        "--duration",
+        default=None,
+        metavar="DURATION",
+        help="how long the soak runs, e.g. 20m, 1h, 600s (default 20m; soak is run only "
+        "when named)",
     )
     # Tiny sizes for the test suite: proves every scenario runs, measures nothing.
     bench.add_argument("--quick", action="store_true", help=argparse.SUPPRESS)
