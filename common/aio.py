@@ -29,6 +29,7 @@ from jobfleet.enqueue import (
     add_and_find,
     copy_blocks,
     existing_job,
+    keyed,
     many_jobs,
     one_job,
     row_values,
@@ -88,6 +89,8 @@ async def enqueue_many(
     async with conn.cursor() as cur, cur.copy(sql("copy_jobs")) as copy:
         for block in copy_blocks(type, values, ids, bodies):
             await copy.write(block)
+    if keyed(defaults):
+        await conn.execute(sql("key_copied_jobs"), {"type": type, "ids": ids}, prepare=False)
     return ids
 
 

@@ -90,6 +90,8 @@ def enqueue_many(
     with conn.cursor() as cur, cur.copy(sql("copy_jobs")) as copy:
         for block in copy_blocks(type, values, ids, bodies):
             copy.write(block)
+    if keyed(defaults):
+        conn.execute(sql("key_copied_jobs"), {"type": type, "ids": ids}, prepare=False)
     return ids
 
 
@@ -161,13 +163,19 @@ def many_jobs(
     return checked, bodies
 
 
+def keyed(defaults: Any) -> bool:
+    """Whether the type has a limit key (its `type_defaults` row says so): the copied jobs
+    then get their keys (key_copied_jobs)."""
+    return defaults is not None and defaults[6] is not None
+
+
 def row_values(
     checked: EnqueueOptions, defaults: Any, now: datetime | None, trace_context: str | None
 ) -> tuple[Any, ...]:
     """The columns COPY writes for every row, with the type's defaults (its `type_defaults`
     row, or None) filled in; `now` is the database's clock, for a delay; `trace_context` the
     caller's (jobfleet.tracing), the same for every job of the batch."""
-    t_queue, t_priority, t_max, t_timeout, t_backoff, t_backoff_s = defaults or (None,) * 6
+    t_queue, t_priority, t_max, t_timeout, t_backoff, t_backoff_s = (defaults or (None,) * 6)[:6]
     run_at = checked.run_at
     if run_at is None:
         assert now is not None
