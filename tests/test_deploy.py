@@ -186,6 +186,13 @@ def test_dashboard_shows_what_issue_8_asks_for() -> None:
         assert needed in exprs, needed
 
 
+def test_dashboard_shows_flow_control() -> None:
+    """Issue 19: the claims a limit held back, by type and limit, and the paused queues."""
+    exprs = "\n".join(dashboard_expressions())
+    assert "sum by (type, limit) (rate(jobfleet_limit_holds_total" in exprs
+    assert "max by (queue) (jobfleet_queue_paused" in exprs
+
+
 def test_rules_and_dashboard_use_only_jobfleet_metrics() -> None:
     used = used_metric_names()
     assert len(used) > 15

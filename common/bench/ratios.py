@@ -22,6 +22,11 @@ TARGETS: dict[str, tuple[str, str, float] | None] = {
     "bulk_vs_raw_copy": ("enqueue_many / raw COPY", ">=", 0.5),
     "backlog_large_vs_small": ("throughput over the big backlog / the small one", ">=", 0.9),
     "limited_vs_unlimited": ("no-op drain with limits that never bind / without", ">=", 0.8),
+    "keyed_vs_unlimited": (
+        "no-op drain with limits per key (1,000 keys) that never bind / without",
+        ">=",
+        0.6,
+    ),
     "idle_start_p50_ms": ("idle enqueue -> start p50 (ms)", "<=", 5.0),
     "idle_start_p99_ms": ("idle enqueue -> start p99 (ms)", "<=", 20.0),
     "idle_cpu_percent": ("idle node CPU (% of one core)", "<", 1.0),
@@ -32,6 +37,7 @@ UNTARGETED = {
     "noop_vs_ceiling_analysed": "no-op drain / raw ceiling, both on analysed fills",
     "noop_wall_vs_ceiling_analysed": "no-op drain, start to exit / raw ceiling, analysed",
     "limited_wall_vs_unlimited": "no-op drain with limits that never bind / without, start to exit",
+    "keyed_wall_vs_unlimited": "no-op drain with limits per key / without, start to exit",
     "tx_vs_plain": "transactional no-op drain / plain no-op drain (same run, same workers)",
 }
 
@@ -116,6 +122,14 @@ def ratios(scenarios: Scenarios) -> list[dict[str, Any]]:
         ),
         "limited_wall_vs_unlimited": _div(
             _get(scenarios, "limits", "limited", "wall_jobs_per_s"),
+            _get(scenarios, "limits", "plain", "wall_jobs_per_s"),
+        ),
+        "keyed_vs_unlimited": _div(
+            _get(scenarios, "limits", "keyed", "jobs_per_s"),
+            _get(scenarios, "limits", "plain", "jobs_per_s"),
+        ),
+        "keyed_wall_vs_unlimited": _div(
+            _get(scenarios, "limits", "keyed", "wall_jobs_per_s"),
             _get(scenarios, "limits", "plain", "wall_jobs_per_s"),
         ),
         "idle_start_p50_ms": _get(scenarios, "latency", "idle", "start_ms", "p50"),
