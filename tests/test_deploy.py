@@ -59,6 +59,8 @@ METRICS = {
             "http_requests_total",
             "http_request_duration_seconds",
             "rate_limited_total",
+            "limit_holds_total",
+            "queue_paused",
         )
     )
 }
