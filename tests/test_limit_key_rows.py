@@ -28,9 +28,13 @@ PAYLOADS = [
     [1, 2],
     "text",
     None,
+    {"customer": "tab\there\\back\nline"},
+    {"customer": 1.5},
+    {"customer": 1e20},
     {"customer": "é" * 200},
 ]
-KEYS = ["acme", "42", "42", "true", "", "", "", "", "", "", "", None]
+KEYS = ["acme", "42", "42", "true", "", "", "", "", "", "", ""]
+KEYS += ["tab\there\\back\nline", "1.5", "100000000000000000000", None]
 
 
 def keys_of(conn: psycopg.Connection[Any], ids: list[int]) -> list[str | None]:

@@ -83,9 +83,15 @@ FROM (SELECT 1) AS one
 LEFT JOIN job_types t ON t.type = %(type)s
 LEFT JOIN type_limits l ON l.type = %(type)s;
 
+-- name: copy_keyed_jobs
+-- A type with a limit key: each job's key too, computed by the enqueuer as jobfleet_limit_key
+-- would (jobfleet.limit_keys), or NULL where only the database can tell (key_copied_jobs).
+COPY jobs (id, type, queue, priority, run_at, max_attempts, timeout_seconds, backoff,
+           backoff_seconds, trace_context, payload, limit_key) FROM STDIN;
+
 -- name: key_copied_jobs
--- COPY cannot compute a column: the jobs enqueue_many just copied get their key here, with
--- the field in force now (only for a type with a limit key).
+-- COPY cannot compute a column: the jobs enqueue_many copied whose key only the database can
+-- tell (a float: its numeric's own spelling) get it here, with the field in force now.
 UPDATE jobs
 SET limit_key = jobfleet_limit_key(
         payload, (SELECT limit_key FROM type_limits WHERE type = %(type)s))

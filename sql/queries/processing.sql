@@ -132,8 +132,8 @@ SELECT type FROM type_limits WHERE type = %(type)s AND limit_key IS NOT NULL FOR
 -- name: claim_keyed
 -- A claim of a type with a limit key, in turns (after lock_keyed_type). It walks the keys with
 -- queued jobs from the one after `turn` (where the last claim stopped), wrapping around, up to
--- one key per job wanted: a loose scan of jobs_keyed, one index descent per key, never the
--- backlog. Each key walked gets an equal share of the batch (the first ones one more when it
+-- `keys` keys (one per job wanted, at most TURN_KEYS: supervisor/store.py): a loose scan of
+-- jobs_keyed, one index descent per key, never the backlog. Each key walked gets an equal share of the batch (the first ones one more when it
 -- does not divide), no more than its own max_running less what it runs and its rate less the
 -- starts in its window allow, taken in the key's pickup order with the exclusions of `claim`.
 -- Claimed jobs count for their key (key_limits, key_finished: a row each, made by the first
@@ -157,7 +157,7 @@ WITH RECURSIVE lim AS (
               AND j.limit_key > a.key
             ORDER BY j.limit_key LIMIT 1),
            a.n + 1
-    FROM ahead a WHERE a.key IS NOT NULL AND a.n < %(limit)s
+    FROM ahead a WHERE a.key IS NOT NULL AND a.n < %(keys)s
 ), behind(key, n) AS (  -- then from the first key up to the turn
     (SELECT j.limit_key, 1 FROM jobs j
      WHERE j.state = 'queued' AND j.limit_key IS NOT NULL AND j.type = %(type)s
@@ -170,13 +170,13 @@ WITH RECURSIVE lim AS (
             ORDER BY j.limit_key LIMIT 1),
            b.n + 1
     FROM behind b
-    WHERE b.key IS NOT NULL AND b.key < (SELECT turn FROM lim) AND b.n < %(limit)s
+    WHERE b.key IS NOT NULL AND b.key < (SELECT turn FROM lim) AND b.n < %(keys)s
 ), walked AS (
     SELECT key, n AS ord FROM ahead WHERE key IS NOT NULL
     UNION ALL
     SELECT key, n + (SELECT count(*) FROM ahead WHERE key IS NOT NULL) FROM behind
     WHERE key IS NOT NULL AND key <= (SELECT turn FROM lim)
-    LIMIT %(limit)s
+    LIMIT %(keys)s
 ), keys AS (
     SELECT w.key, w.ord, k.rate_log, f.finished IS NULL AS new,
            coalesce(k.claimed, 0) - coalesce(f.finished, 0) AS running
@@ -243,9 +243,9 @@ WITH RECURSIVE lim AS (
     UPDATE type_limits l SET turn = w.key
     FROM walked w
     WHERE l.type = %(type)s
-      -- Every key walked (fewer than wanted): start one further next time, else the first
+      -- Every key walked (fewer than the walk may take): start one further next time, else the first
       -- keys would always get the larger shares.
-      AND w.ord = CASE WHEN (SELECT count(*) FROM walked) < %(limit)s THEN 1
+      AND w.ord = CASE WHEN (SELECT count(*) FROM walked) < %(keys)s THEN 1
                        ELSE (SELECT max(ord) FROM walked) END
 )
 -- With each job's turn (rank, key's place), for the node to hand them out in turns: the

@@ -7,6 +7,7 @@ from collections import Counter
 
 import pytest
 
+from jobfleet.limit_keys import KEY_CHARS_MAX, payload_key
 from jobfleet.options import OptionError
 from jobfleet.queries import sql
 from jobfleet.supervisor.claims import claim_wants, plan_claims
@@ -59,3 +60,16 @@ def test_a_keyed_type_that_got_nothing_pauses_until_jobs_end_or_come() -> None:
     # No row: the key or the limits were removed; read them again.
     limits.after_claim("charge", 0, [], now=0.0)
     assert limits.stale
+
+
+def test_the_enqueuer_keys_a_payload_as_the_database_would_or_leaves_it_to_it() -> None:
+    """jobfleet_limit_key's rules for COPY (tests/test_limit_key_rows.py compares the two)."""
+    assert payload_key({"c": "acme"}, "c") == "acme"
+    assert payload_key({"c": 42}, "c") == payload_key({"c": "42"}, "c") == "42"
+    assert payload_key({"c": False}, "c") == "false"
+    for no_key in ({"c": None}, {"c": {}}, {"c": [1]}, {"other": 1}, [1], "c", None):
+        assert payload_key(no_key, "c") == ""
+    assert payload_key({"c": 1.5}, "c") is None  # the database spells a float
+    long = payload_key({"c": "x" * (KEY_CHARS_MAX + 1)}, "c")
+    assert long is not None and long.startswith("sha256:") and len(long) == 71
+    assert payload_key({"c": "x" * KEY_CHARS_MAX}, "c") == "x" * KEY_CHARS_MAX
