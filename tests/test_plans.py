@@ -274,4 +274,7 @@ def test_the_keyed_claim_walks_keys_by_index_on_a_never_analysed_table(plans_db:
             assert_keyed(
                 plan_of(conn, rekey), {"jobs_ready", "jobs_keyed"}, f"rekey, {table}", by_key=False
             )
+            # enqueue_many's keys for the floats it copied: by primary key.
+            copied = (sql("key_copied_jobs"), {"type": "charge", "ids": list(range(1, 2001))})
+            assert_keyed(plan_of(conn, copied), {"jobs_pkey"}, f"key_copied_jobs, {table}")
             conn.execute("ANALYZE jobs")
