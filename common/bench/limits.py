@@ -51,8 +51,8 @@ def run(ctx: Context) -> dict[str, Any]:
                     result["claimed_limited"], result["counter_after"], result["keys"] = (
                         scratch.scalar_row(
                             url,
-                            "SELECT coalesce(sum(k.claimed), 0),"
-                            " coalesce(sum(k.claimed - f.finished), 0), count(*)"
+                            "SELECT coalesce(sum(k.claimed), 0)::bigint,"
+                            " coalesce(sum(k.claimed - f.finished), 0)::bigint, count(*)"
                             " FROM key_limits k JOIN key_finished f USING (type, key)"
                             " WHERE type = 'noop'",
                         )
