@@ -137,12 +137,16 @@ SELECT type FROM type_limits WHERE type = ANY(%(types)s::text[]) ORDER BY type F
 -- counters that were off: type, what the counter said, the jobs running, how many were adopted
 -- (or moved to another key), and the key (NULL: the type's own counter).
 WITH fields AS (
-    SELECT type, limit_key AS field, rate_seconds FROM type_limits
+    SELECT type, limit_key AS field, rate_seconds,
+           max_running IS NOT NULL OR rate_count IS NOT NULL AS counts
+    FROM type_limits
     WHERE type = ANY(%(types)s::text[])
 ), adopted AS (
+    -- (A type with a limit key and no limits takes turns only: nothing of it counts.)
     UPDATE jobs j SET limited = true, limit_key = jobfleet_limit_key(j.payload, f.field)
     FROM fields f
     WHERE j.lease_expires_at IS NOT NULL AND j.state = 'running' AND j.type = f.type
+      AND f.counts
       AND j.type = ANY(%(types)s::text[])
       AND (NOT j.limited
            OR j.limit_key IS DISTINCT FROM jobfleet_limit_key(j.payload, f.field))
