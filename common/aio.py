@@ -28,7 +28,9 @@ from jobfleet.db import bounded_transaction_async, connection_options, database_
 from jobfleet.enqueue import (
     add_and_find,
     copy_blocks,
+    copy_keys,
     existing_job,
+    keys_left,
     many_jobs,
     one_job,
     row_values,
@@ -71,6 +73,7 @@ async def enqueue_many(
 ) -> list[int]:
     """`jobfleet.enqueue_many` (COPY) in the caller's asyncio transaction."""
     _require_async(conn, "enqueue_many")
+    payloads = list(payloads)
     checked, bodies = many_jobs(type, payloads, options)
     if not bodies:
         return []
@@ -85,9 +88,13 @@ async def enqueue_many(
     ).fetchone()
     ids: list[int] = row[0] if row else []
     values = row_values(checked, defaults, now[0] if now else None, current_trace_context())
-    async with conn.cursor() as cur, cur.copy(sql("copy_jobs")) as copy:
-        for block in copy_blocks(type, values, ids, bodies):
+    keys = copy_keys(defaults, payloads)
+    copying = sql("copy_keyed_jobs" if keys else "copy_jobs")
+    async with conn.cursor() as cur, cur.copy(copying) as copy:
+        for block in copy_blocks(type, values, ids, bodies, keys):
             await copy.write(block)
+    if left := keys_left(ids, keys):
+        await conn.execute(sql("key_copied_jobs"), {"type": type, "ids": left}, prepare=False)
     return ids
 
 

@@ -21,6 +21,7 @@ import psycopg
 
 from jobfleet.db import require_sync
 from jobfleet.errors import JobfleetError
+from jobfleet.limit_keys import payload_key
 from jobfleet.options import (
     EnqueueOptions,
     OptionError,
@@ -79,6 +80,7 @@ def enqueue_many(
     checked before anything is written.
     """
     require_sync(conn, "enqueue_many")
+    payloads = list(payloads)
     checked, bodies = many_jobs(type, payloads, options)
     if not bodies:
         return []
@@ -87,9 +89,12 @@ def enqueue_many(
     row = conn.execute(sql("reserve_job_ids"), {"n": len(bodies)}, prepare=False).fetchone()
     ids: list[int] = row[0] if row else []
     values = row_values(checked, defaults, now[0] if now else None, current_trace_context())
-    with conn.cursor() as cur, cur.copy(sql("copy_jobs")) as copy:
-        for block in copy_blocks(type, values, ids, bodies):
+    keys = copy_keys(defaults, payloads)
+    with conn.cursor() as cur, cur.copy(sql("copy_keyed_jobs" if keys else "copy_jobs")) as copy:
+        for block in copy_blocks(type, values, ids, bodies, keys):
             copy.write(block)
+    if left := keys_left(ids, keys):
+        conn.execute(sql("key_copied_jobs"), {"type": type, "ids": left}, prepare=False)
     return ids
 
 
@@ -161,13 +166,26 @@ def many_jobs(
     return checked, bodies
 
 
+def copy_keys(defaults: Any, payloads: list[Any]) -> list[str | None] | None:
+    """The jobs' keys when the type has a limit key (its `type_defaults` row says which
+    field), written by COPY; None where only the database can tell (keys_left)."""
+    if defaults is None or defaults[6] is None:
+        return None
+    return [payload_key(p, defaults[6]) for p in payloads]
+
+
+def keys_left(ids: list[int], keys: list[str | None] | None) -> list[int]:
+    """The jobs whose key the database computes after the COPY (key_copied_jobs)."""
+    return [i for i, k in zip(ids, keys, strict=True) if k is None] if keys else []
+
+
 def row_values(
     checked: EnqueueOptions, defaults: Any, now: datetime | None, trace_context: str | None
 ) -> tuple[Any, ...]:
     """The columns COPY writes for every row, with the type's defaults (its `type_defaults`
     row, or None) filled in; `now` is the database's clock, for a delay; `trace_context` the
     caller's (jobfleet.tracing), the same for every job of the batch."""
-    t_queue, t_priority, t_max, t_timeout, t_backoff, t_backoff_s = defaults or (None,) * 6
+    t_queue, t_priority, t_max, t_timeout, t_backoff, t_backoff_s = (defaults or (None,) * 6)[:6]
     run_at = checked.run_at
     if run_at is None:
         assert now is not None
@@ -185,12 +203,23 @@ def row_values(
 
 
 def copy_blocks(
-    type: str, values: tuple[Any, ...], ids: list[int], bodies: list[str]
+    type: str,
+    values: tuple[Any, ...],
+    ids: list[int],
+    bodies: list[str],
+    keys: list[str | None] | None = None,
 ) -> Iterator[str]:
     """The rows in COPY's text format, in blocks: one write per block, not per row. Every
-    column but the id and the payload is the same on each row."""
+    column but the id, the payload (and the key, for copy_keyed_jobs) is the same on each
+    row."""
     middle = "\t" + "\t".join(_copy_field(v) for v in (type, *values)) + "\t"
-    lines = [f"{i}{middle}{_copy_text(b)}\n" for i, b in zip(ids, bodies, strict=True)]
+    if keys is None:
+        lines = [f"{i}{middle}{_copy_text(b)}\n" for i, b in zip(ids, bodies, strict=True)]
+    else:
+        lines = [
+            f"{i}{middle}{_copy_text(b)}\t{_copy_key(k)}\n"
+            for i, b, k in zip(ids, bodies, keys, strict=True)
+        ]
     for start in range(0, len(lines), COPY_BLOCK_ROWS):
         yield "".join(lines[start : start + COPY_BLOCK_ROWS])
 
@@ -199,6 +228,13 @@ def _copy_text(text: str) -> str:
     """JSON text in COPY's text format: JSON escapes every control character itself, so only
     its backslashes need doubling."""
     return text.replace("\\", "\\\\")
+
+
+def _copy_key(key: str | None) -> str:
+    """A job's key in COPY's text format: any text a payload's string holds."""
+    if key is None:
+        return "\\N"
+    return key.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
 def _copy_field(value: Any) -> str:

@@ -1,6 +1,7 @@
 """Limits per job type: `max_running` (jobs of the type running at once across the cluster) and
 `rate` (starts per period across the cluster), set in `@handler(...)` and changed at run time
-with `jobfleet types set`.
+with `jobfleet types set`; with `limit_key` (a payload field), both hold per value of that
+field, and the type's keys are claimed in turns (sql/0011_limit_keys.sql, claim_keyed).
 
 They are kept by the database where jobs are claimed (sql/0009_type_limits.sql, claim_limited
 in sql/queries/processing.sql). What lives here: reading and checking the settings, the
@@ -17,11 +18,17 @@ from typing import Any, NamedTuple
 from jobfleet.errors import describe
 from jobfleet.options import OptionError, check_name
 from jobfleet.queries import sql
+from jobfleet.text import text_problem
 
 RATE_PERIODS = {"s": 1, "m": 60, "h": 3600}
 _RATE = re.compile(r"([0-9]{1,10})/([smh])")
 # Bounds that keep the counters in an integer column and the numbers meaningful.
 MAX_RUNNING_MAX = RATE_COUNT_MAX = 2_000_000_000
+# A limit key names a payload field: at most this many characters (the column's CHECK).
+LIMIT_KEY_MAX = 128
+# The recount keys a type's queue again for this long after its limit key changed: an
+# enqueue that read the old field before the change committed is caught within a recount.
+RECENT_KEY_CHANGE_SECONDS = 600
 
 # `jobfleet types set` and the API take, for each limit, a value, "none" (no limit, whatever the
 # decorator says) or "default" (back to what the decorator says).
@@ -54,6 +61,20 @@ def check_max_running(value: object) -> int:
         raise OptionError(
             "max_running", f"max_running must be 0 to {MAX_RUNNING_MAX:,}, not {value}"
         )
+    return value
+
+
+def check_limit_key(value: object) -> str:
+    """A payload field's name: 1 to LIMIT_KEY_MAX characters PostgreSQL can store."""
+    if not isinstance(value, str) or not 1 <= len(value) <= LIMIT_KEY_MAX:
+        raise OptionError(
+            "limit_key",
+            f"limit_key {describe(value)} is not valid: the name of a payload field, 1 to "
+            f"{LIMIT_KEY_MAX} characters",
+        )
+    problem = text_problem(value)
+    if problem is not None:
+        raise OptionError("limit_key", f"limit_key {problem}")
     return value
 
 
@@ -120,7 +141,8 @@ def list_types(conn: Any) -> list[dict[str, Any]]:
 def _type_shape(row: Sequence[Any]) -> dict[str, Any]:
     (type, queue, priority, max_attempts, timeout, backoff, backoff_seconds, max_running,
      rate_count, rate_seconds, declared_max, declared_count, declared_seconds, max_set,
-     rate_set, running, rate_used_now) = row  # fmt: skip
+     rate_set, running, rate_used_now, limit_key, declared_key, key_set) = row  # fmt: skip
+    set_now = (("max_running", max_set), ("rate", rate_set), ("limit_key", key_set))
     return {
         "type": type,
         "queue": queue,
@@ -131,11 +153,13 @@ def _type_shape(row: Sequence[Any]) -> dict[str, Any]:
         "backoff_seconds": backoff_seconds,
         "max_running": max_running,
         "rate": format_rate(rate_count, rate_seconds),
+        "limit_key": limit_key,
         "declared": {
             "max_running": declared_max,
             "rate": format_rate(declared_count, declared_seconds),
+            "limit_key": declared_key,
         },
-        "set_at_run_time": [n for n, s in (("max_running", max_set), ("rate", rate_set)) if s],
+        "set_at_run_time": [n for n, s in set_now if s],
         "running": running,
         "rate_used": rate_used_now,
     }
@@ -152,20 +176,29 @@ def limit_change(option: str, value: str | None) -> tuple[str, Any]:
         return DEFAULT, None
     if option == "rate":
         return SET, parse_rate(value)
+    if option == "limit_key":
+        return SET, check_limit_key(value)
     if not value.isdigit():
         raise OptionError(option, f"{option} {describe(value)} is not valid: N, none or default")
     return SET, check_max_running(int(value))
 
 
 def set_limits(
-    conn: Any, type: str, *, max_running: str | None = None, rate: str | None = None
+    conn: Any,
+    type: str,
+    *,
+    max_running: str | None = None,
+    rate: str | None = None,
+    limit_key: str | None = None,
 ) -> dict[str, Any]:
-    """Change a type's limits for the whole cluster (see limit_change for the values), in the
-    caller's transaction; return the type as `list_types` shows it. Jobs of the type already
-    running count toward the new limits at once (recount)."""
+    """Change a type's limits (and limit key) for the whole cluster (see limit_change for the
+    values), in the caller's transaction; return the type as `list_types` shows it. Jobs of the
+    type already running count toward the new limits at once, for their keys (recount); the
+    queued ones are keyed with the new field."""
     check_name("type", type)
     max_action, max_value = limit_change("max_running", max_running)
     rate_action, rate_value = limit_change("rate", rate)
+    key_action, key_value = limit_change("limit_key", limit_key)
     count, seconds = rate_value or (None, None)
     with conn.transaction():  # the row stays locked from the change through the recount
         conn.execute(
@@ -177,19 +210,35 @@ def set_limits(
                 "rate_action": rate_action,
                 "rate_count": count,
                 "rate_seconds": seconds,
+                "key_action": key_action,
+                "limit_key": key_value,
             },
         )
+        if key_action != KEEP:
+            conn.execute(sql("rekey_queued"), {"types": [type]})
         recount(conn, [type])
     (shown,) = [t for t in list_types(conn) if t["type"] == type]
     return shown
 
 
-def recount(conn: Any, types: Sequence[str]) -> list[tuple[str, int, int, int]]:
-    """Set the types' running counters to the jobs running (limit_recount), on a blocking
-    connection in the caller's transaction; the (type, counted, running, adopted) that were
-    off."""
+def recount(conn: Any, types: Sequence[str]) -> list[tuple[str, int, int, int, str | None]]:
+    """Set the types' running counters, and their keys', to the jobs running (limit_recount),
+    on a blocking connection in the caller's transaction; the (type, counted, running,
+    adopted, key) that were off (key None: the type's own counter)."""
     with conn.transaction():
         conn.execute(sql("index_plans"))
         conn.execute(sql("lock_type_limits"), {"types": sorted(types)})
         rows = conn.execute(sql("limit_recount"), {"types": sorted(types)}).fetchall()
-    return sorted((str(t), int(c), int(r), int(a)) for t, c, r, a in rows)
+    return sorted(
+        ((str(t), int(c), int(r), int(a), k) for t, c, r, a, k in rows),
+        key=lambda row: (row[0], row[4] or ""),
+    )
+
+
+def rekey(conn: Any, type: str) -> None:
+    """The type's limit key changed (a node declared another): key its queued jobs with it,
+    and count the running ones for their keys, in the caller's transaction."""
+    with conn.transaction():
+        conn.execute(sql("lock_type_limits"), {"types": [type]})
+        conn.execute(sql("rekey_queued"), {"types": [type]})
+    recount(conn, [type])

@@ -44,12 +44,20 @@ CREATE TABLE jobs (
     trace_context    jsonb,
     -- Whether the current attempt was claimed under its type's limits (type_limits) and so
     -- counts toward them until it leaves `running`. Set by every claim.
-    limited          boolean     NOT NULL DEFAULT false
+    limited          boolean     NOT NULL DEFAULT false,
+    -- The job's key under its type's limit key (jobfleet_limit_key), set when it enters the
+    -- queue; NULL for a type without one. For a running counted job: the key it counts for
+    -- (NULL: it counts for its type).
+    limit_key        text
 ) WITH (fillfactor = 80, autovacuum_vacuum_scale_factor = 0.01, autovacuum_vacuum_threshold = 1000,
         autovacuum_vacuum_cost_delay = 0);
 
 -- The pickup order over ready jobs only: the index stays as small as the backlog.
 CREATE INDEX jobs_ready ON jobs (priority DESC, run_at, id) WHERE state = 'queued';
+-- The queued jobs of keyed types, by type and key, each key in pickup order: the claim walks
+-- the keys (a loose scan, one descent per key) and takes each one's jobs from here.
+CREATE INDEX jobs_keyed ON jobs (type, limit_key, priority DESC, run_at, id)
+    WHERE state = 'queued' AND limit_key IS NOT NULL;
 -- The lease reaper looks at held jobs only. Deliberately not a `state = 'running'` partial
 -- index: the fenced batch statements filter on that state, and a planner that believes few
 -- rows run would drive their joins from such an index instead of the primary key.
@@ -178,12 +186,40 @@ CREATE TABLE type_limits (
     claimed               bigint NOT NULL DEFAULT 0,
     rate_log              double precision[] NOT NULL DEFAULT '{}',
     updated_at            timestamptz NOT NULL DEFAULT now(),
+    -- With a limit key (a payload field), the limits hold per value of it (key_limits), and
+    -- the type's keys are claimed in turns: `turn` is the last key a claim walked to, the
+    -- next starts after it. As declared, set at run time, and when it last changed (the
+    -- recount keys the queue again for a while after).
+    limit_key             text CHECK (length(limit_key) BETWEEN 1 AND 128),
+    declared_limit_key    text,
+    limit_key_set         boolean NOT NULL DEFAULT false,
+    limit_key_changed_at  timestamptz,
+    turn                  text,
     CHECK ((rate_count IS NULL) = (rate_seconds IS NULL))
 );
 
 CREATE TABLE type_finished (
     type     text PRIMARY KEY,
     finished bigint NOT NULL DEFAULT 0
+);
+
+-- The counters per key of a type with a limit key, as type_limits' and type_finished's are
+-- per type: `claimed` written by the claims (under the type's row lock), `finished` by the
+-- outcome writers. Made by a key's first claim; the recount deletes a key's rows once nothing
+-- of it runs and its rate window is empty.
+CREATE TABLE key_limits (
+    type       text NOT NULL,
+    key        text NOT NULL,
+    claimed    bigint NOT NULL DEFAULT 0,
+    rate_log   double precision[] NOT NULL DEFAULT '{}',
+    PRIMARY KEY (type, key)
+);
+
+CREATE TABLE key_finished (
+    type     text NOT NULL,
+    key      text NOT NULL,
+    finished bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (type, key)
 );
 
 -- API keys for the HTTP API. A key reads `jf_<key_id>_<secret>`: only the key id and a salted
@@ -275,6 +311,21 @@ BEGIN
     END IF;
     RETURN kept;
 END
+$$;
+
+-- A payload's key for a limit key field: the field's text for a string, number or boolean
+-- (42 and "42" are one key), a digest for one over 128 characters, and '' (one shared
+-- "no key" bucket) when the payload is not an object or holds no scalar there. Never an error.
+CREATE FUNCTION jobfleet_limit_key(payload jsonb, field text) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE
+        WHEN field IS NULL THEN NULL
+        WHEN jsonb_typeof(payload) <> 'object'
+             OR coalesce(jsonb_typeof(payload -> field), 'null')
+                NOT IN ('string', 'number', 'boolean') THEN ''
+        WHEN length(payload ->> field) <= 128 THEN payload ->> field
+        ELSE 'sha256:' || encode(sha256(convert_to(payload ->> field, 'UTF8')), 'hex')
+    END
 $$;
 
 -- Wake-ups for idle supervisors: one NOTIFY per statement that inserts jobs (not per row):

@@ -20,6 +20,7 @@ from jobfleet.supervisor.store import (
     Statement,
     claim_limited_statements,
     claim_statement,
+    claimed_in_turns,
     claimed_jobs,
 )
 from jobfleet.supervisor.tally import Tally
@@ -86,6 +87,7 @@ def plan_claims(
                 queues=params.queues,
                 limit=want,
                 lease_seconds=params.lease_seconds,
+                keyed=limits.keyed(type),
             )
             claims.append((type, statements, True))
     if backing_off:
@@ -116,7 +118,11 @@ def _claim(params: ClaimParams, types: list[str], want: int) -> Statement:
 
 
 def claim_wants(claims: Sequence[Claim]) -> list[tuple[str, int]]:
-    return [(key, int(statements[0][1]["limit"])) for key, statements, _ in claims]
+    # The claim is the first statement, or the second after a keyed type's lock.
+    return [
+        (key, int(next(p["limit"] for _, p in statements if "limit" in p)))
+        for key, statements, _ in claims
+    ]
 
 
 def pipeline_order(claims: Sequence[Claim]) -> list[Claim]:
@@ -140,10 +146,13 @@ def claimed_by(
     other_jobs: list[ClaimedJob] = []
     position = 0
     for key, group, is_limited in ordered:
-        claimed = claimed_jobs(rows[position])
+        # A limited claim's rows are its next to last statement's (claim_limited_statements);
+        # a keyed one (three statements) brings them with their turns.
+        found_rows = rows[position + max(0, len(group) - 2)]
+        claimed = claimed_in_turns(found_rows) if len(group) == 3 else claimed_jobs(found_rows)
         if is_limited:
             limited_jobs.extend(claimed)
-            found = limits.after_claim(key, len(claimed), rows[position + 1], now)
+            found = limits.after_claim(key, len(claimed), rows[position + len(group) - 1], now)
             if found is not None:
                 tally.limit_holds[(key, found.limit)] += 1
         else:

@@ -261,11 +261,17 @@ class Control:
             self.gauges = await self.db.run(self.queue_gauges.run_once)
 
     async def _recount_limits(self) -> None:
-        for type, counted, running, adopted in await self.db.run(self.recount.run_once):
+        for type, counted, running, adopted, key in await self.db.run(self.recount.run_once):
             if counted + adopted != running:  # only a change by hand can make it drift
                 log.warning(
                     "corrected the running count of a limited type",
-                    extra={"node": self.node.name, "type": type, "was": counted, "now": running},
+                    extra={
+                        "node": self.node.name,
+                        "type": type,
+                        "key": key,
+                        "was": counted,
+                        "now": running,
+                    },
                 )
             if adopted:
                 log.info(

@@ -185,6 +185,7 @@ class Lanes:
         nothing left elsewhere."""
         self.work_hint = True
         self.work_epoch += 1
+        self.limits.new_work()  # a keyed type's new key may be among them
         self.waker.wake()
 
     def limits_changed(self) -> None:

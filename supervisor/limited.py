@@ -30,6 +30,8 @@ RATE_MARGIN_SECONDS = 0.002
 class Limits(NamedTuple):
     max_running: int | None
     rate_count: int | None
+    # A limit key: the limits hold per key (claim_keyed), not for the type. None: no key.
+    limit_key: str | None = None
 
 
 @dataclass
@@ -47,8 +49,8 @@ class LimitedTypes:
     busy: set[str] = field(default_factory=set)
 
     def refreshed(self, rows: Sequence[Sequence[Any]]) -> None:
-        """The node_limits rows: (type, max_running, rate_count, rate_seconds)."""
-        self.types = {str(r[0]): Limits(r[1], r[2]) for r in rows}
+        """The node_limits rows: (type, max_running, rate_count, rate_seconds, limit_key)."""
+        self.types = {str(r[0]): Limits(r[1], r[2], *r[4:5]) for r in rows}
         self.stale = False
         self.busy &= self.types.keys()
         for type in list(self.held_until):
@@ -64,7 +66,12 @@ class LimitedTypes:
         """No more than the limits could ever allow at once: asking for more would only
         make the claim lock more rows than it may take."""
         limits = self.types[type]
-        return min(room, *(n for n in limits if n is not None))
+        if limits.limit_key is not None:  # per key: as many keys as there is room for
+            return room
+        return min(room, *(n for n in (limits.max_running, limits.rate_count) if n is not None))
+
+    def keyed(self, type: str) -> bool:
+        return self.types[type].limit_key is not None
 
     def next_release(self) -> float | None:
         """When the soonest held type may be claimed again (None: none is held)."""
@@ -87,7 +94,12 @@ class LimitedTypes:
             self.busy.add(type)
         else:
             self.busy.discard(type)
-        found = hold(LimitState(*state_rows[0]))
+        # Limits per key: other keys may have room whatever one key's state. A claim that
+        # brought nothing looks again after a pause (doubling, as for a full max_running), or
+        # at once when jobs end or new ones come (jobs_ended, new_work). Not counted as a hold:
+        # the queue may just be empty.
+        keyed_hold = Hold("limit_key", None) if self.keyed(type) and not claimed else None
+        found = keyed_hold if self.keyed(type) else hold(LimitState(*state_rows[0]))
         if found is None:
             self.held_until.pop(type, None)
             self.poll.pop(type, None)
@@ -99,7 +111,14 @@ class LimitedTypes:
             wait = self.poll.get(type, HOLD_POLL_MIN)
             self.poll[type] = min(HOLD_POLL_MAX, wait * 2)
             self.held_until[type] = now + wait
-        return found
+        return found if found is not keyed_hold else None
+
+    def new_work(self) -> None:
+        """Jobs were enqueued or came back: a held keyed type may have a new key ready."""
+        for type in list(self.held_until):
+            if type in self.types and self.keyed(type):
+                del self.held_until[type]
+                self.poll[type] = HOLD_POLL_MIN
 
     def jobs_ended(self) -> None:
         """Jobs of this node ended: a full max_running may have room again; look now. (A

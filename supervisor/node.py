@@ -10,6 +10,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
+from jobfleet import type_limits
 from jobfleet.errors import JobfleetError
 from jobfleet.processes import alive
 from jobfleet.queries import sql
@@ -73,7 +74,9 @@ class Node:
                 )
             for spec in self.handlers.values():
                 conn.execute(sql("upsert_job_type"), spec.defaults_row())
-                conn.execute(sql("publish_type_limits"), spec.limits_row())
+                published = conn.execute(sql("publish_type_limits"), spec.limits_row()).fetchone()
+                if published is not None and published[2]:  # another limit key: key again
+                    type_limits.rekey(conn, spec.type)
             conn.execute(sql("upsert_node"), self.heartbeat_params(workers=workers, busy=0))
 
     @staticmethod

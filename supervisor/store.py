@@ -36,6 +36,13 @@ from jobfleet.queries import sql
 from jobfleet.settings import Settings, settings
 
 _ID = itemgetter(0)
+# A keyed claim walks at most this many keys (claim_keyed), each taking a share of the batch.
+# Why: each key walked costs the claim about as much as a few jobs (an index descent to find
+# it, one to take its jobs, its counter row), so a claim of 4000 over 1000 keys spent most of
+# its time on keys (measured: 0.24 of the unlimited drain); over 100 keys, each key's share is
+# 40 jobs. Turns stay fair: a key waits for at most (keys with jobs ready) / TURN_KEYS claims,
+# and two keys share every claim.
+TURN_KEYS = 100
 _PRIORITY = itemgetter(3)
 
 
@@ -71,22 +78,24 @@ def claim_limited_statements(
     queues: Sequence[str] | None,
     limit: int,
     lease_seconds: float,
+    keyed: bool = False,
 ) -> list[Statement]:
     """Claim up to `limit` ready jobs of a type with limits, no more than they allow, then
-    read the type's limits and counts as the claim left them (one transaction)."""
-    return [
-        (
-            sql("claim_limited"),
-            {
-                "node": holder,
-                "type": type,
-                "queues": None if queues is None else list(queues),
-                "limit": limit,
-                "lease_seconds": lease_seconds,
-            },
-        ),
-        (sql("limit_state"), {"type": type}),
-    ]
+    read the type's limits and counts as the claim left them (one transaction). `keyed`: the
+    type has a limit key: lock its row, then claim its keys in turns (claim_keyed). The claim's
+    rows are the next to last statement's, the limits' the last's."""
+    params = {
+        "node": holder,
+        "type": type,
+        "queues": None if queues is None else list(queues),
+        "limit": limit,
+        "lease_seconds": lease_seconds,
+    }
+    state = (sql("limit_state"), {"type": type, "keyed": keyed})
+    if keyed:
+        turn = {**params, "keys": min(limit, TURN_KEYS)}
+        return [(sql("lock_keyed_type"), {"type": type}), (sql("claim_keyed"), turn), state]
+    return [(sql("claim_limited"), params), state]
 
 
 # ClaimedJob._make without its Python frame per row: the claim's rows become jobs in a C loop.
@@ -102,6 +111,17 @@ def claimed_jobs(rows: Sequence[Sequence[Any]]) -> list[ClaimedJob]:
     jobs.sort(key=_ID)
     if len(set(map(_PRIORITY, jobs))) > 1:
         jobs.sort(key=_PRIORITY, reverse=True)
+    return jobs
+
+
+def claimed_in_turns(rows: Sequence[Sequence[Any]]) -> list[ClaimedJob]:
+    """A keyed claim's jobs (claim_keyed: each row ends with its turn, the job's rank among
+    its key's and its key's place in the walk) in turns: the first of each key, then the
+    second of each, and so on, so children start every key's first jobs first."""
+    ordered = sorted(rows, key=lambda row: (row[-2], row[-1]))
+    jobs = [_AS_JOB(row[:-2]) for row in ordered]
+    if jobs and len(jobs[0]) != len(ClaimedJob._fields):
+        raise ValueError(f"a claim returned {len(jobs[0]) + 2} columns for {ClaimedJob._fields}")
     return jobs
 
 

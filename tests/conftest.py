@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 JOBFLEET = str(Path(sys.executable).parent / "jobfleet")
 TABLES = (
     "jobs, job_attempt_log, nodes, job_types, api_keys, queues, schedules, unique_jobs, "
-    "type_limits, type_finished"
+    "type_limits, type_finished, key_limits, key_finished"
 )
 # The tests use the user's own embedded cluster (or JOBFLEET_DATABASE_URL), which other
 # checkouts on the machine use too: their databases carry a hash of this checkout's path, so

@@ -231,6 +231,13 @@ def test_limits_drains_with_and_without_limits_that_never_bind(cli: Cli) -> None
     assert all(x["counter_after"] == 0 for x in r["limited"]["rounds"])
     (ratio,) = [x for x in data["ratios"] if x["name"] == "limited_vs_unlimited"]
     assert ratio["target"] == ">= 0.8" and ratio["value"] > 0
+    # Per key (issue 19): every job counted for its key and out again, over every key.
+    keyed = r["keyed"]["rounds"]
+    assert all(x["succeeded"] == r["jobs"] for x in keyed)
+    assert all(x["claimed_limited"] == r["jobs"] and x["counter_after"] == 0 for x in keyed)
+    assert all(x["keys"] == min(r["jobs"], r["keys"]) for x in keyed)
+    (ratio,) = [x for x in data["ratios"] if x["name"] == "keyed_vs_unlimited"]
+    assert ratio["target"] == ">= 0.6" and ratio["value"] > 0
 
 
 def test_history_drains_beside_an_idle_and_a_busy_pruner(cli: Cli) -> None:

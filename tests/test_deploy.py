@@ -59,6 +59,8 @@ METRICS = {
             "http_requests_total",
             "http_request_duration_seconds",
             "rate_limited_total",
+            "limit_holds_total",
+            "queue_paused",
         )
     )
 }
@@ -184,6 +186,13 @@ def test_dashboard_shows_what_issue_8_asks_for() -> None:
         "jobfleet_jobs_lost_total",
     ):
         assert needed in exprs, needed
+
+
+def test_dashboard_shows_flow_control() -> None:
+    """Issue 19: the claims a limit held back, by type and limit, and the paused queues."""
+    exprs = "\n".join(dashboard_expressions())
+    assert "sum by (type, limit) (rate(jobfleet_limit_holds_total" in exprs
+    assert "max by (queue) (jobfleet_queue_paused" in exprs
 
 
 def test_rules_and_dashboard_use_only_jobfleet_metrics() -> None:

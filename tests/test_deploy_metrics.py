@@ -1,7 +1,8 @@
 """Every metric the alert rules and the dashboard use is one that a live fleet's /metrics
 exposes. Two nodes see every kind of event once: successes, failures, retries, a dead job, a
 crashed worker, progress, a cancellation, a node paused past its lease (lost lease, late
-completion), dropped database connections, HTTP requests and a rate-limited key."""
+completion), dropped database connections, HTTP requests, a rate-limited key, a paused queue
+and a limited type held back."""
 
 from __future__ import annotations
 
@@ -67,6 +68,10 @@ def test_every_metric_in_rules_and_dashboard_is_exposed(
     paused = fleet(
         "p", "--workers", "1", "--queues", "slow", "--metrics-port", str(metrics_port), env=FAST
     )
+    # Flow control (issue 19): a queue paused (nothing in it), and noop limited to one
+    # running at a time, so that claims find the limit full and are held back.
+    cli.ok("queues", "pause", "unused")
+    cli.ok("types", "set", "noop", "--max-running", "1")
     # Jobs of every outcome.
     jobfleet.enqueue_many(conn, "noop", [None] * 5)
     jobfleet.enqueue(conn, "fail", {"message": "x"}, max_attempts=2, backoff="fixed:0")

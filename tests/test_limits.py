@@ -141,7 +141,7 @@ def test_types_set_changes_a_limit_at_run_time_and_none_removes_it(
     wait_until(lambda: running(conn, "capped") > 3, timeout=5, what="no limit any more")
     (shown,) = [t for t in cli.json("types", "list", "--json") if t["type"] == "capped"]
     assert shown["max_running"] is None and shown["set_at_run_time"] == ["max_running"]
-    assert shown["declared"] == {"max_running": 3, "rate": None}
+    assert shown["declared"] == {"max_running": 3, "rate": None, "limit_key": None}
     cli.ok("types", "set", "capped", "--max-running", "default")
     wait_until(lambda: running(conn, "capped") <= 3, timeout=5, what="the declared limit back")
 
@@ -201,7 +201,7 @@ def test_the_recount_adopts_jobs_running_from_before_a_limit(
     assert shown["max_running"] == 2 and shown["running"] == 3
     assert counter(conn, "work") == 3  # the three count: no claim gets room until one ends
     conn.execute("UPDATE type_limits SET claimed = claimed + 5 WHERE type = 'work'")
-    assert type_limits.recount(conn, ["work"]) == [("work", 8, 3, 0)]
+    assert type_limits.recount(conn, ["work"]) == [("work", 8, 3, 0, None)]
     assert counter(conn, "work") == 3
 
 
@@ -240,7 +240,8 @@ def test_get_types_shows_defaults_limits_and_running(
             "backoff_seconds": None,
             "max_running": 5,
             "rate": "100/m",
-            "declared": {"max_running": None, "rate": None},
+            "limit_key": None,
+            "declared": {"max_running": None, "rate": None, "limit_key": None},
             "set_at_run_time": ["max_running", "rate"],
             "running": 0,
             "rate_used": 0,

@@ -283,3 +283,59 @@ def assert_index_driven(conn: psycopg.Connection[Any], table: str) -> None:
             assert_keyed(plan_of(conn, statement), allowed, f"{what}, {size}, {table}")
     for what, statement, allowed in looks_and_upkeep():
         assert_keyed(plan_of(conn, statement), allowed, f"{what}, {table}", by_key=False)
+
+
+def test_the_keyed_claim_walks_keys_by_index_on_a_never_analysed_table(plans_db: str) -> None:
+    """A type with a limit key (issue 19): 200k queued jobs over 1,000 keys, by COPY, never
+    analysed. The claim walks the keys by jobs_keyed (one descent each) and takes each key's
+    jobs from it in order, never reading the backlog; no sort anywhere."""
+    conn = psycopg.connect(plans_db, autocommit=True)
+    with conn, conn.cursor() as cur:
+        columns = "type, queue, payload, limit_key"
+        with cur.copy(f"COPY jobs ({columns}) FROM STDIN") as copy:
+            for start in range(0, 200_000, COPY_CHUNK):
+                copy.write(
+                    "".join(
+                        f'charge\tdefault\t{{"customer": "c{i % 1000}"}}\tc{i % 1000}\n'
+                        for i in range(start, start + COPY_CHUNK)
+                    )
+                )
+        conn.execute(
+            "INSERT INTO type_limits (type, max_running, rate_count, rate_seconds, limit_key,"
+            " turn) VALUES ('charge', 5, 100, 60, 'customer', 'c500')"
+        )
+        for table in ("never analysed", "analysed"):
+            for size in BATCHES:
+                lock, claim, state = claim_limited_statements(
+                    holder="n/1",
+                    type="charge",
+                    queues=None,
+                    limit=size,
+                    lease_seconds=30,
+                    keyed=True,
+                )
+                # As planned for the call, and the generic plan the lanes run it on.
+                for how, plan in (
+                    ("", plan_of(conn, claim)),
+                    (", generic plan", generic_plan_of(conn, claim)),
+                ):
+                    what = f"keyed claim{how}, {size}, {table}"
+                    kinds = [node["Node Type"] for node, _ in walk(plan)]
+                    assert not [k for k in kinds if "Sort" in k], f"{what}: a sort in {kinds}"
+                    # The walk of the keys reads the index alone (Index Only Scan) where it can.
+                    for kind, index, _ in scans_of_jobs(plan):
+                        assert kind in ("Index Scan", "Index Only Scan"), f"{what}: {kind}"
+                        assert index in ("jobs_keyed", "jobs_pkey"), f"{what}: {index}"
+                    picks = [p for _, index, p in scans_of_jobs(plan) if index == "jobs_keyed"]
+                    assert any(p[-2:] == ("Limit", "LockRows") for p in picks), f"{what}: {picks}"
+                for statement in (lock, state):
+                    kinds = {node["Node Type"] for node, _ in walk(plan_of(conn, statement))}
+                    assert not [k for k in kinds if "Sort" in k or "Seq" in k], (what, kinds)
+            rekey = (sql("rekey_queued"), {"types": ["charge"]})
+            assert_keyed(
+                plan_of(conn, rekey), {"jobs_ready", "jobs_keyed"}, f"rekey, {table}", by_key=False
+            )
+            # enqueue_many's keys for the floats it copied: by primary key.
+            copied = (sql("key_copied_jobs"), {"type": "charge", "ids": list(range(1, 2001))})
+            assert_keyed(plan_of(conn, copied), {"jobs_pkey"}, f"key_copied_jobs, {table}")
+            conn.execute("ANALYZE jobs")

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from jobfleet.options import check_name, check_options, encode_json
 from jobfleet.schedules import schedule_of
-from jobfleet.type_limits import check_max_running, parse_rate
+from jobfleet.type_limits import check_limit_key, check_max_running, parse_rate
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -43,6 +43,8 @@ class HandlerSpec:
     # and starts per period as (count, seconds). None: no limit declared.
     max_running: int | None = None
     rate: tuple[int, int] | None = None
+    # The payload field whose values the limits hold for (None: for the whole type).
+    limit_key: str | None = None
 
     @property
     def concurrent(self) -> bool:
@@ -69,6 +71,7 @@ class HandlerSpec:
             "max_running": self.max_running,
             "rate_count": count,
             "rate_seconds": seconds,
+            "limit_key": self.limit_key,
         }
 
 
@@ -90,6 +93,7 @@ def handler(
     transactional: bool = False,
     max_running: int | None = None,
     rate: str | None = None,
+    limit_key: str | None = None,
 ) -> Callable[[F], F]:
     """Register `fn` as the handler of jobs of `type`.
 
@@ -110,13 +114,16 @@ def handler(
     all (a worker killed mid-job, or one whose lease was lost, leaves none behind).
     `max_running`: at most that many jobs of this type running at once across every node;
     `rate` ("100/m", "20/s", "500/h"): at most that many started in any such period across
-    every node. `jobfleet types set` changes both at run time.
+    every node. `limit_key` ("customer_id"): both hold per value of that payload field instead,
+    and the type's keys take turns at being claimed, so one key's backlog never starves
+    another's. `jobfleet types set` changes all three at run time.
     """
     check_name("type", type)
     concurrency = check_concurrency(concurrency)
     schedule = schedule_of(cron, every)
     limit = None if max_running is None else check_max_running(max_running)
     starts = None if rate is None else parse_rate(rate)
+    key = None if limit_key is None else check_limit_key(limit_key)
     if cron_payload is not None:
         encode_json("cron_payload", cron_payload, CRON_PAYLOAD_MAX_BYTES)
     checked = check_options(
@@ -164,6 +171,7 @@ def handler(
             transactional=bool(transactional),
             max_running=limit,
             rate=starts,
+            limit_key=key,
         )
         return fn
 

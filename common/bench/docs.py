@@ -116,11 +116,13 @@ METHOD_ROWS = [
     ),
     (
         "limits",
-        "`jobfleet supervisor --burst` draining 100k no-op jobs, without limits and with "
+        "`jobfleet supervisor --burst` draining 100k no-op jobs, without limits, with "
         "`max_running` 1,000,000 and `rate` 1,000,000,000/s set on the type (never reached, "
-        "always checked and counted); 3 rounds each, alternating, each on a never-analysed "
-        "fill of its own",
-        "steady and start-to-exit jobs/s, the median round of each; limited / unlimited",
+        "always checked and counted), and with the same limits per key of `limit_key` over "
+        "1,000 customers (claimed in turns, counted per key; filled by enqueue_many); 3 rounds "
+        "each, in turn, each on a never-analysed fill of its own",
+        "steady and start-to-exit jobs/s, the median round of each; limited / unlimited, "
+        "keyed / unlimited",
     ),
     (
         "history",

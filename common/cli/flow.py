@@ -33,6 +33,7 @@ TYPE_COLUMNS = columns(
     ("queue", lambda t: t["queue"] or "-"),
     ("max running", lambda t: _limit(t, "max_running")),
     ("rate", lambda t: _limit(t, "rate")),
+    ("limit key", lambda t: _limit(t, "limit_key")),
     "running",
     ("started in window", lambda t: "-" if t["rate_used"] is None else t["rate_used"]),
 )
@@ -77,6 +78,12 @@ def add_parsers(commands: Any) -> None:
     ts.add_argument(
         "--rate", metavar="N/s|N/m|N/h|none|default", help="jobs of TYPE started per period"
     )
+    ts.add_argument(
+        "--limit-key",
+        metavar="FIELD|none|default",
+        help="the payload field the limits hold per value of (per customer, say), its keys "
+        "claimed in turns; none: the limits hold for the whole type",
+    )
 
 
 def cmd_cron(args: argparse.Namespace, config: Settings) -> int:
@@ -101,14 +108,18 @@ def cmd_types(args: argparse.Namespace, config: Settings) -> int:
         if args.types_command == "list":
             print(listing(type_limits.list_types(conn), TYPE_COLUMNS, as_json=args.json))
             return 0
-        if args.max_running is None and args.rate is None:
-            raise ValueError("types set: give --max-running, --rate or both")
+        if args.max_running is None and args.rate is None and args.limit_key is None:
+            raise ValueError("types set: give --max-running, --rate, --limit-key or several")
         shown = type_limits.set_limits(
-            conn, args.type, max_running=args.max_running, rate=args.rate
+            conn,
+            args.type,
+            max_running=args.max_running,
+            rate=args.rate,
+            limit_key=args.limit_key,
         )
         conn.commit()
     print(
         f"type {shown['type']}: max running {_limit(shown, 'max_running')}, "
-        f"rate {_limit(shown, 'rate')}"
+        f"rate {_limit(shown, 'rate')}, limit key {_limit(shown, 'limit_key')}"
     )
     return 0

@@ -58,7 +58,7 @@ def queue_routes(app: FastAPI, access: Callable[[str], Any]) -> None:
         "/types",
         response_model=JobTypes,
         responses=responses(401, 403, 429, 503),
-        summary="Job types: their defaults, limits (max_running, rate) and running jobs",
+        summary="Job types: their defaults, limits (max_running, rate, limit_key) and running jobs",
     )
     def types(conn: Connection[Any] = can_read) -> JobTypes:
         return JobTypes.model_validate({"types": type_limits.list_types(conn)})

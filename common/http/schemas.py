@@ -182,6 +182,7 @@ class Queues(BaseModel):
 class DeclaredLimits(BaseModel):
     max_running: int | None
     rate: str | None
+    limit_key: str | None
 
 
 class JobType(BaseModel):
@@ -194,6 +195,10 @@ class JobType(BaseModel):
     backoff_seconds: float | None
     max_running: int | None = Field(description="jobs of the type running at once, at most")
     rate: str | None = Field(description="starts per period at most: N/s, N/m or N/h")
+    limit_key: str | None = Field(
+        description="the payload field whose values max_running and rate hold for (per key, "
+        "claimed in turns); null: they hold for the whole type"
+    )
     declared: DeclaredLimits = Field(description="the limits the handler's decorator declares")
     set_at_run_time: list[str] = Field(
         description="limits set with `jobfleet types set`, in force over the declared ones"

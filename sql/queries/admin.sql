@@ -122,7 +122,10 @@ WITH retried AS (
     SET state = 'queued', run_at = now(), started_at = NULL, finished_at = NULL,
         cancel_requested = false,
         max_attempts = least(attempt::bigint + (max_attempts - attempt_base), 2147483647),
-        attempt_base = attempt
+        attempt_base = attempt,
+        -- Keyed again: the type's limit key may have changed since it ended.
+        limit_key = jobfleet_limit_key(
+            payload, (SELECT l.limit_key FROM type_limits l WHERE l.type = jobs.type))
     WHERE state = ANY(%(states)s::text[]) AND (%(all)s OR id = ANY(%(ids)s::bigint[]))
     RETURNING id
 ), told AS (

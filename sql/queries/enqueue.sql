@@ -4,9 +4,10 @@
 -- name: enqueue
 -- Options the caller left out (NULL) fall back to the type's registered defaults, then to the
 -- table's. A repeated idempotency key inserts nothing and returns no row. trace_context is
--- the caller's checked W3C trace context (JSON text) or NULL.
+-- the caller's checked W3C trace context (JSON text) or NULL. A type with a limit key gets
+-- the job's key (jobfleet_limit_key: never an error, whatever the payload).
 INSERT INTO jobs (type, queue, priority, run_at, max_attempts, timeout_seconds, backoff,
-                  backoff_seconds, payload, idempotency_key, trace_context)
+                  backoff_seconds, payload, idempotency_key, trace_context, limit_key)
 SELECT %(type)s,
        coalesce(%(queue)s, t.queue, 'default'),
        coalesce(%(priority)s, t.priority, 0),
@@ -17,9 +18,11 @@ SELECT %(type)s,
        coalesce(%(backoff_seconds)s, t.backoff_seconds),
        %(payload)s::jsonb,
        %(idempotency_key)s,
-       %(trace_context)s::jsonb
+       %(trace_context)s::jsonb,
+       jobfleet_limit_key(%(payload)s::jsonb, l.limit_key)
 FROM (SELECT 1) AS one
 LEFT JOIN job_types t ON t.type = %(type)s
+LEFT JOIN type_limits l ON l.type = %(type)s
 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING id;
 
@@ -44,7 +47,7 @@ WITH key AS (
     RETURNING job_id
 )
 INSERT INTO jobs (id, type, queue, priority, run_at, max_attempts, timeout_seconds, backoff,
-                  backoff_seconds, payload, idempotency_key, trace_context)
+                  backoff_seconds, payload, idempotency_key, trace_context, limit_key)
 SELECT held.job_id,
        %(type)s,
        coalesce(%(queue)s, t.queue, 'default'),
@@ -56,9 +59,11 @@ SELECT held.job_id,
        coalesce(%(backoff_seconds)s, t.backoff_seconds),
        %(payload)s::jsonb,
        %(idempotency_key)s,
-       %(trace_context)s::jsonb
+       %(trace_context)s::jsonb,
+       jobfleet_limit_key(%(payload)s::jsonb, l.limit_key)
 FROM held
 LEFT JOIN job_types t ON t.type = %(type)s
+LEFT JOIN type_limits l ON l.type = %(type)s
 RETURNING id;
 
 -- name: unique_job_by_key
@@ -70,8 +75,27 @@ WHERE key = %(type)s || ':' || encode(sha256(convert_to((%(payload)s::jsonb)::te
 SELECT id FROM jobs WHERE idempotency_key = %(key)s;
 
 -- name: type_defaults
-SELECT queue, priority, max_attempts, timeout_seconds, backoff, backoff_seconds
-FROM job_types WHERE type = %(type)s;
+-- The type's defaults, and its limit key field (NULL: none): enqueue_many then keys the rows
+-- it copied (key_copied_jobs).
+SELECT t.queue, t.priority, t.max_attempts, t.timeout_seconds, t.backoff, t.backoff_seconds,
+       l.limit_key
+FROM (SELECT 1) AS one
+LEFT JOIN job_types t ON t.type = %(type)s
+LEFT JOIN type_limits l ON l.type = %(type)s;
+
+-- name: copy_keyed_jobs
+-- A type with a limit key: each job's key too, computed by the enqueuer as jobfleet_limit_key
+-- would (jobfleet.limit_keys), or NULL where only the database can tell (key_copied_jobs).
+COPY jobs (id, type, queue, priority, run_at, max_attempts, timeout_seconds, backoff,
+           backoff_seconds, trace_context, payload, limit_key) FROM STDIN;
+
+-- name: key_copied_jobs
+-- COPY cannot compute a column: the jobs enqueue_many copied whose key only the database can
+-- tell (a float: its numeric's own spelling) get it here, with the field in force now.
+UPDATE jobs
+SET limit_key = jobfleet_limit_key(
+        payload, (SELECT limit_key FROM type_limits WHERE type = %(type)s))
+WHERE id = ANY(%(ids)s::bigint[]);
 
 -- name: reserve_job_ids
 -- enqueue_many COPYs rows with ids taken here, so it can return them in payload order.

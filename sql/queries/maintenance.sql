@@ -79,11 +79,17 @@ WITH expired AS (
     FROM expired e
     WHERE j.id = e.id
     RETURNING j.id, j.type, j.queue, j.attempt, j.state, j.error, e.locked_by, e.started_at,
-              j.limited
+              j.limited, j.limit_key
 ), counted AS (  -- counted jobs leave `running` (see complete_batch)
     UPDATE type_finished f SET finished = f.finished + c.n
-    FROM (SELECT type, count(*) AS n FROM lost WHERE limited GROUP BY type) AS c
+    FROM (SELECT type, count(*) AS n FROM lost WHERE limited AND limit_key IS NULL
+          GROUP BY type) AS c
     WHERE f.type = c.type
+), counted_keys AS (
+    UPDATE key_finished f SET finished = f.finished + c.n
+    FROM (SELECT type, limit_key, count(*) AS n FROM lost
+          WHERE limited AND limit_key IS NOT NULL GROUP BY type, limit_key) AS c
+    WHERE f.type = c.type AND f.key = c.limit_key
 ), logged AS (
     INSERT INTO job_attempt_log (job_id, attempt, outcome, error, node, pid, started_at,
                                  finished_at)

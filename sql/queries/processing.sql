@@ -35,7 +35,7 @@ SELECT set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan'
 -- One statement claims a batch: the ready jobs this node may run (not in a paused queue: read
 -- from `queues` by the claim itself, so a pause holds from the moment it commits), best first,
 -- skipping rows another claimer holds. Each claim starts a new attempt under a fresh lease.
--- Types with a limit in force are left to claim_limited, read from `type_limits` here as the
+-- Types with a limit or a limit key in force are left to claim_limited and claim_keyed, read from `type_limits` here as the
 -- paused queues are, so a limit set at run time holds for every claim that begins after it
 -- commits, whatever the nodes knew of it (a few rows; an empty array when none is limited).
 WITH picked AS (
@@ -46,7 +46,8 @@ WITH picked AS (
       AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
       AND queue <> ALL(ARRAY(SELECT name FROM queues WHERE paused))
       AND type <> ALL(ARRAY(SELECT type FROM type_limits
-                            WHERE max_running IS NOT NULL OR rate_count IS NOT NULL))
+                            WHERE max_running IS NOT NULL OR rate_count IS NOT NULL
+                               OR limit_key IS NOT NULL))
     ORDER BY priority DESC, run_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -85,7 +86,7 @@ WITH lim AS (
            greatest(extract(epoch FROM clock_timestamp())::float8,
                     coalesce(l.rate_log[array_length(l.rate_log, 1) - 1], 0)) AS at
     FROM type_limits l
-    WHERE l.type = %(type)s
+    WHERE l.type = %(type)s AND l.limit_key IS NULL  -- keyed: claim_keyed
     FOR UPDATE
 ), allowed AS (
     SELECT greatest(0, least(
@@ -113,7 +114,9 @@ WITH lim AS (
         locked_by = %(node)s,
         started_at = to_timestamp((SELECT at FROM allowed)),
         lease_expires_at = now() + make_interval(secs => %(lease_seconds)s),
-        limited = true
+        -- It counts for its type, not for a key (a key computed before the type's limit key
+        -- was removed).
+        limited = true, limit_key = NULL
     WHERE j.id = ANY(ARRAY(SELECT id FROM picked))
     RETURNING j.id, j.type, j.queue, j.priority, j.attempt, j.timeout_seconds, j.payload,
               extract(epoch FROM now() - j.run_at)::float8 AS waited, j.trace_context
@@ -127,21 +130,157 @@ WITH lim AS (
 )
 SELECT * FROM claimed;
 
+-- name: lock_keyed_type
+-- A claim of a type with a limit key runs in two statements: this one locks the type's row
+-- (claimers of the type take turns across the cluster: one row lock per batch), and
+-- claim_keyed, run next in the same transaction, takes its snapshot after the lock, so it
+-- reads every key's counters as the last claimer of the type left them.
+SELECT type FROM type_limits WHERE type = %(type)s AND limit_key IS NOT NULL FOR UPDATE;
+
+-- name: claim_keyed
+-- A claim of a type with a limit key, in turns (after lock_keyed_type). It walks the keys with
+-- queued jobs from the one after `turn` (where the last claim stopped), wrapping around, up to
+-- `keys` keys (one per job wanted, at most TURN_KEYS: supervisor/store.py): a loose scan of
+-- jobs_keyed, one index descent per key, never the backlog. Each key walked gets an equal share of the batch (the first ones one more when it
+-- does not divide), no more than its own max_running less what it runs and its rate less the
+-- starts in its window allow, taken in the key's pickup order with the exclusions of `claim`.
+-- Claimed jobs count for their key (key_limits, key_finished: a row each, made by the first
+-- claim of the key); the turn moves on to the last key walked. With no max_running nor rate
+-- (turns alone), nothing is counted. No row in lock_keyed_type's sense (the key or the limits
+-- were removed): nothing is claimed.
+WITH RECURSIVE lim AS (
+    SELECT l.max_running, l.rate_count, l.rate_seconds, coalesce(l.turn, '') AS turn,
+           l.max_running IS NOT NULL OR l.rate_count IS NOT NULL AS counts,
+           extract(epoch FROM clock_timestamp())::float8 AS at
+    FROM type_limits l
+    WHERE l.type = %(type)s AND l.limit_key IS NOT NULL
+), ahead(key, n) AS (  -- the keys after the turn, in order
+    (SELECT j.limit_key, 1 FROM jobs j
+     WHERE j.state = 'queued' AND j.limit_key IS NOT NULL AND j.type = %(type)s
+       AND j.limit_key > (SELECT turn FROM lim)
+     ORDER BY j.limit_key LIMIT 1)
+    UNION ALL
+    SELECT (SELECT j.limit_key FROM jobs j
+            WHERE j.state = 'queued' AND j.limit_key IS NOT NULL AND j.type = %(type)s
+              AND j.limit_key > a.key
+            ORDER BY j.limit_key LIMIT 1),
+           a.n + 1
+    FROM ahead a WHERE a.key IS NOT NULL AND a.n < %(keys)s
+), behind(key, n) AS (  -- then from the first key up to the turn
+    (SELECT j.limit_key, 1 FROM jobs j
+     WHERE j.state = 'queued' AND j.limit_key IS NOT NULL AND j.type = %(type)s
+       AND j.limit_key >= ''
+     ORDER BY j.limit_key LIMIT 1)
+    UNION ALL
+    SELECT (SELECT j.limit_key FROM jobs j
+            WHERE j.state = 'queued' AND j.limit_key IS NOT NULL AND j.type = %(type)s
+              AND j.limit_key > b.key
+            ORDER BY j.limit_key LIMIT 1),
+           b.n + 1
+    FROM behind b
+    WHERE b.key IS NOT NULL AND b.key < (SELECT turn FROM lim) AND b.n < %(keys)s
+), walked AS (
+    SELECT key, n AS ord FROM ahead WHERE key IS NOT NULL
+    UNION ALL
+    SELECT key, n + (SELECT count(*) FROM ahead WHERE key IS NOT NULL) FROM behind
+    WHERE key IS NOT NULL AND key <= (SELECT turn FROM lim)
+    LIMIT %(keys)s
+), keys AS (
+    SELECT w.key, w.ord, k.rate_log, f.finished IS NULL AS new,
+           coalesce(k.claimed, 0) - coalesce(f.finished, 0) AS running
+    FROM walked w
+    LEFT JOIN key_limits k ON k.type = %(type)s AND k.key = w.key
+    LEFT JOIN key_finished f ON f.type = %(type)s AND f.key = w.key
+), allowed AS (
+    SELECT k.key, k.ord, k.rate_log, k.new,
+           greatest(0, least(
+               %(limit)s / m.n + CASE WHEN k.ord <= %(limit)s %% m.n THEN 1 ELSE 0 END,
+               coalesce(lim.max_running - k.running, %(limit)s),
+               coalesce(lim.rate_count
+                        - jobfleet_rate_used(k.rate_log, lim.at, lim.rate_seconds), %(limit)s)
+           )) AS n,
+           greatest(lim.at, coalesce(k.rate_log[array_length(k.rate_log, 1) - 1], 0)) AS at
+    FROM keys k, lim, (SELECT count(*) AS n FROM walked) AS m
+), picked AS (
+    -- Each job's turn: its rank among its key's jobs, then its key's place in the walk.
+    SELECT p.id, p.rank, a.ord FROM allowed a
+    CROSS JOIN LATERAL (
+        SELECT t.id, row_number() OVER () AS rank FROM (  -- (no window beside FOR UPDATE)
+            SELECT j.id FROM jobs j
+            WHERE j.state = 'queued' AND j.limit_key IS NOT NULL AND j.type = %(type)s
+              AND j.limit_key = a.key
+              AND j.run_at <= now()
+              AND (%(queues)s::text[] IS NULL OR j.queue = ANY(%(queues)s::text[]))
+              AND j.queue <> ALL(ARRAY(SELECT name FROM queues WHERE paused))
+            ORDER BY j.priority DESC, j.run_at, j.id
+            LIMIT a.n
+            FOR UPDATE SKIP LOCKED
+        ) AS t
+    ) AS p
+    WHERE a.n > 0
+), claimed AS (
+    UPDATE jobs j
+    SET state = 'running',
+        attempt = least(j.attempt, 2147483646) + 1,
+        locked_by = %(node)s,
+        started_at = to_timestamp((SELECT at FROM lim)),
+        lease_expires_at = now() + make_interval(secs => %(lease_seconds)s),
+        limited = (SELECT counts FROM lim)
+    WHERE j.id = ANY(ARRAY(SELECT id FROM picked))
+    RETURNING j.id, j.type, j.queue, j.priority, j.attempt, j.timeout_seconds, j.payload,
+              extract(epoch FROM now() - j.run_at)::float8 AS waited, j.trace_context,
+              j.limit_key
+), per_key AS (
+    SELECT c.limit_key AS key, count(*) AS n FROM claimed c GROUP BY c.limit_key
+), counted AS (
+    INSERT INTO key_limits AS k (type, key, claimed, rate_log)
+    SELECT %(type)s, p.key, p.n,
+           CASE WHEN lim.rate_seconds IS NULL THEN '{}'
+                ELSE jobfleet_rate_logged(coalesce(a.rate_log, '{}'), a.at, lim.rate_seconds,
+                                          p.n) END
+    FROM per_key p JOIN allowed a ON a.key = p.key, lim
+    WHERE lim.counts
+    ON CONFLICT (type, key) DO UPDATE
+    SET claimed = k.claimed + EXCLUDED.claimed, rate_log = EXCLUDED.rate_log
+), finishing AS (  -- the key's other counter, for the outcome writers
+    INSERT INTO key_finished (type, key)
+    SELECT %(type)s, a.key FROM allowed a, lim
+    WHERE a.new AND lim.counts AND a.key IN (SELECT key FROM per_key)
+    ON CONFLICT DO NOTHING
+), turned AS (
+    UPDATE type_limits l SET turn = w.key
+    FROM walked w
+    WHERE l.type = %(type)s
+      -- Every key walked (fewer than the walk may take): start one further next time, else the first
+      -- keys would always get the larger shares.
+      AND w.ord = CASE WHEN (SELECT count(*) FROM walked) < %(keys)s THEN 1
+                       ELSE (SELECT max(ord) FROM walked) END
+)
+-- With each job's turn (rank, key's place), for the node to hand them out in turns: the
+-- first job of each key, then the second of each, ... (a key's jobs are not all dealt before
+-- the next key's first). Sorted by the node: a sort here is what the plan test forbids.
+SELECT c.id, c.type, c.queue, c.priority, c.attempt, c.timeout_seconds, c.payload, c.waited,
+       c.trace_context, p.rank, p.ord
+FROM claimed c JOIN picked p ON p.id = c.id;
+
 -- name: limit_state
 -- Run after claim_limited, in its transaction: the type's limits and counts as that claim left
 -- them, and the database's clock, for the node to decide whether to hold the type back
--- (common/type_limits.py, hold_seconds). No row: the limits are gone.
+-- (common/type_limits.py, hold_seconds). No row: the limits are gone, or the limit key was
+-- set or removed (`keyed`: the node claimed the type with claim_keyed): read them again.
 SELECT l.max_running, l.claimed - coalesce(f.finished, 0), l.rate_count, l.rate_seconds,
        l.rate_log, extract(epoch FROM clock_timestamp())::float8
 FROM type_limits l LEFT JOIN type_finished f ON f.type = l.type
-WHERE l.type = %(type)s;
+WHERE l.type = %(type)s AND (l.limit_key IS NOT NULL) = %(keyed)s
+  AND (l.max_running IS NOT NULL OR l.rate_count IS NOT NULL OR l.limit_key IS NOT NULL);
 
 -- name: node_limits
--- Which of a node's types have a limit in force, and what it is: the node claims each of
--- them apart (claim_limited). Read at start, when told ('limits' on jobfleet_jobs) and at
--- each heartbeat.
-SELECT type, max_running, rate_count, rate_seconds FROM type_limits
-WHERE type = ANY(%(types)s::text[]) AND (max_running IS NOT NULL OR rate_count IS NOT NULL)
+-- Which of a node's types have a limit or a limit key in force, and what they are: the node
+-- claims each of them apart (claim_limited, or claim_keyed with a key). Read at start, when
+-- told ('limits' on jobfleet_jobs) and at each heartbeat.
+SELECT type, max_running, rate_count, rate_seconds, limit_key FROM type_limits
+WHERE type = ANY(%(types)s::text[])
+  AND (max_running IS NOT NULL OR rate_count IS NOT NULL OR limit_key IS NOT NULL)
 ORDER BY type;
 
 -- name: complete_batch
@@ -176,14 +315,21 @@ WHERE j.id = ANY(string_to_array(%(ids)s, ',')::bigint[]) AND j.id = d.id
   AND j.attempt = d.attempt AND j.state = d.must_be
 -- The type only for a counted job: unlimited ones carry a NULL through the CTE, not a copy
 -- of their type's name.
-RETURNING j.id, CASE WHEN j.limited THEN j.type END AS limited_type
+RETURNING j.id, CASE WHEN j.limited THEN j.type END AS limited_type,
+          CASE WHEN j.limited THEN j.limit_key END AS limited_key
 ), counted AS (
     -- Jobs claimed under their type's limits leave `running`: one UPDATE per type in the
     -- batch, nothing at all for types without limits.
     UPDATE type_finished f SET finished = f.finished + c.n
-    FROM (SELECT limited_type, count(*) AS n FROM done WHERE limited_type IS NOT NULL
+    FROM (SELECT limited_type, count(*) AS n FROM done
+          WHERE limited_type IS NOT NULL AND limited_key IS NULL
           GROUP BY limited_type) AS c
     WHERE f.type = c.limited_type
+), counted_keys AS (  -- and those counted for their key (claim_keyed): one UPDATE per key
+    UPDATE key_finished f SET finished = f.finished + c.n
+    FROM (SELECT limited_type, limited_key, count(*) AS n FROM done
+          WHERE limited_key IS NOT NULL GROUP BY limited_type, limited_key) AS c
+    WHERE f.type = c.limited_type AND f.key = c.limited_key
 )
 SELECT id FROM done;
 
@@ -224,11 +370,17 @@ WITH failed AS (
     WHERE j.id = ANY(%(ids)s::bigint[]) AND j.id = d.id AND j.attempt = d.attempt
       AND j.state = d.must_be
     RETURNING j.id, j.type, j.queue, j.attempt, j.state, d.outcome, d.error, d.pid,
-              d.started_at, d.finished_at, j.run_at, j.limited
+              d.started_at, d.finished_at, j.run_at, j.limited, j.limit_key
 ), counted AS (  -- counted jobs leave `running` (see complete_batch)
     UPDATE type_finished f SET finished = f.finished + c.n
-    FROM (SELECT type, count(*) AS n FROM failed WHERE limited GROUP BY type) AS c
+    FROM (SELECT type, count(*) AS n FROM failed WHERE limited AND limit_key IS NULL
+          GROUP BY type) AS c
     WHERE f.type = c.type
+), counted_keys AS (
+    UPDATE key_finished f SET finished = f.finished + c.n
+    FROM (SELECT type, limit_key, count(*) AS n FROM failed
+          WHERE limited AND limit_key IS NOT NULL GROUP BY type, limit_key) AS c
+    WHERE f.type = c.type AND f.key = c.limit_key
 ), logged AS (
     INSERT INTO job_attempt_log (job_id, attempt, outcome, error, node, pid, started_at,
                                  finished_at)
@@ -261,11 +413,17 @@ WITH released AS (
     ) AS d
     WHERE j.id = ANY(%(ids)s::bigint[]) AND j.id = d.id AND j.attempt = d.attempt
       AND j.state = d.must_be
-    RETURNING j.id, j.type, j.limited
+    RETURNING j.id, j.type, j.limited, j.limit_key
 ), counted AS (  -- counted jobs leave `running` (see complete_batch)
     UPDATE type_finished f SET finished = f.finished + c.n
-    FROM (SELECT type, count(*) AS n FROM released WHERE limited GROUP BY type) AS c
+    FROM (SELECT type, count(*) AS n FROM released WHERE limited AND limit_key IS NULL
+          GROUP BY type) AS c
     WHERE f.type = c.type
+), counted_keys AS (
+    UPDATE key_finished f SET finished = f.finished + c.n
+    FROM (SELECT type, limit_key, count(*) AS n FROM released
+          WHERE limited AND limit_key IS NOT NULL GROUP BY type, limit_key) AS c
+    WHERE f.type = c.type AND f.key = c.limit_key
 ), told AS (
     SELECT pg_notify('jobfleet_jobs', '') WHERE EXISTS (SELECT 1 FROM released)
 )

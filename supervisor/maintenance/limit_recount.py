@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 from jobfleet.queries import sql
 from jobfleet.supervisor.store import run_pipelined
+from jobfleet.type_limits import RECENT_KEY_CHANGE_SECONDS
 
 # Why: the counters are exact by construction; this catches hand edits and adopts jobs that ran
 # before a limit, both rare. Each run costs a lock of each limited type's row for a moment.
@@ -26,17 +27,27 @@ class Recounted(NamedTuple):
     counted: int  # what the counter said
     running: int  # the jobs running, now counted
     adopted: int  # of those, jobs that ran without counting (from before the limit)
+    key: str | None = None  # a key's counter (limit_key); None: the type's
 
 
 @dataclass
 class LimitRecount:
     async def run_once(self, conn: Any) -> list[Recounted]:
         """Set every limited type's counter to its running jobs; the types that were off."""
-        types = [r[0] for r in (await run_pipelined(conn, [(sql("limited_types"), {})]))[0]]
-        if not types:
+        recent = {"recent": RECENT_KEY_CHANGE_SECONDS}
+        found = (await run_pipelined(conn, [(sql("limited_types"), recent)]))[0]
+        if not found:
             return []
-        params = {"types": types}
+        params = {"types": [r[0] for r in found]}
+        # A type whose limit key changed lately: its queue keyed again, for any job an enqueue
+        # keyed with the old field (rekey_queued).
+        rekey = {"types": [r[0] for r in found if r[1]]}
         rows = await run_pipelined(
-            conn, [(sql("lock_type_limits"), params), (sql("limit_recount"), params)]
+            conn,
+            [
+                (sql("lock_type_limits"), params),
+                (sql("rekey_queued"), rekey),
+                (sql("limit_recount"), params),
+            ],
         )
-        return [Recounted(*row) for row in rows[1]]
+        return [Recounted(*row) for row in rows[2]]
