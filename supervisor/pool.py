@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from jobfleet import processes
 from jobfleet.jobs import FOR_CHILD, ClaimedJob
 from jobfleet.log import get_logger
 from jobfleet.settings import Settings
@@ -247,13 +247,7 @@ class WorkerPool:
 
     def reap(self) -> None:
         """Collect every child that has exited (waitpid until none is left)."""
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
+        for pid, status in processes.exited_children():
             child = self.children.get(pid)
             if child is not None:
                 child.exit_status = status

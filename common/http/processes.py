@@ -11,10 +11,10 @@ process's requests whichever process answers.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import socket
 
+from jobfleet import processes
 from jobfleet.log import get_logger
 from jobfleet.metrics import use_directory
 from jobfleet.supervisor.http_child import HttpChild
@@ -61,13 +61,7 @@ async def _watch(children: list[HttpChild]) -> None:
 
 
 def _reap(children: list[HttpChild], *, restart: bool) -> None:
-    while True:
-        try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
+    for pid, status in processes.exited_children():
         for child in children:
             if child.pid == pid:
                 child.on_exit(status, restart=restart)
