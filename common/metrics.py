@@ -20,9 +20,9 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -194,8 +194,23 @@ class Metrics:
             raise AttributeError(f"no metric {key!r} in DEFINITIONS") from None
 
 
-@cache
+_built: Metrics | None = None
+_building = threading.Lock()
+
+
 def metrics() -> Metrics:
+    """This process's metrics, made at the first call. Under a lock: a new HTTP process's
+    first requests come at once on the server's threads, and a second set made beside the
+    first fails to register (prometheus-client refuses the names twice)."""
+    global _built
+    if _built is None:
+        with _building:
+            if _built is None:
+                _built = _made()
+    return _built
+
+
+def _made() -> Metrics:
     from prometheus_client import Counter, Histogram
 
     def make(d: Definition) -> Any:

@@ -245,6 +245,8 @@ def side(payload):
 
 @handler("die")
 def die(payload):
+    with open(payload["file"], "a") as f:
+        f.write("died\\n")
     os._exit(3)
 """
 
@@ -255,13 +257,15 @@ def test_a_job_that_finished_before_its_worker_died_is_recorded_not_released(
     """Its outcome was still in the worker when it died: the job ran, so its attempt is spent
     and recorded (and retried), never handed back as if it had not run."""
     env = handler_module(tmp_path, "mates", BATCH_MATES)
-    ran = tmp_path / "ran.txt"
+    ran, died = tmp_path / "ran.txt", tmp_path / "died.txt"
     side = jobfleet.enqueue(conn, "side", {"file": str(ran)}, priority=10)
-    die = jobfleet.enqueue(conn, "die", priority=9, max_attempts=1)
+    die = jobfleet.enqueue(conn, "die", {"file": str(died)}, priority=9, max_attempts=1)
     # One worker, nothing learned yet: the two go out together, side first.
     node = fleet("a", "--workers", "1", "--handlers", "mates", env=env)
     wait_until(lambda: _job(conn, side)[0] == "succeeded", timeout=30, what="side to succeed")
-    assert _job(conn, die)[0] == "dead"
+    # The job that killed its worker ran once, its one attempt spent: dead, never run again.
+    wait_until(lambda: _job(conn, die)[0] == "dead", timeout=30, what="die to be dead")
+    assert died.read_text().count("died") == 1
     outcomes = conn.execute(
         "SELECT attempt, outcome, error FROM job_attempts WHERE job_id = %s ORDER BY attempt",
         (side,),
