@@ -6,7 +6,6 @@ obeyed at run time; a SIGKILLed node's per-key counters are right once the reape
 from __future__ import annotations
 
 import signal
-import time
 from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 import psycopg
 
 import jobfleet
-from jobfleet import admin
+from jobfleet import admin, polling
 from tests.conftest import Cli, all_finished, scalar, wait_until
 from tests.fleet_support import deepest_overlap, handler_module
 
@@ -84,14 +83,17 @@ def test_max_running_holds_per_key_across_three_nodes_while_keys_run_side_by_sid
     for key in range(6):
         jobfleet.enqueue_many(conn, "per_customer", [{"customer": f"c{key}", "seconds": 0.15}] * 6)
     start_nodes(fleet, tmp_path, 3, 2)
-    deadline = time.monotonic() + 120
     most = 0
-    while not all_finished(conn):  # at every look, never two of one key running
+    for _ in polling.paced(  # at every look until all ended, never two of one key running
+        0.02,
+        until=lambda: all_finished(conn),
+        timeout=120,
+        what=lambda: conn.execute("SELECT * FROM key_limits").fetchall(),
+        error=AssertionError,
+    ):
         now = running_by_key(conn, "per_customer")
         assert max(now.values(), default=0) <= 1, now
         most = max(most, sum(now.values()))
-        assert time.monotonic() < deadline, conn.execute("SELECT * FROM key_limits").fetchall()
-        time.sleep(0.02)
     per_key = intervals_by_key(conn, "per_customer")
     assert sorted(per_key) == [f"c{k}" for k in range(6)]
     assert all(len(spans) == 6 for spans in per_key.values())
@@ -116,14 +118,12 @@ def test_rate_holds_per_key_in_every_window(
     start_nodes(fleet, tmp_path, 3, 4)
     claims: dict[tuple[int, int], tuple[str, datetime]] = {}
     wait_until(lambda: running_by_key(conn, "paced_customer"), what="the first claim")
-    first = time.monotonic()
-    while time.monotonic() - first < 3.5:
+    for _ in polling.paced(0.1, seconds=3.5):
         for job, attempt, key, started in conn.execute(
             "SELECT id, attempt, payload ->> 'customer', started_at FROM jobs"
             " WHERE type = 'paced_customer' AND state = 'running'"
         ):
             claims.setdefault((job, attempt), (key, started))
-        time.sleep(0.1)
     for key in ("a", "b"):
         times = sorted(t for k, t in claims.values() if k == key)
         worst = max(sum(1 for u in times if t <= u < t + timedelta(seconds=1)) for t in times)
@@ -166,18 +166,16 @@ def test_types_set_limit_key_is_obeyed_at_run_time(
         jobfleet.enqueue_many(conn, "capped", [{"customer": key, "seconds": 0.3}] * 40)
     start_nodes(fleet, tmp_path, 2, 4)
     wait_until(lambda: running_by_key(conn, "capped"), what="the first claim")
-    for _ in range(10):  # one for the whole type
+    for _ in polling.paced(0.05, count=10):  # one for the whole type
         assert sum(running_by_key(conn, "capped").values()) <= 1
-        time.sleep(0.05)
     cli.ok("types", "set", "capped", "--limit-key", "customer")
     wait_until(
         lambda: sorted(running_by_key(conn, "capped").values()) == [1, 1, 1],
         timeout=10,
         what="one per key",
     )
-    for _ in range(20):  # and never more than one of a key
+    for _ in polling.paced(0.05, count=20):  # and never more than one of a key
         assert max(running_by_key(conn, "capped").values(), default=0) <= 1
-        time.sleep(0.05)
     (shown,) = [t for t in cli.json("types", "list", "--json") if t["type"] == "capped"]
     assert shown["limit_key"] == "customer" and shown["set_at_run_time"] == ["limit_key"]
     assert shown["declared"] == {"max_running": 1, "rate": None, "limit_key": None}
@@ -187,9 +185,8 @@ def test_types_set_limit_key_is_obeyed_at_run_time(
         timeout=10,
         what="one for the whole type again",
     )
-    for _ in range(10):
+    for _ in polling.paced(0.05, count=10):
         assert sum(running_by_key(conn, "capped").values()) <= 1
-        time.sleep(0.05)
 
 
 def test_per_key_counters_are_exact_after_a_node_is_killed(

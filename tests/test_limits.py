@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 
 import jobfleet
-from jobfleet import admin, type_limits
+from jobfleet import admin, polling, type_limits
 from tests.conftest import Cli, all_finished, scalar, wait_until
 from tests.fleet_support import deepest_overlap, handler_module
 
@@ -70,17 +70,21 @@ def test_max_running_holds_across_three_nodes_claiming_at_full_speed(
     # full limit is always shared by nodes.
     start_nodes(fleet, tmp_path, 3, 1)
     seen = 0
-    deadline = time.monotonic() + 90
-    while not all_finished(conn):  # and at every look, never more than 3 running
-        seen = max(seen, running(conn, "capped"))
-        assert time.monotonic() < deadline, (
+
+    def left() -> object:  # what was left when the watch gave up
+        return (
             conn.execute(
                 "SELECT type, state, limited, count(*) FROM jobs GROUP BY 1,2,3"
             ).fetchall(),
             conn.execute("SELECT * FROM type_limits").fetchall(),
             conn.execute("SELECT * FROM type_finished").fetchall(),
         )
-        time.sleep(0.02)
+
+    # At every look until all ended, never more than 3 running.
+    for _ in polling.paced(
+        0.02, until=lambda: all_finished(conn), timeout=90, what=left, error=AssertionError
+    ):
+        seen = max(seen, running(conn, "capped"))
     assert seen == 3, seen  # the limit was reached, never passed
     intervals = conn.execute(
         "SELECT a.started_at, a.finished_at FROM job_attempts a JOIN jobs j ON j.id = a.job_id"
@@ -105,13 +109,11 @@ def test_rate_holds_in_every_window_across_three_nodes(
     start_nodes(fleet, tmp_path, 3, 4)
     claims: dict[tuple[int, int], datetime] = {}
     wait_until(lambda: running(conn, "paced") > 0, what="the first claim")
-    first = time.monotonic()
-    while time.monotonic() - first < 6.5:
+    for _ in polling.paced(0.1, seconds=6.5):
         for job, attempt, started in conn.execute(
             "SELECT id, attempt, started_at FROM jobs WHERE type = 'paced' AND state = 'running'"
         ):
             claims.setdefault((job, attempt), started)
-        time.sleep(0.1)
     times = sorted(claims.values())
     start = times[0]
     in_five = [t for t in times if t < start + timedelta(seconds=5)]
@@ -134,9 +136,8 @@ def test_types_set_changes_a_limit_at_run_time_and_none_removes_it(
     # Jobs already claimed finish; within a second or so one at most runs, and stays so.
     wait_until(lambda: running(conn, "capped") <= 1, timeout=5, what="the new limit obeyed")
     assert time.monotonic() - changed < 2.0
-    for _ in range(10):
+    for _ in polling.paced(0.05, count=10):
         assert running(conn, "capped") <= 1
-        time.sleep(0.05)
     cli.ok("types", "set", "capped", "--max-running", "none")
     wait_until(lambda: running(conn, "capped") > 3, timeout=5, what="no limit any more")
     (shown,) = [t for t in cli.json("types", "list", "--json") if t["type"] == "capped"]
