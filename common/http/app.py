@@ -15,15 +15,22 @@ from typing import Annotated, Any, Literal
 import psycopg_pool.base
 import psycopg_pool.pool
 from fastapi import Depends, FastAPI, Header, Path, Query, Request, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 from psycopg_pool import ConnectionPool
 from starlette.types import ASGIApp
 
 from jobfleet import admin, apikeys, metrics
 from jobfleet.db import Connection, bounded_transaction, connection_options
-from jobfleet.enqueue import enqueue_job
 from jobfleet.http import console, docs, errors
+from jobfleet.http.access import (
+    UNAUTHENTICATED,
+    Credentials,
+    check_rate,
+    check_scope,
+    unauthorized,
+)
 from jobfleet.http.bulk_routes import bulk_routes
+from jobfleet.http.enqueue_routes import Enqueuer, enqueue_routes
 from jobfleet.http.errors import ApiError, responses
 from jobfleet.http.health_routes import health_routes
 from jobfleet.http.limits import AddressLimit, BodySizeLimit, client_address
@@ -32,11 +39,8 @@ from jobfleet.http.request_metrics import RequestMetrics
 from jobfleet.http.retry_route import retry_route
 from jobfleet.http.schemas import (
     CancelResult,
-    CreatedJobs,
     Job,
     JobPage,
-    NewJob,
-    NewJobs,
     State,
 )
 from jobfleet.options import ID_MAX
@@ -65,7 +69,6 @@ psycopg_pool.pool.AttemptWithBackoff = _RetryEverySecond  # type: ignore[attr-de
 
 bearer = HTTPBearer(auto_error=False, description="an API key from `jobfleet apikey create`")
 bearer_dep = Depends(bearer)
-Credentials = HTTPAuthorizationCredentials | None
 
 
 def create_app(url: str, config: Settings, role: Role = "api") -> ASGIApp:
@@ -85,11 +88,14 @@ def create_app(url: str, config: Settings, role: Role = "api") -> ASGIApp:
         name=f"jobfleet-{role}",
     )
 
+    enqueuer = Enqueuer(url, config, pool_wait=POOL_WAIT_SECONDS)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool.open(wait=False)  # the API comes up even while the database is away
         try:
-            yield
+            async with enqueuer.serving():
+                yield
         finally:
             pool.close()
 
@@ -147,7 +153,7 @@ def create_app(url: str, config: Settings, role: Role = "api") -> ASGIApp:
             )
         if credentials is None or not apikeys.well_formed(credentials.credentials):
             failures.failed(address)
-            raise _unauthorized(credentials)
+            raise unauthorized(credentials)
         return address
 
     gate_dep = Depends(sign_in_gate)
@@ -174,7 +180,16 @@ def create_app(url: str, config: Settings, role: Role = "api") -> ASGIApp:
         return Depends(check)
 
     if role == "api":
-        _job_routes(app, access, config)
+        enqueue_routes(
+            app,
+            enqueuer,
+            config,
+            bearer_dep=bearer_dep,
+            gate_dep=gate_dep,
+            caller_trace_dep=caller_trace_dep,
+            failures=failures,
+        )
+        _job_routes(app, access)
         queue_routes(app, access)
         bulk_routes(app, access, config)
         retry_route(app, access)
@@ -185,45 +200,14 @@ def create_app(url: str, config: Settings, role: Role = "api") -> ASGIApp:
     return RequestMetrics(BodySizeLimit(app, config.max_request_bytes))
 
 
-# The rate-limited counter's `key` label for requests refused before any key was verified
-# (no key name can look like it: names start with a letter or a digit).
-UNAUTHENTICATED = "(no valid key)"
-
-
-def _unauthorized(credentials: Credentials) -> ApiError:
-    if credentials is None:
-        return ApiError(
-            401,
-            "unauthorized",
-            "send an API key as `Authorization: Bearer <key>` "
-            "(create one with `jobfleet apikey create`)",
-        )
-    return ApiError(401, "unauthorized", "the API key is unknown, revoked or wrong")
-
-
 def _authorize(conn: Connection, credentials: Credentials, scope: str) -> None:
     if credentials is None:
-        raise _unauthorized(credentials)
+        raise unauthorized(credentials)
     key = apikeys.verify_key(conn, credentials.credentials)
     if key is None:
-        raise _unauthorized(credentials)
-    if scope not in key.scopes:
-        raise ApiError(
-            403,
-            "forbidden",
-            f"API key {key.name!r} lacks the {scope!r} scope "
-            f"(it has: {', '.join(sorted(key.scopes))})",
-        )
-    taken = apikeys.take_token(conn, key)
-    if not taken.allowed:
-        metrics.metrics().rate_limited.labels(key.name).inc()
-        raise ApiError(
-            429,
-            "rate_limited",
-            f"API key {key.name!r} is over its rate of "
-            f"{apikeys.format_rate(key.rate_per_second)}; retry after the wait",
-            retry_after=round(taken.wait_seconds, 3),
-        )
+        raise unauthorized(credentials)
+    check_scope(key, scope)
+    check_rate(key, apikeys.take_token(conn, key))
 
 
 async def _caller_trace(
@@ -254,75 +238,8 @@ async def _caller_trace(
 caller_trace_dep = Depends(_caller_trace)
 
 
-def _job_routes(app: FastAPI, access: Callable[[str], Any], config: Settings) -> None:
-    limit = config.max_payload_bytes
-    can_enqueue, can_read, can_cancel = access("enqueue"), access("read"), access("cancel")
-
-    @app.post(
-        "/jobs",
-        response_model=Job,
-        status_code=201,
-        responses={
-            200: {
-                "model": Job,
-                "description": "The idempotency key was used, or a unique job (unique_for) "
-                "holds its place: the existing job",
-            },
-            **responses(400, 401, 403, 413, 422, 429, 503),
-        },
-        summary="Enqueue a job",
-    )
-    def create_job(
-        new: NewJob,
-        response: Response,
-        conn: Connection = can_enqueue,
-        trace: dict[str, str] | None = caller_trace_dep,
-    ) -> dict[str, Any]:
-        job_id, created = enqueue_job(
-            conn, new.type, new.payload, payload_limit=limit, caller_trace=trace, **new.options()
-        )
-        job = admin.show_job(conn, job_id, attempts=not created)
-        if created:
-            metrics.count_enqueued(job["type"], job["queue"])
-        else:
-            response.status_code = 200
-        return job
-
-    @app.post(
-        "/jobs:batch",
-        response_model=CreatedJobs,
-        status_code=201,
-        responses=responses(400, 401, 403, 413, 422, 429, 503),
-        summary="Enqueue many jobs in one transaction (all or none)",
-    )
-    def create_jobs(
-        batch: NewJobs,
-        conn: Connection = can_enqueue,
-        trace: dict[str, str] | None = caller_trace_dep,
-    ) -> CreatedJobs:
-        ids, created, counted = [], [], []
-        with conn.transaction():  # all or none (a savepoint in the request's transaction)
-            for index, new in enumerate(batch.jobs):
-                try:
-                    job_id, is_new = enqueue_job(
-                        conn,
-                        new.type,
-                        new.payload,
-                        payload_limit=limit,
-                        caller_trace=trace,
-                        **new.options(),
-                    )
-                except ValueError as exc:  # the transaction rolls back: nothing is written
-                    option = getattr(exc, "option", None)
-                    where = f"body.jobs.{index}" + (f".{option}" if option else "")
-                    raise ApiError(422, "invalid", f"jobs[{index}]: {exc}", field=where) from None
-                ids.append(job_id)
-                created.append(is_new)
-                if is_new:
-                    counted.append((new.type, new.queue))
-        for type_, queue in counted:
-            metrics.count_enqueued(type_, queue or "default")
-        return CreatedJobs(ids=ids, created=created)
+def _job_routes(app: FastAPI, access: Callable[[str], Any]) -> None:
+    can_read, can_cancel = access("read"), access("cancel")
 
     @app.get(
         "/jobs/{job_id}",

@@ -21,6 +21,12 @@ RETURNING name;
 SELECT name, salt, secret_hash, scopes, rate_per_second, revoked_at IS NOT NULL AS revoked
 FROM api_keys WHERE key_id = %(key_id)s;
 
+-- name: api_keys_by_ids
+-- `api_key_by_id` for the keys of many requests at once (the HTTP API's concurrent ones).
+SELECT key_id, name, salt, secret_hash, scopes, rate_per_second,
+       revoked_at IS NOT NULL AS revoked
+FROM api_keys WHERE key_id = ANY(%(key_ids)s::text[]);
+
 -- name: take_api_token
 -- The token bucket: refill by the time since the last request (capped at the burst), then
 -- take one token if there is one. The row lock orders concurrent requests from every node.

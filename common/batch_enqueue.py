@@ -1,0 +1,110 @@
+"""Many jobs added with one statement, in the caller's asyncio transaction: what the HTTP API
+runs for concurrent `POST /jobs` requests and for `POST /jobs:batch`.
+
+Each job is `jobfleet.enqueue.one_job`'s checked parameters, so what is checked is the very
+code of `enqueue`; the answers are `jobs show --json` shapes. A job with `unique_for` (and no
+idempotency key) takes `enqueue_unique` on its own, as `enqueue` would.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+from jobfleet import admin, aio
+from jobfleet.enqueue import add_and_find, existing_job
+from jobfleet.queries import sql
+
+AsyncConnection = psycopg.AsyncConnection[Any]
+# A job's answer: its shape, and whether it was added (False: its place was held).
+Added = tuple[dict[str, Any], bool]
+
+# enqueue_set's arrays, each from one parameter of `one_job` (and how it is sent).
+_ARRAYS: tuple[tuple[str, str, type | None], ...] = (
+    ("types", "type", None),
+    ("queues", "queue", None),
+    ("priorities", "priority", int),
+    ("run_ats", "run_at", None),
+    ("delays", "delay", float),
+    ("max_attempts", "max_attempts", int),
+    ("timeouts", "timeout", float),
+    ("backoffs", "backoff", None),
+    ("backoff_seconds", "backoff_seconds", float),
+    ("payloads", "payload", None),
+    ("idempotency_keys", "idempotency_key", None),
+    ("trace_contexts", "trace_context", None),
+)
+
+
+def set_params(jobs: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """enqueue_set's parameters: one array per column, one element per job. Numbers are sent
+    as one Python type per array (an int beside a float would make psycopg pick the first's
+    type for all)."""
+    return {array: [_cast(job[name], cast) for job in jobs] for array, name, cast in _ARRAYS}
+
+
+def _cast(value: Any, cast: type | None) -> Any:
+    return value if value is None or cast is None else cast(value)
+
+
+def is_unique(job: dict[str, Any]) -> bool:
+    """Whether the job is added by `enqueue_unique` (add_and_find decides, as for enqueue)."""
+    return add_and_find(job)[0] == "enqueue_unique"
+
+
+async def enqueue_set(conn: AsyncConnection, jobs: list[dict[str, Any]]) -> list[Added]:
+    """Add the jobs; one answer per job, in order. Nothing is committed here."""
+    answers: list[Added | None] = [None] * len(jobs)
+    plain = [i for i, job in enumerate(jobs) if not is_unique(job)]
+    if plain:
+        cur = await conn.execute(
+            sql("enqueue_set"), set_params([jobs[i] for i in plain]), prepare=False
+        )
+        names = [d.name for d in cur.description or ()]
+        for i, row in zip(plain, await cur.fetchall(), strict=True):
+            if row[0] is not None:
+                answers[i] = (admin.job_shape(names, row, []), True)
+    for i, job in enumerate(jobs):
+        if answers[i] is None:
+            answers[i] = await _one(conn, job)
+    return [answer for answer in answers if answer is not None]
+
+
+async def enqueue_committed(
+    conn: AsyncConnection, jobs: list[dict[str, Any]], bounds: dict[str, str]
+) -> list[Added]:
+    """Add the jobs in a transaction of their own and commit it: BEGIN, its timeouts
+    (`bounds`: jobfleet.db.bound_params), the statement and COMMIT go in one round trip
+    (psycopg's pipeline mode) on an autocommit connection. No job may have unique_for
+    (is_unique): those wait on each other's keys, and take `enqueue_set` in a transaction
+    of their own. A job whose
+    idempotency key was taken is looked up after the commit: its holder committed before
+    this statement could go on."""
+    if any(is_unique(job) for job in jobs):
+        raise ValueError("enqueue_committed takes no unique_for job")
+    async with conn.pipeline():
+        await conn.execute("BEGIN")
+        await conn.execute(sql("bound_transaction"), bounds, prepare=False)
+        cur = await conn.execute(sql("enqueue_set"), set_params(jobs), prepare=False)
+        await conn.execute("COMMIT")
+    names = [d.name for d in cur.description or ()]
+    answers = []
+    for job, row in zip(jobs, await cur.fetchall(), strict=True):
+        if row[0] is not None:
+            answers.append((admin.job_shape(names, row, []), True))
+        else:
+            answers.append(await _one(conn, job))
+    return answers
+
+
+async def _one(conn: AsyncConnection, job: dict[str, Any]) -> Added:
+    """A job whose place may be held (a repeated idempotency key, or unique_for), as
+    `enqueue` adds it; the holder's shape, with its attempts, when it is held."""
+    add, find, find_params, holder = add_and_find(job)
+    if add == "enqueue_unique":
+        row = await (await conn.execute(sql(add), job, prepare=False)).fetchone()
+        if row is not None:
+            return await aio.get(int(row[0]), conn=conn), True
+    cur = await conn.execute(sql(find), find_params, prepare=False)
+    return await aio.get(existing_job(await cur.fetchone(), holder), conn=conn), False
