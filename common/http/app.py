@@ -20,7 +20,7 @@ from psycopg_pool import ConnectionPool
 from starlette.types import ASGIApp
 
 from jobfleet import admin, apikeys, metrics
-from jobfleet.db import Connection, bounded_transaction, connection_options
+from jobfleet.db import Connection, bounded_transaction
 from jobfleet.http import console, docs, errors
 from jobfleet.http.access import (
     UNAUTHENTICATED,
@@ -34,6 +34,7 @@ from jobfleet.http.enqueue_routes import Enqueuer, enqueue_routes
 from jobfleet.http.errors import ApiError, responses
 from jobfleet.http.health_routes import health_routes
 from jobfleet.http.limits import AddressLimit, BodySizeLimit, client_address
+from jobfleet.http.pools import pool_arguments
 from jobfleet.http.queue_routes import queue_routes
 from jobfleet.http.request_metrics import RequestMetrics
 from jobfleet.http.retry_route import retry_route
@@ -74,15 +75,7 @@ bearer_dep = Depends(bearer)
 def create_app(url: str, config: Settings, role: Role = "api") -> ASGIApp:
     pool = ConnectionPool(
         url,
-        # Through a transaction-mode pooler (PgBouncer) as well as direct: no startup
-        # options, nothing prepared; each use of a connection is one transaction that begins
-        # with the timeouts (`connection` below). Autocommit, so that BEGIN and the timeouts
-        # go in one round trip (jobfleet.db.bounded_transaction).
-        kwargs={**connection_options(config, pooler_safe=True), "autocommit": True},
-        min_size=1,
-        max_size=POOL_MAX,
-        open=False,
-        timeout=POOL_WAIT_SECONDS,
+        **pool_arguments(config, max_size=POOL_MAX, wait=POOL_WAIT_SECONDS),
         check=ConnectionPool.check_connection,  # a restarted database: no dead connections
         configure=tolerate,  # rows with values Python cannot hold still read
         name=f"jobfleet-{role}",

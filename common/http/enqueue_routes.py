@@ -28,11 +28,12 @@ from jobfleet import apikeys, metrics
 from jobfleet.apikeys import ApiKey
 from jobfleet.batch_enqueue import Added, enqueue_committed, enqueue_set, is_unique
 from jobfleet.coalesce import Coalescer
-from jobfleet.db import bound_params, bounded_transaction_async, connection_options
+from jobfleet.db import bound_params, bounded_transaction_async
 from jobfleet.enqueue import one_job
 from jobfleet.http.access import Credentials, check_rate, check_scope, unauthorized
 from jobfleet.http.errors import ApiError, responses
 from jobfleet.http.limits import AddressLimit
+from jobfleet.http.pools import pool_arguments
 from jobfleet.http.schemas import CreatedJobs, Job, NewJob, NewJobs
 from jobfleet.settings import Settings
 from jobfleet.tolerant import tolerate_async
@@ -73,13 +74,7 @@ class _Lane:
         self.config, self.pool_wait = config, pool_wait
         self.pool = AsyncConnectionPool(
             url,
-            # As the blocking pool's (jobfleet.http.app): through a transaction-mode pooler as
-            # well as direct, nothing prepared, each use one bounded transaction.
-            kwargs={**connection_options(config, pooler_safe=True), "autocommit": True},
-            min_size=1,
-            max_size=POOL_MAX,
-            open=False,
-            timeout=pool_wait,
+            **pool_arguments(config, max_size=POOL_MAX, wait=pool_wait),
             check=self._check,
             configure=_configure,
             reset=self._used,
