@@ -107,6 +107,12 @@ def test_enqueue_latency_and_idle(cli: Cli) -> None:
         p = lat[mode]["start_ms"]
         assert 0 <= p["p50"] <= p["p95"] <= p["p99"] <= p["max"]
         assert lat[mode]["finish_ms"]["p50"] >= p["p50"]
+    for mode in ("idle", "paused"):  # where the time goes, step by step, on one clock
+        steps = lat[mode]["steps_ms"]
+        assert list(steps) == ["enqueue call", "to the worker", "worker to handler"]
+        assert steps["enqueue call"] > 0 and steps["to the worker"] > 0
+        assert steps["worker to handler"] >= 0
+        assert sum(steps.values()) < 3 * lat[mode]["start_ms"]["max"] + 1
     assert ratio(data, "idle_start_p99_ms") >= ratio(data, "idle_start_p50_ms")
     graphile = lat["graphile"]
     assert "skipped" in graphile or graphile["samples"] == lat["idle"]["jobs"], graphile

@@ -97,7 +97,10 @@ METHOD_ROWS = [
         "own latencyTest method, the same samples",
         "idle: from the start of the `enqueue` call to the handler's first line (it sends the "
         "time over UDP) and to `finished_at`; load: `started_at - created_at` and "
-        "`finished_at - created_at`; nearest-rank percentiles",
+        "`finished_at - created_at`; nearest-rank percentiles; idle and after a pause, the "
+        "median of each step too: the `enqueue` call; from its return to the worker starting "
+        "the job (NOTIFY, claim, hand-off: the job's `started_at`, the worker's clock); from "
+        "there to the handler's first line",
     ),
     (
         "backlog",

@@ -43,6 +43,13 @@ SELECT id, extract(epoch FROM finished_at)::float8
 FROM jobs WHERE id = ANY(%(ids)s) AND state = 'succeeded'
 """
 
+# When each probe's worker started it (`started_at`: the worker's clock, written with its
+# outcome), for the steps.
+WORKER_STARTED_AT = """
+SELECT id, extract(epoch FROM started_at)::float8
+FROM jobs WHERE id = ANY(%(ids)s) AND state = 'succeeded' AND attempt = 1
+"""
+
 
 def percentiles(values: list[float]) -> dict[str, float]:
     """p50, p95, p99 and max by nearest rank (no interpolation between samples)."""
@@ -130,12 +137,15 @@ def one_by_one(
     from the start of each enqueue call to its handler's first line, and to its finish."""
     port = probes.getsockname()[1]
     began: dict[int, float] = {}  # job id: when its enqueue call began
+    returned: dict[int, float] = {}  # and when it returned
+    ran: dict[int, float] = {}  # and when its handler's first line ran
     start: list[float] = []
     for sample in range(count):
         if gap:
             time.sleep(gap)
         called = time.time()
         job = jobfleet.enqueue(conn, bench_latency.PROBE_TYPE, {"sample": sample, "port": port})
+        returned[job] = time.time()
         began[job] = called
         while True:  # datagrams of an earlier sample (a retried job) are passed over
             try:
@@ -143,13 +153,42 @@ def one_by_one(
             except TimeoutError:
                 raise BenchError(f"job {job} did not start within {WAIT_SECONDS:g} s") from None
             if int(heard) == sample:
+                ran[job] = float(at)
                 start.append((float(at) - called) * 1000)
                 break
     ids = list(began)
     wait_until(lambda: all_succeeded(conn, min(ids), max(ids)), WAIT_SECONDS, "the probes")
     finished = conn.execute(FINISHED_AT, {"ids": ids}).fetchall()
     finish = [(float(at) - began[job]) * 1000 for job, at in finished]
-    return summary(count, start, finish)
+    taken = dict(conn.execute(WORKER_STARTED_AT, {"ids": ids}).fetchall())
+    return {**summary(count, start, finish), "steps_ms": steps(began, returned, taken, ran)}
+
+
+# The steps of enqueue -> start, in order: each one's name and what it runs from and to.
+STEPS = (
+    ("enqueue call", "the call's start to its return (insert, NOTIFY, commit)"),
+    ("to the worker", "its return to the worker starting the job (NOTIFY, claim, hand-off)"),
+    ("worker to handler", "the worker's start to the handler's first line"),
+)
+
+
+def steps(
+    began: dict[int, float],
+    returned: dict[int, float],
+    taken: dict[int, float],
+    ran: dict[int, float],
+) -> dict[str, float]:
+    """Where enqueue -> start goes, step by step: each step's median over the jobs seen at
+    every stamp (all on this host's clock). The
+    medians need not add up to the total's."""
+    jobs = [j for j in began if j in returned and j in taken and j in ran]
+    if not jobs:
+        return {}
+    stamps = [(began[j], returned[j], taken[j], ran[j]) for j in jobs]
+    return {
+        name: percentiles([(s[i + 1] - s[i]) * 1000 for s in stamps])["p50"]
+        for i, (name, _) in enumerate(STEPS)
+    }
 
 
 def all_succeeded(conn: psycopg.Connection[Any], first: int, last: int) -> bool:

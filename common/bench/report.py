@@ -173,6 +173,9 @@ def _latency(r: dict[str, Any]) -> Lines:
                     f"p99 {_num(p.get('p99'), 2)} ms",
                 )
             )
+        if m.get("steps_ms"):
+            steps = " / ".join(f"{name} {_num(ms, 2)}" for name, ms in m["steps_ms"].items())
+            lines.append((f"enqueue -> start, {label}: median of each step", f"{steps} ms"))
     return lines + _graphile_latency(r.get("graphile"))
 
 
