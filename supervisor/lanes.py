@@ -112,6 +112,7 @@ class Lanes:
         self.limits = LimitedTypes()  # the node's types with limits, and those held back
         self.claim_params = ClaimParams(holder, node.queues, config.lease_seconds)
         self.dry = DryClaims()  # claims left out for a while: they came back empty (claims.py)
+        self.dry_due_seen = 0.0  # the last due time that ended those pauses
 
     def _fields(self, **extra: Any) -> dict[str, Any]:
         return {"node": self.node.name, **extra}
@@ -219,7 +220,9 @@ class Lanes:
         """This round's claims (claims.py); empty: no room, or an idle backoff not yet over
         and no held type due."""
         now = time.monotonic()
-        if self.due_times and self.due_times[0] <= now:  # a job announced for now: any type
+        due = self.due_times
+        if due and self.dry_due_seen < due[0] <= now:  # a job announced for now: any type
+            self.dry_due_seen = due[0]  # once per due time (the list empties when idle)
             self.dry.clear()
         return plan_claims(
             self.claim_params,
