@@ -189,12 +189,15 @@ DRY_MAX_SECONDS = 1.0
 
 
 class DryClaims:
-    """Unlimited claims ("" for the main threads' types, or an async or threaded type) that
-    came back empty while other claims of the same round brought jobs: each is left out of
-    the next rounds for a while (DRY_FIRST_SECONDS, doubling while it stays empty, at most
-    DRY_MAX_SECONDS). A round that brings nothing at all ends every such pause (the node's
-    idle backoff takes over), and so does anything that may have made work ready
-    (`clear`: NOTIFY, requeued jobs, a scheduled job falling due)."""
+    """Unlimited claims that came back empty while the node was busy, left out of the next
+    rounds for a while (DRY_FIRST_SECONDS, doubling while they stay empty, at most
+    DRY_MAX_SECONDS): an async or threaded type's claim that found nothing while the node
+    claimed or ran other jobs, and the main threads' claim ("") that found nothing while
+    another claim of its round brought jobs (alone, it keeps the node's own short backoff:
+    it is what picks up a stream of plain jobs). A round that brings nothing while the node
+    holds nothing ends every pause (the node's idle backoff takes over), and so does anything
+    that may have made work ready (`clear`: NOTIFY, requeued jobs, a scheduled job falling
+    due)."""
 
     def __init__(self, first: float = DRY_FIRST_SECONDS, longest: float = DRY_MAX_SECONDS) -> None:
         self.first = first
@@ -205,16 +208,19 @@ class DryClaims:
     def now_dry(self, now: float) -> frozenset[str]:
         return frozenset(key for key, until in self.until.items() if until > now)
 
-    def after_round(self, counts: dict[str, int], claimed_any: bool, now: float) -> None:
-        """A round's unlimited claims brought `counts`; `claimed_any`: any claim brought jobs."""
-        if not claimed_any:
+    def after_round(
+        self, counts: dict[str, int], *, claimed_any: bool, busy: bool, now: float
+    ) -> None:
+        """A round's unlimited claims brought `counts`; `claimed_any`: some claim of the round
+        brought jobs; `busy`: the node still holds or awaits jobs besides."""
+        if not claimed_any and not busy:
             self.clear()
             return
         for key, got in counts.items():
             if got:
                 self.until.pop(key, None)
                 self.pause.pop(key, None)
-            else:
+            elif key or claimed_any:
                 last = self.pause.get(key)
                 pause = self.first if last is None else min(self.longest, 2 * last)
                 self.pause[key] = pause

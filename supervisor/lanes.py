@@ -248,7 +248,12 @@ class Lanes:
             self.claiming.subtract(wants)
         now = time.monotonic()
         jobs = claimed_by(ordered, rows, self.limits, self.tally, now)
-        self.dry.after_round(unlimited_counts(ordered, rows), bool(jobs), now)
+        self.dry.after_round(
+            unlimited_counts(ordered, rows),
+            claimed_any=bool(jobs),
+            busy=self.pool.holds_jobs() or bool(self.claims_in_flight()),
+            now=now,
+        )
         dispatched = self.pool.hand_out(jobs)
         # A short claim means the queue ran dry: a burst node looks elsewhere now, while its
         # last jobs run, and is done once they are written. (Not while another lane claims:
