@@ -10,7 +10,7 @@ transaction (lanes.py runs them).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any, NamedTuple, Protocol
 
 from jobfleet.jobs import ClaimedJob
@@ -60,10 +60,12 @@ def plan_claims(
     limits: LimitedTypes,
     now: float,
     backing_off: bool,
+    dry: Collection[str] = (),
 ) -> list[Claim]:
     """The claims for the room the children have now, less what claims in flight will bring.
     `backing_off`: the node's idle backoff is not over; only held types that came due are
-    claimed then."""
+    claimed then. `dry`: unlimited claims ("" or an async or threaded type) left out this
+    round (DryClaims)."""
     limited = limits.claimable(now)
     if backing_off and not (limited and limits.next_release() is not None):
         return []
@@ -99,10 +101,10 @@ def plan_claims(
         want = room - sum(
             w for t, w in claim_wants(claims) if t in limits.busy and t not in pool.beside_limits
         )
-        if want > 0 and not (claiming[""] and want < pool.dispatcher.batch):
+        if want > 0 and not (claiming[""] and want < pool.dispatcher.batch) and "" not in dry:
             claims.append(("", [_claim(params, main_types, want)], False))
     for type, free in beside.items():
-        if not claiming[type] and type not in limits.types:
+        if not claiming[type] and type not in limits.types and type not in dry:
             claims.append((type, [_claim(params, [type], free)], False))
     return claims
 
@@ -159,3 +161,71 @@ def claimed_by(
             other_jobs.extend(claimed)
         position += len(group)
     return limited_jobs + other_jobs if limited_jobs else other_jobs
+
+
+def unlimited_counts(ordered: Sequence[Claim], rows: Sequence[Sequence[Any]]) -> dict[str, int]:
+    """How many jobs each unlimited claim of a round brought (one statement each)."""
+    counts: dict[str, int] = {}
+    position = 0
+    for key, group, is_limited in ordered:
+        if not is_limited:
+            counts[key] = len(rows[position])
+        position += len(group)
+    return counts
+
+
+# An empty claim is not cheap: the ready jobs of other types are not in its way in the index
+# (jobs_ready is ordered by priority, run_at, id, not by type), so a claim for a type with
+# nothing ready reads every ready job to find that out. Measured on a fresh fill of 100k noop
+# jobs drained by a node that also runs an async type (the example handlers): that type's
+# claim, made at every round beside the noop claim, came back empty ~45 times and read the
+# whole backlog each time (10-40 ms a time), about as much database time as the drain itself;
+# with 1M queued, ten times more a time.
+DRY_FIRST_SECONDS = 0.05
+# The longest a claim is left out while the node is busy with other work. Why not the idle
+# poll (5 s): a busy node does not hear NOTIFY (its control connection works the hot path), so
+# a job of a type left out waits up to this long to be claimed.
+DRY_MAX_SECONDS = 1.0
+
+
+class DryClaims:
+    """Unlimited claims that came back empty while the node was busy, left out of the next
+    rounds for a while (DRY_FIRST_SECONDS, doubling while they stay empty, at most
+    DRY_MAX_SECONDS): an async or threaded type's claim that found nothing while the node
+    claimed or ran other jobs, and the main threads' claim ("") that found nothing while
+    another claim of its round brought jobs (alone, it keeps the node's own short backoff:
+    it is what picks up a stream of plain jobs). A round that brings nothing while the node
+    holds nothing ends every pause (the node's idle backoff takes over), and so does anything
+    that may have made work ready (`clear`: NOTIFY, requeued jobs, a scheduled job falling
+    due)."""
+
+    def __init__(self, first: float = DRY_FIRST_SECONDS, longest: float = DRY_MAX_SECONDS) -> None:
+        self.first = first
+        self.longest = longest
+        self.until: dict[str, float] = {}
+        self.pause: dict[str, float] = {}
+
+    def now_dry(self, now: float) -> frozenset[str]:
+        return frozenset(key for key, until in self.until.items() if until > now)
+
+    def after_round(
+        self, counts: dict[str, int], *, claimed_any: bool, busy: bool, now: float
+    ) -> None:
+        """A round's unlimited claims brought `counts`; `claimed_any`: some claim of the round
+        brought jobs; `busy`: the node still holds or awaits jobs besides."""
+        if not claimed_any and not busy:
+            self.clear()
+            return
+        for key, got in counts.items():
+            if got:
+                self.until.pop(key, None)
+                self.pause.pop(key, None)
+            elif key or claimed_any:
+                last = self.pause.get(key)
+                pause = self.first if last is None else min(self.longest, 2 * last)
+                self.pause[key] = pause
+                self.until[key] = now + pause
+
+    def clear(self) -> None:
+        self.until.clear()
+        self.pause.clear()

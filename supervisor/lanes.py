@@ -24,10 +24,12 @@ from jobfleet.settings import Settings
 from jobfleet.supervisor.claims import (
     Claim,
     ClaimParams,
+    DryClaims,
     claim_wants,
     claimed_by,
     pipeline_order,
     plan_claims,
+    unlimited_counts,
 )
 from jobfleet.supervisor.database import DatabaseDown, ManagedConnection, StatementError
 from jobfleet.supervisor.limited import LimitedTypes
@@ -109,6 +111,8 @@ class Lanes:
         self.late_results = 0
         self.limits = LimitedTypes()  # the node's types with limits, and those held back
         self.claim_params = ClaimParams(holder, node.queues, config.lease_seconds)
+        self.dry = DryClaims()  # claims left out for a while: they came back empty (claims.py)
+        self.dry_due_seen = 0.0  # the last due time that ended those pauses
 
     def _fields(self, **extra: Any) -> dict[str, Any]:
         return {"node": self.node.name, **extra}
@@ -155,6 +159,7 @@ class Lanes:
         The control connection (maintenance) takes steps too while the node is busy."""
         if self.work_hint:  # NOTIFY, or jobs we put back: look now, whatever the backoff
             self.work_hint, self.idle_wait, self.next_poll = False, IDLE_POLL_MIN, 0.0
+            self.dry.clear()
         try:
             if self.outbox and not self.flushing and self._write_after(time.monotonic()) <= 0:
                 await self._flush(db)
@@ -215,8 +220,18 @@ class Lanes:
         """This round's claims (claims.py); empty: no room, or an idle backoff not yet over
         and no held type due."""
         now = time.monotonic()
+        due = self.due_times
+        if due and self.dry_due_seen < due[0] <= now:  # a job announced for now: any type
+            self.dry_due_seen = due[0]  # once per due time (the list empties when idle)
+            self.dry.clear()
         return plan_claims(
-            self.claim_params, self.pool, self.claiming, self.limits, now, now < self.next_poll
+            self.claim_params,
+            self.pool,
+            self.claiming,
+            self.limits,
+            now,
+            now < self.next_poll,
+            self.dry.now_dry(now),
         )
 
     async def _claim(self, db: ManagedConnection, claims: list[Claim]) -> None:
@@ -233,6 +248,12 @@ class Lanes:
             self.claiming.subtract(wants)
         now = time.monotonic()
         jobs = claimed_by(ordered, rows, self.limits, self.tally, now)
+        self.dry.after_round(
+            unlimited_counts(ordered, rows),
+            claimed_any=bool(jobs),
+            busy=self.pool.holds_jobs() or bool(self.claims_in_flight()),
+            now=now,
+        )
         dispatched = self.pool.hand_out(jobs)
         # A short claim means the queue ran dry: a burst node looks elsewhere now, while its
         # last jobs run, and is done once they are written. (Not while another lane claims:
