@@ -28,6 +28,7 @@ from jobfleet.supervisor.claims import (
     claimed_by,
     pipeline_order,
     plan_claims,
+    ran_dry,
 )
 from jobfleet.supervisor.database import DatabaseDown, ManagedConnection, StatementError
 from jobfleet.supervisor.limited import LimitedTypes
@@ -223,6 +224,7 @@ class Lanes:
         wants = Counter(dict(claim_wants(claims)))
         self.claiming.update(wants)
         ordered = pipeline_order(claims)
+        epoch = self.work_epoch
         try:
             rows = await db.run(
                 lambda conn: run_pipelined(
@@ -246,8 +248,16 @@ class Lanes:
         ):
             self.on_burst_done("burst: nothing left to run")
             return
-        if dispatched:
-            self.idle_wait, self.next_poll = IDLE_POLL_MIN, 0.0
+        # Work announced while the claim ran may have committed after its snapshot: look
+        # again at once. (Another lane may have taken the hint meanwhile and found no room.)
+        announced = self.work_epoch != epoch
+        if dispatched or announced:
+            self.idle_wait = IDLE_POLL_MIN
+            # After a claim that ran dry, looking again at once finds nothing: the next look
+            # waits for news or the idle poll. Taken at once, it ran beside the job's start
+            # and the next enqueue, on a machine of 2 cores (issue 17: idle latency).
+            dry = not announced and ran_dry(ordered, rows)
+            self.next_poll = now + IDLE_POLL_MIN if dry else 0.0
             return
         due = self.due_times
         while due and due[0] <= now:  # those jobs were claimed, by us or another node
