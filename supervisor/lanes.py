@@ -290,7 +290,7 @@ class Lanes:
         """Write what waits: outcomes, releases, progress."""
         self.flushing = True
         try:
-            flushed = await self.outbox.flush(db, self.node.name, self.config)
+            flushed = await self.outbox.flush(db, self.node.name, self.config, holder=self.holder)
         finally:
             self.flushing = False
         cancelled = sum(1 for f in flushed.failures if f.outcome == "cancelled")
