@@ -248,15 +248,14 @@ class Lanes:
         ):
             self.on_burst_done("burst: nothing left to run")
             return
-        # Work announced while the claim ran may have committed after its snapshot: look
-        # again at once. (Another lane may have taken the hint meanwhile and found no room.)
-        announced = self.work_epoch != epoch
-        if dispatched or announced:
+        if dispatched:
             self.idle_wait = IDLE_POLL_MIN
             # After a claim that ran dry, looking again at once finds nothing: the next look
             # waits for news or the idle poll. Taken at once, it ran beside the job's start
-            # and the next enqueue, on a machine of 2 cores (issue 17: idle latency).
-            dry = not announced and ran_dry(ordered, rows)
+            # and the next enqueue, on a machine of 2 cores (issue 17: idle latency). Unless
+            # work was announced while the claim ran: it may have committed after the claim's
+            # snapshot, and another lane may have taken the hint and found no room.
+            dry = self.work_epoch == epoch and ran_dry(ordered, rows)
             self.next_poll = now + IDLE_POLL_MIN if dry else 0.0
             return
         due = self.due_times
