@@ -27,6 +27,7 @@ from jobfleet import admin
 from jobfleet.db import bounded_transaction_async, connection_options, database_url
 from jobfleet.enqueue import (
     add_and_find,
+    added_id,
     copy_blocks,
     copy_keys,
     existing_job,
@@ -61,9 +62,9 @@ async def enqueue(conn: AsyncConnection, type: str, payload: Any = None, **optio
     _require_async(conn, "enqueue")
     params = one_job(type, payload, options)
     add, find, find_params, holder = add_and_find(params)
-    row = await (await conn.execute(sql(add), params, prepare=False)).fetchone()
-    if row is not None:
-        return int(row[0])
+    added = added_id(await (await conn.execute(sql(add), params, prepare=False)).fetchone())
+    if added is not None:
+        return added
     cur = await conn.execute(sql(find), find_params, prepare=False)
     return existing_job(await cur.fetchone(), holder)
 

@@ -7,8 +7,11 @@ connection (here) and an asyncio one (jobfleet.aio): the pure steps below serve 
 Every statement run on the caller's connection passes `prepare=False`, whatever its
 `prepare_threshold`: behind a transaction-mode pooler (PgBouncer) the next transaction may run
 on another server connection, where a statement psycopg prepared on the first one is unknown,
-or where another client's `_pg3_0` already exists (DuplicatePreparedStatement). What it costs
-is planning each statement again, a fraction of a millisecond for these.
+or where another client's `_pg3_0` already exists (DuplicatePreparedStatement). What that
+would cost is planning each statement again; for the one that matters most, a single job's
+INSERT, it costs nothing: the INSERT is inside a PL/pgSQL function (jobfleet_enqueue), whose
+plans the server keeps per server connection whatever pooler is in between, and the statement
+sent is a bare call of it (0.38 ms a call instead of 0.61 ms, measured; sql/queries/enqueue.sql).
 """
 
 from __future__ import annotations
@@ -64,9 +67,9 @@ def enqueue_job(
     require_sync(conn, "enqueue")
     params = one_job(type, payload, options, payload_limit, caller_trace)
     add, find, find_params, holder = add_and_find(params)
-    row = conn.execute(sql(add), params, prepare=False).fetchone()
-    if row is not None:
-        return int(row[0]), True
+    added = added_id(conn.execute(sql(add), params, prepare=False).fetchone())
+    if added is not None:
+        return added, True
     found = conn.execute(sql(find), find_params, prepare=False).fetchone()
     return existing_job(found, holder), False
 
@@ -131,6 +134,12 @@ def add_and_find(params: dict[str, Any]) -> tuple[str, str, dict[str, Any], str]
         return "enqueue_unique", "unique_job_by_key", same, "a job of the same type and payload"
     key = params["idempotency_key"]
     return "enqueue", "job_id_by_idempotency_key", {"key": key}, f"idempotency key {key!r}"
+
+
+def added_id(row: Any) -> int | None:
+    """The new job's id from its adding statement's row; None: it added none (`enqueue`
+    returns a row holding NULL, `enqueue_unique` no row)."""
+    return None if row is None or row[0] is None else int(row[0])
 
 
 def existing_job(row: Any, holder: str) -> int:

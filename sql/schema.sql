@@ -1,5 +1,5 @@
 -- jobfleet's current schema, to read: what the numbered migrations beside this file add up
--- to (version 14). The migrations are what runs (`jobfleet migrate`); this file is not applied
+-- to (version 15). The migrations are what runs (`jobfleet migrate`); this file is not applied
 -- by anything, and tests/test_migrate.py checks that it builds the very same schema.
 --
 -- `jobs` holds one row per job for its whole life. Rows that change often (queued -> running ->
@@ -351,3 +351,39 @@ CREATE TRIGGER jobs_notify_ready
 AFTER INSERT ON jobs
 REFERENCING NEW TABLE AS new_jobs
 FOR EACH STATEMENT EXECUTE FUNCTION jobfleet_notify_ready();
+
+-- One job into the queue (jobfleet.enqueue): the INSERT's plan is kept by PL/pgSQL for the
+-- life of the server connection, where the statement on its own was planned at every call
+-- (0015_enqueue_function.sql says what it saved). NULL: the idempotency key was taken.
+CREATE FUNCTION jobfleet_enqueue(
+    p_type text, p_queue text, p_priority integer, p_run_at timestamptz,
+    p_delay double precision, p_max_attempts integer, p_timeout double precision,
+    p_backoff text, p_backoff_seconds double precision, p_payload jsonb,
+    p_idempotency_key text, p_trace_context jsonb
+) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    new_id bigint;
+BEGIN
+    INSERT INTO jobs (type, queue, priority, run_at, max_attempts, timeout_seconds, backoff,
+                      backoff_seconds, payload, idempotency_key, trace_context, limit_key)
+    SELECT p_type,
+           coalesce(p_queue, t.queue, 'default'),
+           coalesce(p_priority, t.priority, 0),
+           coalesce(p_run_at, now() + make_interval(secs => coalesce(p_delay, 0))),
+           coalesce(p_max_attempts, t.max_attempts, 5),
+           coalesce(p_timeout, t.timeout_seconds),
+           coalesce(p_backoff, t.backoff),
+           coalesce(p_backoff_seconds, t.backoff_seconds),
+           p_payload,
+           p_idempotency_key,
+           p_trace_context,
+           jobfleet_limit_key(p_payload, l.limit_key)
+    FROM (SELECT 1) AS one
+    LEFT JOIN job_types t ON t.type = p_type
+    LEFT JOIN type_limits l ON l.type = p_type
+    ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    RETURNING id INTO new_id;
+    RETURN new_id;
+END
+$$;

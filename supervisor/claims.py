@@ -229,3 +229,16 @@ class DryClaims:
     def clear(self) -> None:
         self.until.clear()
         self.pause.clear()
+
+
+def ran_dry(ordered: Sequence[Claim], rows: Sequence[Sequence[Any]]) -> bool:
+    """Whether a round's claims found every ready job they may take taken: each was an
+    unlimited claim (one statement) that brought fewer jobs than it asked for. SKIP LOCKED
+    passes over rows other claims hold and goes on down the queue, so a short claim left no
+    ready job of its types behind as of its snapshot; the next one is announced (NOTIFY), so
+    looking again at once finds nothing. A limited claim may be short because its limits
+    allowed no more (limited.py decides when to look again): such a round is not dry."""
+    if not ordered or any(is_limited for _, _, is_limited in ordered):
+        return False
+    wants = claim_wants(ordered)
+    return all(len(found) < want for found, (_, want) in zip(rows, wants, strict=True))

@@ -29,6 +29,7 @@ from jobfleet.supervisor.claims import (
     claimed_by,
     pipeline_order,
     plan_claims,
+    ran_dry,
     unlimited_counts,
 )
 from jobfleet.supervisor.database import DatabaseDown, ManagedConnection, StatementError
@@ -238,6 +239,7 @@ class Lanes:
         wants = Counter(dict(claim_wants(claims)))
         self.claiming.update(wants)
         ordered = pipeline_order(claims)
+        epoch = self.work_epoch
         try:
             rows = await db.run(
                 lambda conn: run_pipelined(
@@ -268,7 +270,14 @@ class Lanes:
             self.on_burst_done("burst: nothing left to run")
             return
         if dispatched:
-            self.idle_wait, self.next_poll = IDLE_POLL_MIN, 0.0
+            self.idle_wait = IDLE_POLL_MIN
+            # After a claim that ran dry, looking again at once finds nothing: the next look
+            # waits for news or the idle poll. Taken at once, it ran beside the job's start
+            # and the next enqueue, on a machine of 2 cores (issue 17: idle latency). Unless
+            # work was announced while the claim ran: it may have committed after the claim's
+            # snapshot, and another lane may have taken the hint and found no room.
+            dry = self.work_epoch == epoch and ran_dry(ordered, rows)
+            self.next_poll = now + IDLE_POLL_MIN if dry else 0.0
             return
         due = self.due_times
         while due and due[0] <= now:  # those jobs were claimed, by us or another node
@@ -301,7 +310,7 @@ class Lanes:
         """Write what waits: outcomes, releases, progress."""
         self.flushing = True
         try:
-            flushed = await self.outbox.flush(db, self.node.name, self.config)
+            flushed = await self.outbox.flush(db, self.node.name, self.config, holder=self.holder)
         finally:
             self.flushing = False
         cancelled = sum(1 for f in flushed.failures if f.outcome == "cancelled")

@@ -128,17 +128,20 @@ class Outbox:
         self._arriving()
         self.progress[(job_id, attempt)] = (fraction, text)
 
-    async def flush(self, db: ManagedConnection, node: str, config: Settings) -> Flushed:
+    async def flush(
+        self, db: ManagedConnection, node: str, config: Settings, *, holder: str
+    ) -> Flushed:
         """Write everything waiting in one round trip (pipelined); if PostgreSQL refuses it
-        on its data, write it apart instead."""
+        on its data, write it apart instead. Every write is fenced on the attempt and on
+        `holder`, the node run's lease holder (the claims' locked_by)."""
         ok, bad, releases, reports = self.successes, self.results, self.releases, self.progress
         self.successes, self.results, self.releases, self.progress = [], [], [], {}
-        statements = record_statements(node, ok, bad, config)
+        statements = record_statements(node, ok, bad, config, holder=holder)
         recording = len(statements)
         if releases:
-            statements.append(release_statement(releases))
+            statements.append(release_statement(releases, holder))
         if reports:
-            statements.append(progress_statement(reports))
+            statements.append(progress_statement(reports, holder))
         try:
             rows = await db.run(lambda conn: run_pipelined(conn, statements))
         except StatementError as exc:
@@ -147,7 +150,7 @@ class Outbox:
                 "a batch write was refused on its data; writing its rows apart",
                 extra={"node": node, "reason": str(exc)},
             )
-            return await self._write_apart(db, node, config, ok, bad, releases, reports)
+            return await self._write_apart(db, node, holder, config, ok, bad, releases, reports)
         except BaseException:
             self._put_back(ok, bad, releases, reports)
             raise
@@ -175,6 +178,7 @@ class Outbox:
         self,
         db: ManagedConnection,
         node: str,
+        holder: str,
         config: Settings,
         ok: list[Success],
         bad: list[AttemptResult],
@@ -191,19 +195,21 @@ class Outbox:
         apart = _Apart(db)
         try:
             written_ok, unstored_ok = await apart.write(
-                lambda rows: success_statement(node, rows), ok
+                lambda rows: success_statement(node, rows, holder=holder), ok
             )
             failures = bad + [_unstorable_success(s, why) for s, why in unstored_ok]
             failed_rows, unstored = await apart.write(
-                lambda rows: failure_statement(node, rows, config), failures
+                lambda rows: failure_statement(node, rows, config, holder=holder), failures
             )
             noted = [_unstorable_failure(r, why) for r, why in unstored]
             noted_rows, still = await apart.write(
-                lambda rows: failure_statement(node, rows, config), noted
+                lambda rows: failure_statement(node, rows, config, holder=holder), noted
             )
-            _, bad_releases = await apart.write(release_statement, releases)
+            _, bad_releases = await apart.write(
+                lambda rows: release_statement(rows, holder), releases
+            )
             _, bad_reports = await apart.write(
-                lambda rows: progress_statement(dict(rows)), list(reports.items())
+                lambda rows: progress_statement(dict(rows), holder), list(reports.items())
             )
         except DatabaseDown:
             # All of it goes back, written or not: fencing makes a second write of a stored
@@ -293,8 +299,11 @@ def _from_micros(micros: int) -> datetime:
     return datetime.fromtimestamp(micros / 1e6, UTC)
 
 
-def progress_statement(reports: dict[tuple[int, int], tuple[float, str | None]]) -> Statement:
+def progress_statement(
+    reports: dict[tuple[int, int], tuple[float, str | None]], holder: str | None = None
+) -> Statement:
     return sql("save_progress"), {
+        "holder": holder,
         "ids": [k[0] for k in reports],
         "attempts": [k[1] for k in reports],
         "fractions": [v[0] for v in reports.values()],

@@ -57,6 +57,7 @@ class WorkerPool:
         *,
         workers: int,
         database_url: str,
+        holder: str,
         outbox: Outbox,
         tally: Tally,
         waker: Waker,
@@ -67,6 +68,7 @@ class WorkerPool:
         self.config = config
         self.desired = workers
         self.database_url = database_url  # a transactional handler's worker connects to it
+        self.holder = holder  # this run's lease holder: a transactional worker fences on it
         # Async and threaded types: their concurrency, the room a child has for each.
         self.beside_limits = {t: s.concurrency for t, s in node.handlers.items() if s.concurrent}
         self.slots = SlotTable(max(64, 4 * workers), entries=sum(self.beside_limits.values()))
@@ -135,6 +137,7 @@ class WorkerPool:
         config = ChildConfig(
             index=slot,
             node=self.node.name,
+            holder=self.holder,
             heartbeat_seconds=self.config.child_heartbeat_seconds,
             max_result_bytes=self.config.max_result_bytes,
             max_error_bytes=self.config.max_error_bytes,

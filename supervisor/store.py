@@ -1,7 +1,9 @@
 """The processing side's queue operations: claim a batch, record outcomes, release.
 
-Each is one statement for a whole batch. Recording is fenced on (id, attempt, running): the
-outcome of an attempt that lost its lease is dropped, never written over the newer attempt.
+Each is one statement for a whole batch. Recording is fenced on (id, attempt, running) and
+the claim's holder: the outcome of an attempt that lost its lease, or whose claim a database
+crash undid (claims commit without waiting for their WAL flush: see generic_index_plans), is
+dropped, never written over the newer attempt.
 The statements are built here; `claim`, `record` and `release` run them on a blocking
 connection, and the supervisor runs the same statements on its asyncio connections.
 
@@ -126,11 +128,16 @@ def claimed_in_turns(rows: Sequence[Sequence[Any]]) -> list[ClaimedJob]:
 
 
 def failure_statement(
-    node: str, failures: Sequence[AttemptResult], config: Settings | None = None
+    node: str,
+    failures: Sequence[AttemptResult],
+    config: Settings | None = None,
+    *,
+    holder: str | None = None,
 ) -> Statement:
     config = config or settings()
     return sql("fail_batch"), {
         "node": node,
+        "holder": holder,
         "ids": [r.job_id for r in failures],
         "attempts": [r.attempt for r in failures],
         "outcomes": [r.outcome for r in failures],
@@ -151,13 +158,15 @@ def record_statements(
     successes: Sequence[Success],
     failures: Sequence[AttemptResult],
     config: Settings | None = None,
+    *,
+    holder: str | None = None,
 ) -> list[Statement]:
     """At most two statements: the successes, and everything else."""
     statements: list[Statement] = []
     if successes:
-        statements.append(success_statement(node, successes))
+        statements.append(success_statement(node, successes, holder=holder))
     if failures:
-        statements.append(failure_statement(node, failures, config))
+        statements.append(failure_statement(node, failures, config, holder=holder))
     return statements
 
 
@@ -166,11 +175,12 @@ def split_results(results: Sequence[AttemptResult]) -> tuple[list[Success], list
     return successes, [r for r in results if r.outcome != "succeeded"]
 
 
-def release_statement(jobs: Sequence[tuple[int, int]]) -> Statement:
+def release_statement(jobs: Sequence[tuple[int, int]], holder: str | None = None) -> Statement:
     """Claimed-but-unstarted (id, attempt) pairs back to the queue, no attempt spent."""
     return sql("release_batch"), {
         "ids": [job_id for job_id, _ in jobs],
         "attempts": [attempt for _, attempt in jobs],
+        "holder": holder,
     }
 
 
@@ -205,16 +215,21 @@ def claim(conn: Any, **options: Any) -> list[ClaimedJob]:
 
 
 def record(
-    conn: Any, node: str, results: Sequence[AttemptResult], config: Settings | None = None
+    conn: Any,
+    node: str,
+    results: Sequence[AttemptResult],
+    config: Settings | None = None,
+    *,
+    holder: str | None = None,
 ) -> Recorded:
     successes, failures = split_results(results)
-    statements = record_statements(node, successes, failures, config)
+    statements = record_statements(node, successes, failures, config, holder=holder)
     written = sum(map(len, run_pipelined_blocking(conn, statements))) if statements else 0
     return Recorded(written=written, late=len(results) - written)
 
 
-def release(conn: Any, jobs: Sequence[ClaimedJob]) -> int:
+def release(conn: Any, jobs: Sequence[ClaimedJob], holder: str | None = None) -> int:
     if not jobs:
         return 0
-    statement = release_statement([(j.id, j.attempt) for j in jobs])
+    statement = release_statement([(j.id, j.attempt) for j in jobs], holder)
     return len(run_pipelined_blocking(conn, [statement])[0])

@@ -80,6 +80,7 @@ class Supervisor:
             config,
             workers=workers,
             database_url=url,
+            holder=self.holder,
             outbox=self.outbox,
             tally=self.tally,
             waker=self.waker,

@@ -110,7 +110,10 @@ def test_enqueue_latency_and_idle(cli: Cli) -> None:
     for mode in ("idle", "paused"):  # where the time goes, step by step, on one clock
         steps = lat[mode]["steps_ms"]
         assert list(steps) == ["enqueue call", "to the worker", "worker to handler"]
-        assert steps["enqueue call"] > 0 and steps["to the worker"] > 0
+        # The worker may start the job before the client reads its commit's reply (the
+        # NOTIFY leaves at the commit, and a claim does not wait for its flush): on a busy
+        # machine "to the worker" can be below 0; the job never starts before the call.
+        assert steps["enqueue call"] > 0 and steps["enqueue call"] + steps["to the worker"] > 0
         assert steps["worker to handler"] >= 0
         assert sum(steps.values()) < 3 * lat[mode]["start_ms"]["max"] + 1
     assert ratio(data, "idle_start_p99_ms") >= ratio(data, "idle_start_p50_ms")

@@ -12,8 +12,9 @@ import psycopg
 import pytest
 
 import jobfleet
-from jobfleet.jobs import AttemptResult
+from jobfleet.jobs import AttemptResult, Success
 from jobfleet.supervisor.store import claim, record
+from jobfleet.worker.transactional import Transactions
 from tests.conftest import all_finished, scalar, wait_until
 from tests.fleet_support import attempts, handler_module
 
@@ -131,3 +132,32 @@ def test_a_crash_reported_after_the_worker_committed_changes_nothing(
     assert scalar(conn, "SELECT state FROM jobs WHERE id = %s", (job,)) == "succeeded"
     assert [a[1] for a in attempts(conn, job)] == ["succeeded"]
     assert charged(conn) == [(job, 1)]
+
+
+def test_a_transactional_attempt_whose_claim_a_crash_undid_rolls_its_writes_back(
+    conn: psycopg.Connection[Any], db_url: str, charges: None
+) -> None:
+    # Claims commit without waiting for their WAL flush: after a crash the job may be claimed
+    # again under the same attempt number by another holder. The first run's fenced
+    # completion names its own holder, matches nothing, and takes its writes with it.
+    job = jobfleet.enqueue(conn, "charge", {"amount": 3})
+    (gone,) = claim(conn, holder="a/1", types=["charge"], queues=None, limit=1, lease_seconds=60)
+    conn.execute(
+        "UPDATE jobs SET state = 'queued', attempt = attempt - 1, locked_by = NULL,"
+        " lease_expires_at = NULL, started_at = NULL WHERE id = %s",
+        (job,),
+    )
+    (again,) = claim(conn, holder="b/1", types=["charge"], queues=None, limit=1, lease_seconds=60)
+    assert again.attempt == gone.attempt
+
+    def charge(job_id: int, attempt: int, *, tx: psycopg.Connection[Any]) -> Success:
+        tx.execute("INSERT INTO charges VALUES (%s, %s, 3)", (job_id, attempt))
+        return (job_id, attempt, "null", os.getpid(), 1, 2)
+
+    outcome, committed = Transactions(db_url, "a", "a/1").run(charge, job, gone.attempt)
+    assert not committed and isinstance(outcome, AttemptResult) and outcome.outcome == "lost"
+    assert charged(conn) == []
+    outcome, committed = Transactions(db_url, "b", "b/1").run(charge, job, again.attempt)
+    assert committed
+    assert charged(conn) == [(job, again.attempt)]
+    assert scalar(conn, "SELECT state FROM jobs WHERE id = %s", (job,)) == "succeeded"

@@ -10,6 +10,7 @@ import pytest
 import jobfleet
 from jobfleet.jobs import AttemptResult
 from jobfleet.settings import load_settings
+from jobfleet.supervisor.outbox import progress_statement
 from jobfleet.supervisor.store import claim, record, release
 from tests.conftest import scalar
 
@@ -160,6 +161,38 @@ def test_stale_attempt_cannot_overwrite_the_newer_one(conn: psycopg.Connection[A
     # A finished job cannot be finished again either.
     again = record(conn, "live-node", [AttemptResult(new.id, new.attempt, "succeeded")], CONFIG)
     assert again.late == 1
+
+
+def test_an_attempt_whose_claim_a_crash_undid_cannot_finish_its_job_claimed_again(
+    conn: psycopg.Connection[Any],
+) -> None:
+    """Claims commit without waiting for their WAL flush: one acknowledged just before a
+    database crash may be gone after it, its job queued as before and claimed again under the
+    same attempt number. The holder is part of the fence, so the first run's outcomes,
+    releases and progress are turned away, and the new holder's count."""
+    job_id = jobfleet.enqueue(conn, "echo")
+    [gone] = take(conn, node="a/1")
+    # What the crash leaves: the job as it was before the claim.
+    conn.execute(
+        "UPDATE jobs SET state = 'queued', attempt = attempt - 1, locked_by = NULL,"
+        " lease_expires_at = NULL, started_at = NULL WHERE id = %s",
+        (job_id,),
+    )
+    [again] = take(conn, node="b/1")
+    assert again.attempt == gone.attempt
+    stale = AttemptResult(gone.id, gone.attempt, "succeeded", result_json='"stale"')
+    assert record(conn, "a", [stale], CONFIG, holder="a/1").late == 1
+    assert record(conn, "a", [fail(gone)], CONFIG, holder="a/1").late == 1
+    assert release(conn, [gone], holder="a/1") == 0
+    progress = progress_statement({(gone.id, gone.attempt): (0.5, "stale")}, holder="a/1")
+    conn.execute(*progress)
+    row = conn.execute(
+        "SELECT state, attempt, locked_by, progress FROM jobs WHERE id = %s", (job_id,)
+    ).fetchone()
+    assert row == ("running", again.attempt, "b/1", None)
+    fresh = AttemptResult(again.id, again.attempt, "succeeded", result_json='"fresh"')
+    assert record(conn, "b", [fresh], CONFIG, holder="b/1").written == 1
+    assert state(conn, job_id) == ("succeeded", again.attempt, None, "fresh")
 
 
 def test_batch_with_mixed_outcomes(conn: psycopg.Connection[Any]) -> None:

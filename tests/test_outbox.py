@@ -36,7 +36,7 @@ def _flush(outbox: Outbox, url: str) -> Any:
     async def go() -> Any:
         db = ManagedConnection("lane-test", url, load_settings(), raw_json=True)
         try:
-            flushed = await outbox.flush(db, NODE, load_settings())
+            flushed = await outbox.flush(db, NODE, load_settings(), holder=f"{NODE}/1")
             # The same connection still works after the refusals.
             again = await db.run(lambda c: c.execute("SELECT 1"))
             assert await again.fetchone() == (1,)

@@ -50,6 +50,9 @@ PROGRESS_JOBS_KEPT = 10_000
 class ChildConfig:
     index: int
     node: str  # its supervisor's node name (for the attempt spans and the records)
+    # The supervisor run's lease holder (the claims' locked_by): transactional handlers'
+    # completions are fenced on it, as the supervisor's own writes are.
+    holder: str | None
     heartbeat_seconds: float
     max_result_bytes: int
     max_error_bytes: int
@@ -88,7 +91,9 @@ class ChildLoop:
         self.tracer: AttemptTracer | None = None  # set after the start hooks, or never
         self._tx_types = frozenset(t for t, spec in handlers.items() if spec.transactional)
         self.transactions = (
-            Transactions(config.database_url, config.node) if self._tx_types else None
+            Transactions(config.database_url, config.node, config.holder)
+            if self._tx_types
+            else None
         )
 
     def run(self) -> NoReturn:

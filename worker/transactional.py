@@ -41,9 +41,10 @@ class _RolledBack(Exception):
 
 
 class Transactions:
-    def __init__(self, url: str, node: str) -> None:
+    def __init__(self, url: str, node: str, holder: str | None) -> None:
         self.url = url
         self.node = node
+        self.holder = holder  # the supervisor run's lease holder: part of the fence
         self._local = threading.local()
 
     def _connection(self) -> psycopg.Connection[Any]:
@@ -67,7 +68,7 @@ class Transactions:
                 if isinstance(outcome, AttemptResult):
                     raise _RolledBack(outcome)
                 conn.execute(sql("index_plans"), prepare=False)
-                query, params = success_statement(self.node, [outcome])
+                query, params = success_statement(self.node, [outcome], holder=self.holder)
                 if conn.execute(query, params, prepare=False).fetchone() is None:
                     lost = AttemptResult(job_id, attempt, "lost", error=LOST, pid=outcome[3])
                     raise _RolledBack(lost)

@@ -17,6 +17,7 @@ import psycopg
 
 from jobfleet.bench import scratch
 from jobfleet.bench.context import Context
+from jobfleet.queries import sql
 from jobfleet.supervisor.store import claim_statement, run_pipelined_blocking, success_statement
 
 DRAINERS = 2
@@ -96,11 +97,12 @@ def _drainer(url: str, holder: str, barrier: Any, results: Any) -> None:
             claim = claim_statement(
                 holder=holder, types=["noop"], queues=None, limit=BATCH, lease_seconds=30
             )
-            rows = run_pipelined_blocking(conn, [claim])[0]
+            # Committed without waiting for its flush, as the lanes' claims are.
+            rows = run_pipelined_blocking(conn, [(sql("unflushed_commit"), {}), claim])[1]
             if not rows:
                 break
             now = time.time_ns() // 1000  # a Success's times are whole microseconds
             successes = [(row[0], row[4], "null", None, now, now) for row in rows]
-            run_pipelined_blocking(conn, [success_statement(holder, successes)])
+            run_pipelined_blocking(conn, [success_statement(holder, successes, holder=holder)])
             done += len(rows)
         results.put((done, started, time.time()))

@@ -165,6 +165,9 @@ def one_by_one(
 
 
 # The steps of enqueue -> start, in order: each one's name and what it runs from and to.
+# "to the worker" can be below 0 on a busy machine: the NOTIFY leaves at the commit, and the
+# node may claim (without waiting for its flush) and start the job before the client process
+# is scheduled to read the commit's reply.
 STEPS = (
     ("enqueue call", "the call's start to its return (insert, NOTIFY, commit)"),
     ("to the worker", "its return to the worker starting the job (NOTIFY, claim, hand-off)"),

@@ -82,6 +82,9 @@ def _database_error(exc: Exception, config: Settings | None) -> int:
 
     if isinstance(exc, psycopg.errors.UndefinedTable):
         message = "the database has no jobfleet schema: run `jobfleet migrate`"
+    elif isinstance(exc, psycopg.errors.UndefinedFunction) and "jobfleet_" in str(exc):
+        # One of our functions (jobfleet_enqueue, ...) is missing: no schema, or an older one.
+        message = "the database's jobfleet schema is missing or older: run `jobfleet migrate`"
     elif isinstance(exc, psycopg.OperationalError):
         message = f"lost the database: {str(exc).strip()}"
     elif isinstance(exc, psycopg.Error):

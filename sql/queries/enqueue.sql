@@ -3,28 +3,17 @@
 
 -- name: enqueue
 -- Options the caller left out (NULL) fall back to the type's registered defaults, then to the
--- table's. A repeated idempotency key inserts nothing and returns no row. trace_context is
--- the caller's checked W3C trace context (JSON text) or NULL. A type with a limit key gets
--- the job's key (jobfleet_limit_key: never an error, whatever the payload).
-INSERT INTO jobs (type, queue, priority, run_at, max_attempts, timeout_seconds, backoff,
-                  backoff_seconds, payload, idempotency_key, trace_context, limit_key)
-SELECT %(type)s,
-       coalesce(%(queue)s, t.queue, 'default'),
-       coalesce(%(priority)s, t.priority, 0),
-       coalesce(%(run_at)s, now() + make_interval(secs => coalesce(%(delay)s, 0))),
-       coalesce(%(max_attempts)s, t.max_attempts, 5),
-       coalesce(%(timeout)s, t.timeout_seconds),
-       coalesce(%(backoff)s, t.backoff),
-       coalesce(%(backoff_seconds)s, t.backoff_seconds),
-       %(payload)s::jsonb,
-       %(idempotency_key)s,
-       %(trace_context)s::jsonb,
-       jobfleet_limit_key(%(payload)s::jsonb, l.limit_key)
-FROM (SELECT 1) AS one
-LEFT JOIN job_types t ON t.type = %(type)s
-LEFT JOIN type_limits l ON l.type = %(type)s
-ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-RETURNING id;
+-- table's. trace_context is the caller's checked W3C trace context (JSON text) or NULL. A type
+-- with a limit key gets the job's key (jobfleet_limit_key: never an error, whatever the
+-- payload). The INSERT is in jobfleet_enqueue (schema.sql), where PL/pgSQL keeps its plan for
+-- the server connection's life: this statement, planned at every call, is a bare function
+-- call. Its one row holds the new id, or NULL when the idempotency key was taken (nothing
+-- inserted; jobfleet.enqueue.added_id).
+SELECT jobfleet_enqueue(
+    %(type)s::text, %(queue)s::text, %(priority)s::integer, %(run_at)s::timestamptz,
+    %(delay)s::double precision, %(max_attempts)s::integer, %(timeout)s::double precision,
+    %(backoff)s::text, %(backoff_seconds)s::double precision, %(payload)s::jsonb,
+    %(idempotency_key)s::text, %(trace_context)s::jsonb);
 
 -- name: enqueue_set
 -- `enqueue` for many jobs in one statement (the HTTP API's concurrent requests, and

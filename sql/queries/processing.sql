@@ -27,9 +27,26 @@ SELECT set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan'
 -- `index_plans`, and the prepared statements that follow run on their generic plan: the claims
 -- (supervisor/store.py), whose one plan suits every call, are planned once per connection
 -- instead of at every claim (most of an idle node's claim was its planning).
+-- The claims' commit does not wait for its WAL flush (synchronous_commit off, for this
+-- transaction only): that wait was a third of an idle node's claim, on the path of every job
+-- from enqueue to start (issue 17), and longer still while other work flushes. What a claim
+-- lost in a database crash (acknowledged, not yet flushed: at most about three
+-- wal_writer_delay) leaves behind: its jobs queued, as they were, and its limit counters with
+-- them (one transaction, so it is all or nothing); they run again (at least once, as after any
+-- crash). The attempt the node started meanwhile cannot finish the job: every outcome is
+-- fenced on the attempt and on the claim's holder (complete_batch), so even when the job is
+-- claimed again under the same attempt number its first run's outcome is dropped, and a
+-- transactional handler's writes roll back with its fenced completion. Any later synchronous
+-- commit (an outcome, a lease renewal) flushes the claim with it.
 SELECT set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true),
        set_config('enable_sort', 'off', true),
-       set_config('plan_cache_mode', 'force_generic_plan', true);
+       set_config('plan_cache_mode', 'force_generic_plan', true),
+       set_config('synchronous_commit', 'off', true);
+
+-- name: unflushed_commit
+-- The claims' commit mode of generic_index_plans, for a claim run without it (the ceiling in
+-- `jobfleet bench`, which runs the claims as the lanes do).
+SELECT set_config('synchronous_commit', 'off', true);
 
 -- name: claim
 -- One statement claims a batch: the ready jobs this node may run (not in a paused queue: read
@@ -284,8 +301,14 @@ WHERE type = ANY(%(types)s::text[])
 ORDER BY type;
 
 -- name: complete_batch
--- Fenced: only the attempt that still holds the job (same attempt, still running) may finish
--- it. Rows that do not match are late results of a replaced attempt and are dropped. The
+-- Fenced: only the attempt that still holds the job (same attempt, still running, and held by
+-- the writer's `holder`, the locked_by of its claim) may finish it. Rows that do not match are
+-- late results of a replaced attempt and are dropped. The holder matters after a database
+-- crash: a claim is committed without waiting for its WAL flush (generic_index_plans), so one
+-- acknowledged in the last moments before a crash may be gone after it, and the job claimed
+-- again under the same attempt number by another holder; the first holder's outcome must not
+-- finish that attempt. (NULL holder: the attempt alone, for tests and tools that claim by
+-- hand.) The
 -- successful attempt is recorded on the job row itself (see the job_attempts view).
 -- The batch travels as comma-separated numbers and one JSON array of results: PostgreSQL
 -- parses those in C, where building array literals costs the supervisor a third of its time.
@@ -300,7 +323,7 @@ SET state = 'succeeded', result = d.result, error = NULL,
     attempt_node = %(node)s, attempt_pid = d.pid, locked_by = NULL, lease_expires_at = NULL
 FROM (
     SELECT u.id, u.attempt, u.pid, u.started, u.finished, r.results -> (u.n::integer - 1) AS result,
-           'running'::text AS must_be
+           'running'::text AS must_be, %(holder)s::text AS held_by
     FROM unnest(string_to_array(%(ids)s, ',')::bigint[],
                 string_to_array(%(attempts)s, ',')::integer[],
                 string_to_array(%(pids)s, ',', '')::integer[],
@@ -313,6 +336,7 @@ FROM (
 ) AS d
 WHERE j.id = ANY(string_to_array(%(ids)s, ',')::bigint[]) AND j.id = d.id
   AND j.attempt = d.attempt AND j.state = d.must_be
+  AND (d.held_by IS NULL OR j.locked_by = d.held_by)
 -- The type only for a counted job: unlimited ones carry a NULL through the CTE, not a copy
 -- of their type's name.
 RETURNING j.id, CASE WHEN j.limited THEN j.type END AS limited_type,
@@ -334,7 +358,7 @@ RETURNING j.id, CASE WHEN j.limited THEN j.type END AS limited_type,
 SELECT id FROM done;
 
 -- name: fail_batch
--- Fenced like complete_batch. A failed attempt goes back to `queued` after its backoff, or to
+-- Fenced like complete_batch (the attempt, running, and its holder). A failed attempt goes back to `queued` after its backoff, or to
 -- `dead` once its attempts are spent or the failure is final; a job whose cancellation was
 -- requested ends `cancelled` instead of retrying.
 WITH failed AS (
@@ -358,7 +382,7 @@ WITH failed AS (
                 j.max_attempts) AS s),
         error = d.error, locked_by = NULL, lease_expires_at = NULL
     FROM (
-        SELECT u.*, 'running'::text AS must_be
+        SELECT u.*, 'running'::text AS must_be, %(holder)s::text AS held_by
         FROM unnest(%(ids)s::bigint[], %(attempts)s::integer[], %(outcomes)s::text[],
                     %(errors)s::text[], %(finals)s::boolean[], %(backoffs)s::text[],
                     %(backoff_seconds)s::double precision[], %(pids)s::integer[],
@@ -368,7 +392,7 @@ WITH failed AS (
         OFFSET 0
     ) AS d
     WHERE j.id = ANY(%(ids)s::bigint[]) AND j.id = d.id AND j.attempt = d.attempt
-      AND j.state = d.must_be
+      AND j.state = d.must_be AND (d.held_by IS NULL OR j.locked_by = d.held_by)
     RETURNING j.id, j.type, j.queue, j.attempt, j.state, d.outcome, d.error, d.pid,
               d.started_at, d.finished_at, j.run_at, j.limited, j.limit_key
 ), counted AS (  -- counted jobs leave `running` (see complete_batch)
@@ -401,18 +425,18 @@ FROM failed;
 
 -- name: release_batch
 -- Claimed but never started (shutdown): back to the queue without spending an attempt; idle
--- nodes are told.
+-- nodes are told. Fenced like complete_batch.
 WITH released AS (
     UPDATE jobs j
     SET state = 'queued', attempt = j.attempt - 1, locked_by = NULL, lease_expires_at = NULL,
         started_at = NULL
     FROM (
-        SELECT u.*, 'running'::text AS must_be
+        SELECT u.*, 'running'::text AS must_be, %(holder)s::text AS held_by
         FROM unnest(%(ids)s::bigint[], %(attempts)s::integer[]) AS u(id, attempt)
         OFFSET 0
     ) AS d
     WHERE j.id = ANY(%(ids)s::bigint[]) AND j.id = d.id AND j.attempt = d.attempt
-      AND j.state = d.must_be
+      AND j.state = d.must_be AND (d.held_by IS NULL OR j.locked_by = d.held_by)
     RETURNING j.id, j.type, j.limited, j.limit_key
 ), counted AS (  -- counted jobs leave `running` (see complete_batch)
     UPDATE type_finished f SET finished = f.finished + c.n
@@ -430,18 +454,18 @@ WITH released AS (
 SELECT id FROM released LEFT JOIN told ON true;
 
 -- name: save_progress
--- Last value wins; only the attempt that holds the job may report.
+-- Last value wins; only the attempt that holds the job (and its holder) may report.
 UPDATE jobs j
 SET progress = jsonb_build_object('fraction', d.fraction, 'message', d.message)
 FROM (
-    SELECT u.*, 'running'::text AS must_be
+    SELECT u.*, 'running'::text AS must_be, %(holder)s::text AS held_by
     FROM unnest(%(ids)s::bigint[], %(attempts)s::integer[],
                 %(fractions)s::double precision[], %(messages)s::text[])
          AS u(id, attempt, fraction, message)
     OFFSET 0
 ) AS d
 WHERE j.id = ANY(%(ids)s::bigint[]) AND j.id = d.id AND j.attempt = d.attempt
-  AND j.state = d.must_be;
+  AND j.state = d.must_be AND (d.held_by IS NULL OR j.locked_by = d.held_by);
 
 -- name: soonest_scheduled
 -- Seconds until the soonest job this node could run that is queued for later (NULL: none).
