@@ -56,14 +56,25 @@ def held_by(conn: psycopg.Connection[Any], node: str) -> list[tuple[int, int]]:
 
 
 def ran_elsewhere(conn: psycopg.Connection[Any], held: list[tuple[int, int]]) -> Callable[[], bool]:
-    """True once every held job has a later attempt or has ended."""
+    """True once every held job has a later attempt or has ended, but for a job whose row the
+    stopped node's open transaction locks: stopped between its transactional handler's fenced
+    completion and its COMMIT, it keeps that job (the reaper passes over locked rows, SKIP
+    LOCKED) until it is continued and commits; the checks at the end see it ended once."""
 
     def check() -> bool:
-        rows = conn.execute(
-            "SELECT id, attempt, state FROM jobs WHERE id = ANY(%s)", ([i for i, _ in held],)
-        ).fetchall()
+        ids = [i for i, _ in held]
+        with conn.transaction():
+            free = {
+                r[0]
+                for r in conn.execute(
+                    "SELECT id FROM jobs WHERE id = ANY(%s) FOR UPDATE SKIP LOCKED", (ids,)
+                )
+            }
+            rows = conn.execute(
+                "SELECT id, attempt, state FROM jobs WHERE id = ANY(%s)", (ids,)
+            ).fetchall()
         before = dict(held)
-        return all(a > before[i] or s in ("succeeded", "dead") for i, a, s in rows)
+        return all(a > before[i] or s in ("succeeded", "dead") or i not in free for i, a, s in rows)
 
     return check
 
