@@ -168,9 +168,17 @@ def load_settings(**overrides: object) -> Settings:
     return config
 
 
-# JOBFLEET_ variables that are not settings but are meant: the systemd unit's handler list,
-# the benchmark's broker for its Celery peer.
-NOT_SETTINGS = frozenset({"JOBFLEET_HANDLERS", "JOBFLEET_BENCH_CELERY_BROKER"})
+# JOBFLEET_ variables that are not settings but are meant: the systemd unit's handler list;
+# the benchmark's broker for its Celery peer, its switch that installs no peer, and the
+# database it hands its Graphile Worker peer.
+NOT_SETTINGS = frozenset(
+    {
+        "JOBFLEET_HANDLERS",
+        "JOBFLEET_BENCH_CELERY_BROKER",
+        "JOBFLEET_BENCH_OFFLINE",
+        "JOBFLEET_BENCH_PG",
+    }
+)
 
 
 _warned: set[str] = set()  # each misspelt name is said once per process, however often read

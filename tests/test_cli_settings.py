@@ -37,3 +37,23 @@ def test_a_misspelt_setting_is_warned_about_once(cli: Cli) -> None:
     assert result.returncode == 0, result.stderr
     warnings = [line for line in result.stderr.splitlines() if "JOBFLEET_LEASE_SECOND " in line]
     assert len(warnings) == 1 and "did you mean JOBFLEET_LEASE_SECONDS?" in warnings[0], warnings
+
+
+def test_every_jobfleet_variable_the_code_reads_is_a_setting_or_known_not_to_be() -> None:
+    """A variable read directly (the bench's switches) must not draw the misspelling warning."""
+    import re
+    from pathlib import Path
+
+    from jobfleet.settings import NOT_SETTINGS, Settings
+
+    known = {f"JOBFLEET_{name.upper()}" for name in Settings.model_fields} | NOT_SETTINGS
+    root = Path(__file__).resolve().parent.parent
+    read = {
+        name
+        for folder in ("common", "supervisor", "worker")
+        for path in (root / folder).rglob("*.py")
+        # (a name built in an f-string, JOBFLEET_MAX_{...}_BYTES, is not one)
+        for name in re.findall(r"JOBFLEET_[A-Z][A-Z_]*[A-Z](?![_{A-Z])", path.read_text())
+    }
+    assert read, "no variable found: the scan is broken"
+    assert sorted(read - known) == []
