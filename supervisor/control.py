@@ -47,6 +47,8 @@ SUMMARY_EVERY_SECONDS = 10.0
 # database 58 queries/s (`jobfleet bench --scenario idle`), over the 50 the fleet may cost.
 LIMITS_LOOK_SECONDS = 30.0
 LISTEN_CHANNEL = "jobfleet_jobs"
+# How often a node busy on its hot path looks at the notifications that arrived meanwhile.
+HEAR_WHILE_BUSY_SECONDS = 0.05
 CANCEL_CHANNEL = "jobfleet_cancel"
 
 
@@ -144,7 +146,7 @@ class Control:
         busy), else LISTEN until the next duty, a notification, or a wake-up of the node's
         loops (which may bring hot-path work)."""
         await self.start()
-        next_tick = 0.0
+        next_tick = next_busy_hear = 0.0
         while True:
             now = time.monotonic()
             if self.next_schedule is not None and now >= self.next_schedule:
@@ -166,6 +168,14 @@ class Control:
                     self._refused(exc)
                 continue
             if self.lanes.in_flight() and await self.lanes.lane_step(self.db):
+                # Always stepping, the node never waits for notifications: psycopg keeps the
+                # ones that arrived during its statements until they are asked for. Asked for
+                # now and then without waiting, a cancel is acted on at once rather than at
+                # the next lease renewal, and new work ends the dry claims' pauses.
+                if now >= next_busy_hear and self.listening_on == self.db.generation:
+                    next_busy_hear = now + HEAR_WHILE_BUSY_SECONDS
+                    with contextlib.suppress(DatabaseDown):
+                        await self.db.run(functools.partial(self._hear, seconds=0.0))
                 continue
             try:
                 if self.listening_on != self.db.generation or not self.db.connected:
