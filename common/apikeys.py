@@ -147,28 +147,22 @@ def verify_key(conn: Any, presented: str) -> ApiKey | None:
     if match is None:
         return None
     row = conn.execute(sql("api_key_by_id"), {"key_id": match.group(1)}).fetchone()
-    return checked_key(row, presented)
+    return _opened(row, match)
 
 
 async def verify_keys_async(conn: Any, presented: list[str]) -> list[ApiKey | None]:
     """`verify_key` for many presented keys (concurrent requests') in one query, on an
     asyncio connection: one answer per key, in order."""
-    key_ids = [m.group(1) for m in map(_KEY.match, presented) if m is not None]
-    cur = await conn.execute(sql("api_keys_by_ids"), {"key_ids": sorted(set(key_ids))})
+    matches = [_KEY.match(one) for one in presented]
+    key_ids = sorted({m.group(1) for m in matches if m is not None})
+    cur = await conn.execute(sql("api_keys_by_ids"), {"key_ids": key_ids})
     rows = {row[0]: row[1:] for row in await cur.fetchall()}
-    answers: list[ApiKey | None] = []
-    for one in presented:
-        match = _KEY.match(one)
-        answers.append(None if match is None else checked_key(rows.get(match.group(1)), one))
-    return answers
+    return [None if m is None else _opened(rows.get(m.group(1)), m) for m in matches]
 
 
-def checked_key(row: Any, presented: str) -> ApiKey | None:
-    """The key a presented one opens, from its `api_key_by_id` row (None: no such key id):
-    None unless its secret matches and the key is not revoked."""
-    match = _KEY.match(presented)
-    if match is None:
-        return None
+def _opened(row: Any, match: re.Match[str]) -> ApiKey | None:
+    """The key a presented one (`match`: its id and secret) opens, from its `api_key_by_id`
+    row (None: no such key id): None unless its secret matches and the key is not revoked."""
     if row is None:
         # Spend the same work as a real check, so timing does not tell which key ids exist.
         hmac.compare_digest(_digest(b"0" * 16, match.group(2)), bytes(32))

@@ -55,20 +55,16 @@ def is_unique(job: dict[str, Any]) -> bool:
 
 async def enqueue_set(conn: AsyncConnection, jobs: list[dict[str, Any]]) -> list[Added]:
     """Add the jobs; one answer per job, in order. Nothing is committed here."""
-    answers: list[Added | None] = [None] * len(jobs)
+    answers: dict[int, Added] = {}
     plain = [i for i, job in enumerate(jobs) if not is_unique(job)]
     if plain:
-        cur = await conn.execute(
-            sql("enqueue_set"), set_params([jobs[i] for i in plain]), prepare=False
-        )
-        names = [d.name for d in cur.description or ()]
-        for i, row in zip(plain, await cur.fetchall(), strict=True):
-            if row[0] is not None:
-                answers[i] = (admin.job_shape(names, row, []), True)
+        added = [jobs[i] for i in plain]
+        cur = await conn.execute(sql("enqueue_set"), set_params(added), prepare=False)
+        answers.update(zip(plain, await _answers(conn, added, cur), strict=True))
     for i, job in enumerate(jobs):
-        if answers[i] is None:
+        if i not in answers:
             answers[i] = await _one(conn, job)
-    return [answer for answer in answers if answer is not None]
+    return [answers[i] for i in range(len(jobs))]
 
 
 async def enqueue_committed(
@@ -78,9 +74,8 @@ async def enqueue_committed(
     (`bounds`: jobfleet.db.bound_params), the statement and COMMIT go in one round trip
     (psycopg's pipeline mode) on an autocommit connection. No job may have unique_for
     (is_unique): those wait on each other's keys, and take `enqueue_set` in a transaction
-    of their own. A job whose
-    idempotency key was taken is looked up after the commit: its holder committed before
-    this statement could go on."""
+    of their own. A job whose idempotency key was taken is looked up after the commit: its
+    holder committed before this statement could go on."""
     if any(is_unique(job) for job in jobs):
         raise ValueError("enqueue_committed takes no unique_for job")
     async with conn.pipeline():
@@ -88,6 +83,14 @@ async def enqueue_committed(
         await conn.execute(sql("bound_transaction"), bounds, prepare=False)
         cur = await conn.execute(sql("enqueue_set"), set_params(jobs), prepare=False)
         await conn.execute("COMMIT")
+    return await _answers(conn, jobs, cur)
+
+
+async def _answers(
+    conn: AsyncConnection, jobs: list[dict[str, Any]], cur: psycopg.AsyncCursor[Any]
+) -> list[Added]:
+    """The jobs' answers from enqueue_set's rows: a new job's shape is its row; a job that
+    added nothing (its idempotency key was taken) is looked up (_one)."""
     names = [d.name for d in cur.description or ()]
     answers = []
     for job, row in zip(jobs, await cur.fetchall(), strict=True):
