@@ -37,11 +37,16 @@ _ARRAYS: tuple[tuple[str, str, type | None], ...] = (
 )
 
 
-def set_params(jobs: list[dict[str, Any]]) -> dict[str, list[Any]]:
-    """enqueue_set's parameters: one array per column, one element per job. Numbers are sent
-    as one Python type per array (an int beside a float would make psycopg pick the first's
-    type for all)."""
-    return {array: [_cast(job[name], cast) for job in jobs] for array, name, cast in _ARRAYS}
+def set_params(jobs: list[dict[str, Any]], lock_timeout: str | None = None) -> dict[str, Any]:
+    """enqueue_set's parameters: one array per column, one element per job, and the bound on
+    a wait for a held idempotency key (milliseconds as text; None: the session's). Numbers are
+    sent as one Python type per array (an int beside a float would make psycopg pick the
+    first's type for all)."""
+    params: dict[str, Any] = {
+        array: [_cast(job[name], cast) for job in jobs] for array, name, cast in _ARRAYS
+    }
+    params["lock_timeout"] = lock_timeout
+    return params
 
 
 def _cast(value: Any, cast: type | None) -> Any:
@@ -54,7 +59,8 @@ def is_unique(job: dict[str, Any]) -> bool:
 
 
 async def enqueue_set(conn: AsyncConnection, jobs: list[dict[str, Any]]) -> list[Added]:
-    """Add the jobs; one answer per job, in order. Nothing is committed here."""
+    """Add the jobs in the caller's transaction; one answer per job, in order. Nothing is
+    committed here."""
     answers: dict[int, Added] = {}
     plain = [i for i, job in enumerate(jobs) if not is_unique(job)]
     if plain:
@@ -68,21 +74,20 @@ async def enqueue_set(conn: AsyncConnection, jobs: list[dict[str, Any]]) -> list
 
 
 async def enqueue_committed(
-    conn: AsyncConnection, jobs: list[dict[str, Any]], bounds: dict[str, str]
+    conn: AsyncConnection, jobs: list[dict[str, Any]], lock_timeout: str | None
 ) -> list[Added]:
-    """Add the jobs in a transaction of their own and commit it: BEGIN, its timeouts
-    (`bounds`: jobfleet.db.bound_params), the statement and COMMIT go in one round trip
-    (psycopg's pipeline mode) on an autocommit connection. No job may have unique_for
-    (is_unique): those wait on each other's keys, and take `enqueue_set` in a transaction
-    of their own. A job whose idempotency key was taken is looked up after the commit: its
-    holder committed before this statement could go on."""
+    """Add the jobs in a transaction of their own and commit it: one statement on an
+    autocommit connection (no BEGIN, no COMMIT, nothing set on the session, so it is the same
+    through a transaction-mode pooler). `lock_timeout` (milliseconds as text) bounds a wait
+    on an idempotency key an open transaction holds. No job may have unique_for (is_unique):
+    those wait on each other's keys, and take `enqueue_set` in a transaction of their own. A
+    job whose idempotency key was taken is looked up after the commit: its holder committed
+    before this statement could go on."""
     if any(is_unique(job) for job in jobs):
         raise ValueError("enqueue_committed takes no unique_for job")
-    async with conn.pipeline():
-        await conn.execute("BEGIN")
-        await conn.execute(sql("bound_transaction"), bounds, prepare=False)
-        cur = await conn.execute(sql("enqueue_set"), set_params(jobs), prepare=False)
-        await conn.execute("COMMIT")
+    if not conn.autocommit:
+        raise ValueError("enqueue_committed needs an autocommit connection")
+    cur = await conn.execute(sql("enqueue_set"), set_params(jobs, lock_timeout), prepare=False)
     return await _answers(conn, jobs, cur)
 
 

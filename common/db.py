@@ -83,11 +83,6 @@ def begin_bounded(config: Settings | None = None) -> Composed:
     return SQL(sql("begin_bounded")).format(**values)
 
 
-def bound_params(config: Settings | None = None) -> dict[str, str]:
-    """The `bound_transaction` statement's parameters: begin_bounded's timeouts."""
-    return {name: str(ms) for name, ms in timeouts(config).items()}
-
-
 @contextmanager
 def bounded_transaction(conn: Connection, config: Settings | None = None) -> Iterator[None]:
     """A transaction on an autocommit connection that begins with jobfleet's timeouts set for

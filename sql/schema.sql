@@ -1,5 +1,5 @@
 -- jobfleet's current schema, to read: what the numbered migrations beside this file add up
--- to (version 15). The migrations are what runs (`jobfleet migrate`); this file is not applied
+-- to (version 16). The migrations are what runs (`jobfleet migrate`); this file is not applied
 -- by anything, and tests/test_migrate.py checks that it builds the very same schema.
 --
 -- `jobs` holds one row per job for its whole life. Rows that change often (queued -> running ->
@@ -385,5 +385,58 @@ BEGIN
     ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING id INTO new_id;
     RETURN new_id;
+END
+$$;
+
+-- Many jobs into the queue in one statement (the HTTP API's concurrent POST /jobs, and
+-- POST /jobs:batch): one row per job in the arrays' order, its new row or NULLs when its
+-- idempotency key was taken. lock_timeout bounds a wait on a key an open transaction holds
+-- (0016_enqueue_set_function.sql says why a function, and what it saved).
+CREATE FUNCTION jobfleet_enqueue_set(
+    p_lock_timeout text,
+    p_types text[], p_queues text[], p_priorities integer[], p_run_ats timestamptz[],
+    p_delays double precision[], p_max_attempts integer[], p_timeouts double precision[],
+    p_backoffs text[], p_backoff_seconds double precision[], p_payloads text[],
+    p_idempotency_keys text[], p_trace_contexts text[]
+) RETURNS SETOF jobs
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF p_lock_timeout IS NOT NULL THEN
+        PERFORM set_config('lock_timeout', p_lock_timeout, true);
+    END IF;
+    RETURN QUERY
+    WITH new AS MATERIALIZED (
+        SELECT nextval('jobs_id_seq'::regclass) AS id, n.*
+        FROM unnest(p_types, p_queues, p_priorities, p_run_ats, p_delays, p_max_attempts,
+                    p_timeouts, p_backoffs, p_backoff_seconds, p_payloads, p_idempotency_keys,
+                    p_trace_contexts)
+             WITH ORDINALITY AS n(type, queue, priority, run_at, delay, max_attempts, timeout,
+                                  backoff, backoff_seconds, payload, idempotency_key,
+                                  trace_context, ord)
+    ), added AS (
+        INSERT INTO jobs (id, type, queue, priority, run_at, max_attempts, timeout_seconds,
+                          backoff, backoff_seconds, payload, idempotency_key, trace_context,
+                          limit_key)
+        SELECT new.id,
+               new.type,
+               coalesce(new.queue, t.queue, 'default'),
+               coalesce(new.priority, t.priority, 0),
+               coalesce(new.run_at, now() + make_interval(secs => coalesce(new.delay, 0))),
+               coalesce(new.max_attempts, t.max_attempts, 5),
+               coalesce(new.timeout, t.timeout_seconds),
+               coalesce(new.backoff, t.backoff),
+               coalesce(new.backoff_seconds, t.backoff_seconds),
+               new.payload::jsonb,
+               new.idempotency_key,
+               new.trace_context::jsonb,
+               jobfleet_limit_key(new.payload::jsonb, l.limit_key)
+        FROM new
+        LEFT JOIN job_types t ON t.type = new.type
+        LEFT JOIN type_limits l ON l.type = new.type
+        ORDER BY new.ord
+        ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+        RETURNING *
+    )
+    SELECT added.* FROM new LEFT JOIN added ON added.id = new.id ORDER BY new.ord;
 END
 $$;

@@ -4,6 +4,7 @@ written fails its own request alone."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -14,6 +15,8 @@ from typing import Any
 import psycopg
 import pytest
 
+from jobfleet.batch_enqueue import enqueue_committed
+from jobfleet.enqueue import one_job
 from jobfleet.http.enqueue_routes import statement_error
 from jobfleet.http.server import free_port
 from tests.conftest import Cli, scalar, wait_until
@@ -86,7 +89,8 @@ def test_a_job_whose_write_fails_fails_its_own_request_alone(
     key = new_key(cli, "burst", "enqueue")
     with psycopg.connect(db_url) as holder:
         # An open transaction holds the idempotency key: a job with it waits on that
-        # transaction's row until the statement timeout (1 s) ends its statement.
+        # transaction's row until the lock timeout (the statement timeout, 1 s) ends its
+        # statement.
         holder.execute("INSERT INTO jobs (type, idempotency_key) VALUES ('echo', 'held')")
         bodies: list[Any] = [{"type": "echo", "payload": {"n": n}} for n in range(12)]
         bodies.insert(5, {"type": "echo", "idempotency_key": "held"})
@@ -116,8 +120,33 @@ def test_a_repeated_idempotency_key_in_one_burst_makes_one_job(
 
 def test_what_fails_a_whole_batch_and_what_only_its_statement() -> None:
     assert statement_error(psycopg.errors.QueryCanceled())
+    assert statement_error(psycopg.errors.LockNotAvailable())
     assert statement_error(psycopg.errors.CheckViolation())
     assert statement_error(psycopg.errors.UniqueViolation())
     assert not statement_error(psycopg.errors.AdminShutdown())
     assert not statement_error(psycopg.OperationalError("connection lost"))
     assert not statement_error(psycopg.InterfaceError("connection closed"))
+
+
+def test_the_set_statement_bounds_its_lock_waits_for_its_own_transaction_alone(
+    db_url: str,
+) -> None:
+    """enqueue_committed is one statement in autocommit: its lock_timeout is set for that
+    statement's transaction, and the session (a pooler's server connection) keeps its own."""
+
+    async def run() -> tuple[str, str, int]:
+        async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as c:
+            before = await _lock_timeout(c)
+            added = await enqueue_committed(c, [one_job("echo", None, {})], "1234")
+            return before, await _lock_timeout(c), len(added)
+
+    before, after, added = asyncio.run(run())
+    assert added == 1
+    assert after == before == "0"
+
+
+async def _lock_timeout(conn: psycopg.AsyncConnection[Any]) -> str:
+    cur = await conn.execute("SHOW lock_timeout")
+    row = await cur.fetchone()
+    assert row is not None
+    return str(row[0])

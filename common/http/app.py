@@ -32,6 +32,7 @@ from jobfleet.http.access import (
 from jobfleet.http.bulk_routes import bulk_routes
 from jobfleet.http.enqueue_routes import Enqueuer, enqueue_routes
 from jobfleet.http.errors import ApiError, responses
+from jobfleet.http.fast_enqueue import FastEnqueue, caller_trace
 from jobfleet.http.health_routes import health_routes
 from jobfleet.http.limits import AddressLimit, BodySizeLimit, client_address
 from jobfleet.http.pools import pool_arguments
@@ -189,8 +190,11 @@ def create_app(url: str, config: Settings, role: Role = "api") -> ASGIApp:
         console.install(app, connection, config)
         docs.install(app)
     health_routes(app, connection, ready_wait=READY_WAIT_SECONDS)
+    served: ASGIApp = app
+    if role == "api":
+        served = FastEnqueue(app, enqueuer, config, failures)
     # Metrics outermost, so a 413 the size limit answers is counted too.
-    return RequestMetrics(BodySizeLimit(app, config.max_request_bytes))
+    return RequestMetrics(BodySizeLimit(served, config.max_request_bytes))
 
 
 def _authorize(conn: Connection, credentials: Credentials, scope: str) -> None:
@@ -217,15 +221,11 @@ async def _caller_trace(
         Header(description="W3C vendor trace state, kept with a valid `traceparent`"),
     ] = None,
 ) -> dict[str, str] | None:
-    """The request's W3C trace context headers, unchecked: the enqueue checks them as it
-    checks its own (jobfleet.tracing), and a bad one is never an error. A tracestate sent as
-    several header lines is one list (RFC 9110 joins them with commas)."""
-    if traceparent is None:
-        return None
-    carrier = {"traceparent": traceparent}
+    """The request's W3C trace context headers (fast_enqueue.caller_trace). A tracestate sent
+    as several header lines is one list (RFC 9110 joins them with commas)."""
     if tracestate is not None:
-        carrier["tracestate"] = ",".join(request.headers.getlist("tracestate"))
-    return carrier
+        tracestate = ",".join(request.headers.getlist("tracestate"))
+    return caller_trace(traceparent, tracestate)
 
 
 caller_trace_dep = Depends(_caller_trace)

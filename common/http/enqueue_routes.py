@@ -28,7 +28,7 @@ from jobfleet import apikeys, metrics
 from jobfleet.apikeys import ApiKey
 from jobfleet.batch_enqueue import Added, enqueue_committed, enqueue_set, is_unique
 from jobfleet.coalesce import Coalescer
-from jobfleet.db import bound_params, bounded_transaction_async
+from jobfleet.db import bounded_transaction_async, timeouts
 from jobfleet.enqueue import one_job
 from jobfleet.http.access import Credentials, check_rate, check_scope, unauthorized
 from jobfleet.http.errors import ApiError, responses
@@ -80,7 +80,8 @@ class _Lane:
             reset=self._used,
             name="jobfleet-enqueue",
         )
-        self.bounds = bound_params(config)
+        # What a statement may wait on a lock (an idempotency key an open transaction holds).
+        self.lock_timeout = str(timeouts(config)["statement_timeout"])
         self._last_used: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], float] = (
             weakref.WeakKeyDictionary()
         )
@@ -107,7 +108,7 @@ class _Lane:
         if any(is_unique(job) for job in jobs):  # they wait on each other's keys
             return await self.add_all(jobs)
         async with self.pool.connection(timeout=self.pool_wait) as conn:
-            return await enqueue_committed(conn, jobs, self.bounds)
+            return await enqueue_committed(conn, jobs, self.lock_timeout)
 
     async def _check(self, conn: psycopg.AsyncConnection[Any]) -> None:
         """A connection idle for a while is checked before use (a database restarted since
@@ -139,7 +140,7 @@ def statement_error(exc: psycopg.Error) -> bool:
     """Whether an error is one statement's (a constraint, a lock waited on past the statement
     timeout), not the database's or the connection's: a batch that meets one is retried job
     by job, and only the job that causes it fails."""
-    if isinstance(exc, psycopg.errors.QueryCanceled):
+    if isinstance(exc, psycopg.errors.QueryCanceled | psycopg.errors.LockNotAvailable):
         return True
     return not isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
 

@@ -4,11 +4,13 @@ and the OpenAPI entries that publish them. A user's mistake never becomes a 500.
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable, Callable
+from functools import cache
 from typing import Any
 
 import psycopg
 import psycopg_pool
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -88,13 +90,30 @@ def _body_too_large(exc: BaseException) -> bool:
 
 
 def install(app: FastAPI) -> None:
-    @app.exception_handler(ApiError)
+    """Every error handler on the app: what each exception is answered with."""
+    for exc_type, handler in _handlers().items():
+        app.add_exception_handler(exc_type, handler)
+
+
+async def error_answer(request: Request, exc: Exception) -> Response:
+    """What the app answers for `exc` raised while serving `request`: the handler of the most
+    specific class of it that has one, as Starlette picks (for code that answers in front of
+    FastAPI, jobfleet.http.fast_enqueue)."""
+    handlers = _handlers()
+    handler = next(handlers[cls] for cls in type(exc).__mro__ if cls in handlers)
+    return await handler(request, exc)
+
+
+Handler = Callable[[Request, Any], Awaitable[Response]]
+
+
+@cache
+def _handlers() -> dict[type[Exception], Handler]:
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
         return error_response(
             exc.status, exc.code, exc.message, field=exc.field, retry_after=exc.retry_after
         )
 
-    @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = []
         for problem in exc.errors():
@@ -124,7 +143,6 @@ def install(app: FastAPI) -> None:
             errors=errors,
         )
 
-    @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if _body_too_large(exc):
             return error_response(
@@ -143,24 +161,18 @@ def install(app: FastAPI) -> None:
             )
         return error_response(exc.status_code, "http_error", str(exc.detail))
 
-    @app.exception_handler(OptionError)
     async def bad_option(request: Request, exc: OptionError) -> JSONResponse:
         field = f"body.{exc.option}"
         return error_response(
             422, "invalid", str(exc), field=field, errors=[{"field": field, "message": str(exc)}]
         )
 
-    @app.exception_handler(ValueError)
     async def bad_value(request: Request, exc: ValueError) -> JSONResponse:
         return error_response(422, "invalid", str(exc), field="body")
 
-    @app.exception_handler(JobNotFound)
     async def not_found(request: Request, exc: JobNotFound) -> JSONResponse:
         return error_response(404, "not_found", str(exc))
 
-    @app.exception_handler(psycopg_pool.PoolTimeout)
-    @app.exception_handler(psycopg.OperationalError)
-    @app.exception_handler(DatabaseUnavailable)
     async def database_down(request: Request, exc: Exception) -> JSONResponse:
         log.warning("database unavailable", extra={"path": request.url.path, "error": str(exc)})
         return error_response(
@@ -170,17 +182,29 @@ def install(app: FastAPI) -> None:
             retry_after=2,
         )
 
-    @app.exception_handler(SchemaOutOfDate)
     async def schema(request: Request, exc: SchemaOutOfDate) -> JSONResponse:
         return error_response(503, "schema_out_of_date", str(exc), retry_after=5)
 
-    @app.exception_handler(JobfleetError)
     async def conflict(request: Request, exc: JobfleetError) -> JSONResponse:
         return error_response(409, "conflict", str(exc))
 
-    @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error", extra={"path": request.url.path})
         return error_response(
             500, "internal", "an unexpected error occurred on the server; it has been logged"
         )
+
+    return {
+        ApiError: api_error,
+        RequestValidationError: invalid,
+        StarletteHTTPException: http_error,
+        OptionError: bad_option,
+        ValueError: bad_value,
+        JobNotFound: not_found,
+        psycopg_pool.PoolTimeout: database_down,
+        psycopg.OperationalError: database_down,
+        DatabaseUnavailable: database_down,
+        SchemaOutOfDate: schema,
+        JobfleetError: conflict,
+        Exception: unexpected,
+    }

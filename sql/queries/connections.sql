@@ -11,11 +11,3 @@
 BEGIN;
 SET LOCAL statement_timeout = {statement_timeout};
 SET LOCAL idle_in_transaction_session_timeout = {idle_in_transaction_session_timeout};
-
--- name: bound_transaction
--- begin_bounded's timeouts as one statement, sent after a plain BEGIN where each message takes
--- one command (a pipeline: BEGIN, this, the work and COMMIT in one round trip). The values
--- are milliseconds as text; `true`: for this transaction alone, as SET LOCAL.
-SELECT set_config('statement_timeout', %(statement_timeout)s, true),
-       set_config('idle_in_transaction_session_timeout',
-                  %(idle_in_transaction_session_timeout)s, true);

@@ -17,49 +17,24 @@ SELECT jobfleet_enqueue(
 
 -- name: enqueue_set
 -- `enqueue` for many jobs in one statement (the HTTP API's concurrent requests, and
--- POST /jobs:batch): one job per element of the arrays, answered in their order. Each job's
--- id is taken from the sequence before the insert, so every answer says whether its job was
--- added (`created`: false when its idempotency key was taken, even by an earlier element of
--- the same arrays) and a new job comes back whole, in `job_by_id`'s columns, with no second
--- look. Jobs with unique_for take `enqueue_unique`, one at a time.
-WITH new AS MATERIALIZED (
-    SELECT nextval('jobs_id_seq'::regclass) AS id, n.*
-    FROM unnest(%(types)s::text[], %(queues)s::text[], %(priorities)s::integer[],
-                %(run_ats)s::timestamptz[], %(delays)s::double precision[],
-                %(max_attempts)s::integer[], %(timeouts)s::double precision[],
-                %(backoffs)s::text[], %(backoff_seconds)s::double precision[],
-                %(payloads)s::text[], %(idempotency_keys)s::text[],
-                %(trace_contexts)s::text[])
-         WITH ORDINALITY AS n(type, queue, priority, run_at, delay, max_attempts, timeout,
-                              backoff, backoff_seconds, payload, idempotency_key,
-                              trace_context, ord)
-), added AS (
-    INSERT INTO jobs (id, type, queue, priority, run_at, max_attempts, timeout_seconds, backoff,
-                      backoff_seconds, payload, idempotency_key, trace_context, limit_key)
-    SELECT new.id,
-           new.type,
-           coalesce(new.queue, t.queue, 'default'),
-           coalesce(new.priority, t.priority, 0),
-           coalesce(new.run_at, now() + make_interval(secs => coalesce(new.delay, 0))),
-           coalesce(new.max_attempts, t.max_attempts, 5),
-           coalesce(new.timeout, t.timeout_seconds),
-           coalesce(new.backoff, t.backoff),
-           coalesce(new.backoff_seconds, t.backoff_seconds),
-           new.payload::jsonb,
-           new.idempotency_key,
-           new.trace_context::jsonb,
-           jobfleet_limit_key(new.payload::jsonb, l.limit_key)
-    FROM new
-    LEFT JOIN job_types t ON t.type = new.type
-    LEFT JOIN type_limits l ON l.type = new.type
-    ORDER BY new.ord
-    ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-    RETURNING id, type, queue, state, priority, attempt, max_attempts, run_at, created_at,
-              started_at, finished_at, timeout_seconds, backoff, backoff_seconds, payload,
-              result, error, progress, idempotency_key, cancel_requested, locked_by,
-              lease_expires_at, attempt_node
-)
-SELECT added.* FROM new LEFT JOIN added ON added.id = new.id ORDER BY new.ord;
+-- POST /jobs:batch): one job per element of the arrays, answered in their order, in
+-- `job_by_id`'s columns; a row of NULLs for a job whose idempotency key was taken (even by an
+-- earlier element of the same arrays). The INSERT is in jobfleet_enqueue_set, planned once
+-- per server connection; `lock_timeout` (milliseconds as text, NULL: the session's) bounds a
+-- wait on a key an open transaction holds, for the statement's transaction alone. Jobs with
+-- unique_for take `enqueue_unique`, one at a time.
+SELECT id, type, queue, state, priority, attempt, max_attempts, run_at, created_at,
+       started_at, finished_at, timeout_seconds, backoff, backoff_seconds, payload, result,
+       error, progress, idempotency_key, cancel_requested, locked_by, lease_expires_at,
+       attempt_node
+FROM jobfleet_enqueue_set(%(lock_timeout)s, %(types)s::text[], %(queues)s::text[],
+                          %(priorities)s::integer[], %(run_ats)s::timestamptz[],
+                          %(delays)s::double precision[], %(max_attempts)s::integer[],
+                          %(timeouts)s::double precision[], %(backoffs)s::text[],
+                          %(backoff_seconds)s::double precision[], %(payloads)s::text[],
+                          %(idempotency_keys)s::text[], %(trace_contexts)s::text[])
+     WITH ORDINALITY AS added
+ORDER BY added.ordinality;
 
 -- name: enqueue_unique
 -- `enqueue` with unique_for (and no idempotency key, which names its job for good and so

@@ -12,7 +12,8 @@ def test_each_column_is_one_array_in_job_order_with_one_number_type_each() -> No
         one_job("b", None, {"delay": 0.5, "backoff": "fixed:1.5"}),
         one_job("c", [1], {"idempotency_key": "k"}),
     ]
-    params = set_params(jobs)
+    params = set_params(jobs, lock_timeout="1500")
+    assert params.pop("lock_timeout") == "1500"
     assert params["types"] == ["a", "b", "c"]
     assert params["payloads"] == ['{"n":1}', "null", "[1]"]
     # an int beside a float would make psycopg send the whole array as the first's type
@@ -23,6 +24,7 @@ def test_each_column_is_one_array_in_job_order_with_one_number_type_each() -> No
     assert params["backoff_seconds"] == [None, 1.5, None]
     assert params["idempotency_keys"] == [None, None, "k"]
     assert {len(values) for values in params.values()} == {3}
+    assert set_params(jobs)["lock_timeout"] is None  # the session's
 
 
 def test_unique_for_takes_its_own_statement_unless_an_idempotency_key_decides() -> None:
