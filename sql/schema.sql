@@ -1,5 +1,5 @@
 -- jobfleet's current schema, to read: what the numbered migrations beside this file add up
--- to (version 16). The migrations are what runs (`jobfleet migrate`); this file is not applied
+-- to (version 17). The migrations are what runs (`jobfleet migrate`); this file is not applied
 -- by anything, and tests/test_migrate.py checks that it builds the very same schema.
 --
 -- `jobs` holds one row per job for its whole life. Rows that change often (queued -> running ->
@@ -329,17 +329,27 @@ LANGUAGE sql IMMUTABLE AS $$
 $$;
 
 -- Wake-ups for idle supervisors: one NOTIFY per statement that inserts jobs (not per row):
--- '' for jobs ready now, 'at <epoch>' for the soonest scheduled for later (on the database's
--- clock: the notification leaves at commit, which may be long after the statement).
+-- 'queue <name>' for jobs ready now, all in that queue (only nodes serving it look), '' for
+-- ready jobs of several queues, 'at <epoch>' for the soonest scheduled for later (on the
+-- database's clock: the notification leaves at commit, which may be long after the
+-- statement). 0017_queue_wakeups.sql says why.
 CREATE FUNCTION jobfleet_notify_ready() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
+    first_queue text;
+    last_queue text;
     soonest timestamptz;
 BEGIN
-    IF EXISTS (SELECT 1 FROM new_jobs WHERE state = 'queued' AND run_at <= now()) THEN
-        PERFORM pg_notify('jobfleet_jobs', '');
+    SELECT min(queue COLLATE "C") FILTER (WHERE run_at <= now()),
+           max(queue COLLATE "C") FILTER (WHERE run_at <= now()),
+           min(run_at) FILTER (WHERE run_at > now())
+    INTO first_queue, last_queue, soonest
+    FROM new_jobs WHERE state = 'queued';
+    IF first_queue IS NOT NULL THEN
+        PERFORM pg_notify('jobfleet_jobs',
+                          CASE WHEN first_queue = last_queue THEN 'queue ' || first_queue
+                               ELSE '' END);
     END IF;
-    SELECT min(run_at) INTO soonest FROM new_jobs WHERE state = 'queued' AND run_at > now();
     IF soonest IS NOT NULL THEN
         PERFORM pg_notify('jobfleet_jobs', 'at ' || extract(epoch FROM soonest));
     END IF;

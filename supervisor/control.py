@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import functools
 import time
+from collections.abc import Collection
 from typing import Any
 
 from jobfleet.log import get_logger
@@ -47,9 +48,20 @@ SUMMARY_EVERY_SECONDS = 10.0
 # database 58 queries/s (`jobfleet bench --scenario idle`), over the 50 the fleet may cost.
 LIMITS_LOOK_SECONDS = 30.0
 LISTEN_CHANNEL = "jobfleet_jobs"
+# Ready jobs, all in one queue (the jobs_notify_ready trigger, 0017_queue_wakeups.sql).
+QUEUE_PREFIX = "queue "
 # How often a node busy on its hot path looks at the notifications that arrived meanwhile.
 HEAR_WHILE_BUSY_SECONDS = 0.05
 CANCEL_CHANNEL = "jobfleet_cancel"
+
+
+def wakes(payload: str, queues: Collection[str] | None) -> bool:
+    """Whether a jobs-channel notification of ready work concerns a node serving `queues`
+    (None: every queue): 'queue <name>' only the nodes serving that queue, anything else
+    (jobs of several queues, a retry, a requeue) every node."""
+    if payload.startswith(QUEUE_PREFIX):
+        return queues is None or payload[len(QUEUE_PREFIX) :] in queues
+    return True
 
 
 class Control:
@@ -336,7 +348,7 @@ class Control:
             elif note.payload.startswith("at "):  # the soonest of jobs scheduled for later
                 with contextlib.suppress(ValueError):
                     self.lanes.work_due_at(float(note.payload[3:]))
-            else:
+            elif wakes(note.payload, self.node.queues):
                 self.lanes.more_work_may_exist()
 
     async def stop(self) -> None:

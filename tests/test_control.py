@@ -11,6 +11,7 @@ import psycopg
 
 import jobfleet
 from jobfleet import admin
+from jobfleet.supervisor.control import wakes
 from tests.conftest import scalar, wait_until
 from tests.fleet_support import running_on
 
@@ -125,3 +126,38 @@ def test_a_job_due_before_its_transaction_commits_starts_at_the_commit(
     lateness(conn, [job])
     started = scalar(conn, "SELECT started_at FROM jobs WHERE id = %s", (job,))
     assert (started - committed).total_seconds() < 0.5
+
+
+def test_ready_jobs_of_one_queue_wake_only_the_nodes_serving_it(db_url: str) -> None:
+    """The insert trigger names the queue when a statement's ready jobs are all in one; jobs
+    of several queues, and jobs scheduled for later, are announced as before."""
+    with (
+        psycopg.connect(db_url, autocommit=True) as listener,
+        psycopg.connect(db_url, autocommit=True) as conn,
+    ):
+        listener.execute("LISTEN jobfleet_jobs")
+
+        def heard() -> list[str]:
+            return [n.payload for n in listener.notifies(timeout=0.5, stop_after=4)]
+
+        jobfleet.enqueue(conn, "echo", queue="mail")
+        assert heard() == ["queue mail"]
+        jobfleet.enqueue_many(conn, "echo", [1, 2, 3], queue="reports")  # COPY
+        assert heard() == ["queue reports"]
+        with conn.transaction():
+            jobfleet.enqueue(conn, "echo", queue="x.y")
+            jobfleet.enqueue(conn, "echo", queue="x.y")
+        assert heard() == ["queue x.y"]  # one per transaction, as PostgreSQL folds them
+        conn.execute("INSERT INTO jobs (type, queue) VALUES ('echo', 'mail'), ('echo', 'reports')")
+        assert heard() == [""]
+        jobfleet.enqueue(conn, "echo", queue="mail", delay=60)
+        later = heard()
+        assert len(later) == 1 and later[0].startswith("at ")
+
+
+def test_which_announcements_wake_a_node() -> None:
+    assert wakes("queue mail", None)
+    assert wakes("queue mail", ["mail", "reports"])
+    assert not wakes("queue mail", ["reports"])
+    assert wakes("queue x.y:z", ["x.y:z"])
+    assert wakes("", ["reports"])  # jobs of several queues, a retry, a requeue
