@@ -31,6 +31,9 @@ class Sizes:
     enqueue_bulk: int = 100_000
     http_single: int = 1_000
     http_batch: int = 1_000  # jobs per POST /jobs:batch
+    # POST /jobs at 1, 8 and 32 clients: this many requests in all at each (a second or more
+    # of the fastest, so a pool still warming or one slow commit does not make the figure).
+    http_concurrent: int = 4_000
     latency_idle_samples: int = 1_000  # back to back, as Graphile Worker's own test takes them
     latency_paused_samples: int = 150
     latency_idle_gap: float = 0.03  # seconds before each paused sample: the CPUs go idle too
@@ -74,6 +77,7 @@ QUICK = Sizes(
     enqueue_bulk=2_000,
     http_single=20,
     http_batch=100,
+    http_concurrent=64,
     latency_idle_samples=8,
     latency_paused_samples=4,
     latency_idle_gap=0.01,

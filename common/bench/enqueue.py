@@ -133,7 +133,7 @@ def run_http(ctx: Context, url: str) -> dict[str, Any]:
             concurrent = []
             for clients in HTTP_CLIENTS:
                 ctx.step(f"enqueue: HTTP, {clients} clients at once")
-                per_client = max(1, ctx.sizes.http_single // clients)
+                per_client = max(1, ctx.sizes.http_concurrent // clients)
                 concurrent.append(http_load.post_jobs(port, key, clients, per_client))
         except BenchError as exc:
             return {"error": str(exc)}
