@@ -8,6 +8,13 @@ LINKED := $(VENV)/.linked
 # the installed package is, which mypy and a user's own tools follow (its default import hook
 # they cannot). A file added or removed needs the tree made again: LINKED keeps the list.
 EDITABLE := --config-settings editable_mode=strict
+# Bytecode for the package, as pip compiles a regular install's at install time. An editable
+# install gets none where PYTHONDONTWRITEBYTECODE is set (it is on this machine), and then
+# every `jobfleet` start compiled the package's modules again: 60-70 ms of a supervisor's
+# start before its first claim. Up-to-date files are skipped; an edited module is compiled in
+# memory at its next import (the cached file no longer matches its source) until this runs.
+COMPILE = $(BIN)/python -m compileall -q \
+	"$$($(BIN)/python -c 'import importlib.util as u; print(u.find_spec("jobfleet").submodule_search_locations[0])')" >/dev/null
 
 .PHONY: run test lint typecheck check check-deploy clean stop-db bench FORCE
 
@@ -18,6 +25,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]' $(EDITABLE)
 	@find common worker supervisor sql -type f | sort > $(LINKED)
+	@$(COMPILE)
 	@touch $(STAMP)
 
 $(LINKED): $(STAMP) FORCE
@@ -25,6 +33,7 @@ $(LINKED): $(STAMP) FORCE
 	@cmp -s $(LINKED).new $(LINKED) || \
 		$(BIN)/python -m pip install --quiet --no-deps -e . $(EDITABLE)
 	@mv $(LINKED).new $(LINKED)
+	@$(COMPILE)
 
 ## run: a supervisor with the example handlers on the embedded PostgreSQL (Ctrl-C stops it)
 run: $(LINKED)

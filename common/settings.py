@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-import difflib
+import math
 import os
+import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal, NamedTuple
-
-from pydantic import Field, ValidationError, ValidationInfo, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, get_args, get_type_hints
 
 from jobfleet.data_dir import default_data_dir
 from jobfleet.errors import ConfigError
 from jobfleet.options import BACKOFF_MAX_SECONDS, DELAY_MAX_SECONDS
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 # Why these defaults: a lease of 30 s outlives any pause short of a real failure while keeping
 # recovery under a minute; children beat every second so a hung child is found within a few.
@@ -64,83 +66,70 @@ BOUNDS = {
 }
 
 
-class Settings(BaseSettings):
-    # allow_inf_nan=False: `inf` is no duration and NaN compares false with every bound.
-    model_config = SettingsConfigDict(env_prefix="JOBFLEET_", extra="ignore", allow_inf_nan=False)
+def rule(
+    *,
+    gt: float | None = None,
+    ge: float | None = None,
+    le: float | None = None,
+    min_length: int | None = None,
+    max_length: int | None = None,
+) -> dict[str, float]:
+    """A setting's own constraints beside its type (and BOUNDS), as pydantic's Field takes them."""
+    given = {"gt": gt, "ge": ge, "le": le, "min_length": min_length, "max_length": max_length}
+    return {name: value for name, value in given.items() if value is not None}
 
-    database_url: str | None = Field(
-        default=None, description="libpq URL of the cluster; unset: the embedded PostgreSQL"
-    )
-    # Per user, never the working directory: every command reaches the same cluster.
-    data_dir: Path = Field(
-        default_factory=default_data_dir, description="the embedded cluster's home"
-    )
-    lease_seconds: float = Field(default=DEFAULT_LEASE_SECONDS, gt=0)
+
+@dataclass
+class Settings:
+    """The settings, one attribute each (environment JOBFLEET_<NAME>); load_settings reads
+    and checks them. Plain attributes rather than a pydantic model: importing pydantic and
+    building the model was about 75 ms of every command's start (a quarter of a supervisor's
+    start before its first claim); pydantic is imported only to explain a value refused."""
+
+    # libpq URL of the cluster; unset: the embedded PostgreSQL.
+    database_url: str | None = None
+    # The embedded cluster's home. Per user, never the working directory: every command
+    # reaches the same cluster.
+    data_dir: Path = field(default_factory=default_data_dir)
+    lease_seconds: float = field(default=DEFAULT_LEASE_SECONDS, metadata=rule(gt=0))
     # One variable for both beats, as the contract names it; NODE_HEARTBEAT_SECONDS overrides
     # the node's alone.
-    heartbeat_seconds: float | None = Field(default=None, gt=0)
-    node_heartbeat_seconds: float | None = Field(default=None, gt=0)
-    reaper_interval_seconds: float = Field(default=5.0, gt=0)
+    heartbeat_seconds: float | None = field(default=None, metadata=rule(gt=0))
+    node_heartbeat_seconds: float | None = field(default=None, metadata=rule(gt=0))
+    reaper_interval_seconds: float = field(default=5.0, metadata=rule(gt=0))
     # The longest an idle node waits between looks for work nobody announced (NOTIFY brings
     # everything else at once): a retry whose node died, a job made ready by hand in SQL.
-    idle_poll_seconds: float = Field(default=5.0, ge=0.05, le=3600)
-    grace_seconds: float = Field(default=30.0, ge=0)
-    backoff_base_seconds: float = Field(default=1.0, ge=0)
-    backoff_max_seconds: float = Field(default=3600.0, ge=0)
+    idle_poll_seconds: float = field(default=5.0, metadata=rule(ge=0.05, le=3600))
+    grace_seconds: float = field(default=30.0, metadata=rule(ge=0))
+    backoff_base_seconds: float = field(default=1.0, metadata=rule(ge=0))
+    backoff_max_seconds: float = field(default=3600.0, metadata=rule(ge=0))
     # Succeeded and cancelled jobs are kept this long, then pruned; 0 keeps them forever.
-    retention_seconds: float = Field(default=7 * 86400, ge=0)
-    max_payload_bytes: int = Field(default=MIB, gt=0)
-    max_result_bytes: int = Field(default=MIB, gt=0)
+    retention_seconds: float = field(default=7 * DAY, metadata=rule(ge=0))
+    max_payload_bytes: int = field(default=MIB, metadata=rule(gt=0))
+    max_result_bytes: int = field(default=MIB, metadata=rule(gt=0))
     # An attempt's error (a traceback, a crash's cause) is cut to this many bytes: a handler
     # that raises a 20 MB message would otherwise store it whole, on every attempt. At least
     # 1 KiB, so the cut note and the error's last line always have room.
-    max_error_bytes: int = Field(default=64 * 1024, ge=1024, le=MIB)
+    max_error_bytes: int = field(default=64 * 1024, metadata=rule(ge=1024, le=MIB))
     # How often the leader counts jobs per queue and state for /metrics (about the scrape
     # interval: counting a big backlog costs the database as much as a few thousand jobs).
-    queue_stats_seconds: float = Field(default=15.0, gt=0)
+    queue_stats_seconds: float = field(default=15.0, metadata=rule(gt=0))
     # Processes serving the HTTP API on its port (they share the listening socket, as
     # gunicorn's workers do): one Python process is busy at a few hundred requests a second,
     # whatever the number of clients. 0: one per CPU.
-    http_processes: int = Field(default=0, ge=0)
+    http_processes: int = field(default=0, metadata=rule(ge=0))
     # The HTTP API's cap on one request body (a batch of jobs included).
-    max_request_bytes: int = Field(default=10 * MIB, gt=0)
-    connect_timeout_seconds: float = Field(default=5.0, gt=0)
-    statement_timeout_seconds: float = Field(default=30.0, gt=0)
+    max_request_bytes: int = field(default=10 * MIB, metadata=rule(gt=0))
+    connect_timeout_seconds: float = field(default=5.0, metadata=rule(gt=0))
+    statement_timeout_seconds: float = field(default=30.0, metadata=rule(gt=0))
     # Killing a child: SIGTERM, then SIGKILL after this long.
-    kill_grace_seconds: float = Field(default=2.0, ge=0)
+    kill_grace_seconds: float = field(default=2.0, metadata=rule(ge=0))
     # Recycling children (off by default), like gunicorn's max_requests.
-    max_jobs_per_child: int = Field(default=0, ge=0)
-    max_child_rss_mb: int = Field(default=0, ge=0)
-    node_name: str | None = Field(default=None, min_length=1, max_length=128)
+    max_jobs_per_child: int = field(default=0, metadata=rule(ge=0))
+    max_child_rss_mb: int = field(default=0, metadata=rule(ge=0))
+    node_name: str | None = field(default=None, metadata=rule(min_length=1, max_length=128))
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
-
-    @field_validator(*BOUNDS)
-    @classmethod
-    def _within_bounds(cls, value: float | None, info: ValidationInfo) -> float | None:
-        bound = BOUNDS[str(info.field_name)]
-        if value is not None and not bound.low <= value <= bound.high:
-            raise ValueError("out of range")  # _explain says the rule
-        return value
-
-    @field_validator("log_level", mode="before")
-    @classmethod
-    def _upper(cls, value: object) -> object:
-        return value.upper() if isinstance(value, str) else value
-
-    @field_validator("database_url")
-    @classmethod
-    def _url(cls, value: str | None) -> str | None:
-        if value is not None and not value.strip():
-            return None
-        # Either a URL or a key=value conninfo string, read as libpq reads it.
-        if value is not None:
-            from jobfleet.conninfo import conninfo_problem
-
-            problem = conninfo_problem(value)
-            if problem is not None:
-                raise ValueError(problem)
-        return value
 
     @property
     def child_heartbeat_seconds(self) -> float:
@@ -158,14 +147,180 @@ class Settings(BaseSettings):
         )
 
 
+@lru_cache(maxsize=1)
+def setting_types() -> dict[str, Any]:
+    """Each setting's type (`float | None`, `Literal[...]`), as annotated on Settings."""
+    return get_type_hints(Settings)
+
+
+def setting_names() -> list[str]:
+    return [f.name for f in fields(Settings)]
+
+
 def load_settings(**overrides: object) -> Settings:
-    """Read the environment; a bad value raises ConfigError naming the variable and the rule."""
+    """Read the environment (and `overrides`, which win); a bad value raises ConfigError naming
+    the variable and the rule.
+
+    What is read as pydantic-settings reads it (env_prefix JOBFLEET_, names in any case, extra
+    variables ignored, init arguments first, finite numbers only). The values plainly good
+    (read_plainly) are taken as they are; anything else, a value refused or one in a form this
+    reader leaves alone, goes through the pydantic model, which accepts it as pydantic does or
+    explains the refusal as before."""
+    values = read_plainly(os.environ, overrides)
+    if values is None:
+        values = _read_with_pydantic(overrides)
+    _warn_unknown(os.environ)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+PREFIX = "JOBFLEET_"
+# Numbers in their plain forms; other spellings (" 5", "1_000", "+5", "5.") go to pydantic.
+_PLAIN_FLOAT = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?")
+_PLAIN_INT = re.compile(r"-?[0-9]+")
+
+
+def read_plainly(
+    environ: Mapping[str, str], overrides: Mapping[str, object]
+) -> dict[str, Any] | None:
+    """The settings given (environment, then `overrides`) when every one is plainly good;
+    None when any is not (refused, or in a form left to pydantic)."""
+    types = setting_types()
+    given: dict[str, object] = {}
+    for key, text in environ.items():
+        if key[: len(PREFIX)].upper() != PREFIX:
+            continue
+        if key != key.upper():  # pydantic-settings matches names in any case: its rules
+            return None
+        name = key[len(PREFIX) :].lower()
+        if name in types:
+            given[name] = text
+    given.update((name, value) for name, value in overrides.items() if name in types)
+    values = {}
+    for name, value in given.items():
+        ok, read = _plain_value(name, types[name], value)
+        if not ok:
+            return None
+        values[name] = read
+    return values
+
+
+def _plain_value(name: str, kind: Any, value: object) -> tuple[bool, Any]:
+    """(True, the value read) for a plainly good value of setting `name`; (False, None) else."""
+    optional = type(None) in get_args(kind)
+    if optional:
+        kind = next(t for t in get_args(kind) if t is not type(None))
+        if value is None:
+            return True, None
+    if kind is float or kind is int:
+        number = _plain_number(kind, value)
+        if number is None or not _within(name, number):
+            return False, None
+        return True, number
+    if not isinstance(value, str):
+        return (kind is Path and isinstance(value, Path)), value
+    if name == "database_url":
+        if not value.strip():
+            return True, None
+        from jobfleet.conninfo import conninfo_problem
+
+        return conninfo_problem(value) is None, value
+    if kind is Path:
+        return value != "", Path(value)
+    if kind is str:
+        limits = SETTING_RULES[name]
+        return limits.get("min_length", 0) <= len(value) <= limits.get(
+            "max_length", len(value)
+        ), value
+    choices = get_args(kind)  # a Literal; log_level is read in upper case
+    read = value.upper() if name == "log_level" else value
+    return read in choices, read
+
+
+def _plain_number(kind: type, value: object) -> float | int | None:
+    if isinstance(value, str):
+        if not (_PLAIN_INT if kind is int else _PLAIN_FLOAT).fullmatch(value):
+            return None
+        number: float | int = kind(value)
+    elif type(value) is int or (kind is float and type(value) is float):
+        number = kind(value)
+    else:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _within(name: str, number: float) -> bool:
+    limits = SETTING_RULES[name]
+    bound = BOUNDS.get(name)
+    return (
+        ("gt" not in limits or number > limits["gt"])
+        and ("ge" not in limits or number >= limits["ge"])
+        and ("le" not in limits or number <= limits["le"])
+        and (bound is None or bound.low <= number <= bound.high)
+    )
+
+
+SETTING_RULES: dict[str, dict[str, float]] = {f.name: dict(f.metadata) for f in fields(Settings)}
+
+
+def _read_with_pydantic(overrides: Mapping[str, object]) -> dict[str, Any]:
+    from pydantic import ValidationError
+
     try:
-        config = Settings(**overrides)  # type: ignore[arg-type]
+        model = _pydantic_model()(**overrides)
     except ValidationError as exc:
         raise ConfigError(_explain(exc)) from None
-    _warn_unknown(os.environ)
-    return config
+    return dict(model)
+
+
+@lru_cache(maxsize=1)
+def _pydantic_model() -> Any:
+    """The settings as a pydantic-settings model, built from Settings: the reader of values
+    read_plainly leaves alone, and the explanation of a refused one."""
+    from pydantic import Field, create_model, field_validator
+    from pydantic_settings import BaseSettings, SettingsConfigDict
+
+    class Base(BaseSettings):
+        # allow_inf_nan=False: `inf` is no duration and NaN compares false with every bound.
+        model_config = SettingsConfigDict(env_prefix=PREFIX, extra="ignore", allow_inf_nan=False)
+
+    types = setting_types()
+    definitions: dict[str, Any] = {}
+    for f in fields(Settings):
+        if f.default_factory is not MISSING:
+            default = Field(default_factory=f.default_factory, **f.metadata)
+        else:
+            default = Field(default=f.default, **f.metadata)
+        definitions[f.name] = (types[f.name], default)
+    validators: dict[str, Callable[..., Any]] = {
+        "within_bounds": field_validator(*BOUNDS)(_within_bounds),
+        "upper": field_validator("log_level", mode="before")(_upper),
+        "url": field_validator("database_url")(_url),
+    }
+    return create_model("Settings", __base__=Base, __validators__=validators, **definitions)
+
+
+def _within_bounds(cls: Any, value: float | None, info: Any) -> float | None:
+    bound = BOUNDS[str(info.field_name)]
+    if value is not None and not bound.low <= value <= bound.high:
+        raise ValueError("out of range")  # _explain says the rule
+    return value
+
+
+def _upper(cls: Any, value: object) -> object:
+    return value.upper() if isinstance(value, str) else value
+
+
+def _url(cls: Any, value: str | None) -> str | None:
+    if value is not None and not value.strip():
+        return None
+    # Either a URL or a key=value conninfo string, read as libpq reads it.
+    if value is not None:
+        from jobfleet.conninfo import conninfo_problem
+
+        problem = conninfo_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+    return value
 
 
 # JOBFLEET_ variables that are not settings but are meant: the systemd unit's handler list;
@@ -186,10 +341,12 @@ _warned: set[str] = set()  # each misspelt name is said once per process, howeve
 
 def _warn_unknown(environ: Mapping[str, str]) -> None:
     """A misspelled setting would be ignored in silence and its default used: say so."""
-    known = {f"JOBFLEET_{name.upper()}" for name in Settings.model_fields} | NOT_SETTINGS
+    known = {f"{PREFIX}{name.upper()}" for name in setting_names()} | NOT_SETTINGS
     unknown = {n for n in environ if n.startswith("JOBFLEET_") and n not in known} - _warned
     _warned.update(unknown)
     for name in sorted(unknown):
+        import difflib
+
         guess = difflib.get_close_matches(name, known, n=1)
         hint = f" (did you mean {guess[0]}?)" if guess else ""
         print(f"jobfleet: warning: {name} is not a setting and is ignored{hint}", file=sys.stderr)
@@ -210,7 +367,7 @@ def _explain(exc: ValidationError) -> str:
             shown = masked if masked == REDACTED else repr(masked)
         bound = BOUNDS.get(field)
         if bound is not None:
-            kind = "whole number" if Settings.model_fields[field].annotation is int else "number"
+            kind = "whole number" if setting_types()[field] is int else "number"
             rule = f"must be a {kind} from {bound.low:.15g} to {bound.high:.15g} ({bound.why})"
         lines.append(f"{var}={shown} is not allowed: {rule}")
     return "; ".join(lines)

@@ -61,11 +61,17 @@ def plan_claims(
     now: float,
     backing_off: bool,
     dry: Collection[str] = (),
+    main_first: bool = False,
 ) -> list[Claim]:
     """The claims for the room the children have now, less what claims in flight will bring.
     `backing_off`: the node's idle backoff is not over; only held types that came due are
     claimed then. `dry`: unlimited claims ("" or an async or threaded type) left out this
-    round (DryClaims)."""
+    round (DryClaims). `main_first`: the node has not claimed for its main threads yet; a
+    round with that claim leaves the async and threaded types' claims to the next round (the
+    other lane's, at once). A claim for a type with nothing ready reads the whole backlog to
+    find that out (see DRY_FIRST_SECONDS): in one pipeline with the main claim, the node's
+    first jobs waited for it (280 ms at 1M queued, fresh, for the example handlers'
+    `async_sleep`)."""
     limited = limits.claimable(now)
     if backing_off and not (limited and limits.next_release() is not None):
         return []
@@ -103,6 +109,8 @@ def plan_claims(
         )
         if want > 0 and not (claiming[""] and want < pool.dispatcher.batch) and "" not in dry:
             claims.append(("", [_claim(params, main_types, want)], False))
+            if main_first:
+                return claims
     for type, free in beside.items():
         if not claiming[type] and type not in limits.types and type not in dry:
             claims.append((type, [_claim(params, [type], free)], False))

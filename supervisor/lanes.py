@@ -114,6 +114,7 @@ class Lanes:
         self.claim_params = ClaimParams(holder, node.queues, config.lease_seconds)
         self.dry = DryClaims()  # claims left out for a while: they came back empty (claims.py)
         self.dry_due_seen = 0.0  # the last due time that ended those pauses
+        self.main_claimed = False  # a round has claimed for the main threads (plan_claims)
 
     def _fields(self, **extra: Any) -> dict[str, Any]:
         return {"node": self.node.name, **extra}
@@ -233,11 +234,14 @@ class Lanes:
             now,
             now < self.next_poll,
             self.dry.now_dry(now),
+            main_first=not self.main_claimed,
         )
 
     async def _claim(self, db: ManagedConnection, claims: list[Claim]) -> None:
         wants = Counter(dict(claim_wants(claims)))
         self.claiming.update(wants)
+        if "" in wants:
+            self.main_claimed = True
         ordered = pipeline_order(claims)
         epoch = self.work_epoch
         try:

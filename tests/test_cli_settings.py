@@ -44,9 +44,9 @@ def test_every_jobfleet_variable_the_code_reads_is_a_setting_or_known_not_to_be(
     import re
     from pathlib import Path
 
-    from jobfleet.settings import NOT_SETTINGS, Settings
+    from jobfleet.settings import NOT_SETTINGS, setting_names
 
-    known = {f"JOBFLEET_{name.upper()}" for name in Settings.model_fields} | NOT_SETTINGS
+    known = {f"JOBFLEET_{name.upper()}" for name in setting_names()} | NOT_SETTINGS
     root = Path(__file__).resolve().parent.parent
     read = {
         name

@@ -262,3 +262,22 @@ def test_status_shows_busy_workers_as_they_are_not_as_of_the_last_heartbeat(
     assert scalar(conn, "SELECT busy FROM nodes") == 0  # what the last heartbeat said
     assert admin.cancel(conn, job) == "running"
     wait_until(lambda: busy() == 0, timeout=10, what="status to show it idle again")
+
+
+def test_a_name_in_use_is_refused_and_nothing_of_the_refused_node_is_written(
+    conn: psycopg.Connection[Any], fleet: Any, cli: Cli
+) -> None:
+    """The registration runs in one round trip, the name check read after it: the refused
+    node's rows (its types' defaults, its node row) must roll back with the refusal."""
+    first = fleet("taken", "--workers", "1")
+    wait_until(
+        lambda: scalar(conn, "SELECT pid FROM nodes WHERE name = 'taken'") == first.pid,
+        what="the first node to register",
+    )
+    conn.execute("DELETE FROM job_types")  # what a second registration would write again
+    result = cli("supervisor", "--node-name", "taken", "--workers", "3", "--burst")
+    assert result.returncode == 1
+    assert f"node name 'taken' is in use by pid {first.pid}" in result.stderr
+    row = conn.execute("SELECT pid, workers FROM nodes WHERE name = 'taken'").fetchone()
+    assert row == (first.pid, 1)
+    assert scalar(conn, "SELECT count(*) FROM job_types") == 0

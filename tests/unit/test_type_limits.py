@@ -167,3 +167,24 @@ def test_during_an_idle_backoff_only_held_types_that_came_due_are_claimed() -> N
     limits.refreshed([("capped", 500, None, None)])
     again = plan_claims(PARAMS, pool, Counter(capped=300), limits, now=1.0, backing_off=True)
     assert claim_wants(again) == [("capped", 500)]
+
+
+def test_a_nodes_first_round_claims_for_its_main_threads_alone() -> None:
+    """The async and threaded types' claims wait for the next round (the other lane's, at
+    once): one for a type with nothing ready reads the whole backlog, and the node's first
+    jobs would wait for it in the same pipeline."""
+    pool = Pool(10, {"io": 8}, ["plain", "io"])
+    limits = LimitedTypes()
+    first = plan_claims(PARAMS, pool, Counter(), limits, 0.0, False, main_first=True)
+    assert dict(claim_wants(first)) == {"": 10}
+    # The other lane, while that claim is in flight: the beside claims, now.
+    beside = plan_claims(PARAMS, pool, Counter({"": 10}), limits, 0.0, False, main_first=True)
+    assert dict(claim_wants(beside)) == {"io": 8}
+    # Once the main threads were claimed for, rounds hold every claim again.
+    later = plan_claims(PARAMS, pool, Counter(), limits, 0.0, False, main_first=False)
+    assert dict(claim_wants(later)) == {"": 10, "io": 8}
+    # A node of async types alone claims for them from the first round.
+    only_io = Pool(0, {"io": 8}, ["io"])
+    assert dict(
+        claim_wants(plan_claims(PARAMS, only_io, Counter(), limits, 0.0, False, main_first=True))
+    ) == {"io": 8}
