@@ -96,7 +96,11 @@ def test_max_running_holds_per_key_across_three_nodes_while_keys_run_side_by_sid
         most = max(most, sum(now.values()))
     per_key = intervals_by_key(conn, "per_customer")
     assert sorted(per_key) == [f"c{k}" for k in range(6)]
-    assert all(len(spans) == 6 for spans in per_key.values())
+    outcomes = conn.execute(
+        "SELECT j.payload ->> 'customer', a.outcome, count(*) FROM job_attempts a"
+        " JOIN jobs j ON j.id = a.job_id GROUP BY 1, 2 ORDER BY 1, 2"
+    ).fetchall()
+    assert all(len(spans) == 6 for spans in per_key.values()), outcomes
     assert max(deepest_overlap(spans) for spans in per_key.values()) == 1
     # Different keys ran at once: across keys, more than one ran side by side.
     assert deepest_overlap([s for spans in per_key.values() for s in spans]) >= 3
