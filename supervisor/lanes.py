@@ -35,7 +35,7 @@ from jobfleet.supervisor.claims import (
 from jobfleet.supervisor.database import DatabaseDown, ManagedConnection, StatementError
 from jobfleet.supervisor.limited import LimitedTypes
 from jobfleet.supervisor.node import Node
-from jobfleet.supervisor.outbox import Outbox
+from jobfleet.supervisor.outbox import Outbox, back_to_back, write_after
 from jobfleet.supervisor.pool import TICK_SECONDS, WorkerPool
 from jobfleet.supervisor.store import run_pipelined
 from jobfleet.supervisor.tally import Tally
@@ -51,9 +51,6 @@ LANES = 2
 # failed it), so polling only covers what no one announced, such as a retry whose node died.
 # JOBFLEET_IDLE_POLL_SECONDS caps it (5 s by default); the backoff starts at IDLE_POLL_MIN.
 IDLE_POLL_MIN = 0.05
-# How long successes may wait to share a write: this share of a job's run time, at most the
-# maximum (see Lanes._write_after).
-WRITE_LINGER_SHARE, WRITE_LINGER_MAX_SECONDS = 0.5, 0.05
 # A job announced to fall due in N seconds is claimed a little after, never before.
 DUE_MARGIN_SECONDS = 0.01
 # Due times remembered (the soonest ones); any beyond are left to the safety net.
@@ -115,6 +112,8 @@ class Lanes:
         self.dry = DryClaims()  # claims left out for a while: they came back empty (claims.py)
         self.dry_due_seen = 0.0  # the last due time that ended those pauses
         self.main_claimed = False  # a round has claimed for the main threads (plan_claims)
+        self.news_at = 0.0  # when work was last announced (more_work_may_exist)
+        self.back_to_back = False  # and whether it came back to back (outbox.back_to_back)
 
     def _fields(self, **extra: Any) -> dict[str, Any]:
         return {"node": self.node.name, **extra}
@@ -139,21 +138,20 @@ class Lanes:
                 self.on_change()
 
     def _write_after(self, now: float) -> float:
-        """Seconds until the outcomes waiting are due to be written; 0: now.
-
-        Successes of jobs that take a while wait a little (a share of a job's run time, at
-        most WRITE_LINGER_MAX_SECONDS) so that those finishing close together share one
-        statement and one commit: 50 ms jobs otherwise cost a write each. Short jobs' outcomes
-        go at once (their batches are big anyway), and so does everything else: failures,
-        releases, progress, the last outcomes of a node with nothing else running, and
-        anything once the node is draining."""
+        """Seconds until the outcomes waiting are due to be written; 0: now (see
+        outbox.write_after)."""
         outbox, pool = self.outbox, self.pool
-        if not outbox.only_successes or not pool.accepting or not pool.holds_jobs():
-            return 0.0
-        linger = min(
-            WRITE_LINGER_MAX_SECONDS, WRITE_LINGER_SHARE * (pool.dispatcher.mean_seconds or 0)
+        return write_after(
+            now,
+            outbox.since,
+            outbox.latest or outbox.since,
+            only_successes=outbox.only_successes,
+            accepting=pool.accepting,
+            running=pool.holds_jobs(),
+            mean_seconds=pool.dispatcher.mean_seconds,
+            news_at=self.news_at,
+            back_to_back=self.back_to_back,
         )
-        return max(0.0, outbox.since + linger - now)
 
     async def lane_step(self, db: ManagedConnection) -> bool:
         """Do one piece of the node's database work on `db`: write the outcomes that wait
@@ -163,11 +161,17 @@ class Lanes:
             self.work_hint, self.idle_wait, self.next_poll = False, IDLE_POLL_MIN, 0.0
             self.dry.clear()
         try:
-            if self.outbox and not self.flushing and self._write_after(time.monotonic()) <= 0:
+            # A node that runs nothing claims before it writes: the claim is on the path of
+            # the next job's start, the write holds up nobody.
+            first = self._claims_first()
+            claims = self._claim_statements() if first else []
+            if claims:
+                await self._claim(db, claims)
+            elif self.outbox and not self.flushing and self._write_after(time.monotonic()) <= 0:
                 await self._flush(db)
             elif self.limits.stale:
                 await db.run(self._refresh_limits)
-            elif claims := self._claim_statements():
+            elif not first and (claims := self._claim_statements()):
                 await self._claim(db, claims)
             else:
                 return False
@@ -186,10 +190,24 @@ class Lanes:
         self.on_change()
         return True
 
+    def _claims_first(self) -> bool:
+        """Claim before writing: outcomes wait, and the node runs nothing, claims nothing, and
+        needs no fresh look at its limits (which comes before a claim)."""
+        return (
+            bool(self.outbox)
+            and not self.limits.stale
+            and not self.claims_in_flight()
+            and not self.pool.holds_jobs()
+        )
+
     def more_work_may_exist(self) -> None:
         """New work was announced, or jobs went back to the queue (retries, releases, reaped
         leases): claim now, whatever the backoff, and forget that a burst node found
         nothing left elsewhere."""
+        self.news_at = time.monotonic()
+        self.back_to_back = not self.burst and back_to_back(
+            self.news_at, self.outbox.latest, self.pool.holds_jobs()
+        )
         self.work_hint = True
         self.work_epoch += 1
         self.limits.new_work()  # a keyed type's new key may be among them

@@ -194,9 +194,13 @@ async def run_pipelined(
     each one's rows ([] for none). On an autocommit connection (the supervisor's) the pipeline
     is a transaction of its own, which the planner settings end with. `prepared`: the
     statements are prepared on the connection and run on their generic plan, made the first
-    time under the same settings (only for statements whose one plan suits every call)."""
+    time under the same settings (only for statements whose one plan suits every call).
+
+    The settings statement itself is always prepared (the supervisor's connections are its
+    own sessions, never behind a transaction pooler): parsed and planned at every round trip,
+    it cost an idle node's claim 0.05-0.07 ms of 0.27 (measured on an empty queue)."""
     async with conn.pipeline():
-        await conn.execute(sql("generic_index_plans" if prepared else "index_plans"), prepare=False)
+        await conn.execute(sql("generic_index_plans" if prepared else "index_plans"), prepare=True)
         cursors = [await conn.execute(q, p, prepare=prepared) for q, p in statements]
     return [await cur.fetchall() if cur.description else [] for cur in cursors]
 
