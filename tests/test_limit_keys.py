@@ -39,8 +39,17 @@ def capped(payload):
 """
 
 
-def start_nodes(fleet: Any, tmp_path: Any, count: int, workers: int) -> list[Any]:
-    env = handler_module(tmp_path, "keyed_handlers", HANDLERS)
+def start_nodes(
+    fleet: Any, tmp_path: Any, count: int, workers: int, *, lease: float = 2.0
+) -> list[Any]:
+    """`lease`: the fleet's short lease is for the recovery test; the others count attempts,
+    and a loaded machine's WAL flush stalled for 2 s expires every lease renewed meanwhile
+    (each is counted from its statement, not its commit): seen once in a full run, every
+    running job lost at once, one a key."""
+    env = {
+        **handler_module(tmp_path, "keyed_handlers", HANDLERS),
+        "JOBFLEET_LEASE_SECONDS": str(lease),
+    }
     return [
         fleet(f"n{i}", "--workers", str(workers), "--handlers", "keyed_handlers", env=env)
         for i in range(count)
@@ -82,7 +91,7 @@ def test_max_running_holds_per_key_across_three_nodes_while_keys_run_side_by_sid
 ) -> None:
     for key in range(6):
         jobfleet.enqueue_many(conn, "per_customer", [{"customer": f"c{key}", "seconds": 0.15}] * 6)
-    start_nodes(fleet, tmp_path, 3, 2)
+    start_nodes(fleet, tmp_path, 3, 2, lease=10)
     most = 0
     for _ in polling.paced(  # at every look until all ended, never two of one key running
         0.02,
@@ -120,7 +129,7 @@ def test_rate_holds_per_key_in_every_window(
     # Jobs of 0.4 s, seen running by a look every 0.1 s: started_at is then the claim's time.
     for key in ("a", "b"):
         jobfleet.enqueue_many(conn, "paced_customer", [{"customer": key, "seconds": 0.4}] * 40)
-    start_nodes(fleet, tmp_path, 3, 4)
+    start_nodes(fleet, tmp_path, 3, 4, lease=10)
     claims: dict[tuple[int, int], tuple[str, datetime]] = {}
     wait_until(lambda: running_by_key(conn, "paced_customer"), what="the first claim")
     for _ in polling.paced(0.1, seconds=3.5):
@@ -148,7 +157,7 @@ def test_a_key_behind_a_big_backlog_gets_its_turns(
     # dispatcher's batch), and a key's turn comes within one such claim.
     jobfleet.enqueue_many(conn, "turns", [{"customer": "A", "seconds": 0.01}] * 2000)
     jobfleet.enqueue_many(conn, "turns", [{"customer": "B", "seconds": 0.01}] * 20)
-    start_nodes(fleet, tmp_path, 2, 4)
+    start_nodes(fleet, tmp_path, 2, 4, lease=10)
     wait_until(lambda: all_finished(conn), timeout=120, what="every job to end")
     last_b = scalar(
         conn,
@@ -169,7 +178,7 @@ def test_types_set_limit_key_is_obeyed_at_run_time(
 ) -> None:
     for key in ("x", "y", "z"):
         jobfleet.enqueue_many(conn, "capped", [{"customer": key, "seconds": 0.3}] * 40)
-    start_nodes(fleet, tmp_path, 2, 4)
+    start_nodes(fleet, tmp_path, 2, 4, lease=10)
     wait_until(lambda: running_by_key(conn, "capped"), what="the first claim")
     for _ in polling.paced(0.05, count=10):  # one for the whole type
         assert sum(running_by_key(conn, "capped").values()) <= 1
