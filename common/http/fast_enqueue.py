@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.types import Message, Receive, Scope, Send
 
-from jobfleet import apikeys, metrics
+from jobfleet import apikeys
 from jobfleet.enqueue import one_job
 from jobfleet.http.enqueue_routes import Enqueuer
 from jobfleet.http.errors import error_answer
@@ -103,9 +103,7 @@ class FastEnqueue:
 
     async def _enqueue(self, job: dict[str, Any]) -> tuple[int, bytes]:
         """The job added (or its holder found): the route's status and body for it."""
-        shape, created = await self.enqueuer.lane.jobs.submit(job)
-        if created:
-            metrics.count_enqueued(shape["type"], shape["queue"])
+        shape, created = await self.enqueuer.lane.add(job)
         value, errors = self._field.validate(shape, {}, loc=("response",))
         if errors:
             raise RuntimeError(f"POST /jobs: a job's shape does not fit its schema: {errors}")
