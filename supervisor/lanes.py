@@ -16,11 +16,12 @@ import bisect
 import time
 from collections import Counter
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from jobfleet.log import get_logger
-from jobfleet.queries import sql
 from jobfleet.settings import Settings
+from jobfleet.supervisor import store
 from jobfleet.supervisor.claims import (
     Claim,
     ClaimParams,
@@ -37,7 +38,6 @@ from jobfleet.supervisor.limited import LimitedTypes
 from jobfleet.supervisor.node import Node
 from jobfleet.supervisor.outbox import Outbox, back_to_back, write_after
 from jobfleet.supervisor.pool import TICK_SECONDS, WorkerPool
-from jobfleet.supervisor.store import run_pipelined
 from jobfleet.supervisor.tally import Tally
 from jobfleet.supervisor.waker import Waker
 
@@ -219,8 +219,7 @@ class Lanes:
         self.more_work_may_exist()
 
     async def _refresh_limits(self, conn: Any) -> None:
-        rows = await run_pipelined(conn, [(sql("node_limits"), {"types": self.node.types})])
-        self.limits.refreshed(rows[0])
+        self.limits.refreshed(await store.node_limits(conn, self.node.types))
 
     def work_due_at(self, epoch: float) -> None:
         """A job this node may run falls due at `epoch` on the database's clock."""
@@ -264,7 +263,7 @@ class Lanes:
         epoch = self.work_epoch
         try:
             rows = await db.run(
-                lambda conn: run_pipelined(
+                lambda conn: store.run_pipelined(
                     conn, [s for _, group, _ in ordered for s in group], prepared=True
                 )
             )
@@ -307,7 +306,7 @@ class Lanes:
             self.due_unknown = True  # the next may not have been announced (or not to us)
         if self.due_unknown and not self.burst:  # nothing ready: when is the next job due?
             self.due_unknown = False
-            soonest = await db.run(self._soonest_scheduled)
+            soonest = await db.run(partial(store.soonest_scheduled, node=self.node))
             if soonest is not None:
                 self.work_due_in(soonest)
         if now < self.next_poll:  # a round for held types only: the backoff stands
@@ -392,21 +391,6 @@ class Lanes:
         so it leaves as soon as their outcomes are written."""
         if self.clear_epoch != self.work_epoch:
             epoch = self.work_epoch
-            if await db.run(self._nothing_elsewhere):
+            if await db.run(partial(store.nothing_elsewhere, node=self.node, holder=self.holder)):
                 self.clear_epoch = epoch
         return self.clear_epoch == self.work_epoch and not self.in_flight()
-
-    async def _soonest_scheduled(self, conn: Any) -> float | None:
-        rows = await run_pipelined(conn, [(sql("soonest_scheduled"), self._types_and_queues())])
-        return None if not rows[0] or rows[0][0][0] is None else float(rows[0][0][0])
-
-    def _types_and_queues(self) -> dict[str, Any]:
-        return {
-            "types": self.node.types,
-            "queues": None if self.node.queues is None else list(self.node.queues),
-        }
-
-    async def _nothing_elsewhere(self, conn: Any) -> bool:
-        params = {**self._types_and_queues(), "holder": self.holder}
-        rows = await run_pipelined(conn, [(sql("burst_nothing_elsewhere"), params)])
-        return bool(rows[0]) and bool(rows[0][0][0])

@@ -29,13 +29,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from operator import itemgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jobfleet.completion import Statement as Statement
 from jobfleet.completion import success_statement as success_statement
 from jobfleet.jobs import AttemptResult, ClaimedJob, Success
 from jobfleet.queries import sql
 from jobfleet.settings import Settings, settings
+
+if TYPE_CHECKING:
+    from jobfleet.supervisor.node import Node
 
 _ID = itemgetter(0)
 # A keyed claim walks at most this many keys (claim_keyed), each taking a share of the batch.
@@ -212,6 +215,34 @@ def run_pipelined_blocking(conn: Any, statements: Sequence[Statement]) -> list[l
         conn.execute(sql("index_plans"), prepare=False)
         cursors = [conn.execute(q, p, prepare=False) for q, p in statements]
     return [cur.fetchall() if cur.description else [] for cur in cursors]
+
+
+# A node's looks on its hot path's terms (run_pipelined): its limits, when its next scheduled
+# job falls due, and a burst node's last look. `node` says which types and queues it runs.
+
+
+async def node_limits(conn: Any, types: Sequence[str]) -> list[Any]:
+    """The limits and counts of those of `types` that have limits."""
+    return (await run_pipelined(conn, [(sql("node_limits"), {"types": types})]))[0]
+
+
+async def soonest_scheduled(conn: Any, node: Node) -> float | None:
+    """When the soonest job the node may run, scheduled for later, falls due (epoch seconds
+    on the database's clock); None when none is."""
+    rows = await run_pipelined(conn, [(sql("soonest_scheduled"), _types_and_queues(node))])
+    return None if not rows[0] or rows[0][0][0] is None else float(rows[0][0][0])
+
+
+async def nothing_elsewhere(conn: Any, node: Node, holder: str) -> bool:
+    """A burst node's last look: no job it may run is ready, or running under another
+    holder."""
+    params = {**_types_and_queues(node), "holder": holder}
+    rows = await run_pipelined(conn, [(sql("burst_nothing_elsewhere"), params)])
+    return bool(rows[0]) and bool(rows[0][0][0])
+
+
+def _types_and_queues(node: Node) -> dict[str, Any]:
+    return {"types": node.types, "queues": None if node.queues is None else list(node.queues)}
 
 
 def claim(conn: Any, **options: Any) -> list[ClaimedJob]:
