@@ -1,5 +1,5 @@
 -- jobfleet's current schema, to read: what the numbered migrations beside this file add up
--- to (version 17). The migrations are what runs (`jobfleet migrate`); this file is not applied
+-- to (version 18). The migrations are what runs (`jobfleet migrate`); this file is not applied
 -- by anything, and tests/test_migrate.py checks that it builds the very same schema.
 --
 -- `jobs` holds one row per job for its whole life. Rows that change often (queued -> running ->
@@ -448,5 +448,57 @@ BEGIN
         RETURNING *
     )
     SELECT added.* FROM new LEFT JOIN added ON added.id = new.id ORDER BY new.ord;
+END
+$$;
+
+-- A node's claim of its unlimited types, one statement with its own planner settings (SET
+-- clauses) and commit mode (set for its transaction): 0018_claim_function.sql says why.
+CREATE FUNCTION jobfleet_claim(
+    p_holder text, p_types text[], p_queues text[], p_limit integer,
+    p_lease_seconds double precision
+) RETURNS TABLE (
+    id bigint, type text, queue text, priority integer, attempt integer,
+    timeout_seconds double precision, payload jsonb, waited double precision,
+    trace_context jsonb
+)
+LANGUAGE plpgsql
+SET enable_seqscan = off SET enable_bitmapscan = off SET enable_sort = off
+SET plan_cache_mode = force_generic_plan
+AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM set_config('synchronous_commit', 'off', true);
+    RETURN QUERY
+    WITH picked AS (
+        SELECT j.id FROM jobs j
+        WHERE j.state = 'queued'
+          AND j.run_at <= now()
+          AND j.type = ANY(p_types)
+          AND (p_queues IS NULL OR j.queue = ANY(p_queues))
+          AND j.queue <> ALL(ARRAY(SELECT q.name FROM queues q WHERE q.paused))
+          AND j.type <> ALL(ARRAY(SELECT l.type FROM type_limits l
+                                  WHERE l.max_running IS NOT NULL OR l.rate_count IS NOT NULL
+                                     OR l.limit_key IS NOT NULL))
+        ORDER BY j.priority DESC, j.run_at, j.id
+        LIMIT p_limit
+        FOR UPDATE SKIP LOCKED
+    )
+    UPDATE jobs j
+    SET state = 'running',
+        -- Never past what an integer holds: one row set by hand must not fail every claim.
+        attempt = least(j.attempt, 2147483646) + 1,
+        locked_by = p_holder,
+        started_at = now(),
+        lease_expires_at = now() + make_interval(secs => p_lease_seconds),
+        -- Not counted toward a limit: the writers of its outcome leave the counters alone.
+        limited = false
+    -- The picked rows by primary key, as an array rather than a join: joined, an analysed
+    -- table made a batch of 2000 a hash join over the whole of `jobs` (a sequential scan, or
+    -- with the planner settings a full walk of the primary key).
+    WHERE j.id = ANY(ARRAY(SELECT p.id FROM picked p))
+    -- trace_context (NULL unless the enqueuer was tracing) goes to the worker for its attempt
+    -- span: one more column out of the row the UPDATE has in hand, nothing more to read.
+    RETURNING j.id, j.type, j.queue, j.priority, j.attempt, j.timeout_seconds, j.payload,
+              extract(epoch FROM now() - j.run_at)::float8, j.trace_context;
 END
 $$;

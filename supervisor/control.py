@@ -202,7 +202,7 @@ class Control:
         """Hear notifications for up to `seconds`, or until the node's loops are woken."""
         seconds = min(seconds, self.config.statement_timeout_seconds)
         hearing = asyncio.ensure_future(self.db.run(functools.partial(self._hear, seconds=seconds)))
-        woken = asyncio.ensure_future(self.lanes.waker.wait(seconds))
+        woken = asyncio.ensure_future(self.lanes.waker.wait(self.db.name, seconds, reserve=True))
         try:
             await asyncio.wait((hearing, woken), return_when=asyncio.FIRST_COMPLETED)
         finally:

@@ -134,7 +134,7 @@ class Lanes:
                     pause = min(pause, release - now)
                 if self.outbox and not self.flushing:
                     pause = min(pause, self._write_after(now))
-                await self.waker.wait(pause if pause > 0 else TICK_SECONDS)
+                await self.waker.wait(db.name, pause if pause > 0 else TICK_SECONDS)
                 self.on_change()
 
     def _write_after(self, now: float) -> float:
@@ -263,8 +263,10 @@ class Lanes:
         epoch = self.work_epoch
         try:
             rows = await db.run(
-                lambda conn: store.run_pipelined(
-                    conn, [s for _, group, _ in ordered for s in group], prepared=True
+                partial(
+                    store.run_claims,
+                    statements=[s for _, group, _ in ordered for s in group],
+                    plain=not any(is_limited for _, _, is_limited in ordered),
                 )
             )
         finally:

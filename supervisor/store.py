@@ -208,6 +208,24 @@ async def run_pipelined(
     return [await cur.fetchall() if cur.description else [] for cur in cursors]
 
 
+async def run_claims(conn: Any, statements: Sequence[Statement], *, plain: bool) -> list[list[Any]]:
+    """A round of claims (lanes.py); each one's rows. `plain`: they are all plain claims
+    (jobfleet_claim), which bring their own planner settings and commit mode: a lone one, an
+    idle node's, is sent on its own (0.26 ms a call against 0.34 in a pipeline after the
+    settings, measured with one job ready), several in one pipeline, one transaction. Other
+    rounds (a limited type's claims are statements) run as `run_pipelined(..., prepared=True)`.
+    """
+    if not plain:
+        return await run_pipelined(conn, statements, prepared=True)
+    if len(statements) == 1:
+        query, params = statements[0]
+        cur = await conn.execute(query, params, prepare=True)
+        return [await cur.fetchall()]
+    async with conn.pipeline():
+        cursors = [await conn.execute(q, p, prepare=True) for q, p in statements]
+    return [await cur.fetchall() for cur in cursors]
+
+
 def run_pipelined_blocking(conn: Any, statements: Sequence[Statement]) -> list[list[Any]]:
     """`run_pipelined` on a blocking connection. In a transaction the caller opened, the
     planner settings last until it ends."""

@@ -8,7 +8,7 @@ from typing import Any
 import psycopg
 
 import jobfleet
-from jobfleet.supervisor.store import claim
+from jobfleet.supervisor.store import claim, claim_statement, claimed_jobs
 from tests.conftest import scalar, wait_until
 
 ALL = ["echo", "noop", "fail", "flaky", "sleep"]
@@ -94,3 +94,26 @@ def test_eight_processes_claiming_never_share_a_job(
     assert set(flat) == set(ids)
     assert sum(1 for chunk in claimed if chunk) >= 2  # the work really was shared
     assert scalar(conn, "SELECT count(*) FROM jobs WHERE attempt <> 1") == 0
+
+
+def test_a_claim_commits_unflushed_and_leaves_the_session_as_it_was(
+    conn: psycopg.Connection[Any],
+) -> None:
+    """The plain claim (jobfleet_claim) carries its own settings: its transaction commits
+    without waiting for the WAL flush, and its planner settings end with the call; nothing is
+    left on the session (its connection may run anything next)."""
+    watched = ("synchronous_commit", "enable_seqscan", "enable_bitmapscan", "enable_sort")
+
+    def settings() -> list[str]:
+        return [scalar(conn, "SELECT current_setting(%s)", (name,)) for name in watched]
+
+    conn.execute("SET synchronous_commit = on")  # the test server may run with it off
+    before = settings()
+    assert before == ["on", "on", "on", "on"]
+    job_id = jobfleet.enqueue(conn, "echo")
+    statement = claim_statement(holder="n1", types=ALL, queues=None, limit=5, lease_seconds=30)
+    with conn.transaction():  # the claim as the lanes send a lone one (store.run_claims)
+        [job] = claimed_jobs(conn.execute(*statement, prepare=True).fetchall())
+        assert job.id == job_id
+        assert settings() == ["off", *before[1:]]
+    assert settings() == before

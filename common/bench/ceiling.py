@@ -17,7 +17,6 @@ import psycopg
 
 from jobfleet.bench import scratch
 from jobfleet.bench.context import Context
-from jobfleet.queries import sql
 from jobfleet.supervisor.store import claim_statement, run_pipelined_blocking, success_statement
 
 DRAINERS = 2
@@ -97,8 +96,8 @@ def _drainer(url: str, holder: str, barrier: Any, results: Any) -> None:
             claim = claim_statement(
                 holder=holder, types=["noop"], queues=None, limit=BATCH, lease_seconds=30
             )
-            # Committed without waiting for its flush, as the lanes' claims are.
-            rows = run_pipelined_blocking(conn, [(sql("unflushed_commit"), {}), claim])[1]
+            # On its own, prepared, as the lanes send a lone plain claim (store.run_claims).
+            rows = conn.execute(*claim, prepare=True).fetchall()
             if not rows:
                 break
             now = time.time_ns() // 1000  # a Success's times are whole microseconds

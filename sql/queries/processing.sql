@@ -43,49 +43,15 @@ SELECT set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan'
        set_config('plan_cache_mode', 'force_generic_plan', true),
        set_config('synchronous_commit', 'off', true);
 
--- name: unflushed_commit
--- The claims' commit mode of generic_index_plans, for a claim run without it (the ceiling in
--- `jobfleet bench`, which runs the claims as the lanes do).
-SELECT set_config('synchronous_commit', 'off', true);
-
 -- name: claim
--- One statement claims a batch: the ready jobs this node may run (not in a paused queue: read
--- from `queues` by the claim itself, so a pause holds from the moment it commits), best first,
--- skipping rows another claimer holds. Each claim starts a new attempt under a fresh lease.
--- Types with a limit or a limit key in force are left to claim_limited and claim_keyed, read from `type_limits` here as the
--- paused queues are, so a limit set at run time holds for every claim that begins after it
--- commits, whatever the nodes knew of it (a few rows; an empty array when none is limited).
-WITH picked AS (
-    SELECT id FROM jobs
-    WHERE state = 'queued'
-      AND run_at <= now()
-      AND type = ANY(%(types)s::text[])
-      AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
-      AND queue <> ALL(ARRAY(SELECT name FROM queues WHERE paused))
-      AND type <> ALL(ARRAY(SELECT type FROM type_limits
-                            WHERE max_running IS NOT NULL OR rate_count IS NOT NULL
-                               OR limit_key IS NOT NULL))
-    ORDER BY priority DESC, run_at, id
-    LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
-)
-UPDATE jobs j
-SET state = 'running',
-    -- Never past what an integer holds: one row set by hand must not fail every claim.
-    attempt = least(j.attempt, 2147483646) + 1,
-    locked_by = %(node)s,
-    started_at = now(),
-    lease_expires_at = now() + make_interval(secs => %(lease_seconds)s),
-    -- Not counted toward a limit: the writers of its outcome leave the counters alone.
-    limited = false
--- The picked rows by primary key, as an array rather than a join: joined, an analysed table
--- made a batch of 2000 a hash join over the whole of `jobs` (a sequential scan, or with
--- index_plans a full walk of the primary key).
-WHERE j.id = ANY(ARRAY(SELECT id FROM picked))
--- trace_context (NULL unless the enqueuer was tracing) goes to the worker for its attempt
--- span: one more column out of the row the UPDATE has in hand, nothing more to read.
-RETURNING j.id, j.type, j.queue, j.priority, j.attempt, j.timeout_seconds, j.payload,
-          extract(epoch FROM now() - j.run_at)::float8 AS waited, j.trace_context;
+-- One statement claims a batch of the node's unlimited types: the ready jobs it may run, best
+-- first, skipping rows another claimer holds, each under a new attempt and a fresh lease. The
+-- UPDATE is in jobfleet_claim (schema.sql), which carries the planner settings and the commit
+-- mode of generic_index_plans itself, so a round of plain claims needs no statement of
+-- settings before it, and a lone claim (an idle node's) is sent on its own, not in a pipeline
+-- (store.py, run_claims): one statement less on the path of each job an idle node starts.
+SELECT * FROM jobfleet_claim(%(node)s::text, %(types)s::text[], %(queues)s::text[],
+                             %(limit)s::integer, %(lease_seconds)s::float8);
 
 -- name: claim_limited
 -- A claim of one type with limits (type_limits), exact across nodes: it locks the type's row
