@@ -36,7 +36,7 @@ from jobfleet.supervisor.claims import (
 from jobfleet.supervisor.database import DatabaseDown, ManagedConnection, StatementError
 from jobfleet.supervisor.limited import LimitedTypes
 from jobfleet.supervisor.node import Node
-from jobfleet.supervisor.outbox import Outbox, back_to_back, write_after
+from jobfleet.supervisor.outbox import Outbox, back_to_back, write_after, writes_beside
 from jobfleet.supervisor.pool import TICK_SECONDS, WorkerPool
 from jobfleet.supervisor.tally import Tally
 from jobfleet.supervisor.waker import Waker
@@ -92,7 +92,8 @@ class Lanes:
         self.dbs = [
             ManagedConnection(f"lane-{n + 1}", url, config, raw_json=True) for n in range(LANES)
         ]
-        self.flushing = False
+        self.flushing = 0  # writes in flight (more than one: see WRITE_BESIDE_MIN)
+        self.queue_dry = False  # the last claims left nothing ready behind (claims.ran_dry)
         # Jobs asked for by claims in flight: for the main threads' types (""), and for each
         # async or threaded type.
         self.claiming: Counter[str] = Counter()
@@ -173,6 +174,8 @@ class Lanes:
                 await db.run(self._refresh_limits)
             elif not first and (claims := self._claim_statements()):
                 await self._claim(db, claims)
+            elif self._writes_beside():
+                await self._flush(db)
             else:
                 return False
         except DatabaseDown:
@@ -200,6 +203,15 @@ class Lanes:
             and not self.pool.holds_jobs()
         )
 
+    def _writes_beside(self) -> bool:
+        """Write beside the write in flight (outbox.writes_beside)."""
+        return writes_beside(
+            writing=self.flushing,
+            waiting=self.outbox.waiting,
+            queue_dry=self.queue_dry,
+            limited=bool(self.limits.types) or self.limits.stale,
+        )
+
     def more_work_may_exist(self) -> None:
         """New work was announced, or jobs went back to the queue (retries, releases, reaped
         leases): claim now, whatever the backoff, and forget that a burst node found
@@ -209,6 +221,7 @@ class Lanes:
             self.news_at, self.outbox.latest, self.pool.holds_jobs()
         )
         self.work_hint = True
+        self.queue_dry = False
         self.work_epoch += 1
         self.limits.new_work()  # a keyed type's new key may be among them
         self.waker.wake()
@@ -273,6 +286,7 @@ class Lanes:
             self.claiming.subtract(wants)
         now = time.monotonic()
         jobs = claimed_by(ordered, rows, self.limits, self.tally, now)
+        self.queue_dry = self.work_epoch == epoch and ran_dry(ordered, rows)
         self.dry.after_round(
             unlimited_counts(ordered, rows),
             claimed_any=bool(jobs),
@@ -299,8 +313,7 @@ class Lanes:
             # and the next enqueue, on a machine of 2 cores (issue 17: idle latency). Unless
             # work was announced while the claim ran: it may have committed after the claim's
             # snapshot, and another lane may have taken the hint and found no room.
-            dry = self.work_epoch == epoch and ran_dry(ordered, rows)
-            self.next_poll = now + IDLE_POLL_MIN if dry else 0.0
+            self.next_poll = now + IDLE_POLL_MIN if self.queue_dry else 0.0
             return
         due = self.due_times
         while due and due[0] <= now:  # those jobs were claimed, by us or another node
@@ -322,7 +335,7 @@ class Lanes:
         return (
             self.pool.holds_jobs()
             or bool(self.outbox)
-            or self.flushing
+            or self.flushing > 0
             or bool(self.claims_in_flight())
         )
 
@@ -331,11 +344,11 @@ class Lanes:
 
     async def _flush(self, db: ManagedConnection) -> None:
         """Write what waits: outcomes, releases, progress."""
-        self.flushing = True
+        self.flushing += 1
         try:
             flushed = await self.outbox.flush(db, self.node.name, self.config, holder=self.holder)
         finally:
-            self.flushing = False
+            self.flushing -= 1
         cancelled = sum(1 for f in flushed.failures if f.outcome == "cancelled")
         self.finished_ok += flushed.succeeded
         self.finished_bad += len(flushed.failures) - cancelled

@@ -12,9 +12,12 @@ import pytest
 from jobfleet.supervisor.outbox import (
     BACK_TO_BACK_LINGER_SECONDS,
     BACK_TO_BACK_SECONDS,
+    WRITE_BESIDE_BUSY_MIN,
+    WRITE_BESIDE_MIN,
     WRITE_LINGER_MAX_SECONDS,
     back_to_back,
     write_after,
+    writes_beside,
 )
 
 NOW = 100.0
@@ -85,3 +88,22 @@ def test_news_comes_back_to_back_to_an_idle_node_soon_after_its_latest_outcome()
     assert not back_to_back(NOW, NOW - BACK_TO_BACK_SECONDS - 0.001, running=False)
     assert not back_to_back(NOW, NOW - 0.001, running=True)  # a busy node
     assert not back_to_back(NOW, None, running=False)  # no outcome yet
+
+
+def test_a_lane_writes_beside_a_write_in_flight_only_when_enough_waits() -> None:
+    def beside(
+        writing: int = 1, waiting: int = 0, dry: bool = False, limited: bool = False
+    ) -> bool:
+        return writes_beside(writing=writing, waiting=waiting, queue_dry=dry, limited=limited)
+
+    # Nothing in flight: the ordinary write (write_after) decides, not this.
+    assert not beside(writing=0, waiting=100_000, dry=True)
+    # While claims go on, only a big backlog of outcomes.
+    assert not beside(waiting=WRITE_BESIDE_BUSY_MIN - 1)
+    assert beside(waiting=WRITE_BESIDE_BUSY_MIN)
+    # Once the queue has run dry, the last outcomes sooner.
+    assert not beside(waiting=WRITE_BESIDE_MIN - 1, dry=True)
+    assert beside(waiting=WRITE_BESIDE_MIN, dry=True)
+    assert beside(writing=2, waiting=WRITE_BESIDE_MIN, dry=True)
+    # Never with limited types (counters locked in opposite orders).
+    assert not beside(waiting=100_000, dry=True, limited=True)
