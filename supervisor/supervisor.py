@@ -72,6 +72,7 @@ class Supervisor:
         self.grace_deadline: float | None = None
         self.http = http or []
         self.db_errors_seen: dict[str, int] = {}
+        self.snapshot_written: tuple[str, dict[str, Any]] | None = None  # publish_metrics
         self.waker = Waker()
         self.tally = Tally(node.name)
         self.outbox = Outbox(on_arrival=self.waker.wake, max_error_bytes=config.max_error_bytes)
@@ -275,17 +276,19 @@ class Supervisor:
             return
         self.tally.publish()
         busy, running = self.pool.busy()
-        write_snapshot(
-            path,
-            {
-                "node": self.node.name,
-                "workers": len(self.pool.staying_children()),
-                "busy": busy,
-                "running": running,
-                "leader": int(self.control.is_leader),
-                **self.control.gauges,
-            },
-        )
+        snapshot = {
+            "node": self.node.name,
+            "workers": len(self.pool.staying_children()),
+            "busy": busy,
+            "running": running,
+            "leader": int(self.control.is_leader),
+            **self.control.gauges,
+        }
+        # Written when it changed (or its directory did): an idle node's gauges stay put, and
+        # rewriting the file every second was a tenth of its CPU.
+        if (path, snapshot) != self.snapshot_written:
+            write_snapshot(path, snapshot)
+            self.snapshot_written = (path, snapshot)
 
     def on_other_exit(self, pid: int, status: int) -> None:
         """A reaped process that is not a worker: the HTTP child, restarted unless stopping."""

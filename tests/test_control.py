@@ -11,7 +11,7 @@ import psycopg
 
 import jobfleet
 from jobfleet import admin
-from jobfleet.supervisor.control import wakes
+from jobfleet.supervisor.control import readable, wakes
 from tests.conftest import scalar, wait_until
 from tests.fleet_support import running_on
 
@@ -32,6 +32,30 @@ def test_notifications_sent_during_a_statement_wait_for_the_next_listen(db_url: 
             return [n.payload async for n in listener.notifies(timeout=0)]
 
     assert asyncio.run(scenario()) == ["during"]
+
+
+def test_a_listen_waits_on_the_socket_and_then_reads_what_came(db_url: str) -> None:
+    """The control connection's wait for notifications (Control._hear): readable() returns
+    when the server sends one, not before, and the notification is then read without
+    waiting; with nothing sent it returns after its time."""
+
+    async def scenario() -> tuple[bool, list[str], list[str]]:
+        listener = await psycopg.AsyncConnection.connect(db_url, autocommit=True)
+        sender = await psycopg.AsyncConnection.connect(db_url, autocommit=True)
+        async with listener, sender:
+            await listener.execute("LISTEN jobfleet_test")
+            await readable(listener.pgconn.socket, 0.01)  # nothing comes: back after its time
+            waiting = asyncio.ensure_future(readable(listener.pgconn.socket, 60))
+            for _ in range(5):
+                await asyncio.sleep(0)
+            early = waiting.done()
+            await sender.execute("NOTIFY jobfleet_test, 'now'")
+            await asyncio.wait_for(waiting, 30)
+            heard = [n.payload async for n in listener.notifies(timeout=0)]
+            again = [n.payload async for n in listener.notifies(timeout=0)]
+            return early, heard, again
+
+    assert asyncio.run(scenario()) == (False, ["now"], [])
 
 
 def test_a_busy_node_hears_a_cancel_at_once(conn: psycopg.Connection[Any], fleet: Any) -> None:
