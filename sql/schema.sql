@@ -1,5 +1,5 @@
 -- jobfleet's current schema, to read: what the numbered migrations beside this file add up
--- to (version 18). The migrations are what runs (`jobfleet migrate`); this file is not applied
+-- to (version 19). The migrations are what runs (`jobfleet migrate`); this file is not applied
 -- by anything, and tests/test_migrate.py checks that it builds the very same schema.
 --
 -- `jobs` holds one row per job for its whole life. Rows that change often (queued -> running ->
@@ -54,6 +54,10 @@ CREATE TABLE jobs (
 
 -- The pickup order over ready jobs only: the index stays as small as the backlog.
 CREATE INDEX jobs_ready ON jobs (priority DESC, run_at, id) WHERE state = 'queued';
+-- The same order within each queue: the claim of a node serving a few queues walks theirs
+-- alone, not the whole backlog (0019_claim_by_queue.sql).
+CREATE INDEX jobs_ready_by_queue ON jobs (queue, priority DESC, run_at, id)
+    WHERE state = 'queued';
 -- The queued jobs of keyed types, by type and key, each key in pickup order: the claim walks
 -- the keys (a loose scan, one descent per key) and takes each one's jobs from here.
 CREATE INDEX jobs_keyed ON jobs (type, limit_key, priority DESC, run_at, id)
@@ -452,7 +456,8 @@ END
 $$;
 
 -- A node's claim of its unlimited types, one statement with its own planner settings (SET
--- clauses) and commit mode (set for its transaction): 0018_claim_function.sql says why.
+-- clauses) and commit mode (set for its transaction): 0018_claim_function.sql says why. A node
+-- serving up to four queues walks each one's jobs in jobs_ready_by_queue (0019).
 CREATE FUNCTION jobfleet_claim(
     p_holder text, p_types text[], p_queues text[], p_limit integer,
     p_lease_seconds double precision
@@ -468,37 +473,78 @@ AS $$
 #variable_conflict use_column
 BEGIN
     PERFORM set_config('synchronous_commit', 'off', true);
-    RETURN QUERY
-    WITH picked AS (
-        SELECT j.id FROM jobs j
-        WHERE j.state = 'queued'
-          AND j.run_at <= now()
-          AND j.type = ANY(p_types)
-          AND (p_queues IS NULL OR j.queue = ANY(p_queues))
-          AND j.queue <> ALL(ARRAY(SELECT q.name FROM queues q WHERE q.paused))
-          AND j.type <> ALL(ARRAY(SELECT l.type FROM type_limits l
-                                  WHERE l.max_running IS NOT NULL OR l.rate_count IS NOT NULL
-                                     OR l.limit_key IS NOT NULL))
-        ORDER BY j.priority DESC, j.run_at, j.id
-        LIMIT p_limit
-        FOR UPDATE SKIP LOCKED
-    )
-    UPDATE jobs j
-    SET state = 'running',
-        -- Never past what an integer holds: one row set by hand must not fail every claim.
-        attempt = least(j.attempt, 2147483646) + 1,
-        locked_by = p_holder,
-        started_at = now(),
-        lease_expires_at = now() + make_interval(secs => p_lease_seconds),
-        -- Not counted toward a limit: the writers of its outcome leave the counters alone.
-        limited = false
-    -- The picked rows by primary key, as an array rather than a join: joined, an analysed
-    -- table made a batch of 2000 a hash join over the whole of `jobs` (a sequential scan, or
-    -- with the planner settings a full walk of the primary key).
-    WHERE j.id = ANY(ARRAY(SELECT p.id FROM picked p))
-    -- trace_context (NULL unless the enqueuer was tracing) goes to the worker for its attempt
-    -- span: one more column out of the row the UPDATE has in hand, nothing more to read.
-    RETURNING j.id, j.type, j.queue, j.priority, j.attempt, j.timeout_seconds, j.payload,
-              extract(epoch FROM now() - j.run_at)::float8, j.trace_context;
+    IF p_queues IS NULL OR cardinality(p_queues) > 4 THEN
+        RETURN QUERY
+        WITH picked AS (
+            SELECT j.id FROM jobs j
+            WHERE j.state = 'queued'
+              AND j.run_at <= now()
+              AND j.type = ANY(p_types)
+              AND (p_queues IS NULL OR j.queue = ANY(p_queues))
+              AND j.queue <> ALL(ARRAY(SELECT q.name FROM queues q WHERE q.paused))
+              AND j.type <> ALL(ARRAY(SELECT l.type FROM type_limits l
+                                      WHERE l.max_running IS NOT NULL
+                                         OR l.rate_count IS NOT NULL
+                                         OR l.limit_key IS NOT NULL))
+            ORDER BY j.priority DESC, j.run_at, j.id
+            LIMIT p_limit
+            FOR UPDATE SKIP LOCKED
+        )
+        UPDATE jobs j
+        SET state = 'running',
+            -- Never past what an integer holds: one row set by hand must not fail every claim.
+            attempt = least(j.attempt, 2147483646) + 1,
+            locked_by = p_holder,
+            started_at = now(),
+            lease_expires_at = now() + make_interval(secs => p_lease_seconds),
+            -- Not counted toward a limit: the writers of its outcome leave the counters alone.
+            limited = false
+        -- The picked rows by primary key, as an array rather than a join: joined, an analysed
+        -- table made a batch of 2000 a hash join over the whole of `jobs` (a sequential scan,
+        -- or with the planner settings a full walk of the primary key).
+        WHERE j.id = ANY(ARRAY(SELECT p.id FROM picked p))
+        -- trace_context (NULL unless the enqueuer was tracing) goes to the worker for its
+        -- attempt span: one more column out of the row the UPDATE has in hand.
+        RETURNING j.id, j.type, j.queue, j.priority, j.attempt, j.timeout_seconds, j.payload,
+                  extract(epoch FROM now() - j.run_at)::float8, j.trace_context;
+    ELSE
+        RETURN QUERY
+        WITH picked AS (
+            SELECT c.id
+            FROM (SELECT DISTINCT s.name FROM unnest(p_queues) AS s(name)
+                  WHERE s.name <> ALL(ARRAY(SELECT q.name FROM queues q WHERE q.paused))
+                 ) AS served
+            CROSS JOIN LATERAL (
+                SELECT j.id, j.priority, j.run_at FROM jobs j
+                WHERE j.state = 'queued'
+                  -- The queue as a range of one value, not an equality, and first in the
+                  -- order: the planner then cannot drop it from the order (as it does a column
+                  -- equal to a value), so only jobs_ready_by_queue gives that order, whatever
+                  -- statistics say of the queues (with one queue analysed, it walked jobs_ready).
+                  AND j.queue >= served.name AND j.queue <= served.name
+                  AND j.run_at <= now()
+                  AND j.type = ANY(p_types)
+                  AND j.type <> ALL(ARRAY(SELECT l.type FROM type_limits l
+                                          WHERE l.max_running IS NOT NULL
+                                             OR l.rate_count IS NOT NULL
+                                             OR l.limit_key IS NOT NULL))
+                ORDER BY j.queue, j.priority DESC, j.run_at, j.id
+                LIMIT p_limit
+                FOR UPDATE SKIP LOCKED
+            ) AS c
+            ORDER BY c.priority DESC, c.run_at, c.id
+            LIMIT p_limit
+        )
+        UPDATE jobs j
+        SET state = 'running',
+            attempt = least(j.attempt, 2147483646) + 1,
+            locked_by = p_holder,
+            started_at = now(),
+            lease_expires_at = now() + make_interval(secs => p_lease_seconds),
+            limited = false
+        WHERE j.id = ANY(ARRAY(SELECT p.id FROM picked p))
+        RETURNING j.id, j.type, j.queue, j.priority, j.attempt, j.timeout_seconds, j.payload,
+                  extract(epoch FROM now() - j.run_at)::float8, j.trace_context;
+    END IF;
 END
 $$;

@@ -6,8 +6,10 @@ import multiprocessing
 from typing import Any
 
 import psycopg
+import pytest
 
 import jobfleet
+from jobfleet import admin
 from jobfleet.supervisor.store import claim, claim_statement, claimed_jobs
 from tests.conftest import scalar, wait_until
 
@@ -65,6 +67,33 @@ def test_claim_takes_only_handled_types_and_served_queues(conn: psycopg.Connecti
     assert [j.id for j in take(conn, queues=["reports", "x"])] == [other_queue]
     assert take(conn) == []
     assert scalar(conn, "SELECT state FROM jobs WHERE type = 'mystery'") == "queued"
+
+
+@pytest.mark.parametrize(
+    "served",
+    [["a", "b"], ["b", "a", "b"], ["a", "b", "x", "y", "z"]],
+    ids=["two queues", "a queue twice", "five queues (the walk of the whole backlog)"],
+)
+def test_a_node_of_some_queues_claims_their_best_jobs_first(
+    conn: psycopg.Connection[Any], served: list[str]
+) -> None:
+    """Walked one queue at a time (up to four) or in the whole backlog, a node serving some
+    queues claims the best of their ready jobs first (priority, then FIFO) across all of them,
+    each once, none of another queue's, none of a paused queue's."""
+    elsewhere = jobfleet.enqueue(conn, "echo", queue="c", priority=9)
+    a_low = jobfleet.enqueue(conn, "echo", queue="a")
+    b_high = jobfleet.enqueue(conn, "echo", queue="b", priority=5)
+    a_high = jobfleet.enqueue(conn, "echo", queue="a", priority=5)
+    b_low = jobfleet.enqueue(conn, "echo", queue="b")
+    paused = jobfleet.enqueue(conn, "echo", queue="p", priority=9)
+    admin.set_paused(conn, "p", True)
+    served = [*served, "p"]
+    assert [j.id for j in take(conn, limit=2, queues=served)] == [b_high, a_high]
+    assert [j.id for j in take(conn, limit=1, queues=served)] == [a_low]
+    assert [j.id for j in take(conn, limit=5, queues=served)] == [b_low]
+    assert take(conn, queues=served) == []
+    queued = "SELECT array_agg(id ORDER BY id) FROM jobs WHERE state = 'queued'"
+    assert scalar(conn, queued) == [elsewhere, paused]
 
 
 def _claim_all(url: str, barrier: Any, out: Any) -> None:

@@ -193,7 +193,8 @@ def assert_keyed(
     assert scans, f"{what}: no scan of jobs in {kinds}"
     for node, _ in scans:
         kind, index = node["Node Type"], node.get("Index Name")
-        assert kind == "Index Scan" and index in allowed, f"{what}: {kind} on {index}"
+        assert kind in ("Index Scan", "Index Only Scan"), f"{what}: {kind} on {index}"
+        assert index in allowed, f"{what}: {kind} on {index}"
         if by_key and index == "jobs_pkey":
             assert "Index Cond" in node, f"{what}: the whole of jobs_pkey walked"
 
@@ -206,20 +207,50 @@ def assert_claim_walks_ready_index(plan: dict[str, Any], what: str) -> None:
     assert len(ready) == 1 and ready[0][-2:] == ("Limit", "LockRows"), f"{what}: {ready}"
 
 
-def plain_claims(limit: int) -> list[tuple[str, Statement]]:
-    """The claims of unlimited types (jobfleet_claim: the UPDATE is in a function)."""
+def assert_claim_walks_each_queue(plan: dict[str, Any], what: str) -> None:
+    """A node serving a few queues: its pick walks jobs_ready_by_queue within each queue (an
+    index condition on the queue) under Limit <- LockRows, once a queue, and sorts only what
+    those bounded walks brought; then the claimed rows by primary key."""
+    scans = [(n, p) for n, p in walk(plan) if is_scan_of_jobs(n)]
+    by_queue = [(n, p) for n, p in scans if n.get("Index Name") == "jobs_ready_by_queue"]
+    assert len(by_queue) == 1, f"{what}: {[n.get('Index Name') for n, _ in scans]}"
+    node, parents = by_queue[0]
+    assert node["Node Type"] == "Index Scan" and "queue" in node.get("Index Cond", ""), what
+    assert parents[-2:] == ("Limit", "LockRows"), f"{what}: {parents}"
+    for node, _ in scans:
+        kind, index = node["Node Type"], node.get("Index Name")
+        assert kind == "Index Scan" and "Index Cond" in node, f"{what}: {kind} on {index}"
+        assert index in ("jobs_ready_by_queue", "jobs_pkey"), f"{what}: {index}"
+    # A sort only ever above a Limit: of at most a batch a queue, never of the backlog.
+    for _, parents in scans:
+        if "Sort" in parents:
+            after = parents[len(parents) - parents[::-1].index("Sort") :]
+            assert "Limit" in after, f"{what}: a sort of a walk of jobs: {parents}"
+
+
+def plain_claims(limit: int) -> list[tuple[str, Statement, int | None]]:
+    """The claims of unlimited types (jobfleet_claim: the UPDATE is in a function), with the
+    number of queues the node serves when it walks them one by one (None: jobs_ready)."""
+
+    def claim(types: list[str], queues: list[str] | None) -> Statement:
+        return claim_statement(
+            holder="n/1", types=types, queues=queues, limit=limit, lease_seconds=30
+        )
+
+    five = [f"q{n}" for n in range(4)] + ["default"]
     return [
-        (
-            "claim, every type",
-            claim_statement(holder="n/1", types=TYPES, queues=None, limit=limit, lease_seconds=30),
-        ),
-        (
-            "claim, one type and queue",
-            claim_statement(
-                holder="n/1", types=["noop"], queues=["default"], limit=limit, lease_seconds=30
-            ),
-        ),
+        ("claim, every type", claim(TYPES, None), None),
+        ("claim, one type and queue", claim(["noop"], ["default"]), 1),
+        ("claim, two queues", claim(TYPES, ["mail", "default"]), 2),
+        ("claim, five queues", claim(TYPES, five), None),
     ]
+
+
+def assert_plain_claim(plan: dict[str, Any], queues: int | None, what: str) -> None:
+    if queues is None:
+        assert_claim_walks_ready_index(plan, what)
+    else:
+        assert_claim_walks_each_queue(plan, what)
 
 
 def limited_claim(limit: int) -> Statement:
@@ -271,7 +302,11 @@ def looks_and_upkeep() -> list[tuple[str, Statement, set[str]]]:
     """An idle node's and a burst node's looks for work, the pruner and the gauges."""
     types_and_queues = {"types": TYPES, "queues": None}
     return [
-        ("soonest_scheduled", (sql("soonest_scheduled"), types_and_queues), {"jobs_ready"}),
+        (
+            "soonest_scheduled",
+            (sql("soonest_scheduled"), types_and_queues),
+            {"jobs_ready", "jobs_ready_by_queue"},
+        ),
         (
             "burst_nothing_elsewhere",
             (sql("burst_nothing_elsewhere"), {**types_and_queues, "holder": "n/1"}),
@@ -282,11 +317,15 @@ def looks_and_upkeep() -> list[tuple[str, Statement, set[str]]]:
             (sql("prune_finished"), {"keep": 3600, "limit": 1000, "after": 0}),
             {"jobs_pkey"},
         ),
-        ("queue_gauges", (sql("queue_gauges"), {}), {"jobs_ready", "jobs_leased", "jobs_dead"}),
+        (
+            "queue_gauges",
+            (sql("queue_gauges"), {}),
+            {"jobs_ready", "jobs_ready_by_queue", "jobs_leased", "jobs_dead"},
+        ),
         (
             "pick_jobs, queued of a type",
             (sql("pick_jobs"), {"state": "queued", "type": "noop", "queue": None, "limit": 1000}),
-            {"jobs_ready"},
+            {"jobs_ready", "jobs_ready_by_queue"},
         ),
         (
             "pick_jobs, dead of a queue",
@@ -321,9 +360,9 @@ def test_hot_path_plans_are_index_driven_on_a_never_analysed_table(
 
 def assert_index_driven(conn: psycopg.Connection[Any], table: str) -> None:
     for size in BATCHES:
-        for what, statement in plain_claims(size):
+        for what, statement, queues in plain_claims(size):
             plan = executed_plan(conn, statement)
-            assert_claim_walks_ready_index(plan, f"{what}, {size}, {table}")
+            assert_plain_claim(plan, queues, f"{what}, {size}, {table}")
         what, statement = "claim of a limited type", limited_claim(size)
         assert_claim_walks_ready_index(plan_of(conn, statement), f"{what}, {size}, {table}")
         generic = generic_plan_of(conn, statement)
