@@ -377,7 +377,11 @@ class Lanes:
         if flushed.requeued:  # a retry or a released job may be ready at once
             self.more_work_may_exist()
         elif self.burst and not self.in_flight():
-            self.work_hint = True  # a burst node that wrote its last outcomes: done yet?
+            # A burst node that wrote its last outcomes: done yet? Asked at once, by a lane
+            # woken for it: the one that wrote may be the control connection, and the lanes
+            # waited out the idle poll before looking (50 ms more of a drain's start to exit).
+            self.work_hint = True
+            self.waker.wake()
         tally = self.tally
         for failed in flushed.failed_rows:
             key, state = (failed.type, failed.queue), failed.state
