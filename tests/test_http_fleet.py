@@ -7,6 +7,8 @@ import json
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -220,6 +222,21 @@ def test_the_api_alone_can_run_several_processes(cli: Cli, conn: psycopg.Connect
     assert "processes=2" in stderr and stderr.count("http stopped") == 3, stderr
     assert not [pid for pid in children if os.path.exists(f"/proc/{pid}")]  # none left behind
     assert scalar(conn, "SELECT count(*) FROM jobs") == 6
+
+
+def test_a_stop_that_comes_while_an_http_process_starts_is_kept_for_its_server() -> None:
+    """An HTTP process listens for SIGTERM from the start of its main (importing the app takes
+    a while): a stop then is kept, and the server, once made, stops at once instead of the
+    process dying by the signal (`jobfleet api --processes 2` stopped right after its start
+    left one child "killed by signal 15", and no "http stopped" from it)."""
+    code = (
+        "import os, signal, types; from jobfleet.http import server; server.stop_on_signal(); "
+        "os.kill(os.getpid(), signal.SIGTERM); print(server.stop_asked); "
+        "server._server = types.SimpleNamespace(should_exit=False); "
+        "os.kill(os.getpid(), signal.SIGINT); print(server._server.should_exit)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout.split()) == (0, ["True", "True"]), done.stderr
 
 
 def test_a_port_in_use_fails_the_start_with_a_clear_message(

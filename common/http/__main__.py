@@ -11,12 +11,13 @@ import socket
 import sys
 
 from jobfleet.db import database_url
-from jobfleet.http.server import die_with_parent, serve
+from jobfleet.http.server import die_with_parent, serve, stop_on_signal
 from jobfleet.log import setup_logging
 from jobfleet.settings import load_settings
 
 
 def main() -> int:
+    stop_on_signal()
     parser = argparse.ArgumentParser(prog="jobfleet-http")
     parser.add_argument("--fd", type=int, required=True)
     parser.add_argument("--role", choices=("api", "metrics"), default="api")

@@ -19,6 +19,9 @@ from jobfleet.settings import Settings
 
 log = get_logger("jobfleet.http")
 
+# The server this process runs, once made, for a stop asked before it could hear one.
+_server: Any = None
+
 
 def bind(host: str, port: int) -> socket.socket:
     """A listening TCP socket, or ValueError saying why the port cannot be used."""
@@ -50,6 +53,7 @@ def bind(host: str, port: int) -> socket.socket:
 
 def serve(sock: socket.socket, url: str, config: Settings, role: str) -> None:
     """Serve until SIGTERM or SIGINT (uvicorn finishes the requests in flight)."""
+    stop_on_signal()  # the HTTP child's main did already, as early as it could
     import uvicorn
 
     from jobfleet.http.app import create_app
@@ -66,17 +70,32 @@ def serve(sock: socket.socket, url: str, config: Settings, role: str) -> None:
         )
     )
     host, port = sock.getsockname()[:2]
+    global _server
+    _server = server
+    if stop_asked:  # during the start, before uvicorn listened for signals: serve nothing
+        server.should_exit = True
     log.info("http serving", extra={"role": role, "host": host, "port": port})
-    # uvicorn shuts down gracefully on SIGTERM/SIGINT, then raises the signal again to the
-    # handler it found: with this one there, the process goes on to say it stopped and exits 0.
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, _already_handled)
     server.run(sockets=[sock])
     log.info("http stopped", extra={"role": role, "host": host, "port": port})
 
 
-def _already_handled(signum: int, frame: Any) -> None:
-    pass
+stop_asked = False
+
+
+def stop_on_signal() -> None:
+    """SIGTERM and SIGINT stop the server from now on: one that comes while the process
+    still starts (importing the app takes a while) ends it as cleanly as one that comes
+    while it serves, instead of killing it. uvicorn handles them itself while it serves, and
+    raises them again to this handler once it has shut down."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _stop)
+
+
+def _stop(signum: int, frame: Any) -> None:
+    global stop_asked
+    stop_asked = True
+    if _server is not None:
+        _server.should_exit = True
 
 
 def die_with_parent() -> None:
