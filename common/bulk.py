@@ -38,14 +38,17 @@ log = get_logger(__name__)
 @dataclass(frozen=True)
 class JobFilter:
     """Which jobs a bulk change takes: of a type, in a queue, or both; at least one, so that a
-    change of every job is never one keystroke away. Checked as every name is (OptionError
-    naming `type` or `queue`)."""
+    change of every job is never one keystroke away: `every` says so in so many words (as
+    `dlq retry --all` does). Checked as every name is (OptionError naming `type` or `queue`)."""
 
     type: str | None = None
     queue: str | None = None
+    every: bool = False
 
     def __post_init__(self) -> None:
-        if self.type is None and self.queue is None:
+        if self.every and (self.type is not None or self.queue is not None):
+            raise OptionError("type", "every job, or those of a type or a queue: not both")
+        if self.type is None and self.queue is None and not self.every:
             raise OptionError("type", "give a type, a queue or both to say which jobs to change")
         for option in ("type", "queue"):
             if getattr(self, option) is not None:

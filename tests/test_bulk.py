@@ -73,6 +73,9 @@ def test_a_bulk_change_needs_a_checked_filter_and_its_own_transactions(
     with pytest.raises(OptionError, match="give a type, a queue or both") as no_filter:
         JobFilter()
     assert no_filter.value.option == "type"
+    with pytest.raises(OptionError, match="not both") as both:
+        JobFilter(type="echo", every=True)
+    assert both.value.option == "type"
     for bad in ("", "a b", "x\x00", "-lead", "t" * 129):
         with pytest.raises(OptionError, match="is not valid") as refused:
             JobFilter(queue=bad)
@@ -97,6 +100,10 @@ def test_retry_dead_by_type_queues_them_again_with_fresh_attempts(
     assert sorted(rows.fetchall()) == [(i, "queued", 1, 2) for i in failed]
     assert states(conn, "flaky") == {"dead": 4}
     assert bulk.retry_dead(conn, JobFilter("fail")) == 0
+    # Every dead job, when said in so many words (dlq retry --all), in batches too.
+    make_dead(conn, 3, type="echo")
+    assert bulk.retry_dead(conn, JobFilter(every=True), Batches(size=2)) == 7
+    assert states(conn, "flaky") == {"queued": 4} and states(conn, "echo") == {"queued": 3}
 
 
 def test_a_bulk_cancel_passes_over_jobs_a_claim_holds_without_waiting(

@@ -58,6 +58,10 @@ def test_dlq_retry_by_type(cli: Cli, conn: psycopg.Connection[Any]) -> None:
     assert json.loads(cli.ok("dlq", "retry", "--type", "flaky", "--json")) == {"changed": 2}
     assert json.loads(cli.ok("dlq", "retry", "--all", "--json")) == {"changed": 0}
     assert count(conn, "queued", "fail") == 3 and count(conn, "queued", "flaky") == 2
+    make_dead(conn, 2, type="echo")
+    make_dead(conn, 1, type="fail")
+    assert json.loads(cli.ok("dlq", "retry", "--all", "--json")) == {"changed": 3}
+    assert count(conn, "queued", "echo") == 2 and count(conn, "queued", "fail") == 4
     both = cli("dlq", "retry", "1", "--type", "fail")
     assert both.returncode == 2 and "not allowed with" in both.stderr
     bad = cli("dlq", "retry", "--type", "x\x01")

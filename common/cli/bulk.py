@@ -37,7 +37,7 @@ def add_dlq(commands: Any, job_id: Any, list_limit: Any) -> None:
     )
     which = dr.add_mutually_exclusive_group(required=True)
     which.add_argument("id", type=job_id, nargs="?", metavar="ID")
-    which.add_argument("--all", action="store_true", help="every dead job")
+    which.add_argument("--all", action="store_true", help="every dead job, in batches")
     which.add_argument(
         "--type", default=None, metavar="T", help="the dead jobs of this type, in batches"
     )
@@ -63,11 +63,12 @@ def cmd_jobs_cancel(args: argparse.Namespace, config: Settings) -> int:
 
 
 def cmd_dlq(args: argparse.Namespace, config: Settings) -> int:
-    if args.dlq_command == "retry" and args.type is not None:
+    if args.dlq_command == "retry" and (args.type is not None or args.all):
+        # Every dead job too in batches: one statement over a big dead-letter queue held its
+        # rows' locks and a transaction open until the last row was written.
+        where = bulk.JobFilter(every=True) if args.all else bulk.JobFilter(type=args.type)
         with connect(config=config, autocommit=True) as conn:
-            changed = bulk.retry_dead(
-                conn, bulk.JobFilter(type=args.type), _batches(config, "queued again")
-            )
+            changed = bulk.retry_dead(conn, where, _batches(config, "queued again"))
         _changed(args, changed, "queued again")
         return 0
     with connect(config=config) as conn:
@@ -76,8 +77,7 @@ def cmd_dlq(args: argparse.Namespace, config: Settings) -> int:
             print(listing(jobs, DEAD_JOB_COLUMNS, as_json=args.json))
             return 0
         if args.dlq_command == "retry":
-            ids = admin.dlq_retry(conn, None if args.all else args.id)
-            _changed(args, len(ids), "queued again")
+            _changed(args, len(admin.dlq_retry(conn, args.id)), "queued again")
             return 0
         older = None
         if args.older_than is not None:

@@ -172,10 +172,13 @@ def action_routes(app: FastAPI, gate: Gate, config: Settings | None = None) -> N
 
     @app.post(f"{PREFIX}/dead/retry-all", include_in_schema=False)
     async def retry_all(request: Request) -> Response:
-        def work(conn: Any) -> str:
-            return f"{len(admin.dlq_retry(conn, None))} dead jobs queued again"
+        def work(fields: Fields) -> str:
+            return in_batches(
+                lambda conn: bulk.retry_dead(conn, bulk.JobFilter(every=True), batches),
+                lambda n: f"{n} dead jobs queued again",
+            )
 
-        return await form_action(request, "admin", on_conn(work), "/dead")
+        return await form_action(request, "admin", work, "/dead")
 
     @app.post(f"{PREFIX}/dead/purge", include_in_schema=False)
     async def purge(request: Request) -> Response:
