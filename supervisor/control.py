@@ -162,14 +162,9 @@ class Control:
         self.lanes.more_work_may_exist()  # requeued attempts may be ready at once
         tally = self.tally
         for job in reaped:
-            key, state = (job.type, job.queue), job.state
+            key = (job.type, job.queue)
             tally.lost[key] += 1
-            if state == "dead":
-                tally.dead[key] += 1
-            elif state == "cancelled":
-                tally.cancelled[key] += 1
-            else:
-                tally.retried[key] += 1
+            tally.count_after_attempt(key, job.state)
 
     async def loop(self) -> None:
         """Duties when due; between them, hot-path work the lanes left (only while the node is

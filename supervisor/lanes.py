@@ -36,10 +36,11 @@ from jobfleet.supervisor.claims import (
 from jobfleet.supervisor.database import DatabaseDown, ManagedConnection, StatementError
 from jobfleet.supervisor.limited import LimitedTypes
 from jobfleet.supervisor.node import Node
-from jobfleet.supervisor.outbox import Outbox, back_to_back, write_after, writes_beside
+from jobfleet.supervisor.outbox import Outbox, log_failures
 from jobfleet.supervisor.pool import TICK_SECONDS, WorkerPool
 from jobfleet.supervisor.tally import Tally
 from jobfleet.supervisor.waker import Waker
+from jobfleet.supervisor.write_timing import back_to_back, write_after, writes_beside
 
 log = get_logger("jobfleet.supervisor")
 
@@ -58,8 +59,6 @@ DUE_TIMES_KEPT = 1000
 # After a statement the database refused (not a lost connection), wait this long before the
 # next try: the error is logged each time, and a tight loop would flood the log.
 STATEMENT_ERROR_PAUSE_SECONDS = 1.0
-# Failures are logged one by one (they are the exception), but never more than this a batch.
-FAILURES_LOGGED_PER_FLUSH = 20
 FAILED_OUTCOMES = frozenset(("failed", "crashed", "timed_out"))
 
 
@@ -114,7 +113,7 @@ class Lanes:
         self.dry_due_seen = 0.0  # the last due time that ended those pauses
         self.main_claimed = False  # a round has claimed for the main threads (plan_claims)
         self.news_at = 0.0  # when work was last announced (more_work_may_exist)
-        self.back_to_back = False  # and whether it came back to back (outbox.back_to_back)
+        self.back_to_back = False  # and whether it came back to back (write_timing.back_to_back)
 
     def _fields(self, **extra: Any) -> dict[str, Any]:
         return {"node": self.node.name, **extra}
@@ -140,7 +139,7 @@ class Lanes:
 
     def _write_after(self, now: float) -> float:
         """Seconds until the outcomes waiting are due to be written; 0: now (see
-        outbox.write_after)."""
+        write_timing.write_after)."""
         outbox, pool = self.outbox, self.pool
         return write_after(
             now,
@@ -204,7 +203,7 @@ class Lanes:
         )
 
     def _writes_beside(self) -> bool:
-        """Write beside the write in flight (outbox.writes_beside)."""
+        """Write beside the write in flight (write_timing.writes_beside)."""
         return writes_beside(
             writing=self.flushing,
             waiting=self.outbox.waiting,
@@ -355,23 +354,7 @@ class Lanes:
         self.finished_cancelled += cancelled
         if flushed.statement_errors:
             self.tally.statement_errors["record"] += flushed.statement_errors
-        for failure in flushed.failures[:FAILURES_LOGGED_PER_FLUSH]:
-            last_line = (failure.error or "").strip().splitlines()[-1:] or [""]
-            log.info(
-                "job attempt cancelled" if failure.outcome == "cancelled" else "job attempt failed",
-                extra=self._fields(
-                    job=failure.job_id,
-                    attempt=failure.attempt,
-                    outcome=failure.outcome,
-                    worker=failure.pid,
-                    error=last_line[0][:200],
-                ),
-            )
-        if len(flushed.failures) > FAILURES_LOGGED_PER_FLUSH:
-            log.info(
-                "more attempts failed or were cancelled",
-                extra=self._fields(count=len(flushed.failures) - FAILURES_LOGGED_PER_FLUSH),
-            )
+        log_failures(self.node.name, flushed.failures)
         if self.limits.poll and (flushed.succeeded or flushed.failures):
             self.limits.jobs_ended()  # a full max_running of a type may have room now
         if flushed.requeued:  # a retry or a released job may be ready at once
@@ -384,17 +367,11 @@ class Lanes:
             self.waker.wake()
         tally = self.tally
         for failed in flushed.failed_rows:
-            key, state = (failed.type, failed.queue), failed.state
             if failed.due_in is not None and failed.due_in > 0:
                 self.work_due_in(failed.due_in)  # a retry after its backoff: claim it then
             if failed.outcome in FAILED_OUTCOMES:
                 tally.failed[(failed.type, failed.queue, failed.outcome)] += 1
-            if state == "queued":
-                tally.retried[key] += 1
-            elif state == "dead":
-                tally.dead[key] += 1
-            elif state == "cancelled":
-                tally.cancelled[key] += 1
+            tally.count_after_attempt((failed.type, failed.queue), failed.state)
         if flushed.late:
             tally.late_completions += flushed.late
             self.late_results += flushed.late

@@ -85,6 +85,16 @@ class Tally:
             for job in jobs:
                 self.observe_wait((job.type, job.queue), job.waited)
 
+    def count_after_attempt(self, key: tuple[str, str], state: str) -> None:
+        """Where a job went once an attempt of it ended without success (written by a lane,
+        or reaped): queued again, dead or cancelled (jobfleet_state_after_failure)."""
+        if state == "queued":
+            self.retried[key] += 1
+        elif state == "dead":
+            self.dead[key] += 1
+        elif state == "cancelled":
+            self.cancelled[key] += 1
+
     def observe_batch(self, size: int) -> None:
         self.claim_batch_size.counts[bisect_left(BATCH_BUCKETS, size)] += 1
         self.claim_batch_size.total += size

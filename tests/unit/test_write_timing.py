@@ -1,6 +1,7 @@
-"""When the outbox is written (supervisor/outbox.py, write_after and back_to_back): at once,
-after a share of the jobs' run time, or, while jobs come back to back one at a time, together
-with the next few jobs' outcomes, so that the writes' WAL flushes stay out of the enqueues' way.
+"""When the outbox is written (supervisor/write_timing.py): at once, after a share of the jobs'
+run time, or, while jobs come back to back one at a time, together with the next few jobs'
+outcomes, so that the writes' WAL flushes stay out of the enqueues' way; and when a lane writes
+beside a write in flight.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from jobfleet.supervisor.outbox import (
+from jobfleet.supervisor.write_timing import (
     BACK_TO_BACK_LINGER_SECONDS,
     BACK_TO_BACK_SECONDS,
     WRITE_BESIDE_BUSY_MIN,
