@@ -27,6 +27,7 @@ from typing import Any
 from jobfleet.log import get_logger
 from jobfleet.metrics import directory, write_snapshot
 from jobfleet.settings import Settings
+from jobfleet.supervisor import collector
 from jobfleet.supervisor.control import Control
 from jobfleet.supervisor.http_child import HttpChild
 from jobfleet.supervisor.lanes import Lanes
@@ -134,6 +135,7 @@ class Supervisor:
                 workers=self.pool.desired, types=self.node.types, queues=self.node.queues or "*"
             ),
         )
+        collector.settle()  # before the first fork: the children inherit it
         # Children start up while the connections are made: the loops below all begin at once.
         self.pool.manage_children()
         for http in self.http:

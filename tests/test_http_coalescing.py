@@ -5,11 +5,15 @@ written fails its own request alone."""
 from __future__ import annotations
 
 import asyncio
+import http.client
+import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -23,12 +27,12 @@ from tests.conftest import Cli, scalar, wait_until
 from tests.test_http_fleet import answers, call, new_key
 
 
-@pytest.fixture
-def api(cli: Cli, db_url: str) -> Iterator[str]:
-    """`jobfleet api` (one process, so concurrent requests meet in one event loop) with a
-    statement timeout of 1 s; its base URL."""
+@contextmanager
+def one_api_process(db_url: str, **settings: str) -> Iterator[str]:
+    """`jobfleet api` (one process, so concurrent requests meet in one event loop) with these
+    JOBFLEET_ settings; its base URL."""
     port = free_port()
-    env = {**os.environ, "JOBFLEET_DATABASE_URL": db_url, "JOBFLEET_STATEMENT_TIMEOUT_SECONDS": "1"}
+    env = {**os.environ, "JOBFLEET_DATABASE_URL": db_url, **settings}
     server = subprocess.Popen(
         [
             os.path.join(os.path.dirname(sys.executable), "jobfleet"),
@@ -51,6 +55,13 @@ def api(cli: Cli, db_url: str) -> Iterator[str]:
         server.wait(timeout=30)
 
 
+@pytest.fixture
+def api(db_url: str) -> Iterator[str]:
+    """One API process with a statement timeout of 1 s."""
+    with one_api_process(db_url, JOBFLEET_STATEMENT_TIMEOUT_SECONDS="1") as base:
+        yield base
+
+
 def post_all(base: str, key: str, bodies: list[Any]) -> list[tuple[int, Any]]:
     """Every body POSTed to /jobs at once, each from its own client."""
     with ThreadPoolExecutor(max_workers=len(bodies)) as pool:
@@ -58,15 +69,57 @@ def post_all(base: str, key: str, bodies: list[Any]) -> list[tuple[int, Any]]:
         return list(done)
 
 
+def post_all_held(base: str, key: str, bodies: list[Any], db_url: str) -> list[tuple[int, Any]]:
+    """Every body POSTed to /jobs at once, each from its own client, while the jobs table is
+    held against inserts: the first transaction waits until every request is sent, so the
+    rest arrive while it runs, however slowly the clients get going on a busy machine."""
+    sent = threading.Semaphore(0)
+    host, port = base.removeprefix("http://").split(":")
+
+    def post(body: Any) -> tuple[int, Any]:
+        client = http.client.HTTPConnection(host, int(port), timeout=30)
+        try:
+            headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
+            client.request("POST", "/jobs", json.dumps(body).encode(), headers)
+            sent.release()
+            response = client.getresponse()
+            return response.status, json.loads(response.read())
+        finally:
+            client.close()
+
+    with (
+        psycopg.connect(db_url) as holder,
+        psycopg.connect(db_url, autocommit=True) as watcher,
+        ThreadPoolExecutor(max_workers=len(bodies)) as pool,
+    ):
+        holder.execute("LOCK TABLE jobs IN SHARE MODE")  # an INSERT waits for it
+        answers = pool.map(post, bodies)
+        for _ in bodies:
+            assert sent.acquire(timeout=30), "a client could not send its request"
+        wait_until(
+            lambda: scalar(watcher, BLOCKED_INSERTS, (holder.info.backend_pid,)),
+            what="the first transaction to wait on the table",
+        )
+        holder.commit()
+        return list(answers)
+
+
+BLOCKED_INSERTS = """
+SELECT count(*) FROM pg_stat_activity
+WHERE %s = ANY(pg_blocking_pids(pid)) AND query LIKE '%%jobfleet_enqueue_set%%'
+"""
+
+
 def test_concurrent_posts_each_get_their_own_job_in_shared_transactions(
-    api: str, cli: Cli, conn: psycopg.Connection[Any]
+    cli: Cli, db_url: str, conn: psycopg.Connection[Any]
 ) -> None:
     key = new_key(cli, "burst", "enqueue,read")
     # Payloads go to the database as text in an array and are cast one by one: unicode,
     # escapes, large and fractional numbers read back exactly.
     odd = {"s": 'é ☃ \u2028 \\ " \\u0000', "f": 12.75, "e": 1.5e20, "big": 2**62, "neg": -0.25}
     bodies = [{"type": "echo", "payload": {"n": n, **odd}} for n in range(64)]
-    answered = post_all(api, key, bodies)
+    with one_api_process(db_url) as base:
+        answered = post_all_held(base, key, bodies, db_url)
     assert [status for status, _ in answered] == [201] * 64
     # Each answer is its own job, read back whole.
     assert sorted(job["payload"]["n"] for _, job in answered) == list(range(64))
