@@ -24,10 +24,10 @@ import time
 from enum import Enum
 from typing import Any
 
+from jobfleet import collector
 from jobfleet.log import get_logger
 from jobfleet.metrics import directory, write_snapshot
 from jobfleet.settings import Settings
-from jobfleet.supervisor import collector
 from jobfleet.supervisor.control import Control
 from jobfleet.supervisor.http_child import HttpChild
 from jobfleet.supervisor.lanes import Lanes

@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 
 import jobfleet
-from jobfleet.supervisor import collector
+from jobfleet import collector
 from tests.fleet_support import handler_module
 
 REPORTS_GC = """

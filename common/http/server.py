@@ -13,7 +13,7 @@ import signal
 import socket
 from typing import Any
 
-from jobfleet import processes
+from jobfleet import collector, processes
 from jobfleet.log import get_logger
 from jobfleet.settings import Settings
 
@@ -59,6 +59,7 @@ def serve(sock: socket.socket, url: str, config: Settings, role: str) -> None:
     from jobfleet.http.app import create_app
 
     app = create_app(url, config, role)  # type: ignore[arg-type]
+    collector.settle()
     server = uvicorn.Server(
         uvicorn.Config(
             app,
