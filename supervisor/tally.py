@@ -4,13 +4,12 @@ per job would cost more than the job."""
 
 from __future__ import annotations
 
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
-from functools import partial
 
-from jobfleet.jobs import TYPE_QUEUE, WAITED, ClaimedJob
+from jobfleet.jobs import WAITED, ClaimedJob, one_type_queue
 from jobfleet.metrics import (
     BATCH_BUCKETS,
     DEFINITIONS,
@@ -74,16 +73,18 @@ class Tally:
         _observe_all(self.wait, key, seconds)
 
     def count_started(self, jobs: Sequence[ClaimedJob]) -> None:
-        """A claimed batch handed to the children: by the batch, in C loops (map, Counter),
-        since this runs for every job."""
+        """A claimed batch handed to the children: by the batch, in C loops, when its jobs
+        are all of one type and queue (the hot path: this runs for every job)."""
         self.observe_batch(len(jobs))
-        keys = Counter(map(TYPE_QUEUE, jobs))
-        self.started.update(keys)
-        if len(keys) == 1:
-            self.observe_waits(next(iter(keys)), list(map(WAITED, jobs)))
-        else:
-            for job in jobs:
-                self.observe_wait((job.type, job.queue), job.waited)
+        key = one_type_queue(jobs)
+        if key is not None:
+            self.started[key] += len(jobs)
+            self.observe_waits(key, list(map(WAITED, jobs)))
+            return
+        for job in jobs:
+            key = (job.type, job.queue)
+            self.started[key] += 1
+            self.observe_wait(key, job.waited)
 
     def count_after_attempt(self, key: tuple[str, str], state: str) -> None:
         """Where a job went once an attempt of it ended without success (written by a lane,
@@ -144,15 +145,27 @@ def _observe(table: dict[tuple[str, str], _Buckets], key: tuple[str, str], value
     buckets.total += value
 
 
-_BUCKET_OF = partial(bisect_left, DURATION_BUCKETS)
-
-
 def _observe_all(
     table: dict[tuple[str, str], _Buckets], key: tuple[str, str], values: list[float]
 ) -> None:
-    """Many observations of one label set: bucketed by C loops (map, Counter), not one by one."""
+    """Many observations of one label set, as many `_observe` would make them."""
     buckets = _buckets(table, key)
-    counts = buckets.counts
-    for bucket, n in Counter(map(_BUCKET_OF, values)).items():
-        counts[bucket] += n
+    add_bucketed(buckets.counts, values, DURATION_BUCKETS)
     buckets.total += sum(values)
+
+
+def add_bucketed(counts: list[int], values: list[float], bounds: Sequence[float]) -> None:
+    """Count each value in its bucket, bucket i holding what is above bounds[i - 1] and at
+    most bounds[i] (the last: above them all), as bisect_left(bounds, value) places one.
+    Sorted once and cut at each bound, in C: 0.03 ms a thousand values, against 0.11 placing
+    each one (every claimed job's wait and every job's run time pass here). `values` is
+    sorted in place."""
+    values.sort()
+    below = 0
+    for bucket, bound in enumerate(bounds):
+        upto = bisect_right(values, bound, below)
+        counts[bucket] += upto - below
+        below = upto
+        if below == len(values):
+            return
+    counts[len(bounds)] += len(values) - below
