@@ -171,9 +171,13 @@ class Lanes:
                 await self._flush(db)
             elif self.limits.stale:
                 await db.run(self._refresh_limits)
+            elif (beside := self._writes_beside()) and self.queue_dry:
+                # The queue ran dry at the last claim: the outcomes before a claim that would
+                # most likely find nothing (a drain's last ones waited 20-25 ms for one).
+                await self._flush(db)
             elif not first and (claims := self._claim_statements()):
                 await self._claim(db, claims)
-            elif self._writes_beside():
+            elif beside:
                 await self._flush(db)
             else:
                 return False
@@ -193,10 +197,12 @@ class Lanes:
         return True
 
     def _claims_first(self) -> bool:
-        """Claim before writing: outcomes wait, and the node runs nothing, claims nothing, and
-        needs no fresh look at its limits (which comes before a claim)."""
+        """Claim before writing: outcomes wait, and the node runs nothing, claims nothing,
+        needs no fresh look at its limits (which comes before a claim), and may find work:
+        not when the last claim ran the queue dry and nothing was announced since."""
         return (
             bool(self.outbox)
+            and not self.queue_dry
             and not self.limits.stale
             and not self.claims_in_flight()
             and not self.pool.holds_jobs()
@@ -208,6 +214,7 @@ class Lanes:
             writing=self.flushing,
             waiting=self.outbox.waiting,
             queue_dry=self.queue_dry,
+            running=self.pool.holds_jobs(),
             limited=bool(self.limits.types) or self.limits.stale,
         )
 
