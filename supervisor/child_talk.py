@@ -9,9 +9,9 @@ from collections.abc import Callable
 from itertools import repeat
 from typing import Any, cast
 
+from jobfleet.completion import SuccessColumns, success_rows
 from jobfleet.jobs import (
     SUCCESS_FINISHED,
-    SUCCESS_JOB_ID,
     SUCCESS_STARTED,
     AttemptResult,
     ClaimedJob,
@@ -71,16 +71,16 @@ class ChildTalk:
 
     def _on_message(self, child: Child, message: Any) -> None:
         kind = message[0]
-        if kind == protocol.DONE:
-            _, successes, failures, committed = message
-            child.reported += len(successes) + len(failures) + len(committed)
+        if kind == protocol.DONE:  # see protocol.done
+            _, ids, seconds, columns, failures, committed = message
+            child.reported += len(ids) + len(failures) + len(committed)
             if committed:
                 self._count_committed(lambda job_id: child.assigned.pop(job_id, None), committed)
             doomed = child.kill.job.id if child.kill and child.kill.job else None
             assigned = child.assigned
             tally = self.tally
-            if successes:
-                self._settle_successes(assigned, successes, doomed)
+            if columns is not None:
+                self._settle_successes(assigned, ids, seconds, columns, doomed)
             for failure in failures:
                 job = assigned.pop(failure.job_id, None) if failure.job_id != doomed else None
                 if job is not None:
@@ -90,7 +90,7 @@ class ChildTalk:
                         (job.type, job.queue),
                         (failure.finished_at - failure.started_at).total_seconds(),
                     )
-            self.dispatcher.observe(successes, failures)
+            self.dispatcher.observe(seconds, failures)
             self.waker.wake()
         elif kind == protocol.LANE_DONE:
             _, successes, failures, committed = message
@@ -154,25 +154,27 @@ class ChildTalk:
         self.waker.wake()
 
     def _settle_successes(
-        self, assigned: dict[int, ClaimedJob], successes: list[Success], doomed: int | None
+        self,
+        assigned: dict[int, ClaimedJob],
+        ids: list[int],
+        seconds: list[float],
+        columns: SuccessColumns,
+        doomed: int | None,
     ) -> None:
-        """Successes to the outbox and the tally. By the batch, in C loops, when the batch
-        is whole (every job ours, one job type and queue: the hot path); else one by one."""
-        jobs: list[ClaimedJob | None] = list(
-            map(assigned.pop, map(SUCCESS_JOB_ID, successes), repeat(None))
-        )
+        """Successes to the outbox and the tally. By the batch, in C loops, as the child
+        formatted them, when the batch is whole (every job ours, one job type and queue: the
+        hot path); else one by one."""
+        jobs: list[ClaimedJob | None] = list(map(assigned.pop, ids, repeat(None)))
         tally = self.tally
         # Whole: every job ours (a job is a non-empty tuple, so all() finds a None alone).
         whole = doomed is None and all(jobs)
         key = one_type_queue(cast(list[ClaimedJob], jobs)) if whole else None
         if key is not None:
-            self.outbox.add_successes(successes)
-            tally.succeeded[key] += len(successes)
-            tally.observe_durations(
-                key, [(s[SUCCESS_FINISHED] - s[SUCCESS_STARTED]) / 1e6 for s in successes]
-            )
+            tally.succeeded[key] += len(ids)
+            tally.observe_durations(key, seconds)  # sorts them: only their sum is used after
+            self.outbox.add_formatted(ids, columns)
             return
-        for success, job in zip(successes, jobs, strict=True):
+        for success, job in zip(success_rows(columns), jobs, strict=True):
             if job is None:  # not ours (any more): its attempt was settled otherwise
                 continue
             if job.id == doomed:  # its child is being killed over it: settled then, not twice

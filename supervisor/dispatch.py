@@ -16,15 +16,13 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from math import fsum
 from typing import Protocol, TypeVar
 
 from jobfleet.jobs import (
     JOB_ID,
-    SUCCESS_FINISHED,
-    SUCCESS_STARTED,
     AttemptResult,
     ClaimedJob,
-    Success,
 )
 
 TARGET_BATCH_SECONDS = 0.2
@@ -109,19 +107,21 @@ class Dispatcher:
     def __init__(self) -> None:
         self.mean_seconds: float | None = None  # smoothed run time of one job
 
-    def observe(self, successes: Sequence[Success], failures: Sequence[AttemptResult]) -> None:
-        """Learn how long jobs take from a batch of outcomes."""
-        count = len(successes) + len(failures)
+    def observe(self, seconds: Sequence[float], failures: Sequence[AttemptResult]) -> None:
+        """Learn how long jobs take from a batch of outcomes: the successes' run times, and
+        the failures."""
+        count = len(seconds) + len(failures)
         if not count:
             return
-        total = sum(s[SUCCESS_FINISHED] - s[SUCCESS_STARTED] for s in successes) / 1e6 + sum(
+        # fsum: a batch of equal run times averages to that run time exactly.
+        total = fsum(seconds) + sum(
             (f.finished_at - f.started_at).total_seconds() for f in failures
         )
-        seconds = max(0.0, total / count)
+        mean = max(0.0, total / count)
         if self.mean_seconds is None:
-            self.mean_seconds = seconds
+            self.mean_seconds = mean
         else:
-            self.mean_seconds += SMOOTHING * (seconds - self.mean_seconds)
+            self.mean_seconds += SMOOTHING * (mean - self.mean_seconds)
 
     @property
     def batch(self) -> int:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, TypeVar
 
+from jobfleet.completion import SuccessColumns, success_rows
 from jobfleet.jobs import SUCCESS_FINISHED, SUCCESS_STARTED, AttemptResult, Success
 from jobfleet.log import get_logger
 from jobfleet.queries import sql
@@ -94,6 +95,9 @@ class Outbox:
         self.on_arrival = on_arrival  # called when something arrives in an empty outbox
         self.max_error_bytes = max_error_bytes
         self.successes: list[Success] = []
+        # Successes as the children formatted them (protocol.done), with their jobs' ids.
+        self.formatted: list[tuple[list[int], SuccessColumns]] = []
+        self.formatted_count = 0
         self.results: list[AttemptResult] = []  # everything that did not succeed
         self.releases: list[tuple[int, int]] = []
         self.progress: dict[tuple[int, int], tuple[float, str | None]] = {}
@@ -101,7 +105,9 @@ class Outbox:
         self.latest: float | None = None  # when the newest outcome arrived, written or not
 
     def __bool__(self) -> bool:
-        return bool(self.successes or self.results or self.releases or self.progress)
+        return bool(
+            self.successes or self.formatted or self.results or self.releases or self.progress
+        )
 
     def _arriving(self) -> None:
         if not self:
@@ -126,6 +132,12 @@ class Outbox:
         self._outcomes_arriving()
         self.successes.extend(successes)
 
+    def add_formatted(self, ids: list[int], columns: SuccessColumns) -> None:
+        """A batch of successes a child formatted for the write: `ids` are its jobs."""
+        self._outcomes_arriving()
+        self.formatted.append((ids, columns))
+        self.formatted_count += len(ids)
+
     def add_result(self, result: AttemptResult) -> None:
         """Queue an outcome that is not a success, its error made storable."""
         if result.error is not None:
@@ -135,10 +147,14 @@ class Outbox:
 
     @property
     def waiting(self) -> int:
-        return len(self.successes) + len(self.results)
+        return len(self.successes) + self.formatted_count + len(self.results)
 
     def job_ids(self) -> list[int]:
-        return [s[0] for s in self.successes] + [r.job_id for r in self.results]
+        return (
+            [s[0] for s in self.successes]
+            + [job_id for ids, _ in self.formatted for job_id in ids]
+            + [r.job_id for r in self.results]
+        )
 
     def add_releases(self, jobs: Iterable[tuple[int, int]]) -> None:
         jobs = list(jobs)
@@ -165,8 +181,12 @@ class Outbox:
         on its data, write it apart instead. Every write is fenced on the attempt and on
         `holder`, the node run's lease holder (the claims' locked_by)."""
         ok, bad, releases, reports = self.successes, self.results, self.releases, self.progress
+        formatted, succeeded = self.formatted, len(ok) + self.formatted_count
         self.successes, self.results, self.releases, self.progress = [], [], [], {}
-        statements = record_statements(node, ok, bad, config, holder=holder)
+        self.formatted, self.formatted_count = [], 0
+        statements = record_statements(
+            node, ok, bad, config, holder=holder, formatted=[c for _, c in formatted]
+        )
         recording = len(statements)
         if releases:
             statements.append(release_statement(releases, holder))
@@ -180,15 +200,16 @@ class Outbox:
                 "a batch write was refused on its data; writing its rows apart",
                 extra={"node": node, "reason": str(exc)},
             )
-            return await self._write_apart(db, node, holder, config, ok, bad, releases, reports)
+            every = ok + [row for _, columns in formatted for row in success_rows(columns)]
+            return await self._write_apart(db, node, holder, config, every, bad, releases, reports)
         except BaseException:
-            self._put_back(ok, bad, releases, reports)
+            self._put_back(ok, bad, releases, reports, formatted)
             raise
         written = sum(len(r) for r in rows[:recording])
         return Flushed(
-            late=len(ok) + len(bad) - written,
+            late=succeeded + len(bad) - written,
             requeued=bool(bad or releases),
-            succeeded=len(ok),
+            succeeded=succeeded,
             failures=tuple(bad),
             failed_rows=tuple(map(Failed._make, rows[recording - 1])) if bad else (),
         )
@@ -199,8 +220,11 @@ class Outbox:
         bad: list[AttemptResult],
         releases: list[tuple[int, int]],
         reports: dict[tuple[int, int], tuple[float, str | None]],
+        formatted: Sequence[tuple[list[int], SuccessColumns]] = (),
     ) -> None:
         self.successes, self.results = ok + self.successes, bad + self.results
+        self.formatted = [*formatted, *self.formatted]
+        self.formatted_count += sum(len(ids) for ids, _ in formatted)
         self.releases = releases + self.releases
         self.progress = {**reports, **self.progress}
 

@@ -32,6 +32,7 @@ from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from jobfleet.completion import Statement as Statement
+from jobfleet.completion import SuccessColumns
 from jobfleet.completion import success_statement as success_statement
 from jobfleet.jobs import AttemptResult, ClaimedJob, Success
 from jobfleet.queries import sql
@@ -163,11 +164,13 @@ def record_statements(
     config: Settings | None = None,
     *,
     holder: str | None = None,
+    formatted: Sequence[SuccessColumns] = (),
 ) -> list[Statement]:
-    """At most two statements: the successes, and everything else."""
+    """At most two statements: the successes (`successes`, and those already `formatted`),
+    and everything else."""
     statements: list[Statement] = []
-    if successes:
-        statements.append(success_statement(node, successes, holder=holder))
+    if successes or formatted:
+        statements.append(success_statement(node, successes, holder=holder, formatted=formatted))
     if failures:
         statements.append(failure_statement(node, failures, config, holder=holder))
     return statements

@@ -11,6 +11,7 @@ from typing import Any
 import psycopg
 
 import jobfleet
+from jobfleet.completion import success_columns
 from jobfleet.jobs import AttemptResult, Success
 from jobfleet.settings import load_settings
 from jobfleet.supervisor.database import ManagedConnection
@@ -81,6 +82,35 @@ def test_a_refused_row_in_a_batch_of_successes_is_recorded_apart(
         "SELECT outcome, node, pid FROM job_attempts WHERE job_id = %s", (poisoned[0],)
     ).fetchall()
     assert logged == [("failed", NODE, 4242)]
+
+
+def test_a_refused_row_in_batches_a_child_formatted_is_recorded_apart(
+    conn: psycopg.Connection[Any], db_url: str
+) -> None:
+    jobs = _claim_all(conn, 200)
+    poisoned = jobs[137]
+    rows = [_success(job, '"\\udcff"' if job == poisoned else "7") for job in jobs]
+    outbox = Outbox()
+    # As the children send them (protocol.done), with a loose row between (a job run beside).
+    outbox.add_formatted([r[0] for r in rows[:100]], success_columns(rows[:100]))
+    outbox.add_success(rows[100])
+    outbox.add_formatted([r[0] for r in rows[101:]], success_columns(rows[101:]))
+    assert outbox.waiting == 200
+    flushed = _flush(outbox, db_url)
+    assert flushed.succeeded == 199 and flushed.late == 0 and flushed.dropped == 0
+    assert flushed.statement_errors > 0 and not outbox
+    states = _states(conn)
+    assert {i for i, (s, _) in states.items() if s == "succeeded"} == {j[0] for j in jobs} - {
+        poisoned[0]
+    }
+    state, error = states[poisoned[0]]
+    assert state == "dead"
+    assert error.startswith("the handler returned, but its result could not be stored")
+    times = conn.execute(
+        "SELECT count(*) FROM jobs WHERE state = 'succeeded' AND attempt_pid = 4242"
+        " AND finished_at - started_at = interval '1 ms'"
+    ).fetchone()
+    assert times == (199,)
 
 
 def test_a_failure_that_cannot_be_stored_is_recorded_with_a_note(

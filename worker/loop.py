@@ -298,10 +298,10 @@ class ChildLoop:
                 successes.append(outcome)
             now = monotonic()
             if now - last_sent >= FLUSH_AFTER_SECONDS:
-                self._send((protocol.DONE, successes, failures, committed))
+                self._send(protocol.done(successes, failures, committed))
                 successes, failures, committed, last_sent = [], [], [], now
         if successes or failures or committed:
-            self._send((protocol.DONE, successes, failures, committed))
+            self._send(protocol.done(successes, failures, committed))
 
     def _run_transactional(
         self,

@@ -9,7 +9,11 @@ from __future__ import annotations
 import pickle
 import socket
 import struct
+from collections.abc import Sequence
 from typing import Any
+
+from jobfleet.completion import success_columns
+from jobfleet.jobs import SUCCESS_FINISHED, SUCCESS_JOB_ID, SUCCESS_STARTED, AttemptResult, Success
 
 HEADER = struct.Struct("!I")
 MAX_FRAME = 256 * 1024 * 1024
@@ -22,13 +26,27 @@ CANCEL = "cancel"  # (CANCEL, job_id, attempt): stop a job run beside the main t
 # started are released by the parent when it reaps the child.
 BYE = "bye"
 # Child -> parent
-# (DONE, [Success, ...], [AttemptResult of a failure, ...], [Success already committed, ...]):
-# the last are a transactional handler's, which its worker recorded in the handler's transaction.
+# (DONE, [job id, ...], [run time in seconds, ...], SuccessColumns or None, [AttemptResult of a
+# failure, ...], [Success already committed, ...]): the successes' ids and run times, and
+# their columns formatted for the write (see `done`); the last are a transactional handler's,
+# which its worker recorded in the handler's transaction.
 DONE = "done"
 # The same for jobs run beside the main thread (async, threaded): not counted in the slot's
 # jobs_done, which counts the main thread's jobs, in the order they were handed out.
 LANE_DONE = "lane_done"
 PROGRESS = "progress"  # (PROGRESS, job_id, attempt, fraction, message)
+
+
+def done(
+    successes: Sequence[Success], failures: list[AttemptResult], committed: list[Success]
+) -> tuple[Any, ...]:
+    """A DONE message. The successes travel as the supervisor uses them: their ids (to settle
+    what the child held), run times (its tally) and the columns its write takes, formatted here
+    rather than on the supervisor's hot path."""
+    ids = list(map(SUCCESS_JOB_ID, successes))
+    seconds = [(s[SUCCESS_FINISHED] - s[SUCCESS_STARTED]) / 1e6 for s in successes]
+    columns = success_columns(successes) if successes else None
+    return (DONE, ids, seconds, columns, failures, committed)
 
 
 def encode(message: Any) -> bytes:

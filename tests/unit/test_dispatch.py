@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from jobfleet.jobs import AttemptResult, ClaimedJob, Success
+from jobfleet.jobs import AttemptResult, ClaimedJob
 from jobfleet.supervisor.dispatch import MAX_BATCH, MAX_CLAIM, Dispatcher, deal_out
 
 
@@ -24,9 +24,9 @@ def job(n: int) -> ClaimedJob:
     return ClaimedJob(n, "noop", "default", 0, 1, None, "null")
 
 
-def successes(seconds: float, n: int) -> list[Success]:
-    micros = int(seconds * 1e6)
-    return [(i, 1, "null", None, 0, micros) for i in range(n)]
+def successes(seconds: float, n: int) -> list[float]:
+    """The run times of `n` successes of `seconds` each, as a DONE message brings them."""
+    return [seconds] * n
 
 
 def test_one_job_each_until_the_first_outcomes_say_how_long_jobs_take() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from jobfleet.completion import success_columns
 from jobfleet.jobs import AttemptResult
 from jobfleet.supervisor.outbox import Outbox
 
@@ -36,3 +37,20 @@ def test_add_result_and_add_progress_clean_what_they_are_given() -> None:
         (2, 1): (0.0, "17"),
         (3, 1): (1.0, None),
     }
+
+
+def test_batches_the_children_formatted_wait_and_go_back_as_they_came() -> None:
+    arrivals: list[int] = []
+    outbox = Outbox(on_arrival=lambda: arrivals.append(1))
+    first = [(1, 1, "null", 7, 0, 1), (2, 1, '{"a": [1, 2]}', 7, 0, 1)]
+    outbox.add_formatted([1, 2], success_columns(first))
+    outbox.add_success((3, 1, "null", None, 0, 1))
+    outbox.add_formatted([4], success_columns([(4, 2, "4", 7, 0, 1)]))
+    assert arrivals == [1] and outbox and outbox.only_successes
+    assert outbox.waiting == 4 and outbox.job_ids() == [3, 1, 2, 4]
+    # What a flush takes and, when the database is away, puts back.
+    taken, outbox.formatted, outbox.formatted_count = outbox.formatted, [], 0
+    outbox.add_formatted([5], success_columns([(5, 1, "5", 7, 0, 1)]))
+    outbox._put_back([], [], [], {}, taken)
+    assert outbox.waiting == 5
+    assert [ids for ids, _ in outbox.formatted] == [[1, 2], [4], [5]]
