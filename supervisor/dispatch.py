@@ -21,6 +21,7 @@ from typing import Protocol, TypeVar
 
 from jobfleet.jobs import (
     JOB_ID,
+    TYPE,
     AttemptResult,
     ClaimedJob,
 )
@@ -172,7 +173,10 @@ def deal_out(
 ) -> tuple[dict[H, list[ClaimedJob]], list[ClaimedJob]]:
     """Deal a claim's jobs to the children, for their main threads or beside them, note
     what each child now holds, and return each child's batch and what did not fit."""
-    if beside_limits:
+    # A claim is for the main threads' types or for one type run beside them, so a round's
+    # jobs are most often all of the first kind: found by a set of their types (in C) rather
+    # than by a look at each job in Python.
+    if beside_limits and not beside_limits.keys().isdisjoint(set(map(TYPE, jobs))):
         main = [j for j in jobs if j.type not in beside_limits]
         extra, extra_leftovers = assign_beside(
             [j for j in jobs if j.type in beside_limits], children, beside_limits

@@ -116,3 +116,14 @@ def test_every_job_dealt_is_in_its_childs_batch_and_held_once() -> None:
     assert sum(c.beside_held["fetch"] for c in (busy, idle)) == 30 - len(
         [j for j in leftovers if j.type == "fetch"]
     )
+
+
+def test_a_round_of_main_jobs_on_a_node_with_types_run_beside_goes_to_the_main_threads() -> None:
+    d = Dispatcher()
+    d.observe(successes(0.001, 10), [])
+    one, two = HoldingChild(), HoldingChild()
+    jobs = [job(n) for n in range(1, 101)]
+    batches, leftovers = deal_out(jobs, [one, two], d, {"fetch": 10})
+    assert leftovers == [] and not one.beside and not two.beside
+    assert sorted([*one.assigned, *two.assigned]) == list(range(1, 101))
+    assert sorted(j.id for batch in batches.values() for j in batch) == list(range(1, 101))
