@@ -73,6 +73,15 @@ def test_ceiling_drain_million_and_cpu_drain_every_job(cli: Cli) -> None:
     assert len(analysed["rounds"]) == rounds and analysed["drained"] == s["ceiling"]["jobs"]
     assert [("analysed" in run) for run in s["drain"]["runs"]][-1:] == [True]
     assert s["drain"]["runs"][-1]["analysed"]["succeeded"] == s["drain"]["runs"][-1]["jobs"]
+    # The biggest drain's fresh rounds each follow a ceiling round of their own, and its
+    # ratios to the ceiling are to those rounds' median.
+    biggest = s["drain"]["runs"][-1]
+    assert (
+        len(biggest["ceiling_rounds"]) == rounds and "ceiling_rounds" not in s["drain"]["runs"][0]
+    )
+    paired = sorted(biggest["ceiling_rounds"])[(rounds - 1) // 2]
+    assert biggest["ceiling_jobs_per_s"] == paired
+    assert ratio(data, "noop_wall_vs_ceiling") == pytest.approx(biggest["wall_jobs_per_s"] / paired)
     assert s["million"]["succeeded"] == s["million"]["jobs"] == data["sizes"]["million_jobs"]
     assert s["cpu"]["succeeded"] == s["cpu"]["jobs"]
     # Pure Python work cannot beat one core per worker.
@@ -196,7 +205,9 @@ def test_text_table_and_progress(cli: Cli) -> None:
     result = cli("bench", "--quick", "--scenario", "drain", timeout=QUICK_TIMEOUT)
     assert result.returncode == 0, result.stderr
     assert "drain" in result.stdout and "jobs/s" in result.stdout
-    assert "no-op drain / raw ceiling" not in result.stdout  # no ceiling ran: no ratio
+    # The drain's own ceiling rounds: shown, and its ratios made to them.
+    assert "raw ceiling, its rounds beside these" in result.stdout
+    assert "no-op drain, start to exit / raw ceiling beside it" in result.stdout
     assert "bench [" in result.stderr  # the progress bar
 
 

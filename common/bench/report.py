@@ -64,6 +64,14 @@ def _drain(r: dict[str, Any]) -> Lines:
     for d in r["runs"]:
         what = f"{d['jobs']:,} noop, {r['workers']} workers{_median_of(d.get('rounds'))}"
         lines.append((what, _steady_and_wall(d)))
+        if "ceiling_jobs_per_s" in d:
+            rounds = ", ".join(_num(c) for c in d.get("ceiling_rounds", []))
+            lines.append(
+                (
+                    "  raw ceiling, its rounds beside these",
+                    f"{_num(d['ceiling_jobs_per_s'])} {JPS} (median of {rounds})",
+                )
+            )
         if "analysed" in d:
             lines.append(("  the same, analysed fill", _steady_and_wall(d["analysed"])))
     return lines

@@ -13,7 +13,7 @@ from typing import Any
 
 import psycopg
 
-from jobfleet.bench import scratch
+from jobfleet.bench import ceiling, scratch
 from jobfleet.bench.ceiling import median_round
 from jobfleet.bench.context import Context
 from jobfleet.bench.nodes import BenchNode, started_nodes, wait_until
@@ -83,19 +83,32 @@ def run_drain(ctx: Context) -> dict[str, Any]:
     """Each size `rounds` times, each round on a fresh scratch database filled by COPY and
     drained at once, never analysed (what a user who bulk-enqueues meets); per size, the
     median round of each clock (steady and start to exit), and every round. The biggest size
-    is also run on analysed fills, reported beside it."""
+    is also run on analysed fills, reported beside it.
+
+    Each round of the biggest size on fresh fills follows a round of the raw ceiling of its
+    own (ceiling.one_round, the same count), and the drain's ratios to the ceiling are to
+    those rounds' median: as the `nodes` scenario does, so that a load that comes and goes on
+    a shared machine falls on both. Here the same ceiling measured a minute apart ranged over
+    a third (57k-85k jobs/s)."""
     runs = []
     for count in ctx.sizes.drain_jobs:
-        runs.append(drain_rounds(ctx, count, analyse=False))
+        paired = count == ctx.sizes.drain_jobs[-1]
+        runs.append(drain_rounds(ctx, count, analyse=False, paired=paired))
     if runs:
         runs[-1]["analysed"] = drain_rounds(ctx, ctx.sizes.drain_jobs[-1], analyse=True)
     return {"workers": ctx.workers, "fill": "fresh", "runs": runs}
 
 
-def drain_rounds(ctx: Context, count: int, *, analyse: bool) -> dict[str, Any]:
+def drain_rounds(
+    ctx: Context, count: int, *, analyse: bool, paired: bool = False
+) -> dict[str, Any]:
+    """The rounds of one size; `paired`: each after a ceiling round of its own."""
     fill = "analysed" if analyse else "fresh"
     rounds = []
+    ceilings = []
     for n in range(1, ctx.sizes.rounds + 1):
+        if paired:
+            ceilings.append(ceiling.one_round(ctx, count, n, analyse=analyse))
         with scratch.scratch_database(ctx.server, "drain") as url:
             ctx.step(f"drain: queue {count:,} noop jobs, {fill} (round {n} of {ctx.sizes.rounds})")
             scratch.fill(url, count, analyse=analyse)
@@ -103,7 +116,7 @@ def drain_rounds(ctx: Context, count: int, *, analyse: bool) -> dict[str, Any]:
             rounds.append(measured(url, count, burst(ctx, url)))
     steady = median_round(rounds, "jobs_per_s")
     wall = median_round(rounds, "wall_jobs_per_s")
-    return {
+    result = {
         "jobs": count,
         "succeeded": min(r["succeeded"] for r in rounds),
         "span_seconds": steady["span_seconds"],
@@ -112,6 +125,10 @@ def drain_rounds(ctx: Context, count: int, *, analyse: bool) -> dict[str, Any]:
         "wall_jobs_per_s": wall["wall_jobs_per_s"],
         "rounds": rounds,
     }
+    if ceilings:
+        result["ceiling_jobs_per_s"] = median_round(ceilings, "jobs_per_s")["jobs_per_s"]
+        result["ceiling_rounds"] = [c["jobs_per_s"] for c in ceilings]
+    return result
 
 
 def run_million(ctx: Context) -> dict[str, Any]:
