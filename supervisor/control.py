@@ -32,7 +32,11 @@ from jobfleet.supervisor.maintenance.leadership import Leadership
 from jobfleet.supervisor.maintenance.lease_reaper import LeaseReaper, Reaped
 from jobfleet.supervisor.maintenance.lease_renewal import LeaseRenewal
 from jobfleet.supervisor.maintenance.limit_recount import RECOUNT_INTERVAL_SECONDS, LimitRecount
-from jobfleet.supervisor.maintenance.pruner import PRUNE_INTERVAL_SECONDS, Pruner
+from jobfleet.supervisor.maintenance.pruner import (
+    PRUNE_INTERVAL_SECONDS,
+    PRUNE_PAUSE_SECONDS,
+    Pruner,
+)
 from jobfleet.supervisor.maintenance.queue_gauges import GAUGES_FIRST_AFTER_SECONDS, QueueGauges
 from jobfleet.supervisor.maintenance.scheduler import Scheduler
 from jobfleet.supervisor.node import Node
@@ -192,6 +196,14 @@ class Control:
                 except StatementError as exc:  # the next tick tries again; the node goes on
                     self._refused(exc)
                 continue
+            if self.pruner.more and self._prune_due(now):  # a pass under way, slice by slice
+                try:
+                    await self._prune()
+                except DatabaseDown:
+                    pass
+                except StatementError as exc:
+                    self._refused(exc)
+                continue
             if self.lanes.in_flight() and await self.lanes.lane_step(self.db):
                 # Always stepping, the node never waits for notifications: psycopg keeps the
                 # ones that arrived during its statements until they are asked for. Asked for
@@ -207,6 +219,8 @@ class Control:
                     await self.db.run(self._start_listening)
                 else:
                     due = min(next_tick, self.next_schedule or next_tick)
+                    if self.pruner.more and self.is_leader:
+                        due = min(due, self.next_prune)
                     await self._listen_until_woken(due - now)
             except DatabaseDown:
                 await asyncio.sleep(min(1.0, max(0.05, self.db.retry_at - time.monotonic())))
@@ -253,16 +267,8 @@ class Control:
         if not self.is_leader and await self.db.run(self.leadership.run_once):
             self.leader_of = self.db.generation
             log.info("leading maintenance", extra={"node": self.node.name})
-        if self.is_leader and self.config.retention_seconds and time.monotonic() >= self.next_prune:
-            self.next_prune = time.monotonic() + PRUNE_INTERVAL_SECONDS
-            pruned = await self.db.run(self.pruner.run_once)
-            if self.pruner.more:  # the pass goes on at the next tick, a slice at a time
-                self.next_prune = 0.0
-            if pruned:
-                log.info(
-                    "pruned finished jobs past retention",
-                    extra={"node": self.node.name, "jobs": pruned},
-                )
+        if self._prune_due(time.monotonic()):
+            await self._prune()
         if self.is_leader and time.monotonic() >= self.next_recount:
             self.next_recount = time.monotonic() + RECOUNT_INTERVAL_SECONDS
             await self._recount_limits()
@@ -294,6 +300,23 @@ class Control:
             # counting a big backlog costs the database as much as a few thousand jobs.
             self.next_gauges = time.monotonic() + self.config.queue_stats_seconds
             self.gauges = await self.db.run(self.queue_gauges.run_once)
+
+    def _prune_due(self, now: float) -> bool:
+        return self.is_leader and bool(self.config.retention_seconds) and now >= self.next_prune
+
+    async def _prune(self) -> None:
+        """One slice of a pruning pass. A pass that has more goes on after PRUNE_PAUSE_SECONDS,
+        slice after slice (the loop keeps that time, not the tick), else the next pass comes
+        after PRUNE_INTERVAL_SECONDS."""
+        self.next_prune = time.monotonic() + PRUNE_INTERVAL_SECONDS
+        pruned = await self.db.run(self.pruner.run_once)
+        if self.pruner.more:
+            self.next_prune = time.monotonic() + PRUNE_PAUSE_SECONDS
+        if pruned:
+            log.info(
+                "pruned finished jobs past retention",
+                extra={"node": self.node.name, "jobs": pruned},
+            )
 
     async def _recount_limits(self) -> None:
         for type, counted, running, adopted, key in await self.db.run(self.recount.run_once):

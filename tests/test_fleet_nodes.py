@@ -160,6 +160,36 @@ def test_leader_prunes_finished_jobs_past_retention(
     )
 
 
+OLD_HISTORY = """
+INSERT INTO jobs (type, queue, state, attempt, max_attempts, run_at, created_at, started_at,
+                  finished_at, payload)
+SELECT 'echo', 'default', 'succeeded', 1, 5, t, t, t, t, 'null'
+FROM (SELECT now() - interval '3 hours' AS t) AS c, generate_series(1, %s)
+"""
+
+
+def test_a_pruning_pass_goes_on_slice_after_slice_between_the_nodes_ticks(
+    conn: psycopg.Connection[Any], fleet: Any
+) -> None:
+    # More history than one slice of the pass prunes (a tenth of a second, a few thousand
+    # jobs), and ticks 20 s apart (a third of the lease): the pass must go on at its own pace.
+    conn.execute(OLD_HISTORY, (30_000,))
+    young = jobfleet.enqueue(conn, "echo", delay=3600)
+    node = fleet(
+        "a",
+        "--workers",
+        "1",
+        env={"JOBFLEET_RETENTION_SECONDS": "3600", "JOBFLEET_LEASE_SECONDS": "60"},
+    )
+    wait_until(
+        lambda: scalar(conn, "SELECT count(*) FROM jobs") == 1,
+        timeout=30,
+        what="the history to be pruned",
+    )
+    assert scalar(conn, "SELECT id FROM jobs") == young
+    assert node.log().count("pruned finished jobs past retention") >= 2, node.log()[-2000:]
+
+
 def test_a_paused_node_does_not_blame_its_workers_for_the_pause(
     conn: psycopg.Connection[Any], fleet: Any
 ) -> None:
