@@ -214,7 +214,6 @@ class Lanes:
             writing=self.flushing,
             waiting=self.outbox.waiting,
             queue_dry=self.queue_dry,
-            running=self.pool.holds_jobs(),
             limited=bool(self.limits.types) or self.limits.stale,
         )
 

@@ -93,15 +93,9 @@ def test_news_comes_back_to_back_to_an_idle_node_soon_after_its_latest_outcome()
 
 def test_a_lane_writes_beside_a_write_in_flight_only_when_enough_waits() -> None:
     def beside(
-        writing: int = 1,
-        waiting: int = 0,
-        dry: bool = False,
-        running: bool = True,
-        limited: bool = False,
+        writing: int = 1, waiting: int = 0, dry: bool = False, limited: bool = False
     ) -> bool:
-        return writes_beside(
-            writing=writing, waiting=waiting, queue_dry=dry, running=running, limited=limited
-        )
+        return writes_beside(writing=writing, waiting=waiting, queue_dry=dry, limited=limited)
 
     # Nothing in flight: the ordinary write (write_after) decides, not this.
     assert not beside(writing=0, waiting=100_000, dry=True)
@@ -112,10 +106,5 @@ def test_a_lane_writes_beside_a_write_in_flight_only_when_enough_waits() -> None
     assert not beside(waiting=WRITE_BESIDE_MIN - 1, dry=True)
     assert beside(waiting=WRITE_BESIDE_MIN, dry=True)
     assert beside(writing=2, waiting=WRITE_BESIDE_MIN, dry=True)
-    # Dry and running nothing: what waits is the last of it, whatever its number.
-    assert beside(waiting=1, dry=True, running=False)
-    assert not beside(waiting=0, dry=True, running=False)
-    assert not beside(waiting=WRITE_BESIDE_BUSY_MIN - 1, dry=False, running=False)
     # Never with limited types (counters locked in opposite orders).
     assert not beside(waiting=100_000, dry=True, limited=True)
-    assert not beside(waiting=100_000, dry=True, running=False, limited=True)
