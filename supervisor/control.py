@@ -32,11 +32,7 @@ from jobfleet.supervisor.maintenance.leadership import Leadership
 from jobfleet.supervisor.maintenance.lease_reaper import LeaseReaper, Reaped
 from jobfleet.supervisor.maintenance.lease_renewal import LeaseRenewal
 from jobfleet.supervisor.maintenance.limit_recount import RECOUNT_INTERVAL_SECONDS, LimitRecount
-from jobfleet.supervisor.maintenance.pruner import (
-    PRUNE_INTERVAL_SECONDS,
-    PRUNE_PAUSE_SECONDS,
-    Pruner,
-)
+from jobfleet.supervisor.maintenance.pruner import Pruner
 from jobfleet.supervisor.maintenance.queue_gauges import GAUGES_FIRST_AFTER_SECONDS, QueueGauges
 from jobfleet.supervisor.maintenance.scheduler import Scheduler
 from jobfleet.supervisor.node import Node
@@ -120,7 +116,6 @@ class Control:
         self.recount = LimitRecount()
         self.next_recount = 0.0
         self.next_limits_look = time.monotonic() + LIMITS_LOOK_SECONDS  # read at start anyway
-        self.next_prune = 0.0
         self.queue_gauges = QueueGauges()
         self.scheduler = Scheduler(node.name, stale_after=3 * config.node_heartbeat)
         self.next_schedule: float | None = None  # when the soonest periodic tick falls due
@@ -220,7 +215,7 @@ class Control:
                 else:
                     due = min(next_tick, self.next_schedule or next_tick)
                     if self.pruner.more and self.is_leader:
-                        due = min(due, self.next_prune)
+                        due = min(due, self.pruner.next_due)
                     await self._listen_until_woken(due - now)
             except DatabaseDown:
                 await asyncio.sleep(min(1.0, max(0.05, self.db.retry_at - time.monotonic())))
@@ -302,16 +297,13 @@ class Control:
             self.gauges = await self.db.run(self.queue_gauges.run_once)
 
     def _prune_due(self, now: float) -> bool:
-        return self.is_leader and bool(self.config.retention_seconds) and now >= self.next_prune
+        return (
+            self.is_leader and bool(self.config.retention_seconds) and now >= self.pruner.next_due
+        )
 
     async def _prune(self) -> None:
-        """One slice of a pruning pass. A pass that has more goes on after PRUNE_PAUSE_SECONDS,
-        slice after slice (the loop keeps that time, not the tick), else the next pass comes
-        after PRUNE_INTERVAL_SECONDS."""
-        self.next_prune = time.monotonic() + PRUNE_INTERVAL_SECONDS
-        pruned = await self.db.run(self.pruner.run_once)
-        if self.pruner.more:
-            self.next_prune = time.monotonic() + PRUNE_PAUSE_SECONDS
+        """One slice of a pruning pass (the next one paced by the pruner)."""
+        pruned = await self.db.run(self.pruner.run_paced)
         if pruned:
             log.info(
                 "pruned finished jobs past retention",

@@ -47,6 +47,16 @@ class Pruner:
     after: int = 0  # the pass's cursor: the last id it has looked at
     more: bool = False  # the last slice stopped for time, not at the end of the pass
     batches: int = 0  # statements run, for the bench and the tests
+    next_due: float = 0.0  # when the next slice (or the next pass) is due (monotonic)
+
+    async def run_paced(self, conn: Any) -> int:
+        """`run_once`, and when to run again: after PRUNE_PAUSE_SECONDS while the pass has
+        more, else after PRUNE_INTERVAL_SECONDS (the control loop keeps that time)."""
+        self.next_due = time.monotonic() + PRUNE_INTERVAL_SECONDS
+        pruned = await self.run_once(conn)
+        if self.more:
+            self.next_due = time.monotonic() + PRUNE_PAUSE_SECONDS
+        return pruned
 
     async def run_once(self, conn: Any) -> int:
         """Prune for up to `slice_seconds` (at least one window); return how many jobs went.
