@@ -97,7 +97,6 @@ class Outbox:
         self.successes: list[Success] = []
         # Successes as the children formatted them (protocol.done), with their jobs' ids.
         self.formatted: list[tuple[list[int], SuccessColumns]] = []
-        self.formatted_count = 0
         self.results: list[AttemptResult] = []  # everything that did not succeed
         self.releases: list[tuple[int, int]] = []
         self.progress: dict[tuple[int, int], tuple[float, str | None]] = {}
@@ -136,7 +135,6 @@ class Outbox:
         """A batch of successes a child formatted for the write: `ids` are its jobs."""
         self._outcomes_arriving()
         self.formatted.append((ids, columns))
-        self.formatted_count += len(ids)
 
     def add_result(self, result: AttemptResult) -> None:
         """Queue an outcome that is not a success, its error made storable."""
@@ -147,7 +145,7 @@ class Outbox:
 
     @property
     def waiting(self) -> int:
-        return len(self.successes) + self.formatted_count + len(self.results)
+        return len(self.successes) + _count(self.formatted) + len(self.results)
 
     def job_ids(self) -> list[int]:
         return (
@@ -181,9 +179,9 @@ class Outbox:
         on its data, write it apart instead. Every write is fenced on the attempt and on
         `holder`, the node run's lease holder (the claims' locked_by)."""
         ok, bad, releases, reports = self.successes, self.results, self.releases, self.progress
-        formatted, succeeded = self.formatted, len(ok) + self.formatted_count
+        formatted, succeeded = self.formatted, len(ok) + _count(self.formatted)
         self.successes, self.results, self.releases, self.progress = [], [], [], {}
-        self.formatted, self.formatted_count = [], 0
+        self.formatted = []
         statements = record_statements(
             node, ok, bad, config, holder=holder, formatted=[c for _, c in formatted]
         )
@@ -224,7 +222,6 @@ class Outbox:
     ) -> None:
         self.successes, self.results = ok + self.successes, bad + self.results
         self.formatted = [*formatted, *self.formatted]
-        self.formatted_count += sum(len(ids) for ids, _ in formatted)
         self.releases = releases + self.releases
         self.progress = {**reports, **self.progress}
 
@@ -322,6 +319,11 @@ class _Apart:
                 continue
             returned += result[0]
         return returned, refused
+
+
+def _count(formatted: Sequence[tuple[list[int], SuccessColumns]]) -> int:
+    """How many successes the formatted batches hold."""
+    return sum(len(ids) for ids, _ in formatted)
 
 
 def _unstorable_success(success: Success, why: str) -> AttemptResult:

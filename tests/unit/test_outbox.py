@@ -49,7 +49,7 @@ def test_batches_the_children_formatted_wait_and_go_back_as_they_came() -> None:
     assert arrivals == [1] and outbox and outbox.only_successes
     assert outbox.waiting == 4 and outbox.job_ids() == [3, 1, 2, 4]
     # What a flush takes and, when the database is away, puts back.
-    taken, outbox.formatted, outbox.formatted_count = outbox.formatted, [], 0
+    taken, outbox.formatted = outbox.formatted, []
     outbox.add_formatted([5], success_columns([(5, 1, "5", 7, 0, 1)]))
     outbox._put_back([], [], [], {}, taken)
     assert outbox.waiting == 5
