@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import Collection
+from collections.abc import Awaitable, Collection
 from typing import Any
 
 from jobfleet.log import get_logger
@@ -150,6 +150,16 @@ class Control:
                 extra={"node": self.node.name, "jobs": len(reaped)},
             )
 
+    async def _duty(self, work: Awaitable[None]) -> None:
+        """A duty that its next turn tries again if the database is away or refuses it: the
+        node goes on."""
+        try:
+            await work
+        except DatabaseDown:
+            pass
+        except StatementError as exc:
+            self._refused(exc)
+
     def _refused(self, exc: StatementError) -> None:
         self.tally.statement_errors["maintenance"] += 1
         log.error(
@@ -184,20 +194,10 @@ class Control:
                 continue
             if now >= next_tick:
                 next_tick = now + max(0.05, self.interval)
-                try:
-                    await self.tick()
-                except DatabaseDown:
-                    pass
-                except StatementError as exc:  # the next tick tries again; the node goes on
-                    self._refused(exc)
+                await self._duty(self.tick())
                 continue
             if self.pruner.more and self._prune_due(now):  # a pass under way, slice by slice
-                try:
-                    await self._prune()
-                except DatabaseDown:
-                    pass
-                except StatementError as exc:
-                    self._refused(exc)
+                await self._duty(self._prune())
                 continue
             if self.lanes.in_flight() and await self.lanes.lane_step(self.db):
                 # Always stepping, the node never waits for notifications: psycopg keeps the
