@@ -6,11 +6,10 @@ the node is busy.
 
 One session does all three. Leadership is an advisory lock held by this session, so it ends
 with it. LISTEN needs a session that is listening whenever the node is idle, and an idle node
-runs nothing else. Notifications that arrive while the session runs a statement are kept by
-psycopg and read at the next listen, so none is lost. While the node is busy, a notification
-changes nothing the lanes are not already doing (new work is claimed anyway) except a cancel,
-heard as soon as the control connection has no hot-path step to take (and at the latest at
-the next lease renewal, which reports cancel requests too).
+runs nothing else. Notifications that arrive while the session runs a statement are acted on
+as psycopg reads them (the connection's notify handler), so none is lost or waits. While the
+node is busy, the control connection reads its socket between hot-path steps now and then,
+and the next lease renewal reports cancel requests too.
 """
 
 from __future__ import annotations
@@ -22,10 +21,17 @@ import time
 from collections.abc import Awaitable, Collection
 from typing import Any
 
+import psycopg
+
 from jobfleet.log import get_logger
 from jobfleet.queries import sql
 from jobfleet.settings import Settings
-from jobfleet.supervisor.database import DatabaseDown, ManagedConnection, StatementError
+from jobfleet.supervisor.database import (
+    DatabaseDown,
+    ManagedConnection,
+    StatementError,
+    receive,
+)
 from jobfleet.supervisor.lanes import Lanes
 from jobfleet.supervisor.maintenance.heartbeat import Heartbeat
 from jobfleet.supervisor.maintenance.leadership import Leadership
@@ -104,7 +110,9 @@ class Control:
         self.tally = lanes.tally
         self.gauges_wanted = gauges_wanted  # someone can scrape this node's /metrics
         # raw_json: the control connection claims jobs too, as the lanes do.
-        self.db = ManagedConnection("control", url, self.config, raw_json=True)
+        self.db = ManagedConnection(
+            "control", url, self.config, raw_json=True, on_notify=self._on_notification
+        )
         self.listening_on: int | None = None  # the connection generation that LISTENs
         self.heartbeat = Heartbeat(node)
         self.renewal = LeaseRenewal(holder, config.lease_seconds)
@@ -200,10 +208,10 @@ class Control:
                 await self._duty(self._prune())
                 continue
             if self.lanes.in_flight() and await self.lanes.lane_step(self.db):
-                # Always stepping, the node never waits for notifications: psycopg keeps the
-                # ones that arrived during its statements until they are asked for. Asked for
-                # now and then without waiting, a cancel is acted on at once rather than at
-                # the next lease renewal, and new work ends the dry claims' pauses.
+                # Always stepping, the node never waits for notifications: those read during
+                # its statements are acted on then, and the socket is read now and then
+                # without waiting, so a cancel is acted on at once rather than at the next
+                # lease renewal, and new work ends the dry claims' pauses.
                 if now >= next_busy_hear and self.listening_on == self.db.generation:
                     next_busy_hear = now + HEAR_WHILE_BUSY_SECONDS
                     with contextlib.suppress(DatabaseDown):
@@ -371,27 +379,24 @@ class Control:
         and act on what came. The wait watches the connection's socket itself: psycopg's
         notifies() wakes every 0.1 s while it waits, 10 needless turns of an idle node's loop
         a second (a tenth of its CPU)."""
-        if await self._heard(conn) or seconds <= 0:
+        if receive(conn) or seconds <= 0:
             return
         await readable(conn.pgconn.socket, seconds)
-        await self._heard(conn)
+        receive(conn)
 
-    async def _heard(self, conn: Any) -> bool:
-        """Act on the notifications received, without waiting; whether there were any."""
-        heard = False
-        async for note in conn.notifies(timeout=0.0):
-            heard = True
-            if note.channel == CANCEL_CHANNEL:
-                with contextlib.suppress(ValueError):
-                    self.pool.cancel_running(int(note.payload))
-            elif note.payload == "limits":  # a type's limits changed (types set, a node)
-                self.lanes.limits_changed()
-            elif note.payload.startswith("at "):  # the soonest of jobs scheduled for later
-                with contextlib.suppress(ValueError):
-                    self.lanes.work_due_at(float(note.payload[3:]))
-            elif wakes(note.payload, self.node.queues):
-                self.lanes.more_work_may_exist()
-        return heard
+    def _on_notification(self, note: psycopg.Notify) -> None:
+        """One notification, acted on as soon as it is read: between statements (`_hear`) or
+        during one (psycopg passes those it reads then to the connection's handler)."""
+        if note.channel == CANCEL_CHANNEL:
+            with contextlib.suppress(ValueError):
+                self.pool.cancel_running(int(note.payload))
+        elif note.payload == "limits":  # a type's limits changed (types set, a node)
+            self.lanes.limits_changed()
+        elif note.payload.startswith("at "):  # the soonest of jobs scheduled for later
+            with contextlib.suppress(ValueError):
+                self.lanes.work_due_at(float(note.payload[3:]))
+        elif wakes(note.payload, self.node.queues):
+            self.lanes.more_work_may_exist()
 
     async def stop(self) -> None:
         with contextlib.suppress(DatabaseDown):

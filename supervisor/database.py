@@ -35,11 +35,21 @@ class StatementError(Exception):
 class ManagedConnection:
     """One autocommit asyncio connection, made on demand and remade after any failure."""
 
-    def __init__(self, name: str, url: str, config: Settings, *, raw_json: bool = False) -> None:
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        config: Settings,
+        *,
+        raw_json: bool = False,
+        on_notify: Callable[[psycopg.Notify], None] | None = None,
+    ) -> None:
         self.name = name
         self.url = url
         self.config = config
         self.raw_json = raw_json  # jsonb as text: payloads pass through the supervisor undecoded
+        # Called with each notification as it is read, during a statement or by `receive`.
+        self.on_notify = on_notify
         self.conn: psycopg.AsyncConnection[Any] | None = None
         self.down_since: float | None = None
         self.retry_at = 0.0
@@ -97,6 +107,8 @@ class ManagedConnection:
             raise DatabaseDown(str(exc)) from exc
         if self.raw_json:
             conn.adapters.register_loader("jsonb", TextLoader)
+        if self.on_notify is not None:
+            conn.add_notify_handler(self.on_notify)
         if self.down_since is not None:
             log.warning(
                 "database reachable again",
@@ -133,6 +145,23 @@ class ManagedConnection:
                 async with asyncio.timeout(2):
                     await self.conn.close()
             self.conn = None
+
+
+def receive(conn: psycopg.AsyncConnection[Any]) -> int:
+    """Read what has arrived on `conn` without waiting, and pass the notifications in it to the
+    connection's handler (as psycopg does with those that arrive during a statement); how many
+    there were. A connection found lost raises psycopg.OperationalError.
+
+    Not psycopg's notifies(timeout=0): its lock, generator and asyncio wait cost an idle node
+    0.06-0.07 ms between the socket turning readable and the new job's claim (issue 17)."""
+    pgconn = conn.pgconn
+    pgconn.consume_input()
+    count = 0
+    while (note := pgconn.notifies()) is not None:
+        count += 1
+        if pgconn.notify_handler is not None:
+            pgconn.notify_handler(note)
+    return count
 
 
 def _connection_lost(exc: psycopg.Error, conn: psycopg.AsyncConnection[Any]) -> bool:

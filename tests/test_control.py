@@ -8,41 +8,57 @@ import time
 from typing import Any
 
 import psycopg
+import pytest
 
 import jobfleet
 from jobfleet import admin
+from jobfleet.settings import settings
 from jobfleet.supervisor.control import readable, wakes
+from jobfleet.supervisor.database import DatabaseDown, ManagedConnection, receive
 from tests.conftest import scalar, wait_until
 from tests.fleet_support import running_on
 
 
-def test_notifications_sent_during_a_statement_wait_for_the_next_listen(db_url: str) -> None:
-    """The control session runs statements between its LISTEN waits; psycopg must keep what
-    arrives meanwhile (jobfleet depends on it: psycopg >= 3.3)."""
+def listening(db_url: str, heard: list[str]) -> ManagedConnection:
+    """A connection as the control connection makes its own: each notification to `heard`."""
+    return ManagedConnection(
+        "control-test", db_url, settings(), on_notify=lambda note: heard.append(note.payload)
+    )
 
-    async def scenario() -> list[str]:
-        listener = await psycopg.AsyncConnection.connect(db_url, autocommit=True)
+
+def test_notifications_sent_during_a_statement_are_acted_on_then(db_url: str) -> None:
+    """The control session runs statements between its waits on the socket; what arrives
+    meanwhile goes to its handler as psycopg reads it, with nothing left for the next wait."""
+
+    async def scenario() -> tuple[list[str], list[str], int]:
+        heard: list[str] = []
+        db = listening(db_url, heard)
         sender = await psycopg.AsyncConnection.connect(db_url, autocommit=True)
-        async with listener, sender:
-            await listener.execute("LISTEN jobfleet_test")
-            busy = asyncio.ensure_future(listener.execute("SELECT pg_sleep(0.3)"))
+        async with sender:
+            await db.run(lambda c: c.execute("LISTEN jobfleet_test"))
+            busy = asyncio.ensure_future(db.run(lambda c: c.execute("SELECT pg_sleep(0.3)")))
             await asyncio.sleep(0.05)  # the listener is inside its statement now
             await sender.execute("NOTIFY jobfleet_test, 'during'")
             await busy
-            return [n.payload async for n in listener.notifies(timeout=0)]
+            after_statement = list(heard)
+            left = await db.run(lambda c: asyncio.sleep(0, receive(c)))
+            await db.close()
+            return after_statement, heard, left
 
-    assert asyncio.run(scenario()) == ["during"]
+    assert asyncio.run(scenario()) == (["during"], ["during"], 0)
 
 
 def test_a_listen_waits_on_the_socket_and_then_reads_what_came(db_url: str) -> None:
     """The control connection's wait for notifications (Control._hear): readable() returns
-    when the server sends one, not before, and the notification is then read without
-    waiting; with nothing sent it returns after its time."""
+    when the server sends one, not before, and receive() then reads it without waiting and
+    hands it over; with nothing sent, readable() returns after its time."""
 
-    async def scenario() -> tuple[bool, list[str], list[str]]:
-        listener = await psycopg.AsyncConnection.connect(db_url, autocommit=True)
+    async def scenario() -> tuple[bool, int, list[str], int]:
+        heard: list[str] = []
+        db = listening(db_url, heard)
         sender = await psycopg.AsyncConnection.connect(db_url, autocommit=True)
-        async with listener, sender:
+        async with sender:
+            listener = await db.run(itself)
             await listener.execute("LISTEN jobfleet_test")
             await readable(listener.pgconn.socket, 0.01)  # nothing comes: back after its time
             waiting = asyncio.ensure_future(readable(listener.pgconn.socket, 60))
@@ -50,12 +66,42 @@ def test_a_listen_waits_on_the_socket_and_then_reads_what_came(db_url: str) -> N
                 await asyncio.sleep(0)
             early = waiting.done()
             await sender.execute("NOTIFY jobfleet_test, 'now'")
+            await sender.execute("NOTIFY jobfleet_test, 'and now'")
             await asyncio.wait_for(waiting, 30)
-            heard = [n.payload async for n in listener.notifies(timeout=0)]
-            again = [n.payload async for n in listener.notifies(timeout=0)]
-            return early, heard, again
+            count = receive(listener)
+            while len(heard) < 2:  # the second may come in a later packet
+                await readable(listener.pgconn.socket, 30)
+                count += receive(listener)
+            again = receive(listener)
+            await db.close()
+            return early, count, heard, again
 
-    assert asyncio.run(scenario()) == (False, ["now"], [])
+    assert asyncio.run(scenario()) == (False, 2, ["now", "and now"], 0)
+
+
+def test_a_lost_listening_connection_is_seen_when_read(
+    conn: psycopg.Connection[Any], db_url: str
+) -> None:
+    """The control loop's wait ends when the server goes away, and reading then fails as a
+    lost connection (DatabaseDown to the loop, which connects and listens again)."""
+
+    async def scenario() -> bool:
+        db = listening(db_url, [])
+        listener = await db.run(itself)
+        await listener.execute("LISTEN jobfleet_test")
+        conn.execute("SELECT pg_terminate_backend(%s)", (listener.info.backend_pid,))
+        with pytest.raises(DatabaseDown):
+            for _ in range(3):  # the server's goodbye (an error message), then the end
+                await readable(listener.pgconn.socket, 30)
+                await db.run(lambda c: asyncio.sleep(0, receive(c)))
+        await db.close()
+        return db.connected
+
+    assert asyncio.run(scenario()) is False
+
+
+async def itself(c: psycopg.AsyncConnection[Any]) -> psycopg.AsyncConnection[Any]:
+    return c
 
 
 def test_a_busy_node_hears_a_cancel_at_once(conn: psycopg.Connection[Any], fleet: Any) -> None:

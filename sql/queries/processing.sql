@@ -53,6 +53,11 @@ SELECT set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan'
 SELECT * FROM jobfleet_claim(%(node)s::text, %(types)s::text[], %(queues)s::text[],
                              %(limit)s::integer, %(lease_seconds)s::float8);
 
+-- name: claim_lone
+-- `claim` as a lane sends it alone (an idle node's claim): prepared once per connection and
+-- run on libpq itself, its parameters in order (supervisor/lone_claim.py).
+SELECT * FROM jobfleet_claim($1::text, $2::text[], $3::text[], $4::integer, $5::float8);
+
 -- name: claim_limited
 -- A claim of one type with limits (type_limits), exact across nodes: it locks the type's row
 -- first (claimers of the type take turns: one row lock per batch), takes no more than

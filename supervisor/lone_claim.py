@@ -1,0 +1,184 @@
+"""An idle node's lone claim, run on libpq itself (psycopg's `pgconn`, its public low-level
+interface): a statement prepared once per connection, parameters encoded once per node and
+batch size, rows decoded by hand.
+
+Issue 17, idle latency: a claim of one job through psycopg's execute() cost the supervisor
+0.18 ms of CPU (its cursor, the adaptation of five parameters, nine loaders, the asyncio
+wait) against a round trip of 0.18 ms from a C client (pgbench) for the same statement. Run
+here it costs 0.06-0.08 ms, and an idle node's enqueue -> start p50 went 0.10-0.12 ms down
+(two nodes side by side, samples alternating between them, 4,000 each).
+
+Only the claim a lane sends alone takes this path (store.run_claims); rounds of several
+claims stay on psycopg's pipeline. The rows are those psycopg returns on the lanes'
+connections (jsonb as text: ManagedConnection raw_json), which a test checks column by column.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import weakref
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+from typing import Any
+
+import psycopg
+from psycopg import pq
+
+from jobfleet.queries import sql
+
+STATEMENT = b"jobfleet_lone_claim"
+CANCEL_SECONDS = 5.0  # an interrupted claim's cancel must be confirmed within this
+Params = list[bytes | None]
+Row = tuple[int, str, str, int, int, float | None, str, float, str | None]
+
+# The connections the statement is prepared on (a new connection after a failure has none).
+_prepared: weakref.WeakSet[psycopg.AsyncConnection[Any]] = weakref.WeakSet()
+
+
+def text_array(items: Sequence[str] | None) -> bytes | None:
+    """A text[] parameter in PostgreSQL's text format: each element quoted, its backslashes
+    and double quotes escaped; None for NULL."""
+    if items is None:
+        return None
+    if any("\x00" in item for item in items):
+        raise ValueError("a claim's type or queue name holds a NUL character")
+    quoted = ('"' + item.replace("\\", "\\\\").replace('"', '\\"') + '"' for item in items)
+    return ("{" + ",".join(quoted) + "}").encode()
+
+
+@lru_cache(maxsize=64)  # a node's holder and names are fixed; only the batch size varies
+def encoded(
+    holder: str,
+    types: tuple[str, ...],
+    queues: tuple[str, ...] | None,
+    limit: int,
+    lease_seconds: float,
+) -> Params:
+    """`claim_lone`'s parameters in the text format, from claim_statement's."""
+    if "\x00" in holder:
+        raise ValueError("a claim's holder holds a NUL character")
+    return [
+        holder.encode(),
+        text_array(types),
+        text_array(queues),
+        str(int(limit)).encode(),
+        repr(float(lease_seconds)).encode(),
+    ]
+
+
+def params_of(params: dict[str, Any]) -> Params:
+    """The encoded parameters of a claim_statement's named ones."""
+    queues = params["queues"]
+    return encoded(
+        params["node"],
+        tuple(params["types"]),
+        None if queues is None else tuple(queues),
+        params["limit"],
+        params["lease_seconds"],
+    )
+
+
+def decoded(result: pq.abc.PGresult, encoding: str) -> list[Row]:
+    """The claim's rows (jobfleet_claim's columns) as psycopg returns them on the lanes
+    (`encoding`: the connection's, as a Python codec)."""
+    value: Callable[[int, int], Any] = result.get_value  # bytes, or None for NULL
+    rows: list[Row] = []
+    for i in range(result.ntuples):
+        timeout, trace = value(i, 5), value(i, 8)
+        rows.append(
+            (
+                int(value(i, 0)),
+                value(i, 1).decode(encoding),
+                value(i, 2).decode(encoding),
+                int(value(i, 3)),
+                int(value(i, 4)),
+                None if timeout is None else float(timeout),
+                value(i, 6).decode(encoding),
+                float(value(i, 7)),
+                None if trace is None else trace.decode(encoding),
+            )
+        )
+    return rows
+
+
+async def claim(conn: psycopg.AsyncConnection[Any], params: dict[str, Any]) -> list[Row]:
+    """Run one claim (claim_statement's parameters) on `conn`; its rows. Errors are psycopg's,
+    as an execute() raises them, so ManagedConnection tells a lost connection from a refused
+    statement as it does for any other."""
+    async with conn.lock:
+        if conn not in _prepared:
+            conn.pgconn.send_prepare(STATEMENT, sql("claim_lone").encode())
+            await _result(conn)
+            _prepared.add(conn)
+        conn.pgconn.send_query_prepared(STATEMENT, params_of(params))
+        try:
+            result = await _result(conn)
+        except psycopg.errors.InvalidSqlStatementName:
+            _prepared.discard(conn)  # gone from the session: prepare it again next time
+            raise
+    return decoded(result, conn.info.encoding)
+
+
+async def _result(conn: psycopg.AsyncConnection[Any]) -> pq.abc.PGresult:
+    """Send what is queued and wait for the statement's result, never blocking the loop.
+    Interrupted midway (cancelled, timed out), the statement is cancelled in the server too,
+    as psycopg does for its own: its jobs stay queued and the connection idle for the next
+    call, or, if the server does not confirm within CANCEL_SECONDS, the connection is closed
+    so that the next call makes a new one. (A claim the server finished before the request
+    arrived holds its jobs until their leases expire and the reaper requeues them.)"""
+    pgconn = conn.pgconn
+    try:
+        return await _awaited(pgconn, conn.info.encoding)
+    except BaseException:
+        if pgconn.transaction_status == pq.TransactionStatus.ACTIVE:
+            await _cancel(conn)
+        raise
+
+
+async def _awaited(pgconn: pq.abc.PGconn, encoding: str) -> pq.abc.PGresult:
+    """The last result of the statement sent; psycopg's error for a failed one (`encoding`:
+    the connection's, as a Python codec)."""
+    loop = asyncio.get_running_loop()
+    while pgconn.flush():
+        await _ready(loop, pgconn.socket, write=True)
+    last = None
+    while True:
+        pgconn.consume_input()
+        while not pgconn.is_busy():
+            result = pgconn.get_result()
+            if result is None:
+                if last is None:
+                    raise psycopg.OperationalError("the statement returned no result")
+                if last.status not in (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK):
+                    raise psycopg.errors.error_from_result(last, encoding=encoding)
+                return last
+            last = result
+        await _ready(loop, pgconn.socket, write=False)
+
+
+async def _cancel(conn: psycopg.AsyncConnection[Any]) -> None:
+    try:
+        async with asyncio.timeout(CANCEL_SECONDS):
+            await conn.cancel_safe(timeout=CANCEL_SECONDS)
+            with contextlib.suppress(psycopg.errors.QueryCanceled):
+                await _awaited(conn.pgconn, conn.info.encoding)
+    except Exception:  # no confirmation, or a failure: the connection's state is unknown
+        conn.pgconn.finish()
+    except BaseException:  # interrupted again
+        conn.pgconn.finish()
+        raise
+
+
+async def _ready(loop: asyncio.AbstractEventLoop, fd: int, *, write: bool) -> None:
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def resolve() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    (loop.add_writer if write else loop.add_reader)(fd, resolve)
+    try:
+        await ready
+    finally:
+        (loop.remove_writer if write else loop.remove_reader)(fd)
