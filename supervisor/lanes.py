@@ -291,14 +291,13 @@ class Lanes:
             self.claiming.subtract(wants)
         now = time.monotonic()
         jobs = claimed_by(ordered, rows, self.limits, self.tally, now)
+        busy = self.pool.holds_jobs() or bool(self.claims_in_flight())  # besides these jobs
+        # The children first: they start on the other core while this one keeps count.
+        dispatched = self.pool.hand_out(jobs)
         self.queue_dry = self.work_epoch == epoch and ran_dry(ordered, rows)
         self.dry.after_round(
-            unlimited_counts(ordered, rows),
-            claimed_any=bool(jobs),
-            busy=self.pool.holds_jobs() or bool(self.claims_in_flight()),
-            now=now,
+            unlimited_counts(ordered, rows), claimed_any=bool(jobs), busy=busy, now=now
         )
-        dispatched = self.pool.hand_out(jobs)
         # A short claim means the queue ran dry: a burst node looks elsewhere now, while its
         # last jobs run, and is done once they are written. (Not while another lane claims:
         # the rows that claim holds would still look ready. Jobs a limit holds back are

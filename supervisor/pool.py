@@ -403,9 +403,10 @@ class WorkerPool:
         batches, leftovers = deal_out(
             jobs, self.live_children(), self.dispatcher, self.beside_limits
         )
+        for child, batch in batches.items():
+            self.talk.send(child, (protocol.JOBS, list(map(FOR_CHILD, batch))))
+        # Counted once the children have their jobs: off the path of the first one's start.
         self.outbox.add_releases((j.id, j.attempt) for j in leftovers)
         self.tally.count_started(jobs)
         self.handed_out.set()  # the watch looks at every tick again
-        for child, batch in batches.items():
-            self.talk.send(child, (protocol.JOBS, list(map(FOR_CHILD, batch))))
         return len(jobs)
