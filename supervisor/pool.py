@@ -340,7 +340,7 @@ class WorkerPool:
         return [
             c
             for c in self.children.values()
-            if c.kill is None and c.exit_status is None and not self.slots.read(c.slot).drain
+            if c.kill is None and c.exit_status is None and not self.slots.draining(c.slot)
         ]
 
     def live_children(self) -> list[Child]:
