@@ -386,17 +386,24 @@ class Control:
 
     def _on_notification(self, note: psycopg.Notify) -> None:
         """One notification, acted on as soon as it is read: between statements (`_hear`) or
-        during one (psycopg passes those it reads then to the connection's handler)."""
-        if note.channel == CANCEL_CHANNEL:
-            with contextlib.suppress(ValueError):
-                self.pool.cancel_running(int(note.payload))
-        elif note.payload == "limits":  # a type's limits changed (types set, a node)
-            self.lanes.limits_changed()
-        elif note.payload.startswith("at "):  # the soonest of jobs scheduled for later
-            with contextlib.suppress(ValueError):
-                self.lanes.work_due_at(float(note.payload[3:]))
-        elif wakes(note.payload, self.node.queues):
-            self.lanes.more_work_may_exist()
+        during one (psycopg passes those it reads then to the connection's handler, and would
+        let an exception from here break off that statement: none leaves)."""
+        try:
+            if note.channel == CANCEL_CHANNEL:
+                with contextlib.suppress(ValueError):
+                    self.pool.cancel_running(int(note.payload))
+            elif note.payload == "limits":  # a type's limits changed (types set, a node)
+                self.lanes.limits_changed()
+            elif note.payload.startswith("at "):  # the soonest of jobs scheduled for later
+                with contextlib.suppress(ValueError):
+                    self.lanes.work_due_at(float(note.payload[3:]))
+            elif wakes(note.payload, self.node.queues):
+                self.lanes.more_work_may_exist()
+        except Exception:
+            log.exception(
+                "a notification could not be acted on",
+                extra={"node": self.node.name, "channel": note.channel, "payload": note.payload},
+            )
 
     async def stop(self) -> None:
         with contextlib.suppress(DatabaseDown):

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import psycopg
+from psycopg import pq
 from psycopg.types.string import TextLoader
 
 from jobfleet.db import connection_options, mask_password
@@ -154,8 +155,15 @@ def receive(conn: psycopg.AsyncConnection[Any]) -> int:
 
     Not psycopg's notifies(timeout=0): its lock, generator and asyncio wait cost an idle node
     0.06-0.07 ms between the socket turning readable and the new job's claim (issue 17)."""
-    pgconn = conn.pgconn
-    pgconn.consume_input()
+    conn.pgconn.consume_input()
+    return dispatch_notifications(conn.pgconn)
+
+
+def dispatch_notifications(pgconn: pq.abc.PGconn) -> int:
+    """Pass the notifications libpq has read and not yet handed out to the connection's
+    handler (psycopg's dispatch to those added with add_notify_handler); how many."""
+    if pgconn.status != pq.ConnStatus.OK:
+        return 0
     count = 0
     while (note := pgconn.notifies()) is not None:
         count += 1

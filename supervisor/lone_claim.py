@@ -26,6 +26,7 @@ import psycopg
 from psycopg import pq
 
 from jobfleet.queries import sql
+from jobfleet.supervisor.database import dispatch_notifications
 
 STATEMENT = b"jobfleet_lone_claim"
 CANCEL_SECONDS = 5.0  # an interrupted claim's cancel must be confirmed within this
@@ -36,15 +37,15 @@ Row = tuple[int, str, str, int, int, float | None, str, float, str | None]
 _prepared: weakref.WeakSet[psycopg.AsyncConnection[Any]] = weakref.WeakSet()
 
 
-def text_array(items: Sequence[str] | None) -> bytes | None:
+def text_array(items: Sequence[str] | None, encoding: str = "utf-8") -> bytes | None:
     """A text[] parameter in PostgreSQL's text format: each element quoted, its backslashes
     and double quotes escaped; None for NULL."""
     if items is None:
         return None
     if any("\x00" in item for item in items):
-        raise ValueError("a claim's type or queue name holds a NUL character")
+        raise psycopg.DataError("a claim's type or queue name holds a NUL character")
     quoted = ('"' + item.replace("\\", "\\\\").replace('"', '\\"') + '"' for item in items)
-    return ("{" + ",".join(quoted) + "}").encode()
+    return ("{" + ",".join(quoted) + "}").encode(encoding)
 
 
 @lru_cache(maxsize=64)  # a node's holder and names are fixed; only the batch size varies
@@ -54,20 +55,23 @@ def encoded(
     queues: tuple[str, ...] | None,
     limit: int,
     lease_seconds: float,
+    encoding: str = "utf-8",
 ) -> Params:
-    """`claim_lone`'s parameters in the text format, from claim_statement's."""
+    """`claim_lone`'s parameters in the text format, from claim_statement's, in the
+    connection's `encoding` (a Python codec), as psycopg would send them. A NUL is refused
+    as psycopg refuses it (DataError: a statement error, not the node's end)."""
     if "\x00" in holder:
-        raise ValueError("a claim's holder holds a NUL character")
+        raise psycopg.DataError("a claim's holder holds a NUL character")
     return [
-        holder.encode(),
-        text_array(types),
-        text_array(queues),
+        holder.encode(encoding),
+        text_array(types, encoding),
+        text_array(queues, encoding),
         str(int(limit)).encode(),
         repr(float(lease_seconds)).encode(),
     ]
 
 
-def params_of(params: dict[str, Any]) -> Params:
+def params_of(params: dict[str, Any], encoding: str = "utf-8") -> Params:
     """The encoded parameters of a claim_statement's named ones."""
     queues = params["queues"]
     return encoded(
@@ -76,6 +80,7 @@ def params_of(params: dict[str, Any]) -> Params:
         None if queues is None else tuple(queues),
         params["limit"],
         params["lease_seconds"],
+        encoding,
     )
 
 
@@ -105,19 +110,34 @@ def decoded(result: pq.abc.PGresult, encoding: str) -> list[Row]:
 async def claim(conn: psycopg.AsyncConnection[Any], params: dict[str, Any]) -> list[Row]:
     """Run one claim (claim_statement's parameters) on `conn`; its rows. Errors are psycopg's,
     as an execute() raises them, so ManagedConnection tells a lost connection from a refused
-    statement as it does for any other."""
+    statement as it does for any other. Notifications libpq reads meanwhile go to the
+    connection's handler, as psycopg passes on those it reads during its statements."""
+    encoding = conn.info.encoding
+    values = params_of(params, encoding)
     async with conn.lock:
-        if conn not in _prepared:
-            conn.pgconn.send_prepare(STATEMENT, sql("claim_lone").encode())
-            await _result(conn)
-            _prepared.add(conn)
-        conn.pgconn.send_query_prepared(STATEMENT, params_of(params))
         try:
-            result = await _result(conn)
-        except psycopg.errors.InvalidSqlStatementName:
-            _prepared.discard(conn)  # gone from the session: prepare it again next time
-            raise
-    return decoded(result, conn.info.encoding)
+            try:
+                result = await _prepared_run(conn, values)
+            except psycopg.errors.InvalidSqlStatementName:
+                # psycopg deallocates every statement prepared on a session after a rollback
+                # (DEALLOCATE ALL: the control connection's transactions), ours with them.
+                # The failed call did nothing: prepare the statement again and claim.
+                _prepared.discard(conn)
+                result = await _prepared_run(conn, values)
+        finally:
+            dispatch_notifications(conn.pgconn)
+    return decoded(result, encoding)
+
+
+async def _prepared_run(conn: psycopg.AsyncConnection[Any], values: Params) -> pq.abc.PGresult:
+    if conn not in _prepared:
+        conn.pgconn.send_prepare(STATEMENT, sql("claim_lone").encode())
+        # Already there: a call interrupted after the server had prepared it.
+        with contextlib.suppress(psycopg.errors.DuplicatePreparedStatement):
+            await _result(conn)
+        _prepared.add(conn)
+    conn.pgconn.send_query_prepared(STATEMENT, values)
+    return await _result(conn)
 
 
 async def _result(conn: psycopg.AsyncConnection[Any]) -> pq.abc.PGresult:

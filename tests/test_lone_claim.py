@@ -83,8 +83,19 @@ def test_names_are_sent_as_an_array_whatever_they_hold(conn: psycopg.Connection[
     assert scalar(conn, "SELECT %s::text[]", (literal.decode(),)) == names
     assert lone_claim.text_array(None) is None
     assert lone_claim.text_array([]) == b"{}"
-    with pytest.raises(ValueError, match="NUL"):
+    with pytest.raises(psycopg.DataError, match="NUL"):
         lone_claim.text_array(["a\x00b"])
+
+
+def test_a_nul_in_a_name_is_a_statement_error(db_url: str) -> None:
+    """As psycopg refuses it: the lane logs a refused claim and goes on, the node stays up."""
+
+    async def scenario(db: ManagedConnection) -> None:
+        named = {**params()[1], "types": ["echo\x00"]}
+        with pytest.raises(StatementError, match="NUL"):
+            await db.run(lambda c: lone_claim.claim(c, named))
+
+    run(db_url, scenario)
 
 
 def test_the_parameters_are_encoded_once_per_batch_size() -> None:
@@ -116,16 +127,65 @@ def test_a_refused_claim_raises_psycopgs_error_and_keeps_the_connection(
 def test_a_statement_gone_from_the_session_is_prepared_again(
     conn: psycopg.Connection[Any], db_url: str
 ) -> None:
-    jobfleet.enqueue_many(conn, "echo", [None, None])
+    """psycopg deallocates every prepared statement of a session after a rollback (the
+    control connection runs transactions, and lone claims): the next claim prepares the
+    statement again and claims, on the same connection, with no error."""
+    jobfleet.enqueue_many(conn, "echo", [None, None, None])
+    ours = "SELECT count(*) FROM pg_prepared_statements WHERE name = 'jobfleet_lone_claim'"
+
+    async def prepared(c: psycopg.AsyncConnection[Any]) -> int:
+        return int((await (await c.execute(ours)).fetchone() or [0])[0])
+
+    async def rolled_back(c: psycopg.AsyncConnection[Any]) -> None:
+        await c.execute("SELECT 1", prepare=True)  # psycopg has a statement of its own too
+        async with c.transaction(force_rollback=True):
+            await c.execute("SELECT 1")
 
     async def scenario(db: ManagedConnection) -> list[int]:
-        got = len(await db.run(lambda c: lone_claim.claim(c, params(limit=1)[1])))
+        claimed = [len(await db.run(lambda c: lone_claim.claim(c, params(limit=1)[1])))]
+        generation = db.generation
+        await db.run(rolled_back)
+        before = await db.run(prepared)
+        claimed.append(len(await db.run(lambda c: lone_claim.claim(c, params(limit=1)[1]))))
         await db.run(lambda c: c.execute("DEALLOCATE ALL"))
-        with pytest.raises(StatementError, match="does not exist"):
-            await db.run(lambda c: lone_claim.claim(c, params(limit=1)[1]))
-        return [got, len(await db.run(lambda c: lone_claim.claim(c, params(limit=1)[1])))]
+        claimed.append(len(await db.run(lambda c: lone_claim.claim(c, params(limit=1)[1]))))
+        return [*claimed, before, await db.run(prepared), db.generation - generation]
 
-    assert run(db_url, scenario) == [1, 1]
+    # Claimed one each time; gone after the rollback, there again after; one connection.
+    assert run(db_url, scenario) == [1, 1, 1, 0, 1, 0]
+
+
+def test_notifications_read_during_a_claim_reach_the_handler(
+    conn: psycopg.Connection[Any], db_url: str
+) -> None:
+    """The control connection claims too while the node is busy: a notification libpq reads
+    during its claim is handed on then, not left until the next statement or wait."""
+    jobfleet.enqueue(conn, "echo")
+    heard: list[str] = []
+
+    async def scenario() -> tuple[list[str], int]:
+        db = ManagedConnection(
+            "control-test",
+            db_url,
+            settings(),
+            raw_json=True,
+            on_notify=lambda n: heard.append(n.payload),
+        )
+        try:
+            listener = await db.run(itself)
+            await listener.execute("LISTEN jobfleet_test")
+            with psycopg.connect(db_url) as blocker:
+                blocker.execute("LOCK TABLE jobs IN ACCESS EXCLUSIVE MODE")
+                claiming = asyncio.ensure_future(db.run(lambda c: lone_claim.claim(c, params()[1])))
+                while not scalar(conn, WAITING, (listener.info.backend_pid,)):
+                    await asyncio.sleep(0.01)  # polls; the test's timeout bounds it
+                conn.execute("NOTIFY jobfleet_test, 'during the claim'")
+            rows = await claiming
+            return list(heard), len(rows)
+        finally:
+            await db.close()
+
+    assert asyncio.run(scenario()) == (["during the claim"], 1)
 
 
 def test_a_claim_cancelled_midway_is_cancelled_in_the_server(
