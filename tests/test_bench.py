@@ -83,6 +83,14 @@ def test_ceiling_drain_million_and_cpu_drain_every_job(cli: Cli) -> None:
     assert biggest["ceiling_jobs_per_s"] == paired
     assert ratio(data, "noop_wall_vs_ceiling") == pytest.approx(biggest["wall_jobs_per_s"] / paired)
     assert s["million"]["succeeded"] == s["million"]["jobs"] == data["sizes"]["million_jobs"]
+    # The million's ratio is to a ceiling round of its own count, run just before it.
+    own = s["million"]["ceiling_jobs_per_s"]
+    assert ratio(data, "million_wall_vs_ceiling") == pytest.approx(
+        s["million"]["wall_jobs_per_s"] / own
+    )
+    assert ratio(data, "million_wall_vs_ceiling_100k") == pytest.approx(
+        s["million"]["wall_jobs_per_s"] / s["ceiling"]["jobs_per_s"]
+    )
     assert s["cpu"]["succeeded"] == s["cpu"]["jobs"]
     # Pure Python work cannot beat one core per worker.
     assert s["cpu"]["span_seconds"] >= s["cpu"]["ideal_seconds"] * 0.9

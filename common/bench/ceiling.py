@@ -38,10 +38,14 @@ def run(ctx: Context) -> dict[str, Any]:
     }
 
 
-def one_round(ctx: Context, count: int, n: int, *, analyse: bool) -> dict[str, Any]:
+def one_round(
+    ctx: Context, count: int, n: int, *, analyse: bool, of: int | None = None
+) -> dict[str, Any]:
+    """Round `n` (of `of`, the bench's rounds by default) of the raw ceiling over `count`
+    jobs."""
     fill = "analysed" if analyse else "fresh"
     with scratch.scratch_database(ctx.server, "ceiling") as url:
-        ctx.step(f"ceiling: queue {count:,} jobs, {fill} (round {n} of {ctx.sizes.rounds})")
+        ctx.step(f"ceiling: queue {count:,} jobs, {fill} (round {n} of {of or ctx.sizes.rounds})")
         scratch.fill(url, count, analyse=analyse)
         ctx.step(f"ceiling: {DRAINERS} drainers, batch {BATCH}, {fill} (round {n})")
         spans = drain(url, DRAINERS)

@@ -59,8 +59,9 @@ METHOD_ROWS = [
     ),
     (
         "million",
-        "`jobfleet supervisor --burst` draining 1M no-op jobs right after their COPY, once",
-        "steady and start-to-exit, as for drain",
+        "`jobfleet supervisor --burst` draining 1M no-op jobs right after their COPY, once, "
+        "after a round of the raw ceiling on a fresh fill of its own of 1M",
+        "steady and start-to-exit, as for drain; start-to-exit over that ceiling round",
     ),
     (
         "cpu",
@@ -134,8 +135,9 @@ METHOD_ROWS = [
         "history",
         "10M finished jobs (a month old, one in ten with a failed attempt row), vacuumed; "
         "`jobfleet supervisor --burst` draining 100k no-op jobs over them in alternating "
-        "rounds: nothing pruning; the node's own leader pruning (retention a day, a 0.5 s "
-        "slice per control tick); the pruner flat out beside it on its own connection "
+        "rounds: nothing pruning; the node's own leader pruning (retention a day, 0.1 s "
+        "slices with 0.9 s pauses between them); the pruner flat out beside it on its own "
+        "connection "
         "(windows of 1,000 jobs, no pause); 3 rounds each",
         "steady jobs/s of each drain (median round) and their ratios to the first; jobs "
         "deleted per second flat out and the longest pruning statement (each is its own "

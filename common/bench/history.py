@@ -52,7 +52,7 @@ SELECT id, 1, 'failed', 'boom', started_at, finished_at FROM jobs WHERE attempt 
 """
 HISTORY_LEFT = "SELECT count(*) FROM jobs WHERE created_at < now() - interval '1 day'"
 NO_PRUNING = {"JOBFLEET_RETENTION_SECONDS": "0"}
-# The node's own leader prunes as it would in production: a slice per control tick.
+# The node's own leader prunes as it would in production: a slice, a pause, a slice.
 LEADER_PRUNES = {"JOBFLEET_RETENTION_SECONDS": str(int(KEEP_SECONDS))}
 # The pruner must be under way before the drain starts, and a drain must not wait for ever.
 PRUNER_START_TIMEOUT = 60.0

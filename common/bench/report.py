@@ -78,7 +78,12 @@ def _drain(r: dict[str, Any]) -> Lines:
 
 
 def _million(r: dict[str, Any]) -> Lines:
-    return [(f"{r['jobs']:,} noop, fresh fill, {r['workers']} workers", _steady_and_wall(r))]
+    lines = [(f"{r['jobs']:,} noop, fresh fill, {r['workers']} workers", _steady_and_wall(r))]
+    if "ceiling_jobs_per_s" in r:
+        lines.append(
+            ("  raw ceiling, the same count beside it", f"{_num(r['ceiling_jobs_per_s'])} {JPS}")
+        )
+    return lines
 
 
 def _cpu(r: dict[str, Any]) -> Lines:

@@ -133,14 +133,23 @@ def drain_rounds(
 
 def run_million(ctx: Context) -> dict[str, Any]:
     """A million-job bulk enqueue drained at once by one node: COPY, then `supervisor
-    --burst` on the never-analysed table, once (a round is half a minute here)."""
+    --burst` on the never-analysed table, once (a round is half a minute here), after a
+    round of the raw ceiling on a fill of its own of the same million: the ratio to the
+    ceiling is to that round, measured the same way a minute before, as the drain's are to
+    theirs (the `ceiling` scenario drains 100k, minutes apart)."""
     count = ctx.sizes.million_jobs
+    own = ceiling.one_round(ctx, count, 1, analyse=False, of=1)
     with scratch.scratch_database(ctx.server, "million") as url:
         ctx.step(f"million: queue {count:,} noop jobs, fresh")
         scratch.fill(url, count)
         ctx.step(f"million: {count:,} noop jobs, {ctx.workers} workers")
         result = measured(url, count, burst(ctx, url))
-    return {"workers": ctx.workers, "fill": "fresh", **result}
+    return {
+        "workers": ctx.workers,
+        "fill": "fresh",
+        **result,
+        "ceiling_jobs_per_s": own["jobs_per_s"],
+    }
 
 
 def run_cpu(ctx: Context) -> dict[str, Any]:
