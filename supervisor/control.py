@@ -31,6 +31,7 @@ from jobfleet.supervisor.database import (
     ManagedConnection,
     StatementError,
     receive,
+    socket_ready,
 )
 from jobfleet.supervisor.lanes import Lanes
 from jobfleet.supervisor.maintenance.heartbeat import Heartbeat
@@ -59,24 +60,6 @@ QUEUE_PREFIX = "queue "
 # How often a node busy on its hot path looks at the notifications that arrived meanwhile.
 HEAR_WHILE_BUSY_SECONDS = 0.05
 CANCEL_CHANNEL = "jobfleet_cancel"
-
-
-async def readable(fd: int, seconds: float) -> None:
-    """Return once `fd` has something to read, or after `seconds`."""
-    loop = asyncio.get_running_loop()
-    ready: asyncio.Future[None] = loop.create_future()
-
-    def resolve() -> None:
-        if not ready.done():
-            ready.set_result(None)
-
-    loop.add_reader(fd, resolve)
-    timer = loop.call_later(seconds, resolve)
-    try:
-        await ready
-    finally:
-        timer.cancel()
-        loop.remove_reader(fd)
 
 
 def wakes(payload: str, queues: Collection[str] | None) -> bool:
@@ -381,7 +364,7 @@ class Control:
         a second (a tenth of its CPU)."""
         if receive(conn) or seconds <= 0:
             return
-        await readable(conn.pgconn.socket, seconds)
+        await socket_ready(conn.pgconn.socket, seconds)
         receive(conn)
 
     def _on_notification(self, note: psycopg.Notify) -> None:

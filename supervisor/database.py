@@ -172,6 +172,26 @@ def dispatch_notifications(pgconn: pq.abc.PGconn) -> int:
     return count
 
 
+async def socket_ready(fd: int, seconds: float | None = None, *, write: bool = False) -> None:
+    """Return once `fd` has something to read (`write`: room to write), or after `seconds`
+    (None: no limit but the caller's)."""
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def resolve() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    (loop.add_writer if write else loop.add_reader)(fd, resolve)
+    timer = None if seconds is None else loop.call_later(seconds, resolve)
+    try:
+        await ready
+    finally:
+        if timer is not None:
+            timer.cancel()
+        (loop.remove_writer if write else loop.remove_reader)(fd)
+
+
 def _connection_lost(exc: psycopg.Error, conn: psycopg.AsyncConnection[Any]) -> bool:
     return conn.closed or isinstance(
         exc, psycopg.OperationalError | psycopg.errors.AdminShutdown | psycopg.InterfaceError

@@ -27,7 +27,7 @@ from psycopg import pq
 from psycopg.adapt import Transformer
 
 from jobfleet.queries import sql
-from jobfleet.supervisor.database import dispatch_notifications
+from jobfleet.supervisor.database import dispatch_notifications, socket_ready
 
 STATEMENT = b"jobfleet_lone_claim"
 CANCEL_SECONDS = 5.0  # an interrupted claim's cancel must be confirmed within this
@@ -145,9 +145,8 @@ async def _result(conn: psycopg.AsyncConnection[Any]) -> pq.abc.PGresult:
 async def _awaited(pgconn: pq.abc.PGconn, encoding: str) -> pq.abc.PGresult:
     """The last result of the statement sent; psycopg's error for a failed one (`encoding`:
     the connection's, as a Python codec)."""
-    loop = asyncio.get_running_loop()
     while pgconn.flush():
-        await _ready(loop, pgconn.socket, write=True)
+        await socket_ready(pgconn.socket, write=True)
     last = None
     while True:
         pgconn.consume_input()
@@ -160,7 +159,7 @@ async def _awaited(pgconn: pq.abc.PGconn, encoding: str) -> pq.abc.PGresult:
                     raise psycopg.errors.error_from_result(last, encoding=encoding)
                 return last
             last = result
-        await _ready(loop, pgconn.socket, write=False)
+        await socket_ready(pgconn.socket)
 
 
 async def _cancel(conn: psycopg.AsyncConnection[Any]) -> None:
@@ -174,17 +173,3 @@ async def _cancel(conn: psycopg.AsyncConnection[Any]) -> None:
     except BaseException:  # interrupted again
         conn.pgconn.finish()
         raise
-
-
-async def _ready(loop: asyncio.AbstractEventLoop, fd: int, *, write: bool) -> None:
-    ready: asyncio.Future[None] = loop.create_future()
-
-    def resolve() -> None:
-        if not ready.done():
-            ready.set_result(None)
-
-    (loop.add_writer if write else loop.add_reader)(fd, resolve)
-    try:
-        await ready
-    finally:
-        (loop.remove_writer if write else loop.remove_reader)(fd)

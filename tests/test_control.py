@@ -13,8 +13,13 @@ import pytest
 import jobfleet
 from jobfleet import admin
 from jobfleet.settings import settings
-from jobfleet.supervisor.control import readable, wakes
-from jobfleet.supervisor.database import DatabaseDown, ManagedConnection, receive
+from jobfleet.supervisor.control import wakes
+from jobfleet.supervisor.database import (
+    DatabaseDown,
+    ManagedConnection,
+    receive,
+    socket_ready,
+)
 from tests.conftest import scalar, wait_until
 from tests.fleet_support import running_on
 
@@ -49,9 +54,9 @@ def test_notifications_sent_during_a_statement_are_acted_on_then(db_url: str) ->
 
 
 def test_a_listen_waits_on_the_socket_and_then_reads_what_came(db_url: str) -> None:
-    """The control connection's wait for notifications (Control._hear): readable() returns
+    """The control connection's wait for notifications (Control._hear): socket_ready() returns
     when the server sends one, not before, and receive() then reads it without waiting and
-    hands it over; with nothing sent, readable() returns after its time."""
+    hands it over; with nothing sent, socket_ready() returns after its time."""
 
     async def scenario() -> tuple[bool, int, list[str], int]:
         heard: list[str] = []
@@ -60,8 +65,8 @@ def test_a_listen_waits_on_the_socket_and_then_reads_what_came(db_url: str) -> N
         async with sender:
             listener = await db.run(itself)
             await listener.execute("LISTEN jobfleet_test")
-            await readable(listener.pgconn.socket, 0.01)  # nothing comes: back after its time
-            waiting = asyncio.ensure_future(readable(listener.pgconn.socket, 60))
+            await socket_ready(listener.pgconn.socket, 0.01)  # nothing comes: back after its time
+            waiting = asyncio.ensure_future(socket_ready(listener.pgconn.socket, 60))
             for _ in range(5):
                 await asyncio.sleep(0)
             early = waiting.done()
@@ -70,7 +75,7 @@ def test_a_listen_waits_on_the_socket_and_then_reads_what_came(db_url: str) -> N
             await asyncio.wait_for(waiting, 30)
             count = receive(listener)
             while len(heard) < 2:  # the second may come in a later packet
-                await readable(listener.pgconn.socket, 30)
+                await socket_ready(listener.pgconn.socket, 30)
                 count += receive(listener)
             again = receive(listener)
             await db.close()
@@ -92,7 +97,7 @@ def test_a_lost_listening_connection_is_seen_when_read(
         conn.execute("SELECT pg_terminate_backend(%s)", (listener.info.backend_pid,))
         with pytest.raises(DatabaseDown):
             for _ in range(3):  # the server's goodbye (an error message), then the end
-                await readable(listener.pgconn.socket, 30)
+                await socket_ready(listener.pgconn.socket, 30)
                 await db.run(lambda c: asyncio.sleep(0, receive(c)))
         await db.close()
         return db.connected
