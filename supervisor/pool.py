@@ -93,6 +93,9 @@ class WorkerPool:
         self.spawn_not_before = 0.0
         self.stall_ended = 0.0  # when the supervisor last came back from a pause
         self.handed_out = asyncio.Event()  # jobs went to the children (the watch's pace)
+        # Cancels no child could act on yet (the job's claim still on its way, or the job
+        # waiting in its child's batch): job id -> (attempt or None, when to give up).
+        self.cancels_waiting: dict[int, tuple[int | None, float]] = {}
 
     def _fields(self, **extra: Any) -> dict[str, Any]:
         return {"node": self.node.name, **extra}
@@ -181,6 +184,8 @@ class WorkerPool:
                 # their silence from now, not from before the pause.
                 self.stall_ended = now
             last = now
+            if self.cancels_waiting:
+                self._cancel_waiting(now)
             self.watch_children()
             self.manage_children()
             self.on_change()
@@ -350,7 +355,24 @@ class WorkerPool:
     def cancel_running(self, job_id: int, attempt: int | None = None) -> None:
         """Stop a running job someone cancelled, if one of our children runs it: set its
         cooperative flag (an async job's task is cancelled), and kill the child after the kill
-        grace unless the job ends by then. One run beside others kills it only then."""
+        grace unless the job ends by then. One run beside others kills it only then.
+
+        A cancel no child can act on yet waits, looked at again at every tick of the watch for
+        a lease's time: the request may come before its job's claim is back from the database
+        (the cancel's NOTIFY read during that very claim), or while a main thread's job
+        waits behind another in its child's batch. Not acted on then, it waited for the next
+        lease renewal, which reports cancel requests too."""
+        if not self._cancel_held(job_id, attempt):
+            give_up = time.monotonic() + self.config.lease_seconds
+            self.cancels_waiting[job_id] = (attempt, give_up)
+
+    def _cancel_waiting(self, now: float) -> None:
+        for job_id, (attempt, give_up) in list(self.cancels_waiting.items()):
+            if now >= give_up or self._cancel_held(job_id, attempt):
+                del self.cancels_waiting[job_id]
+
+    def _cancel_held(self, job_id: int, attempt: int | None) -> bool:
+        """Cancel the job if a child of ours runs it; whether one did (or is being killed)."""
         for child in self.children.values():
             job = child.held(job_id)
             if job is None or (attempt is not None and job.attempt != attempt):
@@ -359,9 +381,14 @@ class WorkerPool:
                 self.slots.set_entry_cancel(child.slot, job.id, job.attempt)
                 self.talk.send(child, (protocol.CANCEL, job.id, job.attempt))
                 child.cancel_by[job.id] = time.monotonic() + self.config.kill_grace_seconds
-            elif child.kill is None and self.slots.set_cancel(child.slot, job_id):
-                self.kill_child(child, "cancelled", "cancelled while running", job, final=True)
-            return
+                return True
+            if child.kill is not None:
+                return True
+            if not self.slots.set_cancel(child.slot, job_id):
+                return False  # waiting behind another job in its child
+            self.kill_child(child, "cancelled", "cancelled while running", job, final=True)
+            return True
+        return False
 
     def busy(self) -> tuple[int, int]:
         """Children running at least one job now, and the jobs they run (their main threads'

@@ -127,6 +127,27 @@ def test_a_busy_node_hears_a_cancel_at_once(conn: psycopg.Connection[Any], fleet
     assert time.monotonic() - asked < 3.0, "the cancel waited for a lease renewal"
 
 
+def test_a_cancel_for_a_job_waiting_in_its_childs_batch_stops_it_when_it_starts(
+    conn: psycopg.Connection[Any], fleet: Any
+) -> None:
+    """One worker, two jobs claimed together: the second waits behind the first in the
+    child's batch when its cancel comes. The cancel waits for it to start and stops it then,
+    not at the next lease renewal (every 10 s by default) after it started."""
+    first = jobfleet.enqueue(conn, "sleep", {"seconds": 1.5}, priority=9)
+    second = jobfleet.enqueue(conn, "sleep", {"seconds": 60})
+    fleet("a", "--workers", "1")
+    wait_until(lambda: running_on(conn, first) and running_on(conn, second), what="both claimed")
+    asked = time.monotonic()
+    assert admin.cancel(conn, second) == "running"
+    wait_until(
+        lambda: scalar(conn, "SELECT state FROM jobs WHERE id = %s", (second,)) == "cancelled",
+        timeout=20,
+        what="the second job to end cancelled",
+    )
+    assert time.monotonic() - asked < 4.5, "the cancel waited for a lease renewal"
+    assert scalar(conn, "SELECT state FROM jobs WHERE id = %s", (first,)) == "succeeded"
+
+
 def lateness(conn: psycopg.Connection[Any], jobs: list[int]) -> dict[int, float]:
     """Seconds from each job's run_at to its start, once every one has succeeded."""
     wait_until(
