@@ -190,6 +190,15 @@ class Control:
             if self.pruner.more and self._prune_due(now):  # a pass under way, slice by slice
                 await self._duty(self._prune())
                 continue
+            if self.listening_on != self.db.generation or not self.db.connected:
+                # Before any hot-path work: a node busy from its start (or since a reconnect)
+                # would otherwise not listen until its backlog ran out, and hear a cancel
+                # only at the next lease renewal.
+                try:
+                    await self.db.run(self._start_listening)
+                except DatabaseDown:
+                    await self._until_retry()
+                continue
             if self.lanes.in_flight() and await self.lanes.lane_step(self.db):
                 # Always stepping, the node never waits for notifications: those read during
                 # its statements are acted on then, and the socket is read now and then
@@ -200,16 +209,17 @@ class Control:
                     with contextlib.suppress(DatabaseDown):
                         await self.db.run(functools.partial(self._hear, seconds=0.0))
                 continue
+            due = min(next_tick, self.next_schedule or next_tick)
+            if self.pruner.more and self.is_leader:
+                due = min(due, self.pruner.next_due)
             try:
-                if self.listening_on != self.db.generation or not self.db.connected:
-                    await self.db.run(self._start_listening)
-                else:
-                    due = min(next_tick, self.next_schedule or next_tick)
-                    if self.pruner.more and self.is_leader:
-                        due = min(due, self.pruner.next_due)
-                    await self._listen_until_woken(due - now)
+                await self._listen_until_woken(due - now)
             except DatabaseDown:
-                await asyncio.sleep(min(1.0, max(0.05, self.db.retry_at - time.monotonic())))
+                await self._until_retry()
+
+    async def _until_retry(self) -> None:
+        """Wait, the database being down, until the connection may be tried again."""
+        await asyncio.sleep(min(1.0, max(0.05, self.db.retry_at - time.monotonic())))
 
     async def _listen_until_woken(self, seconds: float) -> None:
         """Hear notifications for up to `seconds`, or until the node's loops are woken."""
@@ -334,6 +344,10 @@ class Control:
             self.next_limits_look = time.monotonic() + LIMITS_LOOK_SECONDS
             self.lanes.limits.stale = True
         await self.heartbeat.run_once(conn, workers=self.pool.desired, busy=self.pool.busy()[0])
+        await self._renew(conn)
+
+    async def _renew(self, conn: Any) -> None:
+        """Renew the leases of the jobs the node holds; stop those someone cancelled."""
         renewed = await self.renewal.run_once(
             conn, self.pool.held_job_ids() + self.outbox.job_ids()
         )
@@ -353,9 +367,12 @@ class Control:
         if row is not None:
             self.lanes.db_clock_offset = float(row[0]) - (asked + answered) / 2
         self.listening_on = self.db.generation
-        # Anything that arrived, or was scheduled, while nobody listened.
+        # Anything that arrived, or was scheduled, while nobody listened; cancels too, which
+        # the renewal reports for the jobs held (none at the start, some after a reconnect).
         self.lanes.due_unknown = True
         self.lanes.limits_changed()
+        if self.pool.held_job_ids() or self.outbox.job_ids():
+            await self._renew(conn)
 
     async def _hear(self, conn: Any, seconds: float) -> None:
         """Act on the notifications that arrived; if none had, wait up to `seconds` for more,

@@ -7,7 +7,8 @@ from typing import Any
 
 import psycopg
 
-from tests.conftest import scalar
+import jobfleet
+from tests.conftest import scalar, wait_until
 
 # Short leases and beats so recovery happens within seconds.
 FAST = {
@@ -31,6 +32,35 @@ def handler_module(tmp_path: Any, name: str, source: str) -> dict[str, str]:
     """Write a user's handler module; return the environment a supervisor needs to import it."""
     (tmp_path / f"{name}.py").write_text(source)
     return {**FAST, "PYTHONPATH": str(tmp_path)}
+
+
+# A handler that says which worker runs it: it writes its process id to payload["pid_file"]
+# (whole, by a rename) before anything else, then sleeps. The job's `running` state is no such
+# sign: it is set by the claim, and a job claimed before its node's worker was up goes back.
+HANG = (
+    "import os, threading\n"
+    "from jobfleet.worker import handler\n"
+    "@handler('hang')\n"
+    "def hang(payload, ctx):\n"
+    "    if ctx.attempt <= payload.get('attempts', 1):\n"
+    "        path = payload['pid_file']\n"
+    "        with open(path + '.part', 'w') as f:\n"
+    "            f.write(str(os.getpid()))\n"
+    "        os.rename(path + '.part', path)\n"
+    "        threading.Event().wait(payload['seconds'])\n"
+)
+
+
+def hang_job(conn: psycopg.Connection[Any], tmp_path: Any, **options: Any) -> tuple[int, Any]:
+    """Enqueue a `hang` job (HANG's module in tmp_path) for 120 s; its id and its pid file."""
+    pid_file = tmp_path / "hang.pid"
+    payload = {"pid_file": str(pid_file), "seconds": 120}
+    return jobfleet.enqueue(conn, "hang", payload, **options), pid_file
+
+
+def worker_running(pid_file: Any) -> int:
+    """The process id of the worker that started the hang job, once it has."""
+    return int(wait_until(lambda: pid_file.exists() and pid_file.read_text(), what="a worker"))
 
 
 def running_count(conn: psycopg.Connection[Any]) -> int:

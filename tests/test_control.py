@@ -127,6 +127,32 @@ def test_a_busy_node_hears_a_cancel_at_once(conn: psycopg.Connection[Any], fleet
     assert time.monotonic() - asked < 3.0, "the cancel waited for a lease renewal"
 
 
+def test_a_busy_node_listens_again_after_its_connections_are_cut(
+    conn: psycopg.Connection[Any], fleet: Any
+) -> None:
+    """The node reconnects while its backlog keeps it busy: it LISTENs again before going on
+    with it, and a cancel asked while nobody listened is found by the lease renewal it runs
+    right then, not at the next."""
+    jobfleet.enqueue_many(conn, "sleep", [{"seconds": 0.05}] * 400)
+    job = jobfleet.enqueue(conn, "sleep", {"seconds": 60}, priority=9)
+    fleet("a", "--workers", "2")
+    wait_until(lambda: running_on(conn, job), what="the long job to start")
+    conn.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+        "application_name = 'jobfleet' AND datname = current_database() AND "
+        "pid <> pg_backend_pid()"
+    )
+    asked = time.monotonic()
+    assert admin.cancel(conn, job) == "running"
+    wait_until(
+        lambda: scalar(conn, "SELECT state FROM jobs WHERE id = %s", (job,)) == "cancelled",
+        timeout=20,
+        what="the job to end cancelled",
+    )
+    assert time.monotonic() - asked < 3.0, "the cancel waited for a lease renewal"
+    assert scalar(conn, "SELECT count(*) FROM jobs WHERE state = 'queued'") > 0  # still busy
+
+
 def test_a_cancel_for_a_job_waiting_in_its_childs_batch_stops_it_when_it_starts(
     conn: psycopg.Connection[Any], fleet: Any
 ) -> None:

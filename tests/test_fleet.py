@@ -11,27 +11,25 @@ import psycopg
 
 import jobfleet
 from tests.conftest import all_finished, scalar, wait_until
-from tests.fleet_support import FAST, attempts, handler_module, running_on
+from tests.fleet_support import (
+    FAST,
+    HANG,
+    attempts,
+    handler_module,
+    hang_job,
+    running_on,
+    worker_running,
+)
 
 
 def test_killed_child_is_replaced_and_its_job_retried(
     conn: psycopg.Connection[Any], fleet: Any, tmp_path: Any
 ) -> None:
     # The first attempt outlives any scheduling delay before the kill; the retry is quick.
-    env = handler_module(
-        tmp_path,
-        "slow_first",
-        "import time\n"
-        "from jobfleet.worker import handler\n"
-        "@handler('slow_first')\n"
-        "def slow_first(payload, ctx):\n"
-        "    if ctx.attempt == 1:\n"
-        "        time.sleep(120)\n",
-    )
-    job = jobfleet.enqueue(conn, "slow_first", backoff="fixed:0")
-    node = fleet("a", "--workers", "1", "--handlers", "slow_first", env=env)
-    wait_until(lambda: running_on(conn, job), what="the job to start")
-    [child] = wait_until(node.children, what="a worker")
+    env = handler_module(tmp_path, "hangs", HANG)
+    job, pid_file = hang_job(conn, tmp_path, backoff="fixed:0")
+    node = fleet("a", "--workers", "1", "--handlers", "hangs", env=env)
+    child = worker_running(pid_file)
     os.kill(child, signal.SIGKILL)
     wait_until(lambda: attempts(conn, job), what="the crashed attempt")
     [(attempt, outcome, node_name, error)] = attempts(conn, job)[:1]
@@ -44,7 +42,7 @@ def test_killed_child_is_replaced_and_its_job_retried(
     )
     assert [a[:2] for a in attempts(conn, job)] == [(1, "crashed"), (2, "succeeded")]
     replacement = wait_until(node.children, what="a replacement worker")
-    assert replacement != [child]
+    assert child not in replacement
 
 
 def test_crashing_and_failing_jobs_end_dead_with_their_cause(
@@ -89,16 +87,18 @@ def test_job_over_its_timeout_is_killed_and_recorded(
     assert scalar(conn, "SELECT state FROM jobs") == "dead"
 
 
-def test_silent_child_is_killed_and_replaced(conn: psycopg.Connection[Any], fleet: Any) -> None:
-    job = jobfleet.enqueue(conn, "sleep", {"seconds": 30}, max_attempts=1)
-    node = fleet("a", "--workers", "1", env=FAST)
-    wait_until(lambda: running_on(conn, job), what="the job to start")
-    [child] = wait_until(node.children, what="a worker")
+def test_silent_child_is_killed_and_replaced(
+    conn: psycopg.Connection[Any], fleet: Any, tmp_path: Any
+) -> None:
+    env = handler_module(tmp_path, "hangs", HANG)
+    job, pid_file = hang_job(conn, tmp_path, max_attempts=1)
+    node = fleet("a", "--workers", "1", "--handlers", "hangs", env=env)
+    child = worker_running(pid_file)
     os.kill(child, signal.SIGSTOP)  # hung: no heartbeat any more
     wait_until(lambda: attempts(conn, job), timeout=30, what="the hung attempt to be recorded")
     [(_, outcome, _, error)] = attempts(conn, job)
     assert outcome == "crashed" and "no heartbeat" in error
-    wait_until(lambda: node.children() and node.children() != [child], what="a replacement")
+    wait_until(lambda: node.children() and child not in node.children(), what="a replacement")
 
 
 def test_sigterm_drains_running_jobs_and_releases_the_rest(

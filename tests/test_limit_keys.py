@@ -89,9 +89,13 @@ def intervals_by_key(conn: psycopg.Connection[Any], type: str) -> dict[str, list
 def test_max_running_holds_per_key_across_three_nodes_while_keys_run_side_by_side(
     conn: psycopg.Connection[Any], fleet: Any, tmp_path: Any
 ) -> None:
+    # The nodes are up before the jobs come, as a fleet's are: one started well before the
+    # others (a loaded machine) holds the first jobs of four keys in its two workers (two
+    # each, prefetched) and leaves the other nodes nothing to show side by side.
+    start_nodes(fleet, tmp_path, 3, 2, lease=10)
+    wait_until(lambda: scalar(conn, "SELECT count(*) FROM nodes") == 3, what="three nodes")
     for key in range(6):
         jobfleet.enqueue_many(conn, "per_customer", [{"customer": f"c{key}", "seconds": 0.15}] * 6)
-    start_nodes(fleet, tmp_path, 3, 2, lease=10)
     most = 0
     for _ in polling.paced(  # at every look until all ended, never two of one key running
         0.02,
