@@ -257,7 +257,7 @@ async def soonest_scheduled(conn: Any, node: Node) -> float | None:
 async def nothing_elsewhere(conn: Any, node: Node, holder: str) -> bool:
     """A burst node's last look: no job it may run is ready, or running under another
     holder."""
-    params = {**_types_and_queues(node), "holder": holder}
+    params = {**_types_and_queues(node), "holder": holder, "name": node.name}
     rows = await run_pipelined(conn, [(sql("burst_nothing_elsewhere"), params)])
     return bool(rows[0]) and bool(rows[0][0][0])
 

@@ -309,7 +309,7 @@ def looks_and_upkeep() -> list[tuple[str, Statement, set[str]]]:
         ),
         (
             "burst_nothing_elsewhere",
-            (sql("burst_nothing_elsewhere"), {**types_and_queues, "holder": "n/1"}),
+            (sql("burst_nothing_elsewhere"), {**types_and_queues, "holder": "n/1", "name": "n"}),
             {"jobs_ready", "jobs_leased"},
         ),
         (

@@ -457,6 +457,12 @@ SELECT extract(epoch FROM clock_timestamp())::float8;
 -- (in a queue not paused), or running under another holder (it may fail and come back). Each
 -- half walks its partial index and stops at the first row; the ORDER BY keeps the planner on
 -- jobs_ready even when its statistics still count the backlog a drain has just emptied.
+-- Jobs run under another holder only where another node is registered (a node's row is there
+-- from before its first claim until it stops, its jobs ended or handed back; this node's own
+-- earlier runs were reaped at its start): without one, the second half is not walked. It reads
+-- jobs_leased, where every claim of the drain left an entry that no other scan clears (the
+-- reaper's stops at the first unexpired lease): on a 100k drain just ended, 20-40 ms of a
+-- core, run while the last jobs ran and their outcomes waited for the CPU.
 SELECT (SELECT id FROM jobs
         WHERE state = 'queued' AND run_at <= now()
           AND type = ANY(%(types)s::text[])
@@ -464,8 +470,9 @@ SELECT (SELECT id FROM jobs
           AND queue <> ALL(ARRAY(SELECT name FROM queues WHERE paused))
         ORDER BY priority DESC, run_at, id
         LIMIT 1) IS NULL
-   AND (SELECT id FROM jobs
-        WHERE lease_expires_at IS NOT NULL AND state = 'running' AND locked_by <> %(holder)s
-          AND type = ANY(%(types)s::text[])
-          AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
-        LIMIT 1) IS NULL;
+   AND (NOT EXISTS (SELECT 1 FROM nodes WHERE name <> %(name)s)
+        OR (SELECT id FROM jobs
+            WHERE lease_expires_at IS NOT NULL AND state = 'running' AND locked_by <> %(holder)s
+              AND type = ANY(%(types)s::text[])
+              AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
+            LIMIT 1) IS NULL);
