@@ -344,10 +344,6 @@ class Control:
             self.next_limits_look = time.monotonic() + LIMITS_LOOK_SECONDS
             self.lanes.limits.stale = True
         await self.heartbeat.run_once(conn, workers=self.pool.desired, busy=self.pool.busy()[0])
-        await self._renew(conn)
-
-    async def _renew(self, conn: Any) -> None:
-        """Renew the leases of the jobs the node holds; stop those someone cancelled."""
         renewed = await self.renewal.run_once(
             conn, self.pool.held_job_ids() + self.outbox.job_ids()
         )
@@ -367,12 +363,14 @@ class Control:
         if row is not None:
             self.lanes.db_clock_offset = float(row[0]) - (asked + answered) / 2
         self.listening_on = self.db.generation
-        # Anything that arrived, or was scheduled, while nobody listened; cancels too, which
-        # the renewal reports for the jobs held (none at the start, some after a reconnect).
+        # Anything that arrived, or was scheduled, while nobody listened; cancels too, for the
+        # jobs held (a node's first claims are made before it listens). Read, not renewed:
+        # those claims may hold thousands of jobs, a row written each.
         self.lanes.due_unknown = True
         self.lanes.limits_changed()
-        if self.pool.held_job_ids() or self.outbox.job_ids():
-            await self._renew(conn)
+        held = self.pool.held_job_ids() + self.outbox.job_ids()
+        for job_id, attempt in await self.renewal.cancels_asked(conn, held):
+            self.pool.cancel_running(job_id, attempt)
 
     async def _hear(self, conn: Any, seconds: float) -> None:
         """Act on the notifications that arrived; if none had, wait up to `seconds` for more,

@@ -287,6 +287,7 @@ def keyed_writes(size: int) -> list[tuple[str, Statement, set[str]]]:
             (sql("renew_leases"), {"ids": list(ids), "holder": "n/1", "lease_seconds": 30}),
             pkey,
         ),
+        ("cancels_asked", (sql("cancels_asked"), {"ids": list(ids), "holder": "n/1"}), pkey),
         (
             "reap_lost_attempts",
             (

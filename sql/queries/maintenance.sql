@@ -45,6 +45,14 @@ SET lease_expires_at = now() + make_interval(secs => %(lease_seconds)s)
 WHERE id = ANY(%(ids)s::bigint[]) AND state = 'running' AND locked_by = %(holder)s
 RETURNING id, attempt, cancel_requested;
 
+-- name: cancels_asked
+-- Which of the jobs this node holds someone asked to cancel: the renewal's report without
+-- renewing, read when the node starts to LISTEN (at its start and after a reconnection) for
+-- the cancels asked while nobody listened. Each a primary-key lookup, nothing written.
+SELECT id, attempt FROM jobs
+WHERE id = ANY(%(ids)s::bigint[]) AND state = 'running' AND locked_by = %(holder)s
+  AND cancel_requested;
+
 -- name: reap_lost_attempts
 -- The lease reaper: running jobs whose holder stopped renewing (its lease expired `overdue`
 -- seconds ago), or whose holder is an earlier run of the node `node` (restarted under the same

@@ -1,5 +1,6 @@
 """Lease renewal: one statement renews every lease this run of the node holds, and says which
-of those jobs someone asked to cancel (a cancel whose NOTIFY was missed is heard here)."""
+of those jobs someone asked to cancel (a cancel whose NOTIFY was missed is heard here); and
+that report alone, for when the node starts to listen."""
 
 from __future__ import annotations
 
@@ -29,3 +30,11 @@ class LeaseRenewal:
         params = {"holder": self.holder, "lease_seconds": self.lease_seconds, "ids": list(held)}
         rows = await run_pipelined(conn, [(sql("renew_leases"), params)])
         return [Renewed(*row) for row in rows[0]]
+
+    async def cancels_asked(self, conn: Any, held: Sequence[int]) -> list[tuple[int, int]]:
+        """(job id, attempt) of those of `held`, still ours, that someone asked to cancel."""
+        if not held:
+            return []
+        params = {"holder": self.holder, "ids": list(held)}
+        rows = await run_pipelined(conn, [(sql("cancels_asked"), params)])
+        return [(int(job_id), int(attempt)) for job_id, attempt in rows[0]]
