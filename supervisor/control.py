@@ -1,8 +1,8 @@
 """The node's control connection: it schedules the maintenance services (heartbeat and lease
 renewal on every node; leadership and the leader's services: the lease reaper, the pruner,
 the queue gauges; one module each in maintenance/, each with a run_once), LISTENs for new
-work and cancel requests between them, and takes a third lane's share of the hot path while
-the node is busy.
+work and cancel requests between them (listener.py), and takes a third lane's share of the
+hot path while the node is busy.
 
 One session does all three. Leadership is an advisory lock held by this session, so it ends
 with it. LISTEN needs a session that is listening whenever the node is idle, and an idle node
@@ -18,10 +18,8 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import Awaitable, Collection
+from collections.abc import Awaitable
 from typing import Any
-
-import psycopg
 
 from jobfleet.log import get_logger
 from jobfleet.queries import sql
@@ -30,10 +28,9 @@ from jobfleet.supervisor.database import (
     DatabaseDown,
     ManagedConnection,
     StatementError,
-    receive,
-    socket_ready,
 )
 from jobfleet.supervisor.lanes import Lanes
+from jobfleet.supervisor.listener import Listener
 from jobfleet.supervisor.maintenance.heartbeat import Heartbeat
 from jobfleet.supervisor.maintenance.leadership import Leadership
 from jobfleet.supervisor.maintenance.lease_reaper import LeaseReaper, Reaped
@@ -54,21 +51,8 @@ SUMMARY_EVERY_SECONDS = 10.0
 # At every heartbeat it was a fifth of an idle node's queries: 50 idle nodes cost the
 # database 58 queries/s (`jobfleet bench --scenario idle`), over the 50 the fleet may cost.
 LIMITS_LOOK_SECONDS = 30.0
-LISTEN_CHANNEL = "jobfleet_jobs"
-# Ready jobs, all in one queue (the jobs_notify_ready trigger, 0017_queue_wakeups.sql).
-QUEUE_PREFIX = "queue "
 # How often a node busy on its hot path looks at the notifications that arrived meanwhile.
 HEAR_WHILE_BUSY_SECONDS = 0.05
-CANCEL_CHANNEL = "jobfleet_cancel"
-
-
-def wakes(payload: str, queues: Collection[str] | None) -> bool:
-    """Whether a jobs-channel notification of ready work concerns a node serving `queues`
-    (None: every queue): 'queue <name>' only the nodes serving that queue, anything else
-    (jobs of several queues, a retry, a requeue) every node."""
-    if payload.startswith(QUEUE_PREFIX):
-        return queues is None or payload[len(QUEUE_PREFIX) :] in queues
-    return True
 
 
 class Control:
@@ -93,12 +77,13 @@ class Control:
         self.tally = lanes.tally
         self.gauges_wanted = gauges_wanted  # someone can scrape this node's /metrics
         # raw_json: the control connection claims jobs too, as the lanes do.
-        self.db = ManagedConnection(
-            "control", url, self.config, raw_json=True, on_notify=self._on_notification
-        )
-        self.listening_on: int | None = None  # the connection generation that LISTENs
+        self.db = ManagedConnection("control", url, self.config, raw_json=True)
         self.heartbeat = Heartbeat(node)
         self.renewal = LeaseRenewal(holder, config.lease_seconds)
+        self.listener = Listener(
+            node, self.db, pool=pool, lanes=lanes, outbox=outbox, renewal=self.renewal
+        )
+        self.db.on_notify = self.listener.on_notification
         self.leadership = Leadership()
         self.leader_of: int | None = None  # the connection generation we lead on
         self.reaper = LeaseReaper(node=node.name, holder=holder)
@@ -190,12 +175,12 @@ class Control:
             if self.pruner.more and self._prune_due(now):  # a pass under way, slice by slice
                 await self._duty(self._prune())
                 continue
-            if self.listening_on != self.db.generation or not self.db.connected:
+            if not self.listener.listening:
                 # Before any hot-path work: a node busy from its start (or since a reconnect)
                 # would otherwise not listen until its backlog ran out, and hear a cancel
                 # only at the next lease renewal.
                 try:
-                    await self.db.run(self._start_listening)
+                    await self.db.run(self.listener.start_listening)
                 except DatabaseDown:
                     await self._until_retry()
                 continue
@@ -204,38 +189,24 @@ class Control:
                 # its statements are acted on then, and the socket is read now and then
                 # without waiting, so a cancel is acted on at once rather than at the next
                 # lease renewal, and new work ends the dry claims' pauses.
-                if now >= next_busy_hear and self.listening_on == self.db.generation:
+                if now >= next_busy_hear and self.listener.listening:
                     next_busy_hear = now + HEAR_WHILE_BUSY_SECONDS
                     with contextlib.suppress(DatabaseDown):
-                        await self.db.run(functools.partial(self._hear, seconds=0.0))
+                        await self.db.run(functools.partial(self.listener.hear, seconds=0.0))
                 continue
             due = min(next_tick, self.next_schedule or next_tick)
             if self.pruner.more and self.is_leader:
                 due = min(due, self.pruner.next_due)
             try:
-                await self._listen_until_woken(due - now)
+                await self.listener.listen_until_woken(
+                    min(due - now, self.config.statement_timeout_seconds)
+                )
             except DatabaseDown:
                 await self._until_retry()
 
     async def _until_retry(self) -> None:
         """Wait, the database being down, until the connection may be tried again."""
         await asyncio.sleep(min(1.0, max(0.05, self.db.retry_at - time.monotonic())))
-
-    async def _listen_until_woken(self, seconds: float) -> None:
-        """Hear notifications for up to `seconds`, or until the node's loops are woken."""
-        seconds = min(seconds, self.config.statement_timeout_seconds)
-        hearing = asyncio.ensure_future(self.db.run(functools.partial(self._hear, seconds=seconds)))
-        woken = asyncio.ensure_future(self.lanes.waker.wait(self.db.name, seconds, reserve=True))
-        try:
-            await asyncio.wait((hearing, woken), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            # Cancelling the wait for notifications leaves the connection idle and whole:
-            # no statement is in flight while psycopg waits for one.
-            hearing.cancel()
-            woken.cancel()
-            heard = (await asyncio.gather(hearing, woken, return_exceptions=True))[0]
-        if isinstance(heard, BaseException) and not isinstance(heard, asyncio.CancelledError):
-            raise heard
 
     def log_summary(self) -> None:
         """Progress a person can see: what this node finished since the last summary."""
@@ -351,57 +322,6 @@ class Control:
         for job in renewed:
             if job.cancel_requested:
                 self.pool.cancel_running(job.job_id, job.attempt)
-
-    async def _start_listening(self, conn: Any) -> None:
-        await conn.execute(f"LISTEN {LISTEN_CHANNEL}")
-        await conn.execute(f"LISTEN {CANCEL_CHANNEL}")
-        # Scheduled jobs are announced on the database's clock; learn how far ours is off.
-        asked = time.time()
-        cur = await conn.execute(sql("database_clock"))
-        row = await cur.fetchone()
-        answered = time.time()
-        if row is not None:
-            self.lanes.db_clock_offset = float(row[0]) - (asked + answered) / 2
-        self.listening_on = self.db.generation
-        # Anything that arrived, or was scheduled, while nobody listened; cancels too, for the
-        # jobs held (a node's first claims are made before it listens). Read, not renewed:
-        # those claims may hold thousands of jobs, a row written each.
-        self.lanes.due_unknown = True
-        self.lanes.limits_changed()
-        held = self.pool.held_job_ids() + self.outbox.job_ids()
-        for job_id, attempt in await self.renewal.cancels_asked(conn, held):
-            self.pool.cancel_running(job_id, attempt)
-
-    async def _hear(self, conn: Any, seconds: float) -> None:
-        """Act on the notifications that arrived; if none had, wait up to `seconds` for more,
-        and act on what came. The wait watches the connection's socket itself: psycopg's
-        notifies() wakes every 0.1 s while it waits, 10 needless turns of an idle node's loop
-        a second (a tenth of its CPU)."""
-        if receive(conn) or seconds <= 0:
-            return
-        await socket_ready(conn.pgconn.socket, seconds)
-        receive(conn)
-
-    def _on_notification(self, note: psycopg.Notify) -> None:
-        """One notification, acted on as soon as it is read: between statements (`_hear`) or
-        during one (psycopg passes those it reads then to the connection's handler, and would
-        let an exception from here break off that statement: none leaves)."""
-        try:
-            if note.channel == CANCEL_CHANNEL:
-                with contextlib.suppress(ValueError):
-                    self.pool.cancel_running(int(note.payload))
-            elif note.payload == "limits":  # a type's limits changed (types set, a node)
-                self.lanes.limits_changed()
-            elif note.payload.startswith("at "):  # the soonest of jobs scheduled for later
-                with contextlib.suppress(ValueError):
-                    self.lanes.work_due_at(float(note.payload[3:]))
-            elif wakes(note.payload, self.node.queues):
-                self.lanes.more_work_may_exist()
-        except Exception:
-            log.exception(
-                "a notification could not be acted on",
-                extra={"node": self.node.name, "channel": note.channel, "payload": note.payload},
-            )
 
     async def stop(self) -> None:
         with contextlib.suppress(DatabaseDown):

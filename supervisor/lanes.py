@@ -217,10 +217,10 @@ class Lanes:
             limited=bool(self.limits.types) or self.limits.stale,
         )
 
-    def more_work_may_exist(self) -> None:
+    def more_work_may_exist(self, *, wake: bool = True) -> None:
         """New work was announced, or jobs went back to the queue (retries, releases, reaped
         leases): claim now, whatever the backoff, and forget that a burst node found
-        nothing left elsewhere."""
+        nothing left elsewhere. `wake`: wake the lanes to claim (False: the caller claims)."""
         self.news_at = time.monotonic()
         self.back_to_back = not self.burst and back_to_back(
             self.news_at, self.outbox.latest, self.pool.holds_jobs()
@@ -229,7 +229,8 @@ class Lanes:
         self.queue_dry = False
         self.work_epoch += 1
         self.limits.new_work()  # a keyed type's new key may be among them
-        self.waker.wake()
+        if wake:
+            self.waker.wake()
 
     def limits_changed(self) -> None:
         """A type's limits changed somewhere (or may have): read them again, then claim."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 import pytest
@@ -13,13 +13,15 @@ import pytest
 import jobfleet
 from jobfleet import admin
 from jobfleet.settings import settings
-from jobfleet.supervisor.control import wakes
 from jobfleet.supervisor.database import (
     DatabaseDown,
     ManagedConnection,
     receive,
     socket_ready,
 )
+from jobfleet.supervisor.listener import Listener, wakes
+from jobfleet.supervisor.node import Node
+from jobfleet.supervisor.waker import Waker
 from tests.conftest import scalar, wait_until
 from tests.fleet_support import running_on
 
@@ -54,7 +56,7 @@ def test_notifications_sent_during_a_statement_are_acted_on_then(db_url: str) ->
 
 
 def test_a_listen_waits_on_the_socket_and_then_reads_what_came(db_url: str) -> None:
-    """The control connection's wait for notifications (Control._hear): socket_ready() returns
+    """The control connection's wait for notifications (Listener.hear): socket_ready() returns
     when the server sends one, not before, and receive() then reads it without waiting and
     hands it over; with nothing sent, socket_ready() returns after its time."""
 
@@ -107,6 +109,89 @@ def test_a_lost_listening_connection_is_seen_when_read(
 
 async def itself(c: psycopg.AsyncConnection[Any]) -> psycopg.AsyncConnection[Any]:
     return c
+
+
+class CountedWaker(Waker):
+    def __init__(self) -> None:
+        super().__init__()
+        self.wakes = 0
+
+    def wake(self) -> None:
+        self.wakes += 1
+        super().wake()
+
+
+class HeardWork:
+    """What a Listener tells the node's lanes and asks of its pool, written down: whether the
+    pool holds jobs is set by the test, the lanes' steps are recorded and claim nothing."""
+
+    def __init__(self, *, holds_jobs: bool, dry_after_step: bool) -> None:
+        self.held = holds_jobs
+        self.dry_after_step = dry_after_step
+        self.queue_dry = True
+        self.waker = CountedWaker()
+        self.told: list[bool] = []  # each more_work_may_exist's `wake`
+        self.steps: list[str] = []  # the connection of each lane step
+
+    def holds_jobs(self) -> bool:
+        return self.held
+
+    def claims_in_flight(self) -> dict[str, int]:
+        return {}
+
+    def more_work_may_exist(self, *, wake: bool = True) -> None:
+        self.told.append(wake)
+        self.queue_dry = False
+        if wake:
+            self.waker.wake()
+
+    async def lane_step(self, db: ManagedConnection) -> bool:
+        self.steps.append(db.name)
+        self.queue_dry = self.dry_after_step
+        return True
+
+
+@pytest.mark.parametrize(
+    ("holds_jobs", "dry_after_step", "expected"),
+    [
+        (False, True, ([False], ["control-test"], 0)),  # claimed where heard, nothing left
+        (False, False, ([False], ["control-test"], 1)),  # jobs left: the lanes take them
+        (True, True, ([True], [], 1)),  # a busy node's lanes claim, as they do anyway
+    ],
+)
+def test_work_heard_by_an_idle_node_is_claimed_by_the_connection_that_heard_it(
+    db_url: str, holds_jobs: bool, dry_after_step: bool, expected: tuple[Any, ...]
+) -> None:
+    """A node holding no jobs claims announced work on the control connection at once (its
+    server process is awake, no lane is woken first); the lanes are woken after that claim
+    only when it left jobs behind. A busy node wakes its lanes, as before."""
+
+    async def scenario() -> tuple[list[bool], list[str], int]:
+        work = HeardWork(holds_jobs=holds_jobs, dry_after_step=dry_after_step)
+        db = ManagedConnection("control-test", db_url, settings())
+        node = Node(name="listener-test", handlers={}, queues=None)
+        listener = Listener(
+            node,
+            db,
+            pool=cast(Any, work),
+            lanes=cast(Any, work),
+            outbox=cast(Any, None),
+            renewal=cast(Any, None),
+        )
+        db.on_notify = listener.on_notification
+        sender = await psycopg.AsyncConnection.connect(db_url, autocommit=True)
+        async with sender:
+            await db.run(lambda c: c.execute("LISTEN jobfleet_jobs"))
+            hearing = asyncio.ensure_future(listener.listen_until_woken(30))
+            deadline = time.monotonic() + 30
+            while not listener._hearing and time.monotonic() < deadline:
+                await asyncio.sleep(0.001)  # until it waits on its socket
+            await sender.execute("NOTIFY jobfleet_jobs, 'queue default'")
+            await asyncio.wait_for(hearing, 30)
+        await db.close()
+        return work.told, work.steps, work.waker.wakes
+
+    assert asyncio.run(scenario()) == expected
 
 
 def busy_with_a_long_job(conn: psycopg.Connection[Any], fleet: Any) -> int:
