@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import time
 from collections.abc import Awaitable
 from typing import Any
@@ -81,7 +80,13 @@ class Control:
         self.heartbeat = Heartbeat(node)
         self.renewal = LeaseRenewal(holder, config.lease_seconds)
         self.listener = Listener(
-            node, self.db, pool=pool, lanes=lanes, outbox=outbox, renewal=self.renewal
+            node,
+            self.db,
+            pool=pool,
+            lanes=lanes,
+            outbox=outbox,
+            renewal=self.renewal,
+            wait_cap=config.statement_timeout_seconds,
         )
         self.db.on_notify = self.listener.on_notification
         self.leadership = Leadership()
@@ -192,15 +197,13 @@ class Control:
                 if now >= next_busy_hear and self.listener.listening:
                     next_busy_hear = now + HEAR_WHILE_BUSY_SECONDS
                     with contextlib.suppress(DatabaseDown):
-                        await self.db.run(functools.partial(self.listener.hear, seconds=0.0))
+                        await self.db.run(self.listener.read_now)
                 continue
             due = min(next_tick, self.next_schedule or next_tick)
             if self.pruner.more and self.is_leader:
                 due = min(due, self.pruner.next_due)
             try:
-                await self.listener.listen_until_woken(
-                    min(due - now, self.config.statement_timeout_seconds)
-                )
+                await self.listener.listen_until_woken(due - now)
             except DatabaseDown:
                 await self._until_retry()
 

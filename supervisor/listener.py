@@ -4,8 +4,9 @@ work, a job's cancel, changed limits, the soonest scheduled job.
 
 Notifications that arrive while the session runs another statement (a duty, a hot-path step)
 reach `on_notification` as psycopg reads them, so none is lost or waits. A job announced to a
-node that holds none is claimed at once on this session, the one that heard of it (see
-`hear`), rather than by a lane woken for it.
+node that holds none, heard while the session waits for notifications, is claimed at once on
+this session, the one that heard of it (see `listen_until_woken`), rather than by a lane
+woken for it.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class Listener:
         lanes: Lanes,
         outbox: Outbox,
         renewal: LeaseRenewal,
+        wait_cap: float,
     ) -> None:
         self.node = node
         self.db = db  # the control connection
@@ -62,10 +64,11 @@ class Listener:
         self.lanes = lanes
         self.outbox = outbox
         self.renewal = renewal
+        self.wait_cap = wait_cap  # the longest wait for notifications (within the run's bound)
         self.listening_on: int | None = None  # the connection generation that LISTENs
-        self._hearing = False  # in `hear`, reading the socket or waiting for it
-        self._claim_heard = False  # `hear` claims, once it has read, the work it heard of
-        self._claiming = False  # and is claiming it
+        self._hearing = False  # in `hear`: work heard now may be claimed here
+        self._claim_heard = False  # work heard in `hear`, to be claimed here
+        self._claiming = False  # and being claimed
 
     @property
     def listening(self) -> bool:
@@ -91,18 +94,15 @@ class Listener:
         for job_id, attempt in await self.renewal.cancels_asked(conn, held):
             self.pool.cancel_running(job_id, attempt)
 
+    async def read_now(self, conn: Any) -> None:
+        """Act on the notifications that arrived, without waiting (a busy node's look)."""
+        receive(conn)
+
     async def hear(self, conn: Any, seconds: float) -> None:
         """Act on the notifications that arrived; if none had, wait up to `seconds` for more,
         and act on what came. The wait watches the connection's socket itself: psycopg's
         notifies() wakes every 0.1 s while it waits, 10 needless turns of an idle node's loop
-        a second (a tenth of its CPU).
-
-        Work heard of here by a node that holds no jobs is claimed at once, on this session:
-        its server process is awake (it has just sent the notification) where a lane's sleeps,
-        and no lane has to be woken first. Measured with two idle nodes side by side, samples
-        alternating (2,000 each, two pairs): from the enqueue call's return to the job's start
-        0.05-0.08 ms shorter (p50 0.830 -> 0.781 and 0.798 -> 0.721 ms). The lanes are woken
-        after the claim only when it left jobs behind."""
+        a second (a tenth of its CPU)."""
         self._hearing = True
         try:
             if not receive(conn) and seconds > 0:
@@ -110,31 +110,54 @@ class Listener:
                 receive(conn)
         finally:
             self._hearing = False
-        if self._claim_heard:
-            self._claim_heard, self._claiming = False, True
-            try:
-                await self.lanes.lane_step(self.db)
-            finally:
-                self._claiming = False
-                if not self.lanes.queue_dry:
-                    self.lanes.waker.wake()
 
     async def listen_until_woken(self, seconds: float) -> None:
-        """Hear notifications for up to `seconds`, or until the node's loops are woken."""
-        hearing = asyncio.ensure_future(self.db.run(functools.partial(self.hear, seconds=seconds)))
+        """Hear notifications for up to `seconds`, or until the node's loops are woken.
+
+        Work heard of here by a node that holds no jobs is claimed at once, on this session:
+        its server process is awake (it has just sent the notification) where a lane's sleeps,
+        and no lane has to be woken first. Measured with two idle nodes side by side, samples
+        alternating (2,000 each, two pairs): from the enqueue call's return to the job's start
+        0.05-0.08 ms shorter (p50 0.830 -> 0.781 and 0.798 -> 0.721 ms). The lanes are woken
+        after that claim only when it left jobs behind. A wake of the node's loops does not
+        cut the claim off (it ends as a lane's would); the task's cancellation does, as it
+        does a lane's."""
+        seconds = min(seconds, self.wait_cap)
+        hearing = asyncio.ensure_future(self._hear_then_claim(seconds))
         woken = asyncio.ensure_future(self.lanes.waker.wait(self.db.name, seconds, reserve=True))
         try:
             await asyncio.wait((hearing, woken), return_when=asyncio.FIRST_COMPLETED)
+            if self._claiming:
+                await asyncio.wait((hearing,))
         finally:
             # Cancelling the wait for notifications leaves the connection idle and whole:
-            # no statement is in flight while psycopg waits for one. A claim of what it heard
-            # is left to end: cut off, its jobs could stay held until their leases lapse.
-            if not self._claiming:
-                hearing.cancel()
+            # no statement is in flight while psycopg waits for one.
+            hearing.cancel()
             woken.cancel()
             heard = (await asyncio.gather(hearing, woken, return_exceptions=True))[0]
         if isinstance(heard, BaseException) and not isinstance(heard, asyncio.CancelledError):
             raise heard
+
+    async def _hear_then_claim(self, seconds: float) -> None:
+        """`hear`, then claim here the work it heard (each in its own run of the connection,
+        each with its own time bound)."""
+        read = False
+        try:
+            await self.db.run(functools.partial(self.hear, seconds=seconds))
+            read = True
+        finally:
+            claim, self._claim_heard = self._claim_heard, False
+            if claim and not read:
+                self.lanes.waker.wake()  # not claimed here after all: the lanes claim it
+        if not claim:
+            return
+        self._claiming = True
+        try:
+            await self.lanes.lane_step(self.db)
+        finally:
+            self._claiming = False
+            if not self.lanes.queue_dry:
+                self.lanes.waker.wake()
 
     def on_notification(self, note: psycopg.Notify) -> None:
         """One notification, acted on as soon as it is read: between statements (`hear`) or
