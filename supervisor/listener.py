@@ -118,7 +118,9 @@ class Listener:
         its server process is awake (it has just sent the notification) where a lane's sleeps,
         and no lane has to be woken first. Measured with two idle nodes side by side, samples
         alternating (2,000 each, two pairs): from the enqueue call's return to the job's start
-        0.05-0.08 ms shorter (p50 0.830 -> 0.781 and 0.798 -> 0.721 ms). The lanes are woken
+        0.02-0.04 ms shorter (p50 0.739 -> 0.719 and 0.899 -> 0.863 ms; 0.05-0.08 when the
+        claim ran inside the wait's own run of the connection, which put it under the wait's
+        time bound). The lanes are woken
         after that claim only when it left jobs behind. A wake of the node's loops does not
         cut the claim off (it ends as a lane's would); the task's cancellation does, as it
         does a lane's."""
