@@ -5,6 +5,7 @@ through a SIGKILL, and a --burst node waits for jobs a limit holds back."""
 from __future__ import annotations
 
 import signal
+import threading
 import time
 from datetime import datetime, timedelta
 from typing import Any
@@ -13,6 +14,8 @@ import psycopg
 
 import jobfleet
 from jobfleet import admin, polling, type_limits
+from jobfleet.supervisor.node import Node
+from jobfleet.worker.registry import HandlerSpec
 from tests.conftest import Cli, all_finished, scalar, wait_until
 from tests.fleet_support import deepest_overlap, handler_module
 
@@ -248,3 +251,52 @@ def test_get_types_shows_defaults_limits_and_running(
             "rate_used": 0,
         }
     ]
+
+
+def test_a_starting_node_locks_its_types_limits_in_the_order_claims_do(
+    conn: psycopg.Connection[Any], db_url: str
+) -> None:
+    """A node's registration locks each of its types' limits rows; the claims of limited
+    types and the limits' recount lock them in name order, so the registration does too. In
+    its handlers' order, a node starting beside running ones deadlocked with their claims and
+    left at once (seen with three nodes started together)."""
+    declared = ("zeta", "alpha")  # the handlers' order, not their names'
+    handlers = {
+        t: HandlerSpec(t, lambda p: p, takes_context=False, max_running=1) for t in declared
+    }
+    node = Node("registering", handlers, None)
+    with psycopg.connect(db_url, autocommit=True) as first:
+        node.register(first, workers=1, stale_after=30)  # the rows are there now
+    failed: list[BaseException] = []
+
+    def register_again(c: psycopg.Connection[Any]) -> None:
+        try:
+            node.register(c, workers=1, stale_after=30)
+        except BaseException as exc:
+            failed.append(exc)
+
+    with (
+        psycopg.connect(db_url) as claimer,
+        psycopg.connect(db_url, autocommit=True) as prober,
+        psycopg.connect(db_url, autocommit=True) as registering,
+    ):
+        # A claim of both types holds the first by name and comes for the second next.
+        claimer.execute("SELECT type FROM type_limits WHERE type = 'alpha' FOR UPDATE")
+        thread = threading.Thread(target=register_again, args=(registering,))
+        thread.start()
+        pid = registering.info.backend_pid
+        wait_until(
+            lambda: (
+                scalar(conn, "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (pid,))
+                == "Lock"
+            ),
+            what="the registration to wait for the first type's row",
+        )
+        try:
+            # Waiting for the first, it holds nothing of the second: the claim's next lock is
+            # free (LockNotAvailable when the registration took the handlers' order).
+            prober.execute("SELECT type FROM type_limits WHERE type = 'zeta' FOR UPDATE NOWAIT")
+        finally:
+            claimer.commit()
+            thread.join(30)
+    assert not thread.is_alive() and failed == []
