@@ -120,10 +120,9 @@ class Listener:
         alternating (2,000 each, two pairs): from the enqueue call's return to the job's start
         0.02-0.04 ms shorter (p50 0.739 -> 0.719 and 0.899 -> 0.863 ms; 0.05-0.08 when the
         claim ran inside the wait's own run of the connection, which put it under the wait's
-        time bound). The lanes are woken
-        after that claim only when it left jobs behind. A wake of the node's loops does not
-        cut the claim off (it ends as a lane's would); the task's cancellation does, as it
-        does a lane's."""
+        time bound). The lanes are woken after that claim only when it left jobs behind. A
+        wake of the node's loops does not cut the claim off (it ends as a lane's would); the
+        task's cancellation does, as it does a lane's."""
         seconds = min(seconds, self.wait_cap)
         hearing = asyncio.ensure_future(self._hear_then_claim(seconds))
         woken = asyncio.ensure_future(self.lanes.waker.wait(self.db.name, seconds, reserve=True))

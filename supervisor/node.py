@@ -17,10 +17,6 @@ from jobfleet.queries import sql
 from jobfleet.worker.registry import HandlerSpec
 
 
-def _by_type(spec: HandlerSpec) -> str:
-    return spec.type
-
-
 def default_node_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
@@ -79,7 +75,7 @@ class Node:
                     sql("node_in_use"), {"name": self.name, "stale_after": stale_after}
                 )
                 published = []
-                for spec in sorted(self.handlers.values(), key=_by_type):
+                for spec in map(self.handlers.__getitem__, self.types):
                     conn.execute(sql("upsert_job_type"), spec.defaults_row())
                     cursor = conn.execute(sql("publish_type_limits"), spec.limits_row())
                     published.append((spec.type, cursor))
