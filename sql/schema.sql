@@ -1,5 +1,5 @@
 -- jobfleet's current schema, to read: what the numbered migrations beside this file add up
--- to (version 19). The migrations are what runs (`jobfleet migrate`); this file is not applied
+-- to (version 20). The migrations are what runs (`jobfleet migrate`); this file is not applied
 -- by anything, and tests/test_migrate.py checks that it builds the very same schema.
 --
 -- `jobs` holds one row per job for its whole life. Rows that change often (queued -> running ->
@@ -52,11 +52,13 @@ CREATE TABLE jobs (
 ) WITH (fillfactor = 80, autovacuum_vacuum_scale_factor = 0.01, autovacuum_vacuum_threshold = 1000,
         autovacuum_vacuum_cost_delay = 0);
 
--- The pickup order over ready jobs only: the index stays as small as the backlog.
-CREATE INDEX jobs_ready ON jobs (priority DESC, run_at, id) WHERE state = 'queued';
+-- The pickup order over ready jobs only: the index stays as small as the backlog. The type,
+-- last, is read from the index: a claim passes over other types' jobs without reading their
+-- rows (0020_ready_types.sql).
+CREATE INDEX jobs_ready ON jobs (priority DESC, run_at, id, type) WHERE state = 'queued';
 -- The same order within each queue: the claim of a node serving a few queues walks theirs
 -- alone, not the whole backlog (0019_claim_by_queue.sql).
-CREATE INDEX jobs_ready_by_queue ON jobs (queue, priority DESC, run_at, id)
+CREATE INDEX jobs_ready_by_queue ON jobs (queue, priority DESC, run_at, id, type)
     WHERE state = 'queued';
 -- The queued jobs of keyed types, by type and key, each key in pickup order: the claim walks
 -- the keys (a loose scan, one descent per key) and takes each one's jobs from here.
