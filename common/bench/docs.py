@@ -50,8 +50,8 @@ METHOD_ROWS = [
     (
         "drain",
         "`jobfleet supervisor --burst` draining N no-op jobs; 3 rounds per N, each on a "
-        "never-analysed fill of its own (the biggest N also on 3 analysed fills); each "
-        "round of the biggest N on fresh fills follows a ceiling round of its own",
+        "never-analysed fill of its own (the biggest N also on 3 analysed fills); the "
+        "biggest N on fresh fills 5 rounds, each after a ceiling round of its own",
         "*steady*: first job started to last finished (the workers' clocks); "
         "*start-to-exit*: process start to exit; the median round of each. The drain's "
         "ratios to the ceiling are to its own ceiling rounds' median (as `nodes` does): a "

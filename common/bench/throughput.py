@@ -102,15 +102,17 @@ def run_drain(ctx: Context) -> dict[str, Any]:
 def drain_rounds(
     ctx: Context, count: int, *, analyse: bool, paired: bool = False
 ) -> dict[str, Any]:
-    """The rounds of one size; `paired`: each after a ceiling round of its own."""
+    """The rounds of one size; `paired`: each after a ceiling round of its own (and
+    Sizes.paired_rounds of them)."""
     fill = "analysed" if analyse else "fresh"
     rounds = []
     ceilings = []
-    for n in range(1, ctx.sizes.rounds + 1):
+    total = ctx.sizes.paired_rounds if paired else ctx.sizes.rounds
+    for n in range(1, total + 1):
         if paired:
-            ceilings.append(ceiling.one_round(ctx, count, n, analyse=analyse))
+            ceilings.append(ceiling.one_round(ctx, count, n, analyse=analyse, of=total))
         with scratch.scratch_database(ctx.server, "drain") as url:
-            ctx.step(f"drain: queue {count:,} noop jobs, {fill} (round {n} of {ctx.sizes.rounds})")
+            ctx.step(f"drain: queue {count:,} noop jobs, {fill} (round {n} of {total})")
             scratch.fill(url, count, analyse=analyse)
             ctx.step(f"drain: {count:,} noop jobs, {ctx.workers} workers, {fill} (round {n})")
             rounds.append(measured(url, count, burst(ctx, url)))
