@@ -78,7 +78,8 @@ class Control:
         # raw_json: the control connection claims jobs too, as the lanes do.
         self.db = ManagedConnection("control", url, self.config, raw_json=True)
         self.heartbeat = Heartbeat(node)
-        self.renewal = LeaseRenewal(holder, config.lease_seconds)
+        # Leases younger than half a renewal interval are left alone: see renew_leases.
+        self.renewal = LeaseRenewal(holder, config.lease_seconds, fresh_seconds=self.interval / 2)
         self.listener = Listener(
             node,
             self.db,

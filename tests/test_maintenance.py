@@ -73,6 +73,25 @@ def test_lease_renewal_extends_our_leases_only_and_reports_cancel_requests(
     assert run(db_url, lambda c: renewal.run_once(c, [])) == []
 
 
+def test_lease_renewal_leaves_leases_set_moments_ago_alone(
+    conn: psycopg.Connection[Any], db_url: str
+) -> None:
+    """A lease set less than `fresh_seconds` ago is not written again (nor reported); an
+    older one is renewed as ever."""
+    fresh, old = _claimed(conn, "n1/a", 2)
+    conn.execute(
+        "UPDATE jobs SET lease_expires_at = now() + CASE WHEN id = %s"
+        " THEN interval '599 seconds' ELSE interval '589 seconds' END",
+        (fresh,),
+    )
+    before = scalar(conn, "SELECT lease_expires_at FROM jobs WHERE id = %s", (fresh,))
+    renewal = LeaseRenewal("n1/a", lease_seconds=600, fresh_seconds=5)
+    assert run(db_url, lambda c: renewal.run_once(c, [fresh, old])) == [Renewed(old, 1, False)]
+    assert scalar(conn, "SELECT lease_expires_at FROM jobs WHERE id = %s", (fresh,)) == before
+    renewed = "lease_expires_at > now() + interval '595 seconds'"
+    assert scalar(conn, f"SELECT {renewed} FROM jobs WHERE id = %s", (old,)) is True
+
+
 def test_leadership_is_held_by_one_session_and_passes_on_when_it_ends(db_url: str) -> None:
     async def until_leading(conn: psycopg.AsyncConnection[Any]) -> bool:
         # A session that ends (here, or a node of an earlier test) releases the lock when its
@@ -128,6 +147,23 @@ def test_the_lease_reaper_requeues_expired_attempts_as_lost(
     ).fetchall()
     assert outcomes == [(expired, "lost", "n2"), (retry, "lost", "n2"), (earlier_run, "lost", "n1")]
     assert scalar(conn, "SELECT state FROM jobs WHERE id = %s", (fresh,)) == "running"
+
+
+def test_the_reaper_looks_for_earlier_runs_of_its_node_in_its_first_pass_only(
+    conn: psycopg.Connection[Any], db_url: str
+) -> None:
+    """Once a pass has been through, the reaper walks the expired leases alone (no job can be
+    held under the node's name by another run while this one beats); the next run of the
+    node looks again."""
+    reaper = LeaseReaper(node="n1", holder="n1/new")
+    assert run(db_url, lambda c: reaper.run_once(c, 60.0)) == []
+    [held] = _claimed(conn, "n1/old", 1)  # as if an earlier run's hold appeared only now
+    assert run(db_url, lambda c: reaper.run_once(c, 60.0)) == []
+    assert scalar(conn, "SELECT state FROM jobs WHERE id = %s", (held,)) == "running"
+    newer = LeaseReaper(node="n1", holder="n1/newer")
+    assert run(db_url, lambda c: newer.run_once(c, 60.0)) == [
+        Reaped(held, "echo", "default", "queued")
+    ]
 
 
 def test_the_pruner_deletes_old_finished_jobs_and_keeps_dead_ones(

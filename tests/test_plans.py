@@ -305,19 +305,33 @@ def keyed_writes(size: int) -> list[tuple[str, Statement, set[str]]]:
         ),
         (
             "renew_leases",
-            (sql("renew_leases"), {"ids": list(ids), "holder": "n/1", "lease_seconds": 30}),
+            (
+                sql("renew_leases"),
+                {"ids": list(ids), "holder": "n/1", "lease_seconds": 30, "fresh_seconds": 1},
+            ),
             pkey,
         ),
         ("cancels_asked", (sql("cancels_asked"), {"ids": list(ids), "holder": "n/1"}), pkey),
         (
-            "reap_lost_attempts",
-            (
-                sql("reap_lost_attempts"),
-                {"overdue": 0, "node": "n", "holder": "n/1", "limit": 1000},
-            ),
+            "reap_lost_attempts, earlier runs too",
+            reaper(earlier_runs=True),
             {"jobs_leased", "jobs_pkey"},
         ),
+        ("reap_lost_attempts", reaper(earlier_runs=False), {"jobs_leased", "jobs_pkey"}),
     ]
+
+
+def reaper(*, earlier_runs: bool) -> Statement:
+    params = {"overdue": 0, "node": "n", "holder": "n/1", "limit": 1000}
+    return sql("reap_lost_attempts"), {**params, "earlier_runs": earlier_runs}
+
+
+def assert_reaper_stops_at_the_first_live_lease(plan: dict[str, Any], what: str) -> None:
+    """The periodic reaper's walk of jobs_leased is bounded by the expiry (an index
+    condition), so it ends at the first lease not yet expired: never every held job."""
+    leased = [n for n, _ in walk(plan) if is_scan_of_jobs(n) and n["Index Name"] == "jobs_leased"]
+    assert len(leased) == 1, f"{what}: {leased}"
+    assert "lease_expires_at <" in leased[0].get("Index Cond", ""), f"{what}: {leased[0]}"
 
 
 def looks_and_upkeep() -> list[tuple[str, Statement, set[str]]]:
@@ -399,6 +413,8 @@ def assert_index_driven(conn: psycopg.Connection[Any], table: str) -> None:
         )
         for what, statement, allowed in keyed_writes(size):
             assert_keyed(plan_of(conn, statement), allowed, f"{what}, {size}, {table}")
+        periodic = plan_of(conn, reaper(earlier_runs=False))
+        assert_reaper_stops_at_the_first_live_lease(periodic, f"reaper, {size}, {table}")
     for what, statement, allowed in looks_and_upkeep():
         assert_keyed(plan_of(conn, statement), allowed, f"{what}, {table}", by_key=False)
 

@@ -22,12 +22,21 @@ class Renewed(NamedTuple):
 class LeaseRenewal:
     holder: str  # this run's lease holder (locked_by)
     lease_seconds: float
+    # A lease set less than this long ago is left alone (renew_leases): half the time between
+    # renewals, so a lease is at most one and a half of them old when it is renewed.
+    fresh_seconds: float = 0.0
 
     async def run_once(self, conn: Any, held: Sequence[int]) -> list[Renewed]:
-        """Renew the leases on `held` that are still ours; an idle node spends no query."""
+        """Renew the leases on `held` that are still ours, but for those set in the last
+        `fresh_seconds`; an idle node spends no query."""
         if not held:
             return []
-        params = {"holder": self.holder, "lease_seconds": self.lease_seconds, "ids": list(held)}
+        params = {
+            "holder": self.holder,
+            "lease_seconds": self.lease_seconds,
+            "fresh_seconds": self.fresh_seconds,
+            "ids": list(held),
+        }
         rows = await run_pipelined(conn, [(sql("renew_leases"), params)])
         return [Renewed(*row) for row in rows[0]]
 
