@@ -38,7 +38,9 @@ class Bound(NamedTuple):
 # command at start (exit 2) with the variable, the value and this rule: one that passes works.
 BOUNDS = {
     "lease_seconds": Bound(
-        1, DAY, "renewed every third of it; a day is the longest a dead node's jobs may wait"
+        1,
+        DAY,
+        "renewed every third of it at least; a day is the longest a dead node's jobs may wait",
     ),
     "heartbeat_seconds": Bound(
         0.05, 60, "a silent worker or node is noticed after a few beats: at most a minute"

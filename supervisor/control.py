@@ -9,7 +9,8 @@ with it. LISTEN needs a session that is listening whenever the node is idle, and
 runs nothing else. Notifications that arrive while the session runs a statement are acted on
 as psycopg reads them (the connection's notify handler), so none is lost or waits. While the
 node is busy, the control connection reads its socket between hot-path steps now and then,
-and the next lease renewal reports cancel requests too.
+and the lease renewals report cancel requests too (a job claimed moments before a beat, at
+the next one).
 """
 
 from __future__ import annotations
@@ -78,8 +79,17 @@ class Control:
         # raw_json: the control connection claims jobs too, as the lanes do.
         self.db = ManagedConnection("control", url, self.config, raw_json=True)
         self.heartbeat = Heartbeat(node)
-        # Leases younger than half a renewal interval are left alone: see renew_leases.
-        self.renewal = LeaseRenewal(holder, config.lease_seconds, fresh_seconds=self.interval / 2)
+        # Leases younger than a quarter of a renewal interval are left alone (renew_leases):
+        # the job claimed moments ago. Renewed at most 1.25 intervals old, a lease keeps at
+        # least lease - 1.25 x interval ahead of it (23.75 s of 30 at the defaults).
+        self.renewal = LeaseRenewal(holder, config.lease_seconds, fresh_seconds=self.interval / 4)
+        # This node's earlier runs are looked for by the reaper for a lease's time from now:
+        # every lease they were granted before this run began has run out by then.
+        self.reaper = LeaseReaper(
+            node=node.name,
+            holder=holder,
+            earlier_runs_until=time.monotonic() + config.lease_seconds,
+        )
         self.listener = Listener(
             node,
             self.db,
@@ -92,7 +102,6 @@ class Control:
         self.db.on_notify = self.listener.on_notification
         self.leadership = Leadership()
         self.leader_of: int | None = None  # the connection generation we lead on
-        self.reaper = LeaseReaper(node=node.name, holder=holder)
         self.next_reap = 0.0
         self.pruner = Pruner(keep_seconds=config.retention_seconds)
         self.recount = LimitRecount()
@@ -184,7 +193,7 @@ class Control:
             if not self.listener.listening:
                 # Before any hot-path work: a node busy from its start (or since a reconnect)
                 # would otherwise not listen until its backlog ran out, and hear a cancel
-                # only at the next lease renewal.
+                # only at a lease renewal.
                 try:
                     await self.db.run(self.listener.start_listening)
                 except DatabaseDown:

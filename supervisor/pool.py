@@ -360,8 +360,8 @@ class WorkerPool:
         A cancel no child can act on yet waits, looked at again at every tick of the watch for
         a lease's time: the request may come before its job's claim is back from the database
         (the cancel's NOTIFY read during that very claim), or while a main thread's job
-        waits behind another in its child's batch. Not acted on then, it waited for the next
-        lease renewal, which reports cancel requests too."""
+        waits behind another in its child's batch. Not acted on then, it waited for a lease
+        renewal, which reports cancel requests too."""
         if not self._cancel_held(job_id, attempt):
             give_up = time.monotonic() + self.config.lease_seconds
             self.cancels_waiting[job_id] = (attempt, give_up)

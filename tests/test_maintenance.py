@@ -77,12 +77,14 @@ def test_lease_renewal_leaves_leases_set_moments_ago_alone(
     conn: psycopg.Connection[Any], db_url: str
 ) -> None:
     """A lease set less than `fresh_seconds` ago is not written again (nor reported); an
-    older one is renewed as ever."""
+    older one is renewed as ever. A cancel asked of the fresh one (its NOTIFY missed) is
+    reported by the renewal once its lease is that old."""
     fresh, old = _claimed(conn, "n1/a", 2)
     conn.execute(
         "UPDATE jobs SET lease_expires_at = now() + CASE WHEN id = %s"
-        " THEN interval '599 seconds' ELSE interval '589 seconds' END",
-        (fresh,),
+        " THEN interval '599 seconds' ELSE interval '589 seconds' END,"
+        " cancel_requested = (id = %s)",
+        (fresh, fresh),
     )
     before = scalar(conn, "SELECT lease_expires_at FROM jobs WHERE id = %s", (fresh,))
     renewal = LeaseRenewal("n1/a", lease_seconds=600, fresh_seconds=5)
@@ -90,6 +92,9 @@ def test_lease_renewal_leaves_leases_set_moments_ago_alone(
     assert scalar(conn, "SELECT lease_expires_at FROM jobs WHERE id = %s", (fresh,)) == before
     renewed = "lease_expires_at > now() + interval '595 seconds'"
     assert scalar(conn, f"SELECT {renewed} FROM jobs WHERE id = %s", (old,)) is True
+    # The fresh lease ages past fresh_seconds: the next renewal reports the cancel.
+    conn.execute("UPDATE jobs SET lease_expires_at = now() + interval '590 seconds'")
+    assert run(db_url, lambda c: renewal.run_once(c, [fresh])) == [Renewed(fresh, 1, True)]
 
 
 def test_leadership_is_held_by_one_session_and_passes_on_when_it_ends(db_url: str) -> None:
@@ -149,19 +154,18 @@ def test_the_lease_reaper_requeues_expired_attempts_as_lost(
     assert scalar(conn, "SELECT state FROM jobs WHERE id = %s", (fresh,)) == "running"
 
 
-def test_the_reaper_looks_for_earlier_runs_of_its_node_in_its_first_pass_only(
+def test_the_reaper_looks_for_earlier_runs_of_its_node_until_its_deadline_only(
     conn: psycopg.Connection[Any], db_url: str
 ) -> None:
-    """Once a pass has been through, the reaper walks the expired leases alone (no job can be
-    held under the node's name by another run while this one beats); the next run of the
-    node looks again."""
-    reaper = LeaseReaper(node="n1", holder="n1/new")
-    assert run(db_url, lambda c: reaper.run_once(c, 60.0)) == []
-    [held] = _claimed(conn, "n1/old", 1)  # as if an earlier run's hold appeared only now
-    assert run(db_url, lambda c: reaper.run_once(c, 60.0)) == []
+    """Past `earlier_runs_until` (a lease's time after the run's start, in the supervisor)
+    the reaper walks the expired leases alone: a job an earlier run holds waits for its lease
+    like any other; before it, or for the next run of the node, it goes back at once."""
+    [held] = _claimed(conn, "n1/old", 1)
+    past = LeaseReaper(node="n1", holder="n1/new", earlier_runs_until=time.monotonic() - 1)
+    assert run(db_url, lambda c: past.run_once(c, 60.0)) == []
     assert scalar(conn, "SELECT state FROM jobs WHERE id = %s", (held,)) == "running"
-    newer = LeaseReaper(node="n1", holder="n1/newer")
-    assert run(db_url, lambda c: newer.run_once(c, 60.0)) == [
+    within = LeaseReaper(node="n1", holder="n1/new", earlier_runs_until=time.monotonic() + 60)
+    assert run(db_url, lambda c: within.run_once(c, 60.0)) == [
         Reaped(held, "echo", "default", "queued")
     ]
 

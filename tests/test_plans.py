@@ -223,15 +223,19 @@ def types_in_index(conn: psycopg.Connection[Any], *, equal: bool) -> bool:
     return equal or conn.info.server_version >= 170000
 
 
-def assert_claim_walks_each_queue(plan: dict[str, Any], what: str) -> None:
+def assert_claim_walks_each_queue(plan: dict[str, Any], what: str, *, types_in_index: bool) -> None:
     """A node serving a few queues: its pick walks jobs_ready_by_queue within each queue (an
-    index condition on the queue) under Limit <- LockRows, once a queue, and sorts only what
-    those bounded walks brought; then the claimed rows by primary key."""
+    index condition on the queue, and with `types_in_index` on the types too) under Limit <-
+    LockRows, once a queue, and sorts only what those bounded walks brought; then the
+    claimed rows by primary key."""
     scans = [(n, p) for n, p in walk(plan) if is_scan_of_jobs(n)]
     by_queue = [(n, p) for n, p in scans if n.get("Index Name") == "jobs_ready_by_queue"]
     assert len(by_queue) == 1, f"{what}: {[n.get('Index Name') for n, _ in scans]}"
     node, parents = by_queue[0]
-    assert node["Node Type"] == "Index Scan" and "queue" in node.get("Index Cond", ""), what
+    condition = node.get("Index Cond", "")
+    assert node["Node Type"] == "Index Scan" and "queue" in condition, what
+    if types_in_index:
+        assert "type" in condition, f"{what}: the types not in the index condition: {condition}"
     assert parents[-2:] == ("Limit", "LockRows"), f"{what}: {parents}"
     for node, _ in scans:
         kind, index = node["Node Type"], node.get("Index Name")
@@ -271,7 +275,7 @@ def assert_plain_claim(
     if queues is None:
         assert_claim_walks_ready_index(plan, what, types_in_index=types_in_index)
     else:
-        assert_claim_walks_each_queue(plan, what)
+        assert_claim_walks_each_queue(plan, what, types_in_index=types_in_index)
 
 
 def limited_claim(limit: int) -> Statement:

@@ -139,7 +139,8 @@ SELECT id FROM retried LEFT JOIN told ON true;
 -- LOCKED: a row a claim (or another batch) holds is passed over, never waited for, so a
 -- bulk cancel never holds up the hot path nor waits on it. No ORDER BY: under index_plans the
 -- state's partial index (jobs_ready for queued, jobs_dead for dead) is read as it comes and
--- the scan stops at the batch; type and queue are checked on the rows it reaches.
+-- the scan stops at the batch; type and queue are checked on the rows it reaches (the type on
+-- jobs_ready's entries, where it is the last key).
 SELECT id FROM jobs
 WHERE state = %(state)s
   AND (%(type)s::text IS NULL OR type = %(type)s)

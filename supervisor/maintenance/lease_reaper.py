@@ -7,6 +7,8 @@ attempt). A late result from the old holder is then fenced off by (id, attempt).
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -28,25 +30,25 @@ class Reaped(NamedTuple):
 class LeaseReaper:
     node: str  # this node's name: jobs of its own earlier runs are reaped without waiting
     holder: str  # this run's lease holder, never reaped here
-    # Jobs of this node's earlier runs are looked for until one pass has been through: after
-    # it none can appear (the name is refused to another run while this one beats), and the
-    # look reads every held job's row where the expired leases alone are an index range.
-    earlier_runs_reaped: bool = False
+    # Until when (time.monotonic()) jobs held by this node's earlier runs are looked for.
+    # The look reads every held job's row, where the expired leases alone are an index range;
+    # and past a lease's time from this run's start, whatever an earlier run held (a claim it
+    # sent as it died may commit after this run's first look) has an expired lease anyway.
+    earlier_runs_until: float = math.inf
 
     async def run_once(self, conn: Any, overdue: float = 0.0) -> list[Reaped]:
-        """Requeue every attempt whose lease expired more than `overdue` seconds ago (and, in
-        the first pass, any held by an earlier run of this node)."""
+        """Requeue every attempt whose lease expired more than `overdue` seconds ago (and,
+        until `earlier_runs_until`, any held by an earlier run of this node)."""
         total: list[Reaped] = []
         params = {
             "node": self.node,
             "holder": self.holder,
             "limit": REAPER_BATCH,
             "overdue": overdue,
-            "earlier_runs": not self.earlier_runs_reaped,
+            "earlier_runs": time.monotonic() < self.earlier_runs_until,
         }
         while True:
             reaped = (await run_pipelined(conn, [(sql("reap_lost_attempts"), params)]))[0]
             total.extend(Reaped(*row) for row in reaped)
             if len(reaped) < REAPER_BATCH:
-                self.earlier_runs_reaped = True
                 return total

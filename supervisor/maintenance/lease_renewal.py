@@ -22,8 +22,8 @@ class Renewed(NamedTuple):
 class LeaseRenewal:
     holder: str  # this run's lease holder (locked_by)
     lease_seconds: float
-    # A lease set less than this long ago is left alone (renew_leases): half the time between
-    # renewals, so a lease is at most one and a half of them old when it is renewed.
+    # A lease set less than this long ago is left alone (renew_leases); the control connection
+    # makes it a quarter of the time between renewals (control.py).
     fresh_seconds: float = 0.0
 
     async def run_once(self, conn: Any, held: Sequence[int]) -> list[Renewed]:
