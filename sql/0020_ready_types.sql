@@ -27,3 +27,7 @@ CREATE INDEX jobs_ready ON jobs (priority DESC, run_at, id, type) WHERE state = 
 DROP INDEX jobs_ready_by_queue;
 CREATE INDEX jobs_ready_by_queue ON jobs (queue, priority DESC, run_at, id, type)
     WHERE state = 'queued';
+-- The bound is this migration's alone: migrations after it in the same run (one transaction)
+-- wait for their locks as the connection was set up to (DEFAULT: the server's, the role's or
+-- the connection options' lock_timeout, not this SET LOCAL's).
+SET LOCAL lock_timeout TO DEFAULT;
