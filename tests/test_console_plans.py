@@ -14,9 +14,9 @@ import pytest
 
 from jobfleet.http.console import views
 from jobfleet.queries import sql
-from tests.test_plans import fresh_fill, plans_db, walk
+from tests.plan_support import fresh_fill, plans_db, walk
 
-__all__ = ["plans_db"]  # the fixture, from test_plans
+__all__ = ["plans_db"]  # the fixture, from plan_support
 
 ROWS = 1_000_000
 NO_FILTER = {"state": None, "type": None, "queue": None, "node": None}
