@@ -24,6 +24,7 @@ from typing import Any
 from jobfleet.log import get_logger
 from jobfleet.queries import sql
 from jobfleet.settings import Settings
+from jobfleet.supervisor.cadence import until_next
 from jobfleet.supervisor.database import (
     DatabaseDown,
     ManagedConnection,
@@ -184,7 +185,9 @@ class Control:
                     self.next_schedule = now + 1.0
                 continue
             if now >= next_tick:
-                next_tick = now + max(0.05, self.interval)
+                # On the idle loops' grid (cadence.py): an idle node's beat comes in the same
+                # wake-up as the watch of its children and the metrics.
+                next_tick = now + until_next(max(0.05, self.interval), now)
                 await self._duty(self.tick())
                 continue
             if self.pruner.more and self._prune_due(now):  # a pass under way, slice by slice

@@ -19,6 +19,7 @@ from jobfleet import processes
 from jobfleet.jobs import FOR_CHILD, ClaimedJob
 from jobfleet.log import get_logger
 from jobfleet.settings import Settings
+from jobfleet.supervisor.cadence import until_next
 from jobfleet.supervisor.child_talk import ChildTalk
 from jobfleet.supervisor.children import Child, KillPlan, describe_exit, fork_child
 from jobfleet.supervisor.decisions import (
@@ -43,8 +44,8 @@ log = get_logger("jobfleet.supervisor")
 TICK_SECONDS = 0.1
 # The watch's pace while no child holds a job (a hand-out brings the first tick at once): at
 # TICK_SECONDS an idle node's watch was a fifth of its CPU, ten looks a second at children
-# with no job to time out.
-IDLE_TICK_SECONDS = 0.5
+# with no job to time out. On the idle loops' grid (cadence.py), with the metrics'.
+IDLE_TICK_SECONDS = 1.0
 # Crash loop: unexpected deaths within this window slow respawning down (decisions.py).
 CRASH_WINDOW_SECONDS = 10.0
 # A watch round this late means the supervisor itself was stopped or starved.
@@ -193,7 +194,7 @@ class WorkerPool:
                 pause = TICK_SECONDS
                 await asyncio.sleep(pause)
                 continue
-            pause = IDLE_TICK_SECONDS
+            pause = until_next(IDLE_TICK_SECONDS, time.monotonic())
             self.handed_out.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.handed_out.wait(), pause)

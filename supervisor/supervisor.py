@@ -28,6 +28,7 @@ from jobfleet import collector
 from jobfleet.log import get_logger
 from jobfleet.metrics import directory, write_snapshot
 from jobfleet.settings import Settings
+from jobfleet.supervisor.cadence import until_next
 from jobfleet.supervisor.control import Control
 from jobfleet.supervisor.http_child import HttpChild
 from jobfleet.supervisor.lanes import Lanes
@@ -260,7 +261,9 @@ class Supervisor:
 
     async def metrics_loop(self) -> None:
         while True:
-            await asyncio.sleep(METRICS_SECONDS)
+            # On the idle loops' grid (cadence.py): an idle node wakes once for this and the
+            # watch of its children.
+            await asyncio.sleep(until_next(METRICS_SECONDS, time.monotonic()))
             self.publish_metrics()
             for http in self.http:
                 if self.state is State.RUNNING:

@@ -29,6 +29,9 @@ class _Buckets:
         self.counts = [0] * size
         self.total = 0.0
 
+    def __bool__(self) -> bool:  # holds observations
+        return any(self.counts)
+
 
 @dataclass
 class Tally:
@@ -59,6 +62,7 @@ class Tally:
     lease_renewals: int = 0
     database_errors: Counter[str] = field(default_factory=Counter)
     statement_errors: Counter[str] = field(default_factory=Counter)
+    _published: bool = field(default=False, init=False, repr=False, compare=False)
 
     def observe_duration(self, key: tuple[str, str], seconds: float) -> None:
         _observe(self.duration, key, seconds)
@@ -101,14 +105,19 @@ class Tally:
         self.claim_batch_size.total += size
 
     def publish(self) -> None:
-        """Write everything counted so far to the metric files, and start again from zero."""
+        """Write everything counted so far to the metric files, and start again from zero.
+        What counted nothing since the last time costs a look: an idle node publishes every
+        second, and going through prometheus-client for every metric each time was most of
+        its wake-up (issue 17, idle node < 1 %)."""
         m = metrics()
-        for counted in fields(self):
-            if counted.name == "node":
-                continue
-            metric = getattr(m, counted.name)
-            node = (self.node,) if DEFINITIONS[counted.name].labels[:1] == NODE else ()
-            value = getattr(self, counted.name)
+        first = not self._published
+        self._published = True
+        for name in COUNTED:
+            value = getattr(self, name)
+            if not value and not (first and isinstance(value, int)):
+                continue  # nothing counted (a _Buckets is truthy only once it holds some)
+            metric = getattr(m, name)
+            node = (self.node,) if DEFINITIONS[name].labels[:1] == NODE else ()
             if isinstance(value, Counter):
                 for labels, n in value.items():
                     metric.labels(*node, *_as_tuple(labels)).inc(n)
@@ -118,14 +127,18 @@ class Tally:
                 child = metric.labels(*node)
                 if value:
                     child.inc(value)
-                    setattr(self, counted.name, 0)
+                    setattr(self, name, 0)
             elif isinstance(value, dict):
                 for labels, buckets in value.items():
                     observe_many(metric.labels(*node, *labels), buckets.counts, buckets.total)
                 value.clear()
-            elif value.total:
+            else:
                 observe_many(metric.labels(*node), value.counts, value.total)
-                setattr(self, counted.name, _Buckets(len(value.counts)))
+                setattr(self, name, _Buckets(len(value.counts)))
+
+
+# The fields `publish` writes, each a metric: all but the node's name and its bookkeeping.
+COUNTED = tuple(f.name for f in fields(Tally) if f.name not in ("node", "_published"))
 
 
 def _as_tuple(labels: str | tuple[str, ...]) -> tuple[str, ...]:

@@ -30,7 +30,9 @@ from jobfleet.worker.transactional import Transactions
 log = logging.getLogger("jobfleet.worker")
 
 # The event loop notes the time this often; the heartbeat thread warns when it stops.
-LOOP_TICK_SECONDS = 0.1
+# The heartbeat thread asks the event loop to answer at each beat; unanswered for this long, an
+# async handler blocks it. (A tick the loop set itself, every 0.1 s, woke an idle worker ten
+# times a second for as long as it lived, once it had run one async job.)
 LOOP_BLOCKED_WARN_SECONDS = 1.0
 
 
@@ -69,10 +71,12 @@ class ConcurrentJobs:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._gates: dict[str, asyncio.Semaphore] = {}
         self._tasks: dict[tuple[int, int], asyncio.Task[None]] = {}
-        self.loop_tick = time.monotonic()
+        self._asked_at: float | None = None  # when the heartbeat last asked the loop to answer
+        self._answered_at = 0.0  # when the loop last answered
         self._blocked_warned = False
         self.tracer: AttemptTracer | None = None  # set after the start hooks, or never
         self.transactions: Transactions | None = None  # for transactional types
+        self.on_done: Callable[[], None] | None = None  # after each job's end is counted
 
     # -- from the worker's reader --
 
@@ -159,6 +163,8 @@ class ConcurrentJobs:
             self._free.append(entry)
             self.done += 1
             self._ended_locked()
+        if self.on_done is not None:
+            self.on_done()
 
     def _ended_locked(self) -> None:
         self.waiting_or_running -= 1
@@ -223,13 +229,10 @@ class ConcurrentJobs:
 
     def _run_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         asyncio.set_event_loop(loop)
-        loop.call_soon(self._tick)
         loop.run_forever()
 
-    def _tick(self) -> None:
-        self.loop_tick = time.monotonic()
-        assert self._loop is not None
-        self._loop.call_later(LOOP_TICK_SECONDS, self._tick)
+    def _answer(self) -> None:
+        self._answered_at = time.monotonic()
 
     def _start_task(self, job: tuple[Any, ...], spec: HandlerSpec) -> None:
         gate = self._gates.get(spec.type)
@@ -276,27 +279,33 @@ class ConcurrentJobs:
             task.cancel("jobfleet: the job was cancelled")
 
     def check_loop(self) -> None:
-        """From the heartbeat thread: warn (once a blocking) when an async handler keeps the
-        event loop from running, naming the async jobs it holds up."""
-        if self._loop is None:
+        """From the heartbeat thread, at each beat: warn (once a blocking) when an async
+        handler keeps the event loop from answering, naming the async jobs it holds up; ask
+        it to answer again once it has."""
+        loop = self._loop
+        if loop is None:
             return
-        blocked = time.monotonic() - self.loop_tick
-        if blocked < LOOP_BLOCKED_WARN_SECONDS:
-            self._blocked_warned = False
+        now, asked = time.monotonic(), self._asked_at
+        if asked is not None and self._answered_at < asked:  # not answered yet
+            if now - asked >= LOOP_BLOCKED_WARN_SECONDS:
+                self._warn_blocked(now - asked)
             return
-        if not self._blocked_warned:
-            self._blocked_warned = True
-            with contextlib.suppress(Exception):
-                jobs = sorted(job_id for job_id, _ in self._tasks)
-                log.warning(
-                    "an async handler blocks the worker's event loop (a blocking call in "
-                    "`async def`? use `await`, or a plain handler with threads)",
-                    extra={
-                        "worker": self.index,
-                        "blocked_seconds": round(blocked, 1),
-                        "jobs": jobs,
-                    },
-                )
+        self._blocked_warned = False
+        self._asked_at = now
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the worker is leaving
+            loop.call_soon_threadsafe(self._answer)
+
+    def _warn_blocked(self, blocked: float) -> None:
+        if self._blocked_warned:
+            return
+        self._blocked_warned = True
+        with contextlib.suppress(Exception):
+            jobs = sorted(job_id for job_id, _ in self._tasks)
+            log.warning(
+                "an async handler blocks the worker's event loop (a blocking call in "
+                "`async def`? use `await`, or a plain handler with threads)",
+                extra={"worker": self.index, "blocked_seconds": round(blocked, 1), "jobs": jobs},
+            )
 
 
 def _started_us(outcome: Success | AttemptResult) -> int:

@@ -10,7 +10,7 @@ from pathlib import Path
 from prometheus_client import REGISTRY, generate_latest
 
 from jobfleet.metrics import DEFINITIONS, NODE
-from jobfleet.supervisor.tally import Tally
+from jobfleet.supervisor.tally import COUNTED, Tally
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -22,8 +22,9 @@ def exposed_name(key: str) -> str:
 
 def test_every_tally_field_feeds_a_defined_metric_of_its_kind() -> None:
     tally = Tally("n")
+    assert {f.name for f in fields(tally)} - set(COUNTED) == {"node", "_published"}
     for counted in fields(tally):
-        if counted.name == "node":
+        if counted.name not in COUNTED:
             continue
         assert counted.name in DEFINITIONS, counted.name
         # Histograms are counted in buckets; counters in Counters or ints.
@@ -52,6 +53,26 @@ def test_publish_writes_each_kind_with_the_node_label_and_starts_from_zero() -> 
 
     assert not tally.retried and not tally.child_restarts and not tally.duration
     assert tally.lease_renewals == 0 and tally.claim_batch_size.total == 0
+
+
+def test_publishing_again_adds_only_what_was_counted_since() -> None:
+    node = f"node-{uuid.uuid4().hex[:8]}"
+    tally = Tally(node)
+    tally.publish()  # nothing counted: the node's counters are shown at zero
+    text = generate_latest(REGISTRY).decode()
+    assert f'jobfleet_lease_renewals_total{{node="{node}"}} 0.0' in text
+    assert f'jobfleet_claim_batch_size_count{{node="{node}"}}' not in text
+
+    tally.lease_renewals += 2
+    tally.observe_batch(3)
+    tally.publish()
+    tally.publish()  # nothing new: nothing added twice
+    tally.lease_renewals += 1
+    tally.publish()
+    text = generate_latest(REGISTRY).decode()
+    assert f'jobfleet_lease_renewals_total{{node="{node}"}} 3.0' in text
+    assert f'jobfleet_claim_batch_size_count{{node="{node}"}} 1.0' in text
+    assert f'jobfleet_claim_batch_size_sum{{node="{node}"}} 3.0' in text
 
 
 def test_node_metrics_take_the_node_label_first() -> None:
