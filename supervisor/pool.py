@@ -194,7 +194,11 @@ class WorkerPool:
                 pause = TICK_SECONDS
                 await asyncio.sleep(pause)
                 continue
-            pause = until_next(IDLE_TICK_SECONDS, time.monotonic())
+            now = time.monotonic()
+            pause = until_next(IDLE_TICK_SECONDS, now)
+            if self.accepting and len(self.staying_children()) < self.desired:
+                # A respawn waits out its crash-loop backoff (0.2 s and up): not the grid's.
+                pause = min(pause, max(TICK_SECONDS, self.spawn_not_before - now))
             self.handed_out.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.handed_out.wait(), pause)

@@ -56,6 +56,14 @@ async def hog(payload):
     time.sleep(payload["seconds"])  # a blocking call in async def: the loop stops
     return "done"
 
+KEPT = []
+
+@handler("grow", concurrency=2)
+async def grow(payload):
+    # Memory the worker keeps after the job: past max_rss, with no job to come.
+    KEPT.append(bytearray(b"\x01") * (payload["mb"] << 20))
+    return os.getpid()
+
 @handler("nap", concurrency=100)
 async def nap(payload, ctx):
     started = time.time()
@@ -237,6 +245,37 @@ def test_a_handler_blocking_the_loop_is_warned_about_and_not_taken_for_a_hang(
     assert job["state"] == "succeeded"
     assert "blocks the worker's event loop" in node.log()
     assert f"jobs=[{job['id']}]" in node.log() or f'"jobs": [{job["id"]}]' in node.log()
+
+
+def test_a_blocked_loop_is_warned_about_when_beats_are_further_apart_than_the_warning(
+    conn: psycopg.Connection[Any], fleet: Any, tmp_path: Any
+) -> None:
+    # Beats every 2.5 s: a 2 s block of the loop may fall between two of them; it is warned
+    # about when the loop answers, late.
+    env = {
+        **handler_module(tmp_path, "many_handlers", HANDLERS),
+        "JOBFLEET_HEARTBEAT_SECONDS": "2.5",
+    }
+    job = jobfleet.enqueue(conn, "hog", {"seconds": 2.0})
+    node = fleet("a", "--workers", "1", "--burst", "--handlers", "many_handlers", env=env)
+    assert node.wait(60) == 0, node.log_tail()
+    assert jobfleet.get(job, conn=conn)["state"] == "succeeded"
+    assert "blocks the worker's event loop" in node.log()
+
+
+def test_a_worker_left_past_max_rss_by_a_job_beside_its_main_thread_is_recycled(
+    conn: psycopg.Connection[Any], fleet: Any, tmp_path: Any
+) -> None:
+    # No job comes after the one that grew it: the heartbeat thread sees the size and wakes
+    # the main thread (which otherwise looks only between messages) to leave.
+    env = {**handler_module(tmp_path, "many_handlers", HANDLERS), "JOBFLEET_MAX_CHILD_RSS_MB": "80"}
+    node = fleet("a", "--workers", "1", "--handlers", "many_handlers", env=env)
+    [first] = wait_until(node.children, what="a worker")
+    job = jobfleet.enqueue(conn, "grow", {"mb": 100})
+    wait_until(lambda: jobfleet.get(job, conn=conn)["state"] == "succeeded", what="the job")
+    assert jobfleet.get(job, conn=conn)["result"] == first
+    wait_until(lambda: first not in node.children(), what="the worker to be recycled")
+    assert "worker died" not in node.log()
 
 
 def test_a_handler_holding_the_gil_in_c_is_working_not_hung(

@@ -29,10 +29,11 @@ from jobfleet.worker.transactional import Transactions
 
 log = logging.getLogger("jobfleet.worker")
 
-# The event loop notes the time this often; the heartbeat thread warns when it stops.
-# The heartbeat thread asks the event loop to answer at each beat; unanswered for this long, an
-# async handler blocks it. (A tick the loop set itself, every 0.1 s, woke an idle worker ten
-# times a second for as long as it lived, once it had run one async job.)
+# While async jobs are on the event loop, it notes the time this often; late by this long, an
+# async handler blocked it: warned by the heartbeat thread while it lasts, or by the late tick
+# once it has ended (between two beats). With no async job it does not tick: it woke an idle
+# worker ten times a second for as long as it lived, once it had run one async job.
+LOOP_TICK_SECONDS = 0.1
 LOOP_BLOCKED_WARN_SECONDS = 1.0
 
 
@@ -71,8 +72,9 @@ class ConcurrentJobs:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._gates: dict[str, asyncio.Semaphore] = {}
         self._tasks: dict[tuple[int, int], asyncio.Task[None]] = {}
-        self._asked_at: float | None = None  # when the heartbeat last asked the loop to answer
-        self._answered_at = 0.0  # when the loop last answered
+        self.loop_tick = 0.0  # when the loop last noted the time (while it ticks)
+        self._ticking = False  # a tick is due: async jobs are on the loop
+        self._ticked_jobs: list[int] = []  # the async jobs on the loop at the last tick
         self._blocked_warned = False
         self.tracer: AttemptTracer | None = None  # set after the start hooks, or never
         self.transactions: Transactions | None = None  # for transactional types
@@ -231,15 +233,31 @@ class ConcurrentJobs:
         asyncio.set_event_loop(loop)
         loop.run_forever()
 
-    def _answer(self) -> None:
-        self._answered_at = time.monotonic()
+    def _tick(self) -> None:
+        """On the loop, every LOOP_TICK_SECONDS while async jobs are on it."""
+        now = time.monotonic()
+        if now - self.loop_tick >= LOOP_BLOCKED_WARN_SECONDS:  # it could not run till now
+            self._warn_blocked(now - self.loop_tick)
+        self._blocked_warned = False
+        self.loop_tick = now
+        if not self._tasks:
+            self._ticking = False
+            return
+        self._ticked_jobs = sorted(job_id for job_id, _ in self._tasks)
+        asyncio.get_running_loop().call_later(LOOP_TICK_SECONDS, self._tick)
 
     def _start_task(self, job: tuple[Any, ...], spec: HandlerSpec) -> None:
         gate = self._gates.get(spec.type)
         if gate is None:
             gate = self._gates[spec.type] = asyncio.Semaphore(spec.concurrency)
         key = (job[0], job[1])
-        self._tasks[key] = asyncio.get_running_loop().create_task(self._run_task(job, gate))
+        loop = asyncio.get_running_loop()
+        self._tasks[key] = loop.create_task(self._run_task(job, gate))
+        if not self._ticking:
+            self._ticking = True
+            self.loop_tick = time.monotonic()
+            self._ticked_jobs = [job[0]]
+            loop.call_later(LOOP_TICK_SECONDS, self._tick)
 
     async def _run_task(self, job: tuple[Any, ...], gate: asyncio.Semaphore) -> None:
         key = (job[0], job[1])
@@ -279,32 +297,27 @@ class ConcurrentJobs:
             task.cancel("jobfleet: the job was cancelled")
 
     def check_loop(self) -> None:
-        """From the heartbeat thread, at each beat: warn (once a blocking) when an async
-        handler keeps the event loop from answering, naming the async jobs it holds up; ask
-        it to answer again once it has."""
-        loop = self._loop
-        if loop is None:
+        """From the heartbeat thread: warn (once a blocking) when an async handler keeps the
+        event loop from running, naming the async jobs it holds up."""
+        if not self._ticking:
             return
-        now, asked = time.monotonic(), self._asked_at
-        if asked is not None and self._answered_at < asked:  # not answered yet
-            if now - asked >= LOOP_BLOCKED_WARN_SECONDS:
-                self._warn_blocked(now - asked)
-            return
-        self._blocked_warned = False
-        self._asked_at = now
-        with contextlib.suppress(RuntimeError):  # the loop is closed: the worker is leaving
-            loop.call_soon_threadsafe(self._answer)
+        blocked = time.monotonic() - self.loop_tick
+        if blocked >= LOOP_BLOCKED_WARN_SECONDS:
+            self._warn_blocked(blocked)
 
     def _warn_blocked(self, blocked: float) -> None:
         if self._blocked_warned:
             return
         self._blocked_warned = True
         with contextlib.suppress(Exception):
-            jobs = sorted(job_id for job_id, _ in self._tasks)
             log.warning(
                 "an async handler blocks the worker's event loop (a blocking call in "
                 "`async def`? use `await`, or a plain handler with threads)",
-                extra={"worker": self.index, "blocked_seconds": round(blocked, 1), "jobs": jobs},
+                extra={
+                    "worker": self.index,
+                    "blocked_seconds": round(blocked, 1),
+                    "jobs": self._ticked_jobs,
+                },
             )
 
 

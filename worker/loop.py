@@ -42,10 +42,10 @@ FLUSH_AFTER_SECONDS = 0.02
 PROGRESS_EVERY_SECONDS = 0.25
 # With jobs running beside it, the main thread waits for messages on a queue the reader
 # thread fills. It is also woken (a tick) to look for a reason to leave: by a stop request
-# (SIGTERM), and as jobs beside it end, at most this often unless one of them completes the
-# child's max_jobs. An idle child is never woken: a tick every 0.1 s cost each child of an
-# idle node 0.3-0.5 % of a core on a 2-core VM (issue 17, idle node < 1 %).
-RECYCLE_CHECK_SECONDS = 0.1
+# (SIGTERM), by a job beside it that completes the child's max_jobs, and by the heartbeat
+# thread while the child is over max_rss. An idle child is otherwise never woken: a tick every
+# 0.1 s cost each child of an idle node 0.3-0.5 % of a core on a 2-core VM (issue 17, idle
+# node < 1 %).
 _TICK = ("tick",)
 PROGRESS_JOBS_KEPT = 10_000
 
@@ -93,7 +93,6 @@ class ChildLoop:
         self.beside: ConcurrentJobs | None = None
         self._beside_types = frozenset(t for t, spec in handlers.items() if spec.concurrent)
         self._inbox: queue.SimpleQueue[Any] | None = None  # the main thread's, with `beside`
-        self._recycle_checked = 0.0  # when the last tick for a recycle check was put
         self.tracer: AttemptTracer | None = None  # set after the start hooks, or never
         self._tx_types = frozenset(t for t, spec in handlers.items() if spec.transactional)
         self.transactions = (
@@ -248,22 +247,23 @@ class ChildLoop:
             self._inbox.put(_TICK)
 
     def _beside_done(self) -> None:
-        """A job beside the main thread ended (in its thread): wake the main thread to look
-        for a reason to leave when it completes max_jobs, else at most every
-        RECYCLE_CHECK_SECONDS (a resident size grown past max_rss)."""
+        """A job beside the main thread ended (in its thread): wake the main thread to leave
+        when it completes max_jobs."""
         assert self._inbox is not None and self.beside is not None
-        max_jobs, now = self.config.max_jobs, time.monotonic()
-        if (max_jobs and self.jobs_done + self.beside.done >= max_jobs) or (
-            self.config.max_rss_bytes and now - self._recycle_checked >= RECYCLE_CHECK_SECONDS
-        ):
-            self._recycle_checked = now
+        max_jobs = self.config.max_jobs
+        if max_jobs and self.jobs_done + self.beside.done >= max_jobs:
             self._inbox.put(_TICK)
 
     def _beat(self) -> None:
+        max_rss = self.config.max_rss_bytes
         while True:
             self.slots.beat(self.index)
             if self.beside is not None:
                 self.beside.check_loop()
+            if max_rss and self._inbox is not None and _rss_bytes() > max_rss:
+                # Grown past max_rss (jobs beside the main thread, or its own memory since):
+                # the main thread looks between messages only, so wake it to leave.
+                self._inbox.put(_TICK)
             time.sleep(self.config.heartbeat_seconds)
 
     def _run_batch(self, jobs: list[tuple[Any, ...]]) -> None:
