@@ -59,7 +59,8 @@ def test_back_to_back_successes_wait_to_share_a_write_while_news_keeps_coming() 
         back_to_back=True, news_at=news, since=NOW - 0.003, latest=NOW - 0.002, running=True
     ) == pytest.approx(BACK_TO_BACK_LINGER_SECONDS - 0.003)
     # Past the linger: now.
-    assert _after(back_to_back=True, news_at=news, since=NOW - 0.02, latest=NOW - 0.002) == 0.0
+    since = NOW - BACK_TO_BACK_LINGER_SECONDS - 0.001
+    assert _after(back_to_back=True, news_at=news, since=since, latest=NOW - 0.002) == 0.0
 
 
 def test_back_to_back_successes_stop_waiting_when_no_news_follows_the_latest_outcome() -> None:
