@@ -249,18 +249,16 @@ class ChildLoop:
     def _beside_done(self) -> None:
         """A job beside the main thread ended (in its thread): wake the main thread to leave
         when it completes max_jobs."""
-        assert self._inbox is not None and self.beside is not None
-        max_jobs = self.config.max_jobs
-        if max_jobs and self.jobs_done + self.beside.done >= max_jobs:
+        assert self._inbox is not None
+        if self._jobs_spent():
             self._inbox.put(_TICK)
 
     def _beat(self) -> None:
-        max_rss = self.config.max_rss_bytes
         while True:
             self.slots.beat(self.index)
             if self.beside is not None:
                 self.beside.check_loop()
-            if max_rss and self._inbox is not None and _rss_bytes() > max_rss:
+            if self._inbox is not None and self._grown():
                 # Grown past max_rss (jobs beside the main thread, or its own memory since):
                 # the main thread looks between messages only, so wake it to leave.
                 self._inbox.put(_TICK)
@@ -372,9 +370,17 @@ class ChildLoop:
             raise _Stop from None  # the supervisor is gone
 
     def _recycle_reason(self) -> str | None:
+        return self._jobs_spent() or self._grown()
+
+    def _jobs_spent(self) -> str | None:
+        """Why the child leaves when it has done max_jobs jobs (main thread and beside)."""
         done = self.jobs_done + (self.beside.done if self.beside is not None else 0)
         if self.config.max_jobs and done >= self.config.max_jobs:
             return f"recycled after {done} jobs"
+        return None
+
+    def _grown(self) -> str | None:
+        """Why the child leaves when its resident size is past max_rss."""
         if self.config.max_rss_bytes:
             rss = _rss_bytes()
             if rss > self.config.max_rss_bytes:
