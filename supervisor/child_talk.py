@@ -104,7 +104,6 @@ class ChildTalk:
             if job is not None:
                 self.tally.progress_updates[(job.type, job.queue)] += 1
         elif kind == protocol.BYE:
-            child.bye = message[1]
             log.debug(
                 "worker leaving",
                 extra={"node": self.node, "worker": child.pid, "reason": message[1]},

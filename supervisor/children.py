@@ -47,7 +47,6 @@ class Child:
     beside_held: Counter[str] = field(default_factory=Counter)
     cancel_by: dict[int, float] = field(default_factory=dict)
     kill: KillPlan | None = None
-    bye: str | None = None  # the reason it gave for leaving on its own (drained, recycled)
     reported: int = 0  # outcomes read from it: its slot's jobs_done less this ran unreported
     exit_status: int | None = None
     # Its CPU time when last looked at, and when that was seen to grow (monotonic): a child

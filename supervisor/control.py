@@ -78,7 +78,14 @@ class Control:
         self.tally = lanes.tally
         self.gauges_wanted = gauges_wanted  # someone can scrape this node's /metrics
         # raw_json: the control connection claims jobs too, as the lanes do.
-        self.db = ManagedConnection("control", url, self.config, raw_json=True)
+        # Its claims hold rows like a lane's; its maintenance may take a statement's time.
+        self.db = ManagedConnection(
+            "control",
+            url,
+            self.config,
+            raw_json=True,
+            transaction_seconds=max(config.lease_seconds, config.statement_timeout_seconds),
+        )
         self.heartbeat = Heartbeat(node)
         # Leases younger than a quarter of a renewal interval are left alone (renew_leases):
         # the job claimed moments ago. Renewed at most 1.25 intervals old, a lease keeps at

@@ -15,6 +15,7 @@ from psycopg.types.string import TextLoader
 
 from jobfleet.db import connection_options, mask_password
 from jobfleet.log import get_logger
+from jobfleet.queries import sql
 from jobfleet.settings import Settings
 
 log = get_logger("jobfleet.supervisor")
@@ -44,6 +45,7 @@ class ManagedConnection:
         *,
         raw_json: bool = False,
         on_notify: Callable[[psycopg.Notify], None] | None = None,
+        transaction_seconds: float | None = None,
     ) -> None:
         self.name = name
         self.url = url
@@ -51,6 +53,11 @@ class ManagedConnection:
         self.raw_json = raw_json  # jsonb as text: payloads pass through the supervisor undecoded
         # Called with each notification as it is read, during a statement or by `receive`.
         self.on_notify = on_notify
+        # The server ends a transaction of this connection that lasts longer (PostgreSQL 17 and
+        # later): a node paused between a pipeline's statements and its Sync holds the rows
+        # they locked with no statement running and not idle, where neither of the other
+        # timeouts reaches, and the lease reaper passes locked rows over.
+        self.transaction_seconds = transaction_seconds
         self.conn: psycopg.AsyncConnection[Any] | None = None
         self.down_since: float | None = None
         self.retry_at = 0.0
@@ -103,6 +110,7 @@ class ManagedConnection:
                 conn = await psycopg.AsyncConnection.connect(
                     self.url, autocommit=True, **connection_options(self.config)
                 )
+                await bound_transactions(conn, self.transaction_seconds)
         except (psycopg.Error, TimeoutError, OSError) as exc:
             await self._drop(exc)
             raise DatabaseDown(str(exc)) from exc
@@ -146,6 +154,18 @@ class ManagedConnection:
                 async with asyncio.timeout(2):
                     await self.conn.close()
             self.conn = None
+
+
+TRANSACTION_TIMEOUT_SINCE = 170000  # the first server version with transaction_timeout
+
+
+async def bound_transactions(conn: psycopg.AsyncConnection[Any], seconds: float | None) -> None:
+    """Set the session's transaction_timeout where the server has it (not in the startup
+    options: an older server refuses a setting it does not know, and the connection)."""
+    if seconds is not None and conn.info.server_version >= TRANSACTION_TIMEOUT_SINCE:
+        await conn.execute(
+            sql("set_transaction_timeout"), {"ms": str(max(1, round(seconds * 1000)))}
+        )
 
 
 def receive(conn: psycopg.AsyncConnection[Any]) -> int:

@@ -89,7 +89,16 @@ class Lanes:
         self.on_change = on_change
         self.on_burst_done = on_burst_done
         self.dbs = [
-            ManagedConnection(f"lane-{n + 1}", url, config, raw_json=True) for n in range(LANES)
+            # A lane's transactions are one pipeline of claims and fenced writes by key: one
+            # that outlives the lease is a node paused in it, holding rows the reaper needs.
+            ManagedConnection(
+                f"lane-{n + 1}",
+                url,
+                config,
+                raw_json=True,
+                transaction_seconds=config.lease_seconds,
+            )
+            for n in range(LANES)
         ]
         self.flushing = 0  # writes in flight (more than one: see WRITE_BESIDE_MIN)
         self.queue_dry = False  # the last claims left nothing ready behind (claims.ran_dry)

@@ -323,14 +323,14 @@ class WorkerPool:
         self.outbox.add_releases(done.releases)
         ran_jobs = bool(done.cut_short)
         expected = death_expected(
-            said_bye=child.bye is not None,
+            said_bye=view.leaving is not None,
             killed=plan is not None,
             held_running_job=ran_jobs,
         )
         if plan is not None:
             self.tally.child_restarts[plan.outcome] += 1
-        elif child.bye is not None:
-            self.tally.child_restarts[child.bye] += 1
+        elif view.leaving is not None:
+            self.tally.child_restarts[view.leaving] += 1
         if not expected:
             self.tally.child_crashes += 1
             self.tally.child_restarts["crashed"] += 1

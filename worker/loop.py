@@ -122,11 +122,11 @@ class ChildLoop:
                 if message[0] == protocol.JOBS:
                     self._run_batch(message[1])
                 if self.stop_requested or self.slots.draining(self.index):
-                    self._leave("drained")
+                    self._leave("drained", "drained")
                     break
-                reason = self._recycle_reason()
-                if reason:
-                    self._leave(reason)
+                recycle = self._recycle_reason()
+                if recycle:
+                    self._leave(*recycle)
                     break
         except _Stop:
             pass
@@ -188,11 +188,13 @@ class ChildLoop:
             inbox.put(exc)
         inbox.put(None)
 
-    def _leave(self, reason: str) -> None:
-        """Let every job started beside the main thread end, then say goodbye."""
+    def _leave(self, reason: str, detail: str) -> None:
+        """Let every job started beside the main thread end, then say goodbye: `reason`
+        (one of slots.LEAVING_REASONS) in the slot, `detail` for the supervisor's log."""
         if self.beside is not None:
             self.beside.drain()
-        self._send((protocol.BYE, reason))
+        self.slots.set_leaving(self.index, reason)
+        self._send((protocol.BYE, detail))
 
     def _run_stop_hooks(self) -> None:
         for hook in stop_hooks():
@@ -369,22 +371,22 @@ class ChildLoop:
         except OSError:
             raise _Stop from None  # the supervisor is gone
 
-    def _recycle_reason(self) -> str | None:
+    def _recycle_reason(self) -> tuple[str, str] | None:
         return self._jobs_spent() or self._grown()
 
-    def _jobs_spent(self) -> str | None:
+    def _jobs_spent(self) -> tuple[str, str] | None:
         """Why the child leaves when it has done max_jobs jobs (main thread and beside)."""
         done = self.jobs_done + (self.beside.done if self.beside is not None else 0)
         if self.config.max_jobs and done >= self.config.max_jobs:
-            return f"recycled after {done} jobs"
+            return "max_jobs", f"recycled after {done} jobs"
         return None
 
-    def _grown(self) -> str | None:
+    def _grown(self) -> tuple[str, str] | None:
         """Why the child leaves when its resident size is past max_rss."""
         if self.config.max_rss_bytes:
             rss = _rss_bytes()
             if rss > self.config.max_rss_bytes:
-                return f"recycled at {rss // (1024 * 1024)} MiB resident"
+                return "max_rss", f"recycled at {rss // (1024 * 1024)} MiB resident"
         return None
 
 

@@ -19,15 +19,21 @@ import struct
 import time
 from dataclasses import dataclass
 
-# reserved, job_id, attempt, flags (byte 0: drain, byte 1: cancel), started (monotonic),
-# heartbeat (monotonic), jobs_done
-_LAYOUT = struct.Struct("<qqiBBxxddq")
+# reserved, job_id, attempt, flags (byte 0: drain, byte 1: cancel, byte 2: why the child
+# leaves on its own), started (monotonic), heartbeat (monotonic), jobs_done
+_LAYOUT = struct.Struct("<qqiBBBxddq")
 SLOT_SIZE = 64
 assert _LAYOUT.size <= SLOT_SIZE
 _JOB = struct.Struct("<qi")  # job_id, attempt at offset 8
 _STARTED = struct.Struct("<d")
 _COUNT = struct.Struct("<q")
-_OFF_JOB, _OFF_DRAIN, _OFF_CANCEL, _OFF_STARTED, _OFF_BEAT, _OFF_DONE = 8, 20, 21, 24, 32, 40
+_OFF_JOB, _OFF_DRAIN, _OFF_CANCEL, _OFF_LEAVING = 8, 20, 21, 22
+_OFF_STARTED, _OFF_BEAT, _OFF_DONE = 24, 32, 40
+
+# Why a child leaves on its own, as it writes it in its slot before it exits: the slot, not
+# its goodbye on the socket, tells the supervisor the exit was no crash (a message in the
+# socket is lost when the supervisor's own write to the gone child fails first).
+LEAVING_REASONS = ("drained", "max_jobs", "max_rss")
 
 # An entry: job_id, attempt, state, cancel, started (monotonic).
 _ENTRY = struct.Struct("<qiBBxxd")
@@ -45,6 +51,7 @@ class SlotView:
     started: float  # time.monotonic() when the current job started
     heartbeat: float  # time.monotonic() of the last beat
     jobs_done: int
+    leaving: str | None  # one of LEAVING_REASONS once the child has decided to leave
 
 
 @dataclass(frozen=True)
@@ -102,6 +109,9 @@ class SlotTable:
     def beat(self, index: int) -> None:
         _STARTED.pack_into(self.mem, index * self.stride + _OFF_BEAT, time.monotonic())
 
+    def set_leaving(self, index: int, reason: str) -> None:
+        self.mem[index * self.stride + _OFF_LEAVING] = LEAVING_REASONS.index(reason) + 1
+
     def draining(self, index: int) -> bool:
         return bool(self.mem[index * self.stride + _OFF_DRAIN])
 
@@ -147,7 +157,8 @@ class SlotTable:
         return views
 
     def read(self, index: int) -> SlotView:
-        _, job_id, attempt, drain, cancel, started, beat, done = _LAYOUT.unpack_from(
+        _, job_id, attempt, drain, cancel, leaving, started, beat, done = _LAYOUT.unpack_from(
             self.mem, index * self.stride
         )
-        return SlotView(job_id, attempt, bool(drain), bool(cancel), started, beat, done)
+        reason = LEAVING_REASONS[leaving - 1] if 0 < leaving <= len(LEAVING_REASONS) else None
+        return SlotView(job_id, attempt, bool(drain), bool(cancel), started, beat, done, reason)
