@@ -192,20 +192,29 @@ def dispatch_notifications(pgconn: pq.abc.PGconn) -> int:
     return count
 
 
-async def socket_ready(fd: int, seconds: float | None = None, *, write: bool = False) -> None:
+async def socket_ready(
+    fd: int,
+    seconds: float | None = None,
+    *,
+    write: bool = False,
+    ready: asyncio.Future[None] | None = None,
+) -> None:
     """Return once `fd` has something to read (`write`: room to write), or after `seconds`
-    (None: no limit but the caller's)."""
+    (None: no limit but the caller's), or once `ready` (a future the caller may resolve
+    itself, to wait on more than the socket in one) is done."""
     loop = asyncio.get_running_loop()
-    ready: asyncio.Future[None] = loop.create_future()
+    done: asyncio.Future[None] = loop.create_future() if ready is None else ready
+    if done.done():
+        return
 
     def resolve() -> None:
-        if not ready.done():
-            ready.set_result(None)
+        if not done.done():
+            done.set_result(None)
 
     (loop.add_writer if write else loop.add_reader)(fd, resolve)
     timer = None if seconds is None else loop.call_later(seconds, resolve)
     try:
-        await ready
+        await done
     finally:
         if timer is not None:
             timer.cancel()

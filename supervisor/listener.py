@@ -68,7 +68,6 @@ class Listener:
         self.listening_on: int | None = None  # the connection generation that LISTENs
         self._hearing = False  # in `hear`: work heard now may be claimed here
         self._claim_heard = False  # work heard in `hear`, to be claimed here
-        self._claiming = False  # and being claimed
 
     @property
     def listening(self) -> bool:
@@ -100,14 +99,25 @@ class Listener:
 
     async def hear(self, conn: Any, seconds: float) -> None:
         """Act on the notifications that arrived; if none had, wait up to `seconds` for more,
-        and act on what came. The wait watches the connection's socket itself: psycopg's
-        notifies() wakes every 0.1 s while it waits, 10 needless turns of an idle node's loop
-        a second (a tenth of its CPU)."""
+        or for a wake of the node's loops, and act on what came. The wait watches the
+        connection's socket itself: psycopg's notifies() wakes every 0.1 s while it waits, 10
+        needless turns of an idle node's loop a second (a tenth of its CPU)."""
         self._hearing = True
         try:
-            if not receive(conn) and seconds > 0:
-                await socket_ready(conn.pgconn.socket, seconds)
-                receive(conn)
+            if receive(conn) or seconds <= 0:
+                return
+            # One future for the socket, the waker and the time: no task of its own for each,
+            # and none to cancel and collect after each job (py-spy: an idle node's loop
+            # turned about 12 times a job, two of them new tasks).
+            waker = self.lanes.waker
+            ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            if not waker.watch(self.db.name, ready, reserve=True):
+                return  # a wake came since the last wait: the loops look first
+            try:
+                await socket_ready(conn.pgconn.socket, seconds, ready=ready)
+            finally:
+                waker.unwatch(self.db.name, ready)
+            receive(conn)
         finally:
             self._hearing = False
 
@@ -123,28 +133,9 @@ class Listener:
         time bound). The lanes are woken after that claim only when it left jobs behind. A
         wake of the node's loops does not cut the claim off (it ends as a lane's would); the
         task's cancellation does, as it does a lane's."""
-        seconds = min(seconds, self.wait_cap)
-        hearing = asyncio.ensure_future(self._hear_then_claim(seconds))
-        woken = asyncio.ensure_future(self.lanes.waker.wait(self.db.name, seconds, reserve=True))
-        try:
-            await asyncio.wait((hearing, woken), return_when=asyncio.FIRST_COMPLETED)
-            if self._claiming:
-                await asyncio.wait((hearing,))
-        finally:
-            # Cancelling the wait for notifications leaves the connection idle and whole:
-            # no statement is in flight while psycopg waits for one.
-            hearing.cancel()
-            woken.cancel()
-            heard = (await asyncio.gather(hearing, woken, return_exceptions=True))[0]
-        if isinstance(heard, BaseException) and not isinstance(heard, asyncio.CancelledError):
-            raise heard
-
-    async def _hear_then_claim(self, seconds: float) -> None:
-        """`hear`, then claim here the work it heard (each in its own run of the connection,
-        each with its own time bound)."""
         read = False
         try:
-            await self.db.run(functools.partial(self.hear, seconds=seconds))
+            await self.db.run(functools.partial(self.hear, seconds=min(seconds, self.wait_cap)))
             read = True
         finally:
             claim, self._claim_heard = self._claim_heard, False
@@ -152,11 +143,9 @@ class Listener:
                 self.lanes.waker.wake()  # not claimed here after all: the lanes claim it
         if not claim:
             return
-        self._claiming = True
         try:
             await self.lanes.lane_step(self.db)
         finally:
-            self._claiming = False
             if not self.lanes.queue_dry:
                 self.lanes.waker.wake()
 

@@ -40,20 +40,31 @@ class Waker:
     async def wait(self, who: str, timeout: float, *, reserve: bool = False) -> None:
         """Return when woken (or woken since `who` last waited), or after `timeout`.
         `reserve`: only by a wake that found no loop waiting but those in reserve."""
-        count = self._unanswered if reserve else self._wakes
-        if self._seen.get(who, 0) != count:  # a loop's first wait: any wake was unseen
-            self._seen[who] = count
-            return
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
-        self._waiting[waiter] = reserve
+        if not self.watch(who, waiter, reserve=reserve):
+            return
         timer = loop.call_later(timeout, _resolve, waiter)
         try:
             await waiter
         finally:
             timer.cancel()
-            del self._waiting[waiter]
-            self._seen[who] = self._unanswered if reserve else self._wakes
+            self.unwatch(who, waiter)
+
+    def watch(self, who: str, waiter: asyncio.Future[None], *, reserve: bool = False) -> bool:
+        """Resolve `waiter` at the next wake that reaches `who` (`wait`'s terms), for a loop
+        that waits on other things with the same future; False, registering nothing, when a
+        wake since `who` last waited is unseen (it returns at once). `unwatch` when done."""
+        count = self._unanswered if reserve else self._wakes
+        if self._seen.get(who, 0) != count:  # a loop's first wait: any wake was unseen
+            self._seen[who] = count
+            return False
+        self._waiting[waiter] = reserve
+        return True
+
+    def unwatch(self, who: str, waiter: asyncio.Future[None]) -> None:
+        reserve = self._waiting.pop(waiter)
+        self._seen[who] = self._unanswered if reserve else self._wakes
 
 
 def _resolve(waiter: asyncio.Future[None]) -> None:

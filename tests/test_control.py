@@ -84,6 +84,34 @@ def test_a_listen_waits_on_the_socket_and_then_reads_what_came(db_url: str) -> N
     assert asyncio.run(scenario()) == (False, 2, ["now", "and now"], 0)
 
 
+def test_a_wait_on_the_socket_ends_when_its_future_is_resolved_by_another_hand(
+    db_url: str,
+) -> None:
+    """socket_ready(ready=...): the control connection waits on its socket and the node's
+    waker with one future; resolving it ends the wait with nothing on the socket, and one
+    resolved before the wait returns at once."""
+
+    async def scenario() -> tuple[bool, bool, bool]:
+        db = listening(db_url, [])
+        listener = await db.run(itself)
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = loop.create_future()
+        waiting = asyncio.ensure_future(socket_ready(listener.pgconn.socket, 60, ready=ready))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        early = waiting.done()
+        ready.set_result(None)
+        await asyncio.wait_for(waiting, 30)
+        await asyncio.wait_for(socket_ready(listener.pgconn.socket, 60, ready=ready), 30)
+        # The socket is no longer watched: a reader added now is the only one.
+        loop.add_reader(listener.pgconn.socket, lambda: None)
+        watched_again = loop.remove_reader(listener.pgconn.socket)
+        await db.close()
+        return early, waiting.done(), watched_again
+
+    assert asyncio.run(scenario()) == (False, True, True)
+
+
 def test_a_lost_listening_connection_is_seen_when_read(
     conn: psycopg.Connection[Any], db_url: str
 ) -> None:

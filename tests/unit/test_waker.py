@@ -116,3 +116,39 @@ def test_a_wait_ends_after_its_timeout() -> None:
         await asyncio.wait_for(waker.wait("lane-1", 0.01), timeout=LONG)
 
     run(test)
+
+
+def test_a_watched_future_is_resolved_by_the_wake_that_reaches_its_loop() -> None:
+    """watch/unwatch: a loop that waits on other things too (the control connection's socket)
+    with one future, on the terms of `wait`."""
+
+    async def test(waker: Waker) -> None:
+        loop = asyncio.get_running_loop()
+        assert not await done_now(waker, "control", reserve=True)
+        lane = waiting(waker, "lane-1")
+        await settle()
+        watched: asyncio.Future[None] = loop.create_future()
+        assert waker.watch("control", watched, reserve=True)
+        waker.wake()  # a lane was waiting: the reserve is left alone
+        await settle()
+        assert lane.done() and not watched.done()
+        waker.wake()  # none but the reserve: it is resolved
+        assert watched.done()
+        waker.unwatch("control", watched)
+        assert not await done_now(waker, "control", reserve=True)  # seen: not again
+
+    run(test)
+
+
+def test_a_wake_unseen_before_a_watch_registers_nothing() -> None:
+    async def test(waker: Waker) -> None:
+        loop = asyncio.get_running_loop()
+        assert not await done_now(waker, "control", reserve=True)
+        waker.wake()  # no loop waiting at all: the reserve's news
+        watched: asyncio.Future[None] = loop.create_future()
+        assert not waker.watch("control", watched, reserve=True)
+        waker.wake()
+        assert not watched.done()  # not registered: nothing to unwatch
+        assert await done_now(waker, "control", reserve=True)  # that second wake is unseen
+
+    run(test)
