@@ -344,7 +344,7 @@ class Control:
         self.tally.lease_renewals += len(renewed)
         for job in renewed:
             if job.cancel_requested:
-                self.pool.cancel_running(job.job_id, job.attempt)
+                self.pool.cancels.request(job.job_id, job.attempt)
 
     async def stop(self) -> None:
         with contextlib.suppress(DatabaseDown):

@@ -91,7 +91,7 @@ class Listener:
         self.lanes.limits_changed()
         held = self.pool.held_job_ids() + self.outbox.job_ids()
         for job_id, attempt in await self.renewal.cancels_asked(conn, held):
-            self.pool.cancel_running(job_id, attempt)
+            self.pool.cancels.request(job_id, attempt)
 
     async def read_now(self, conn: Any) -> None:
         """Act on the notifications that arrived, without waiting (a busy node's look)."""
@@ -156,7 +156,7 @@ class Listener:
         try:
             if note.channel == CANCEL_CHANNEL:
                 with contextlib.suppress(ValueError):
-                    self.pool.cancel_running(int(note.payload))
+                    self.pool.cancels.request(int(note.payload))
             elif note.payload == "limits":  # a type's limits changed (types set, a node)
                 self.lanes.limits_changed()
             elif note.payload.startswith("at "):  # the soonest of jobs scheduled for later

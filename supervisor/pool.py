@@ -1,7 +1,8 @@
 """The worker pool: forking children, watching them, killing them, reaping them, settling the
 jobs a dead child held, and handing claimed jobs out. A part the supervisor holds
 (supervisor.py); what it says to its children is in child_talk.py, what it decides in
-decisions.py (pure functions). It reports to its owner through `on_change` (something the
+decisions.py (pure functions), how it stops cancelled jobs in cancels.py and when it may
+respawn in crash_loop.py. It reports to its owner through `on_change` (something the
 drain may be waiting for happened) and `on_other_exit` (a reaped process that is not a
 worker)."""
 
@@ -11,7 +12,6 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -20,14 +20,11 @@ from jobfleet.jobs import FOR_CHILD, ClaimedJob
 from jobfleet.log import get_logger
 from jobfleet.settings import Settings
 from jobfleet.supervisor.cadence import until_next
+from jobfleet.supervisor.cancels import Cancels
 from jobfleet.supervisor.child_talk import ChildTalk
 from jobfleet.supervisor.children import Child, KillPlan, describe_exit, fork_child
-from jobfleet.supervisor.decisions import (
-    death_expected,
-    kill_verdict,
-    log_level,
-    spawn_delay,
-)
+from jobfleet.supervisor.crash_loop import CrashLoop
+from jobfleet.supervisor.decisions import death_expected, kill_verdict, log_level
 from jobfleet.supervisor.dispatch import Dispatcher, beside_room, deal_out
 from jobfleet.supervisor.node import Node
 from jobfleet.supervisor.outbox import Outbox
@@ -46,8 +43,6 @@ TICK_SECONDS = 0.1
 # TICK_SECONDS an idle node's watch was a fifth of its CPU, ten looks a second at children
 # with no job to time out. On the idle loops' grid (cadence.py), with the metrics'.
 IDLE_TICK_SECONDS = 1.0
-# Crash loop: unexpected deaths within this window slow respawning down (decisions.py).
-CRASH_WINDOW_SECONDS = 10.0
 # A watch round this late means the supervisor itself was stopped or starved.
 STALL_SECONDS = 1.0
 # A dead child's socket is read to its end before its jobs are settled; not forever.
@@ -90,13 +85,10 @@ class WorkerPool:
         self.on_other_exit = on_other_exit
         self.accepting = True  # False once draining: no new children, no new jobs
         self.grace_deadline: float | None = None
-        self.deaths: deque[float] = deque()  # unexpected deaths in the crash window
-        self.spawn_not_before = 0.0
+        self.crash_loop = CrashLoop(node.name)
         self.stall_ended = 0.0  # when the supervisor last came back from a pause
         self.handed_out = asyncio.Event()  # jobs went to the children (the watch's pace)
-        # Cancels no child could act on yet (the job's claim still on its way, or the job
-        # waiting in its child's batch): job id -> (attempt or None, when to give up).
-        self.cancels_waiting: dict[int, tuple[int | None, float]] = {}
+        self.cancels = Cancels(self.children, self.slots, self.talk, config, self._stop_cancelled)
 
     def _fields(self, **extra: Any) -> dict[str, Any]:
         return {"node": self.node.name, **extra}
@@ -136,10 +128,10 @@ class WorkerPool:
             return
         missing = self.desired - len(alive)
         now = time.monotonic()
-        while missing > 0 and now >= self.spawn_not_before and self.free_slots:
+        while missing > 0 and self.crash_loop.may_spawn(now) and self.free_slots:
             self.spawn()
             missing -= 1
-            self._schedule_spawn_backoff(now)
+            self.crash_loop.spawned(now, self.desired)
 
     def spawn(self) -> None:
         slot = self.free_slots.pop(0)
@@ -160,21 +152,6 @@ class WorkerPool:
         child.reader = asyncio.create_task(self.talk.read(child), name=f"child-{pid}")
         log.debug("worker started", extra=self._fields(worker=pid, slot=slot))
 
-    def _schedule_spawn_backoff(self, now: float) -> None:
-        while self.deaths and now - self.deaths[0] > CRASH_WINDOW_SECONDS:
-            self.deaths.popleft()
-        delay = spawn_delay(len(self.deaths), self.desired)
-        if delay:
-            self.spawn_not_before = now + delay
-            log.error(
-                "workers keep dying: slowing down restarts",
-                extra=self._fields(
-                    deaths=len(self.deaths),
-                    window_seconds=CRASH_WINDOW_SECONDS,
-                    next_spawn_in=round(delay, 2),
-                ),
-            )
-
     async def watch_loop(self) -> None:
         last = time.monotonic()
         pause = 0.0
@@ -185,8 +162,8 @@ class WorkerPool:
                 # their silence from now, not from before the pause.
                 self.stall_ended = now
             last = now
-            if self.cancels_waiting:
-                self._cancel_waiting(now)
+            if self.cancels.waiting:
+                self.cancels.retry(now)
             self.watch_children()
             self.manage_children()
             self.on_change()
@@ -198,7 +175,7 @@ class WorkerPool:
             pause = until_next(IDLE_TICK_SECONDS, now)
             if self.accepting and len(self.staying_children()) < self.desired:
                 # A respawn waits out its crash-loop backoff (0.2 s and up): not the grid's.
-                pause = min(pause, max(TICK_SECONDS, self.spawn_not_before - now))
+                pause = min(pause, max(TICK_SECONDS, self.crash_loop.spawn_not_before - now))
             self.handed_out.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.handed_out.wait(), pause)
@@ -334,7 +311,7 @@ class WorkerPool:
         if not expected:
             self.tally.child_crashes += 1
             self.tally.child_restarts["crashed"] += 1
-            self.deaths.append(time.monotonic())
+            self.crash_loop.died(time.monotonic())
             if not ran_jobs:
                 log.warning(
                     "worker died while idle",
@@ -357,43 +334,8 @@ class WorkerPool:
         """Staying children that can be sent work (their socket is open on our side)."""
         return [c for c in self.staying_children() if c.writer is not None]
 
-    def cancel_running(self, job_id: int, attempt: int | None = None) -> None:
-        """Stop a running job someone cancelled, if one of our children runs it: set its
-        cooperative flag (an async job's task is cancelled), and kill the child after the kill
-        grace unless the job ends by then. One run beside others kills it only then.
-
-        A cancel no child can act on yet waits, looked at again at every tick of the watch for
-        a lease's time: the request may come before its job's claim is back from the database
-        (the cancel's NOTIFY read during that very claim), or while a main thread's job
-        waits behind another in its child's batch. Not acted on then, it waited for a lease
-        renewal, which reports cancel requests too."""
-        if not self._cancel_held(job_id, attempt):
-            give_up = time.monotonic() + self.config.lease_seconds
-            self.cancels_waiting[job_id] = (attempt, give_up)
-
-    def _cancel_waiting(self, now: float) -> None:
-        for job_id, (attempt, give_up) in list(self.cancels_waiting.items()):
-            if now >= give_up or self._cancel_held(job_id, attempt):
-                del self.cancels_waiting[job_id]
-
-    def _cancel_held(self, job_id: int, attempt: int | None) -> bool:
-        """Cancel the job if a child of ours runs it; whether one did (or is being killed)."""
-        for child in self.children.values():
-            job = child.held(job_id)
-            if job is None or (attempt is not None and job.attempt != attempt):
-                continue
-            if job.id in child.beside:
-                self.slots.set_entry_cancel(child.slot, job.id, job.attempt)
-                self.talk.send(child, (protocol.CANCEL, job.id, job.attempt))
-                child.cancel_by[job.id] = time.monotonic() + self.config.kill_grace_seconds
-                return True
-            if child.kill is not None:
-                return True
-            if not self.slots.set_cancel(child.slot, job_id):
-                return False  # waiting behind another job in its child
-            self.kill_child(child, "cancelled", "cancelled while running", job, final=True)
-            return True
-        return False
+    def _stop_cancelled(self, child: Child, job: ClaimedJob) -> None:
+        self.kill_child(child, "cancelled", "cancelled while running", job, final=True)
 
     def busy(self) -> tuple[int, int]:
         """Children running at least one job now, and the jobs they run (their main threads'
