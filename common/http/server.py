@@ -11,7 +11,7 @@ import errno
 import os
 import signal
 import socket
-from typing import Any
+from typing import Any, Literal
 
 from jobfleet import collector, processes
 from jobfleet.log import get_logger
@@ -66,6 +66,7 @@ def serve(sock: socket.socket, url: str, config: Settings, role: str) -> None:
             log_level="warning",
             access_log=False,
             lifespan="on",
+            loop=event_loop(),
             timeout_graceful_shutdown=5,
             log_config=None,  # ours (structured) stays in charge
         )
@@ -75,12 +76,25 @@ def serve(sock: socket.socket, url: str, config: Settings, role: str) -> None:
     _server = server
     if stop_asked:  # during the start, before uvicorn listened for signals: serve nothing
         server.should_exit = True
-    log.info("http serving", extra={"role": role, "host": host, "port": port})
+    log.info(
+        "http serving",
+        extra={"role": role, "host": host, "port": port, "loop": server.config.loop},
+    )
     server.run(sockets=[sock])
     log.info("http stopped", extra={"role": role, "host": host, "port": port})
 
 
 stop_asked = False
+
+
+def event_loop() -> Literal["uvloop", "asyncio"]:
+    """uvloop where it is installed (a dependency wherever it has wheels), else asyncio's
+    own: said in the "http serving" log line, so a figure can be told by its loop."""
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return "asyncio"
+    return "uvloop"
 
 
 def stop_on_signal() -> None:
