@@ -78,13 +78,8 @@ class Control:
         self.tally = lanes.tally
         self.gauges_wanted = gauges_wanted  # someone can scrape this node's /metrics
         # raw_json: the control connection claims jobs too, as the lanes do.
-        # Its claims hold rows like a lane's; its maintenance may take a statement's time.
         self.db = ManagedConnection(
-            "control",
-            url,
-            self.config,
-            raw_json=True,
-            transaction_seconds=max(config.lease_seconds, config.statement_timeout_seconds),
+            "control", url, self.config, raw_json=True, bounded_transactions=True
         )
         self.heartbeat = Heartbeat(node)
         # Leases younger than a quarter of a renewal interval are left alone (renew_leases):

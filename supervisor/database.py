@@ -45,7 +45,7 @@ class ManagedConnection:
         *,
         raw_json: bool = False,
         on_notify: Callable[[psycopg.Notify], None] | None = None,
-        transaction_seconds: float | None = None,
+        bounded_transactions: bool = False,
     ) -> None:
         self.name = name
         self.url = url
@@ -53,11 +53,11 @@ class ManagedConnection:
         self.raw_json = raw_json  # jsonb as text: payloads pass through the supervisor undecoded
         # Called with each notification as it is read, during a statement or by `receive`.
         self.on_notify = on_notify
-        # The server ends a transaction of this connection that lasts longer (PostgreSQL 17 and
-        # later): a node paused between a pipeline's statements and its Sync holds the rows
-        # they locked with no statement running and not idle, where neither of the other
-        # timeouts reaches, and the lease reaper passes locked rows over.
-        self.transaction_seconds = transaction_seconds
+        # The server ends a transaction of this connection that outlives transaction_bound()
+        # (PostgreSQL 17 and later): a node paused between a pipeline's statements and its
+        # Sync holds the rows they locked with no statement running and not idle, where
+        # neither of the other timeouts reaches, and the lease reaper passes locked rows over.
+        self.transaction_seconds = transaction_bound(config) if bounded_transactions else None
         self.conn: psycopg.AsyncConnection[Any] | None = None
         self.down_since: float | None = None
         self.retry_at = 0.0
@@ -110,8 +110,15 @@ class ManagedConnection:
                 conn = await psycopg.AsyncConnection.connect(
                     self.url, autocommit=True, **connection_options(self.config)
                 )
+        except (psycopg.Error, TimeoutError, OSError) as exc:
+            await self._drop(exc)
+            raise DatabaseDown(str(exc)) from exc
+        try:
+            async with asyncio.timeout(self.bound):
                 await bound_transactions(conn, self.transaction_seconds)
         except (psycopg.Error, TimeoutError, OSError) as exc:
+            with contextlib.suppress(Exception):  # not kept: close it now, not at collection
+                await conn.close()
             await self._drop(exc)
             raise DatabaseDown(str(exc)) from exc
         if self.raw_json:
@@ -157,6 +164,16 @@ class ManagedConnection:
 
 
 TRANSACTION_TIMEOUT_SINCE = 170000  # the first server version with transaction_timeout
+# PostgreSQL leaves statement_timeout unarmed when transaction_timeout is not longer: a slow
+# statement would then end the session (the leader's lock, the LISTEN, an outcome batch's
+# halving on a refused statement) where it was cancelled on its own.
+STATEMENT_MARGIN_SECONDS = 1.0
+
+
+def transaction_bound(config: Settings) -> float:
+    """How long a transaction of the supervisor's own connections may last: the lease (its
+    jobs are up for reaping after it), and always longer than one statement may run."""
+    return max(config.lease_seconds, config.statement_timeout_seconds + STATEMENT_MARGIN_SECONDS)
 
 
 async def bound_transactions(conn: psycopg.AsyncConnection[Any], seconds: float | None) -> None:

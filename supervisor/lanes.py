@@ -89,14 +89,8 @@ class Lanes:
         self.on_change = on_change
         self.on_burst_done = on_burst_done
         self.dbs = [
-            # A lane's transactions are one pipeline of claims and fenced writes by key: one
-            # that outlives the lease is a node paused in it, holding rows the reaper needs.
             ManagedConnection(
-                f"lane-{n + 1}",
-                url,
-                config,
-                raw_json=True,
-                transaction_seconds=config.lease_seconds,
+                f"lane-{n + 1}", url, config, raw_json=True, bounded_transactions=True
             )
             for n in range(LANES)
         ]

@@ -103,9 +103,8 @@ def test_a_wait_on_the_socket_ends_when_its_future_is_resolved_by_another_hand(
         ready.set_result(None)
         await asyncio.wait_for(waiting, 30)
         await asyncio.wait_for(socket_ready(listener.pgconn.socket, 60, ready=ready), 30)
-        # The socket is no longer watched: a reader added now is the only one.
-        loop.add_reader(listener.pgconn.socket, lambda: None)
-        watched_again = loop.remove_reader(listener.pgconn.socket)
+        # The socket is no longer watched: no reader is left to remove.
+        watched_again = not loop.remove_reader(listener.pgconn.socket)
         await db.close()
         return early, waiting.done(), watched_again
 

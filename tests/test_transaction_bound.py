@@ -2,22 +2,42 @@
 PostgreSQL 17 and later): a node that stops between a pipeline's statements and its Sync
 holds the rows they locked with no statement running and no idle transaction, where neither
 statement_timeout nor idle_in_transaction_session_timeout reach; the lease reaper passes
-locked rows over, so they would wait for the node to come back."""
+locked rows over, so they would wait for the node to come back. The bound stays longer than
+a statement's, which PostgreSQL would otherwise leave unarmed."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import psycopg
+import pytest
 
 import jobfleet
-from jobfleet.settings import settings
-from jobfleet.supervisor.database import TRANSACTION_TIMEOUT_SINCE, DatabaseDown, ManagedConnection
+from jobfleet.settings import Settings, settings
+from jobfleet.supervisor.database import (
+    TRANSACTION_TIMEOUT_SINCE,
+    DatabaseDown,
+    ManagedConnection,
+    StatementError,
+    transaction_bound,
+)
 
-BOUND_SECONDS = 1.5
+T = TypeVar("T")
 DEADLINE_SECONDS = 30.0
+
+
+def configured(lease: float, statement: float) -> Settings:
+    return dataclasses.replace(settings(), lease_seconds=lease, statement_timeout_seconds=statement)
+
+
+def test_the_bound_is_the_lease_and_always_longer_than_a_statement() -> None:
+    assert transaction_bound(configured(60, 30)) == 60
+    assert transaction_bound(configured(30, 30)) == 31  # the defaults: the statement's + 1 s
+    assert transaction_bound(configured(3, 2)) == 3  # the drill's
 
 
 def locked(conn: psycopg.Connection[Any], job_id: int) -> bool:
@@ -28,7 +48,7 @@ def locked(conn: psycopg.Connection[Any], job_id: int) -> bool:
     return not free
 
 
-async def until(check: Any, want: bool) -> float:
+async def until(check: Callable[[], bool], want: bool) -> float:
     """Seconds until check() reads `want`; fails past the deadline."""
     start = time.monotonic()
     while check() != want:
@@ -37,54 +57,77 @@ async def until(check: Any, want: bool) -> float:
     return time.monotonic() - start
 
 
+def on_bounded(
+    db_url: str, config: Settings, work: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]
+) -> tuple[T | None, str, bool]:
+    """`work` on a connection made as the supervisor makes its own; its result, how the
+    run ended ("done" or the error), and whether the connection was still there after."""
+
+    async def scenario() -> tuple[T | None, str, bool]:
+        db = ManagedConnection("lane-test", db_url, config, bounded_transactions=True)
+        result, ended = None, "done"
+        try:
+            result = await db.run(work)
+        except (DatabaseDown, StatementError) as exc:
+            ended = f"{type(exc).__name__}: {exc}"
+        try:
+            return result, ended, db.connected
+        finally:
+            await db.close()
+
+    return asyncio.run(scenario())
+
+
 def test_a_pipeline_left_without_its_sync_lets_go_of_its_rows(
     conn: psycopg.Connection[Any], db_url: str
 ) -> None:
     conn.autocommit = True
     (job_id,) = jobfleet.enqueue_many(conn, "echo", [{"n": 1}])
-    if conn.info.server_version < TRANSACTION_TIMEOUT_SINCE:
-        # No transaction_timeout there: the connection is made without it, and works.
-        async def older() -> int:
-            db = ManagedConnection("lane-test", db_url, settings(), transaction_seconds=1.5)
-            try:
+    config = configured(lease=1.5, statement=0.5)  # a bound of 1.5 s
+    newer = conn.info.server_version >= TRANSACTION_TIMEOUT_SINCE
+    freed_after = 0.0
 
-                async def one(c: psycopg.AsyncConnection[Any]) -> int:
-                    return (await (await c.execute("SELECT 1")).fetchall())[0][0]
+    async def stall(c: psycopg.AsyncConnection[Any]) -> str:
+        nonlocal freed_after
+        setting = (await (await c.execute("SHOW transaction_timeout")).fetchall())[0][0]
+        async with c.pipeline():
+            # Sent and run at once; its Sync goes only when the block ends, as a node
+            # stopped by SIGSTOP right after a write's statements would leave it.
+            await c.execute("UPDATE jobs SET priority = priority + 1 WHERE id = %s", (job_id,))
+            await until(lambda: locked(conn, job_id), True)
+            freed_after = await until(lambda: locked(conn, job_id), False)
+        return str(setting)
 
-                return await db.run(one)
-            finally:
-                await db.close()
+    async def older(c: psycopg.AsyncConnection[Any]) -> int:
+        return int((await (await c.execute("SELECT 1")).fetchall())[0][0])
 
-        assert asyncio.run(older()) == 1
+    if not newer:  # no transaction_timeout there: made without it, the connection works
+        assert on_bounded(db_url, config, older) == (1, "done", True)
         return
-
-    async def scenario() -> tuple[str, float, str]:
-        db = ManagedConnection("lane-test", db_url, settings(), transaction_seconds=BOUND_SECONDS)
-        setting, freed_after = "", 0.0
-
-        async def stall(c: psycopg.AsyncConnection[Any]) -> None:
-            nonlocal setting, freed_after
-            setting = (await (await c.execute("SHOW transaction_timeout")).fetchall())[0][0]
-            async with c.pipeline():
-                # Sent and run at once; its Sync goes only when the block ends, as a node
-                # stopped by SIGSTOP right after a write's statements would leave it.
-                await c.execute("UPDATE jobs SET priority = priority + 1 WHERE id = %s", (job_id,))
-                await until(lambda: locked(conn, job_id), True)
-                freed_after = await until(lambda: locked(conn, job_id), False)
-
-        try:
-            await db.run(stall)
-            ended = "committed"
-        except DatabaseDown as exc:
-            ended = str(exc)
-        finally:
-            await db.close()
-        return setting, freed_after, ended
-
-    setting, freed_after, ended = asyncio.run(scenario())
-    assert setting == "1500ms"
-    # Let go by the server's bound (not sooner: no other cause), the session ended with it.
-    assert BOUND_SECONDS / 2 < freed_after < DEADLINE_SECONDS
-    assert ended != "committed" and "server closed the connection" in ended, ended
-    # The server ended the transaction: the statement sent before the stop never committed.
+    setting, ended, connected = on_bounded(db_url, config, stall)
+    # Let go by the server's bound (not sooner: no other cause), the session ended with it
+    # (and the statement sent before the stop never committed).
+    assert setting is None and 0.75 < freed_after < DEADLINE_SECONDS
+    assert ended.startswith("DatabaseDown") and not connected, ended
     assert conn.execute("SELECT priority FROM jobs WHERE id = %s", (job_id,)).fetchone() == (0,)
+    # A new connection is made for the next call, bounded as the first.
+    shown, _, _ = on_bounded(db_url, config, show_transaction_timeout)
+    assert shown == "1500ms"
+
+
+async def show_transaction_timeout(c: psycopg.AsyncConnection[Any]) -> str:
+    return str((await (await c.execute("SHOW transaction_timeout")).fetchall())[0][0])
+
+
+@pytest.mark.parametrize("lease", [0.6, 1.0])
+def test_a_slow_statement_meets_its_own_timeout_first(db_url: str, lease: float) -> None:
+    """With the lease as long as a statement may run, or shorter: the statement is cancelled
+    by statement_timeout, as before, not the session ended by the transaction's bound
+    (PostgreSQL leaves statement_timeout unarmed under a transaction_timeout not longer)."""
+    config = configured(lease=lease, statement=1.0)
+
+    async def slow(c: psycopg.AsyncConnection[Any]) -> None:
+        await c.execute("SELECT pg_sleep(3)")
+
+    _, ended, _ = on_bounded(db_url, config, slow)
+    assert "canceling statement due to statement timeout" in ended, ended

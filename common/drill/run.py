@@ -37,6 +37,9 @@ REAPER_INTERVAL_SECONDS = 0.5
 GRACE_SECONDS = 10.0
 NODE_SETTINGS = {
     "JOBFLEET_LEASE_SECONDS": str(LEASE_SECONDS),
+    # A statement's bound a second under the lease: the server then ends a node's
+    # transaction within the lease too (transaction_bound), one a pause left open included.
+    "JOBFLEET_STATEMENT_TIMEOUT_SECONDS": str(LEASE_SECONDS - 1),
     "JOBFLEET_REAPER_INTERVAL_SECONDS": str(REAPER_INTERVAL_SECONDS),
     "JOBFLEET_NODE_HEARTBEAT_SECONDS": "0.5",
     "JOBFLEET_KILL_GRACE_SECONDS": "0.5",
