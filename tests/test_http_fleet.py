@@ -17,6 +17,7 @@ from typing import Any
 
 import psycopg
 
+import jobfleet
 from jobfleet import processes
 from jobfleet.http.server import free_port
 from tests.conftest import Cli, scalar, wait_until
@@ -305,3 +306,29 @@ def test_the_api_alone_serves_jobs_without_workers(cli: Cli, conn: psycopg.Conne
     assert "http serving" in stderr and "http stopped" in stderr, stderr  # says when it stops
     # On uvloop, a dependency: the loop the bench measures is the one a user's install runs.
     assert "loop=uvloop" in stderr, stderr
+
+
+def test_a_worker_recycled_after_its_jobs_counts_as_a_restart_for_that_reason(
+    conn: psycopg.Connection[Any], fleet: Any
+) -> None:
+    """Why a worker left on its own is read from its slot (worker/slots.py), whatever became
+    of its goodbye on the socket: counted under a bounded reason, never as a crash."""
+    port = free_port()
+    env = {**FAST, "JOBFLEET_MAX_JOBS_PER_CHILD": "2"}
+    fleet("recycler", "--workers", "1", "--http-port", str(port), env=env)
+    base = f"http://127.0.0.1:{port}"
+    wait_until(lambda: answers(f"{base}/healthz"), what="the HTTP child to answer")
+    jobfleet.enqueue_many(conn, "noop", list(range(6)))
+    restarts = 'jobfleet_child_restarts_total{node="recycler",reason="max_jobs"}'
+
+    def counted() -> float:
+        for line in call("GET", f"{base}/metrics")[1].splitlines():
+            if line.startswith(restarts + " "):
+                return float(line.split()[-1])
+        return 0.0
+
+    wait_until(lambda: counted() >= 2, what="two workers recycled after their jobs")
+    text = call("GET", f"{base}/metrics")[1]
+    assert 'jobfleet_child_crashes_total{node="recycler"} 0.0' in text, text
+    assert 'reason="crashed"' not in text
+    assert not [line for line in text.splitlines() if "recycled after" in line]
