@@ -78,9 +78,7 @@ class Control:
         self.tally = lanes.tally
         self.gauges_wanted = gauges_wanted  # someone can scrape this node's /metrics
         # raw_json: the control connection claims jobs too, as the lanes do.
-        self.db = ManagedConnection(
-            "control", url, self.config, raw_json=True, bounded_transactions=True
-        )
+        self.db = ManagedConnection("control", url, self.config, raw_json=True)
         self.heartbeat = Heartbeat(node)
         # Leases younger than a quarter of a renewal interval are left alone (renew_leases):
         # the job claimed moments ago. Renewed at most 1.25 intervals old, a lease keeps at

@@ -45,7 +45,6 @@ class ManagedConnection:
         *,
         raw_json: bool = False,
         on_notify: Callable[[psycopg.Notify], None] | None = None,
-        bounded_transactions: bool = False,
     ) -> None:
         self.name = name
         self.url = url
@@ -57,7 +56,7 @@ class ManagedConnection:
         # (PostgreSQL 17 and later): a node paused between a pipeline's statements and its
         # Sync holds the rows they locked with no statement running and not idle, where
         # neither of the other timeouts reaches, and the lease reaper passes locked rows over.
-        self.transaction_seconds = transaction_bound(config) if bounded_transactions else None
+        self.transaction_seconds = transaction_bound(config)
         self.conn: psycopg.AsyncConnection[Any] | None = None
         self.down_since: float | None = None
         self.retry_at = 0.0
@@ -105,20 +104,18 @@ class ManagedConnection:
         now = time.monotonic()
         if now < self.retry_at:
             raise DatabaseDown(f"{self.name}: waiting {self.retry_at - now:.1f} s to reconnect")
+        conn = None
         try:
             async with asyncio.timeout(self.config.connect_timeout_seconds + 1):
                 conn = await psycopg.AsyncConnection.connect(
                     self.url, autocommit=True, **connection_options(self.config)
                 )
-        except (psycopg.Error, TimeoutError, OSError) as exc:
-            await self._drop(exc)
-            raise DatabaseDown(str(exc)) from exc
-        try:
             async with asyncio.timeout(self.bound):
                 await bound_transactions(conn, self.transaction_seconds)
         except (psycopg.Error, TimeoutError, OSError) as exc:
-            with contextlib.suppress(Exception):  # not kept: close it now, not at collection
-                await conn.close()
+            if conn is not None:  # not kept: close it now, not at collection
+                with contextlib.suppress(Exception):
+                    await conn.close()
             await self._drop(exc)
             raise DatabaseDown(str(exc)) from exc
         if self.raw_json:
@@ -176,10 +173,10 @@ def transaction_bound(config: Settings) -> float:
     return max(config.lease_seconds, config.statement_timeout_seconds + STATEMENT_MARGIN_SECONDS)
 
 
-async def bound_transactions(conn: psycopg.AsyncConnection[Any], seconds: float | None) -> None:
+async def bound_transactions(conn: psycopg.AsyncConnection[Any], seconds: float) -> None:
     """Set the session's transaction_timeout where the server has it (not in the startup
     options: an older server refuses a setting it does not know, and the connection)."""
-    if seconds is not None and conn.info.server_version >= TRANSACTION_TIMEOUT_SINCE:
+    if conn.info.server_version >= TRANSACTION_TIMEOUT_SINCE:
         await conn.execute(
             sql("set_transaction_timeout"), {"ms": str(max(1, round(seconds * 1000)))}
         )

@@ -89,10 +89,7 @@ class Lanes:
         self.on_change = on_change
         self.on_burst_done = on_burst_done
         self.dbs = [
-            ManagedConnection(
-                f"lane-{n + 1}", url, config, raw_json=True, bounded_transactions=True
-            )
-            for n in range(LANES)
+            ManagedConnection(f"lane-{n + 1}", url, config, raw_json=True) for n in range(LANES)
         ]
         self.flushing = 0  # writes in flight (more than one: see WRITE_BESIDE_MIN)
         self.queue_dry = False  # the last claims left nothing ready behind (claims.ran_dry)

@@ -64,7 +64,7 @@ def on_bounded(
     run ended ("done" or the error), and whether the connection was still there after."""
 
     async def scenario() -> tuple[T | None, str, bool]:
-        db = ManagedConnection("lane-test", db_url, config, bounded_transactions=True)
+        db = ManagedConnection("lane-test", db_url, config)
         result, ended = None, "done"
         try:
             result = await db.run(work)

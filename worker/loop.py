@@ -122,7 +122,7 @@ class ChildLoop:
                 if message[0] == protocol.JOBS:
                     self._run_batch(message[1])
                 if self.stop_requested or self.slots.draining(self.index):
-                    self._leave("drained", "drained")
+                    self._leave("drained")
                     break
                 recycle = self._recycle_reason()
                 if recycle:
@@ -188,13 +188,14 @@ class ChildLoop:
             inbox.put(exc)
         inbox.put(None)
 
-    def _leave(self, reason: str, detail: str) -> None:
+    def _leave(self, reason: str, detail: str | None = None) -> None:
         """Let every job started beside the main thread end, then say goodbye: `reason`
-        (one of slots.LEAVING_REASONS) in the slot, `detail` for the supervisor's log."""
+        (one of slots.LEAVING_REASONS) in the slot, `detail` (else the reason) for the
+        supervisor's log."""
         if self.beside is not None:
             self.beside.drain()
         self.slots.set_leaving(self.index, reason)
-        self._send((protocol.BYE, detail))
+        self._send((protocol.BYE, detail or reason))
 
     def _run_stop_hooks(self) -> None:
         for hook in stop_hooks():
